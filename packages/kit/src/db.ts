@@ -1,0 +1,159 @@
+// One database interface over embedded PGlite (the default: nothing to install) and a real
+// PostgreSQL server through `pg` (when DATABASE_URL is set). Services write plain SQL against it.
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+/** Anything that runs SQL: the database itself or an open transaction. */
+export interface Queryable {
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'pglite' | 'postgres';
+  /** Runs `fn` inside BEGIN/COMMIT; any throw rolls back. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+
+/** BIGINT columns (money in msat, counters) come back as JS numbers; outside the safe range is a bug. */
+export function parseInt8(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value)) throw new Error(`BIGINT ${text} is outside the safe integer range`);
+  return value;
+}
+
+export interface OpenDbOptions {
+  /** postgres://... to use a PostgreSQL server; otherwise PGlite. */
+  url?: string | undefined;
+  /** Folder for PGlite's files; `memory://` or undefined keeps it in memory. */
+  dataDir?: string | undefined;
+  /** Pool size for PostgreSQL. */
+  maxConnections?: number;
+}
+
+export async function openDb(options: OpenDbOptions): Promise<Db> {
+  if (options.url) return openPostgres(options.url, options.maxConnections ?? 10);
+  return openPglite(options.dataDir);
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Db> {
+  if (dataDir && !dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
+  const lite = await PGlite.create(dataDir ?? 'memory://', { parsers: { [INT8_OID]: parseInt8 } });
+  // PGlite has one backend: its transaction() already serialises callers.
+  return {
+    kind: 'pglite',
+    async query<Row>(sql: string, params?: unknown[]) {
+      const result = await lite.query<Row>(sql, params as unknown[]);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+    transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+      return lite.transaction(async (tx) =>
+        fn({
+          async query<Row>(sql: string, params?: unknown[]) {
+            const result = await tx.query<Row>(sql, params as unknown[]);
+            return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+          },
+        }),
+      );
+    },
+    async close() {
+      await lite.close();
+    },
+  };
+}
+
+async function openPostgres(url: string, maxConnections: number): Promise<Db> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: maxConnections,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  // Fail at start, not on the first request, when the server is unreachable.
+  const probe = await pool.connect();
+  probe.release();
+  const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
+    async query<Row>(sql: string, params?: unknown[]) {
+      const result = await client.query(sql, params);
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+    },
+  });
+  return {
+    kind: 'postgres',
+    ...wrap(pool),
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const value = await fn(wrap(client));
+        await client.query('COMMIT');
+        return value;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+export interface Migration {
+  /** Increasing integer; never reuse or edit an applied one. */
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Applies the migrations of one service in order, each in its own transaction, recording them in
+ * `schema_migrations`. Safe to call on every start; concurrent starters are serialised by a lock.
+ */
+export async function migrate(db: Db, service: string, migrations: readonly Migration[]): Promise<number[]> {
+  await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    service TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (service, version))`);
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  const applied: number[] = [];
+  for (const migration of ordered) {
+    const done = await db.transaction(async (tx) => {
+      // Advisory lock so two replicas starting together do not both apply a migration.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [service]);
+      const seen = await tx.query('SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2', [
+        service,
+        migration.version,
+      ]);
+      if (seen.rows.length > 0) return false;
+      for (const statement of splitStatements(migration.sql)) await tx.query(statement);
+      await tx.query('INSERT INTO schema_migrations (service, version, name) VALUES ($1, $2, $3)', [
+        service,
+        migration.version,
+        migration.name,
+      ]);
+      return true;
+    });
+    if (done) applied.push(migration.version);
+  }
+  return applied;
+}
+
+/** Splits a migration on `;` at line ends; migrations keep one statement per `;`-terminated block. */
+function splitStatements(sql: string): string[] {
+  return sql
+    .split(/;\s*\n/)
+    .map((s) => s.trim().replace(/;$/, ''))
+    .filter((s) => s.length > 0);
+}
