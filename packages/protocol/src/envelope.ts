@@ -1,0 +1,184 @@
+// Envelopes are NIP-01 events. createEnvelope signs a payload for an audience; verifyEnvelope runs
+// the checks of docs/protocol.md in order, cheapest first, and records the id in the replay store
+// only after the signature holds (so forged ids cannot poison it).
+import type { z } from 'zod';
+import { eventHash, finalizeEvent, type SignedEvent, verifyEventSignature } from './crypto';
+import { isPayloadKind, PAYLOAD_SCHEMAS, type PayloadKind, type PayloadOf } from './payloads';
+import type { ReasonCode } from './reasons';
+import type { ReplayStore } from './replay';
+
+export type Envelope = SignedEvent;
+
+export const ENVELOPE_DEFAULTS = {
+  maxBytes: 256 * 1024,
+  windowS: 120,
+  expiresInS: 120,
+  maxTags: 32,
+  maxTagValues: 8,
+  maxTagValueChars: 1024,
+} as const;
+
+export interface CreateOptions {
+  /** Receiver public key (hex); becomes the `p` tag. Omit only for public broadcasts. */
+  audience?: string | undefined;
+  /** NIP-40 expiration, seconds from now. 0 = no expiration tag. */
+  expiresInS?: number;
+  /** Request ids this message refers to (`r` tags). */
+  refs?: string[];
+  /** Extra tags, e.g. `['d', model]` for addressable kinds. */
+  tags?: string[][];
+  /** Override the clock (seconds). */
+  nowS?: number;
+}
+
+export function createEnvelope<K extends PayloadKind>(
+  kind: K,
+  payload: PayloadOf<K>,
+  options: CreateOptions,
+  secretKey: Uint8Array,
+): Envelope {
+  const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
+  const tags: string[][] = [];
+  if (options.audience) tags.push(['p', options.audience]);
+  const expiresInS = options.expiresInS ?? ENVELOPE_DEFAULTS.expiresInS;
+  if (expiresInS > 0) tags.push(['expiration', String(nowS + expiresInS)]);
+  for (const ref of options.refs ?? []) tags.push(['r', ref]);
+  for (const tag of options.tags ?? []) tags.push(tag);
+  // Validate what we sign: a malformed payload is a bug on our side, caught before it leaves.
+  const checked = (PAYLOAD_SCHEMAS[kind] as z.ZodType).parse(payload);
+  return finalizeEvent({ kind, created_at: nowS, tags, content: JSON.stringify(checked) }, secretKey);
+}
+
+export interface VerifyOptions<K extends PayloadKind> {
+  /** My public key: the `p` tag must name it. `null` accepts broadcasts (no audience check). */
+  me: string | null;
+  /** Kinds this endpoint accepts. */
+  kinds: readonly K[];
+  replayStore?: ReplayStore | undefined;
+  nowS?: number;
+  windowS?: number;
+  maxBytes?: number;
+}
+
+export type VerifyResult<K extends PayloadKind> =
+  | { ok: true; envelope: Envelope; kind: K; payload: PayloadOf<K> }
+  | { ok: false; code: ReasonCode; detail: string };
+
+const fail = (code: ReasonCode, detail: string) => ({ ok: false as const, code, detail });
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX128 = /^[0-9a-f]{128}$/;
+
+/**
+ * Verifies an envelope given as raw JSON text (preferred: size is checked before parsing) or as an
+ * already-parsed value. Order: size, JSON, shape, kind, created_at window, audience, expiration,
+ * payload schema, id, signature, then replay.
+ */
+export async function verifyEnvelope<K extends PayloadKind>(
+  raw: string | unknown,
+  options: VerifyOptions<K>,
+): Promise<VerifyResult<K>> {
+  const maxBytes = options.maxBytes ?? ENVELOPE_DEFAULTS.maxBytes;
+  const windowS = options.windowS ?? ENVELOPE_DEFAULTS.windowS;
+  const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
+
+  let value: unknown = raw;
+  if (typeof raw === 'string') {
+    if (Buffer.byteLength(raw, 'utf8') > maxBytes)
+      return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      return fail('BAD_JSON', 'not JSON');
+    }
+  } else if (JSON.stringify(raw ?? null).length > maxBytes) {
+    return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
+  }
+
+  const shapeProblem = checkShape(value);
+  if (shapeProblem) return fail('BAD_SHAPE', shapeProblem);
+  const event = value as Envelope;
+
+  if (!(options.kinds as readonly number[]).includes(event.kind) || !isPayloadKind(event.kind)) {
+    return fail('UNKNOWN_KIND', `kind ${event.kind} not accepted here`);
+  }
+  if (Math.abs(nowS - event.created_at) > windowS) {
+    return fail('STALE', `created_at ${event.created_at} is more than ${windowS}s from now (${nowS})`);
+  }
+  if (options.me !== null) {
+    const audience = event.tags.filter((t) => t[0] === 'p').map((t) => t[1]);
+    if (audience.length !== 1 || audience[0] !== options.me)
+      return fail('WRONG_AUDIENCE', 'p tag does not name me');
+  }
+  const expirationTag = event.tags.find((t) => t[0] === 'expiration');
+  if (expirationTag) {
+    const expiresAtS = Number(expirationTag[1]);
+    if (!Number.isSafeInteger(expiresAtS)) return fail('BAD_SHAPE', 'expiration tag is not an integer');
+    if (nowS >= expiresAtS) return fail('EXPIRED', `expired at ${expiresAtS}`);
+  }
+
+  let content: unknown;
+  try {
+    content = JSON.parse(event.content);
+  } catch {
+    return fail('BAD_PAYLOAD', 'content is not JSON');
+  }
+  const parsed = (PAYLOAD_SCHEMAS[event.kind as K] as z.ZodType).safeParse(content);
+  if (!parsed.success) return fail('BAD_PAYLOAD', summarizeZodError(parsed.error));
+
+  if (eventHash(event) !== event.id) return fail('BAD_ID', 'id is not sha256 of the serialized event');
+  // Verify a fresh copy: some libraries cache verdicts on the object.
+  if (!verifyEventSignature({ ...event })) return fail('BAD_SIGNATURE', 'signature does not verify');
+
+  if (options.replayStore) {
+    // After created_at + window the id is refused as STALE anyway, so that is all we must remember.
+    const fresh = await options.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1);
+    if (!fresh) return fail('REPLAYED', `id ${event.id} was seen before`);
+  }
+  return { ok: true, envelope: event, kind: event.kind as K, payload: parsed.data as PayloadOf<K> };
+}
+
+function checkShape(value: unknown): string | null {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not an object';
+  const e = value as Record<string, unknown>;
+  if (typeof e.id !== 'string' || !HEX64.test(e.id)) return 'id must be 64 hex';
+  if (typeof e.pubkey !== 'string' || !HEX64.test(e.pubkey)) return 'pubkey must be 64 hex';
+  if (typeof e.sig !== 'string' || !HEX128.test(e.sig)) return 'sig must be 128 hex';
+  if (typeof e.kind !== 'number' || !Number.isInteger(e.kind) || e.kind < 0 || e.kind > 65535)
+    return 'bad kind';
+  if (typeof e.created_at !== 'number' || !Number.isSafeInteger(e.created_at) || e.created_at < 0) {
+    return 'bad created_at';
+  }
+  if (typeof e.content !== 'string') return 'content must be a string';
+  if (!Array.isArray(e.tags) || e.tags.length > ENVELOPE_DEFAULTS.maxTags)
+    return 'tags must be a short array';
+  for (const tag of e.tags) {
+    if (!Array.isArray(tag) || tag.length === 0 || tag.length > ENVELOPE_DEFAULTS.maxTagValues)
+      return 'bad tag';
+    for (const part of tag) {
+      if (typeof part !== 'string' || part.length > ENVELOPE_DEFAULTS.maxTagValueChars)
+        return 'bad tag value';
+    }
+  }
+  return null;
+}
+
+export function summarizeZodError(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** The first value of the first tag named `name`. */
+export function tagValue(envelope: Envelope, name: string): string | undefined {
+  return envelope.tags.find((t) => t[0] === name)?.[1];
+}
+
+/** Envelopes travel in headers base64url-encoded. */
+export function encodeEnvelopeHeader(envelope: Envelope): string {
+  return Buffer.from(JSON.stringify(envelope), 'utf8').toString('base64url');
+}
+
+export function decodeEnvelopeHeader(value: string): string {
+  return Buffer.from(value, 'base64url').toString('utf8');
+}
