@@ -76,7 +76,9 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
     max: maxConnections,
     types: {
       getTypeParser: ((oid: number, format?: string) =>
-        oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+        oid === INT8_OID
+          ? parseInt8
+          : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
   // Fail at start, not on the first request, when the server is unreachable.
