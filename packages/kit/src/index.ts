@@ -3,3 +3,4 @@ export * from './db';
 export * from './http';
 export * from './metrics';
 export * from './replay-store';
+export * from './keyfile';

@@ -1,0 +1,147 @@
+// `fedai doctor`: finds what stops a local network from working, and says how to fix each thing.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { keyFileProblem, openDb } from '@fed-ai/kit';
+import { dataDir, readDevnet } from '../devnet-file';
+import { EXIT, green, printJson, red, yellow } from '../output';
+
+export interface Finding {
+  check: string;
+  ok: boolean;
+  detail: string;
+  fix?: string;
+}
+
+export async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Promise<Finding[]> {
+  const dir = options.dir ?? dataDir();
+  const findings: Finding[] = [];
+  const add = (f: Finding) => findings.push(f);
+
+  const major = Number(process.versions.node.split('.')[0]);
+  add({
+    check: 'node version',
+    ok: major >= 20,
+    detail: `Node ${process.versions.node}`,
+    ...(major >= 20 ? {} : { fix: 'install Node 20 or newer' }),
+  });
+
+  const devnet = readDevnet(dir);
+  const ports = options.ports ?? [7447, 7000, 7101, 7102];
+  for (const port of ports) {
+    const free = await portFree(port);
+    const ours = devnet !== null && JSON.stringify(devnet).includes(`:${port}`);
+    add({
+      check: `port ${port}`,
+      ok: free || ours,
+      detail: free ? 'free' : ours ? 'in use by the running fed-ai network' : 'in use by another program',
+      ...(free || ours
+        ? {}
+        : {
+            fix: `stop what listens on ${port} (ss -ltnp 'sport = :${port}'), or let fedai up pick another port`,
+          }),
+    });
+  }
+
+  if (existsSync(dir)) {
+    for (const name of readdirSync(dir).filter((f) => f.endsWith('.key'))) {
+      const path = resolve(dir, name);
+      const problem = keyFileProblem(path);
+      add({
+        check: `key file ${name}`,
+        ok: !problem,
+        detail: problem?.message ?? 'mode 0600, valid key',
+        ...(problem ? { fix: problem.fix } : {}),
+      });
+    }
+  }
+
+  try {
+    const db = await openDb(process.env.DATABASE_URL ? { url: process.env.DATABASE_URL } : {});
+    await db.query('SELECT 1');
+    await db.close();
+    add({
+      check: 'database',
+      ok: true,
+      detail: process.env.DATABASE_URL ? 'PostgreSQL reachable' : 'embedded PGlite works',
+    });
+  } catch (error) {
+    add({
+      check: 'database',
+      ok: false,
+      detail: error instanceof Error ? error.message : String(error),
+      fix: process.env.DATABASE_URL
+        ? 'check DATABASE_URL and that PostgreSQL runs'
+        : 'reinstall dependencies: pnpm install',
+    });
+  }
+
+  if (devnet) {
+    const relayHttp = devnet.relay_url.replace(/^ws/, 'http');
+    for (const [name, url] of [
+      ['router', `${devnet.router_url}/ready`],
+      ['relay', `${relayHttp}/health`],
+    ] as const) {
+      const reachable = await fetch(url, { signal: AbortSignal.timeout(1500) })
+        .then((r) => r.ok)
+        .catch(() => false);
+      add({
+        check: `${name} reachable`,
+        ok: reachable,
+        detail: reachable ? url : `no answer from ${url}`,
+        ...(reachable ? {} : { fix: 'the network in data/devnet.json is not running: pnpm fedai up' }),
+      });
+    }
+    const dateHeader = await fetch(`${devnet.router_url}/health`, { signal: AbortSignal.timeout(1500) })
+      .then((r) => r.headers.get('date'))
+      .catch(() => null);
+    if (dateHeader) {
+      const skewS = Math.abs(Date.now() - Date.parse(dateHeader)) / 1000;
+      add({
+        check: 'clock skew',
+        ok: skewS < 60,
+        detail: `${skewS.toFixed(0)} s against the router`,
+        ...(skewS < 60 ? {} : { fix: 'sync the clock (NTP): signed messages older than 120 s are refused' }),
+      });
+    }
+  }
+
+  const model = process.env.FEDAI_MODEL;
+  if (model && !/^https?:\/\//.test(model) && !model.startsWith('hf:')) {
+    const exists = existsSync(model) && statSync(model).isFile();
+    add({
+      check: 'model file',
+      ok: exists,
+      detail: exists ? model : `${model} not found`,
+      ...(exists
+        ? {}
+        : { fix: 'set FEDAI_MODEL to an existing .gguf file, an hf: URI, or an OpenAI-compatible URL' }),
+    });
+  }
+  return findings;
+}
+
+export async function doctor(flags: { json?: boolean; ports?: string }): Promise<void> {
+  const ports = flags.ports?.split(',').map((p) => Number(p.trim()));
+  if (ports?.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+    process.stderr.write('--ports must be a comma-separated list of port numbers\n');
+    process.exit(EXIT.usage);
+  }
+  const findings = await runDoctor(ports ? { ports } : {});
+  if (flags.json) printJson(findings);
+  else {
+    for (const f of findings) {
+      process.stdout.write(`${f.ok ? green('ok  ') : red('FAIL')} ${f.check}: ${f.detail}\n`);
+      if (f.fix) process.stdout.write(`     ${yellow('fix:')} ${f.fix}\n`);
+    }
+  }
+  process.exitCode = findings.every((f) => f.ok) ? EXIT.ok : EXIT.problemsFound;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}

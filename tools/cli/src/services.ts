@@ -1,0 +1,56 @@
+// Where each service's entry point lives, and how to run one as a child process through tsx.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+
+export const REPO_ROOT = resolve(new URL('../../..', import.meta.url).pathname);
+
+export const SERVICE_ENTRY = {
+  relay: 'services/relay/src/main.ts',
+  router: 'services/router/src/main.ts',
+  node: 'services/node/src/main.ts',
+  settlement: 'services/settlement/src/main.ts',
+} as const;
+export type ServiceName = keyof typeof SERVICE_ENTRY;
+
+/** tsx's ESM loader, resolved from this package so children work from any cwd. */
+export function tsxImport(): string {
+  const require = createRequire(import.meta.url);
+  return new URL(`file://${require.resolve('tsx/esm')}`).href;
+}
+
+export interface SpawnedService {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+/** Starts a service with its own env; stdout/stderr go to `logFile` (JSON lines). */
+export function spawnService(
+  service: ServiceName,
+  name: string,
+  env: Record<string, string>,
+  logFile: string,
+): SpawnedService {
+  mkdirSync(resolve(logFile, '..'), { recursive: true });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(
+    process.execPath,
+    ['--import', tsxImport(), resolve(REPO_ROOT, SERVICE_ENTRY[service])],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env, FORCE_COLOR: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.stdout?.pipe(log, { end: false });
+  child.stderr?.pipe(log, { end: false });
+  const exited = new Promise<number | null>((resolveExit) => {
+    child.once('exit', (code, signal) => {
+      log.end();
+      resolveExit(code ?? (signal ? 128 : null));
+    });
+  });
+  return { name, child, exited };
+}
