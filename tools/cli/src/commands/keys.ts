@@ -42,7 +42,10 @@ function show(secretKey: Uint8Array, path: string, json: boolean, withSecret: bo
     pubkey: pub,
     ...(withSecret ? { nsec: toNsec(secretKey) } : {}),
   };
-  if (json) return printJson(facts);
+  if (json) {
+    printJson(facts);
+    return;
+  }
   for (const [k, v] of Object.entries(facts)) process.stdout.write(`${k.padEnd(7)} ${v}\n`);
   if (withSecret)
     process.stdout.write('keep the nsec secret: it is your identity and signs your payments.\n');
