@@ -1,0 +1,6 @@
+export * from './admission';
+export * from './config';
+export * from './metering';
+export * from './node';
+export * from './runners/index';
+export * from './server';

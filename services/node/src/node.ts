@@ -1,0 +1,157 @@
+// startNode: wires config, identity, database, runner, HTTP server and registration together.
+import { resolve } from 'node:path';
+import {
+  createLogger,
+  createMetricsRegistry,
+  DbReplayStore,
+  loadOrCreateKeyFile,
+  migrate,
+  openDb,
+  REPLAY_MIGRATIONS,
+} from '@fed-ai/kit';
+import { initCrypto, type ModelOffer, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { Admission } from './admission';
+import type { NodeConfig } from './config';
+import { DEMO_MODEL_ID, ensureDemoModel } from './demo-model';
+import { NodeStats } from './metering';
+import { RegistrationLoop } from './registration';
+import { EmbeddedGgufRunner } from './runners/embedded';
+import { OpenAiHttpRunner } from './runners/openai-http';
+import type { Runner } from './runners/runner';
+import { createNodeServer } from './server';
+
+export interface RunningNode {
+  url: string;
+  pubkey: string;
+  runner: Runner;
+  admission: Admission;
+  close(): Promise<void>;
+}
+
+export interface StartNodeOptions {
+  /** Use this runner instead of building one from config (tests, embedding). */
+  runner?: Runner;
+}
+
+export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {
+  const logger = createLogger('node');
+  await initCrypto();
+  const dataDir = resolve(config.DATA_DIR);
+  const secretKey = config.NODE_KEY
+    ? parseSecretKey(config.NODE_KEY)
+    : loadOrCreateKeyFile(resolve(config.NODE_KEY_FILE ?? `${dataDir}/node.key`)).secretKey;
+  const pubkey = publicKeyOf(secretKey);
+
+  const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
+  await migrate(db, 'node', REPLAY_MIGRATIONS);
+
+  const runner = options.runner ?? buildRunner(config, dataDir);
+  let ready = false;
+  const admission = new Admission({
+    maxConcurrent: config.MAX_CONCURRENCY,
+    queueMax: config.QUEUE_MAX,
+    queueTimeoutMs: config.QUEUE_TIMEOUT_MS,
+  });
+  const offers = new Map<string, ModelOffer>();
+  const runnerModelIds = new Map<string, string>();
+  const allowedRouters = new Set<string>();
+  const stats = new NodeStats();
+  const metrics = createMetricsRegistry('node');
+  const capacity = { max_concurrency: config.MAX_CONCURRENCY, queue_max: config.QUEUE_MAX };
+  const app = createNodeServer({
+    secretKey,
+    runner,
+    offers,
+    runnerModelIds,
+    admission,
+    replayStore: new DbReplayStore(db),
+    allowedRouters,
+    stats,
+    metrics,
+    capacity,
+    isReady: () => ready,
+  });
+  const url = await app.listen({ host: config.NODE_HOST, port: config.NODE_PORT });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.NODE_PORT;
+  const endpoint = config.NODE_PUBLIC_URL ?? `http://${config.NODE_HOST}:${port}`;
+
+  // Loading can take a while; /ready says 503 until it is done.
+  logger.info({ runner: runner.kind }, 'loading model');
+  await runner.start();
+  for (const model of await runner.listModels()) {
+    const publicId =
+      runner.kind === 'openai-http' && config.MODEL_ID && !offers.size ? config.MODEL_ID : model.id;
+    offers.set(publicId, {
+      id: publicId,
+      context_window: model.contextWindow,
+      max_output_tokens: Math.min(config.MAX_OUTPUT_TOKENS, model.contextWindow),
+      price: {
+        input_msat_per_1k: config.PRICE_INPUT_MSAT_PER_1K,
+        output_msat_per_1k: config.PRICE_OUTPUT_MSAT_PER_1K,
+      },
+      ...(model.demo ? { demo: true } : {}),
+    });
+    runnerModelIds.set(publicId, model.id);
+  }
+  ready = true;
+
+  const registration = new RegistrationLoop({
+    secretKey,
+    routerUrls: config.ROUTER_URLS,
+    routerPubkeys: config.ROUTER_PUBKEYS,
+    endpoint,
+    offers: () => [...offers.values()],
+    capacity,
+    region: config.REGION,
+    heartbeat: () => ({
+      free_slots: admission.freeSlots,
+      queue_depth: admission.queued,
+      models_loaded: [...offers.keys()],
+      ready,
+      ...(stats.snapshot() ? { stats: stats.snapshot()! } : {}),
+    }),
+    intervalS: config.HEARTBEAT_INTERVAL_S,
+    onRouterKey: (key) => allowedRouters.add(key),
+    logger,
+  });
+  registration.start();
+  logger.info({ url, pubkey, endpoint, models: [...offers.keys()] }, 'node ready');
+
+  return {
+    url: url.replace('[::1]', '127.0.0.1'),
+    pubkey,
+    runner,
+    admission,
+    async close() {
+      registration.stop();
+      await app.close();
+      await runner.stop();
+      await db.close();
+    },
+  };
+}
+
+function buildRunner(config: NodeConfig, dataDir: string): Runner {
+  if (config.RUNNER === 'openai') {
+    return new OpenAiHttpRunner({
+      baseUrl: config.OPENAI_BASE_URL!,
+      apiKey: config.OPENAI_API_KEY,
+      ...(config.MODEL_ID ? { models: [{ id: config.MODEL_ID, contextWindow: config.CONTEXT_SIZE }] } : {}),
+      timeouts: {
+        firstTokenMs: config.RUNNER_FIRST_TOKEN_TIMEOUT_MS,
+        totalMs: config.RUNNER_TOTAL_TIMEOUT_MS,
+      },
+    });
+  }
+  const demo = config.DEMO_MODEL && !config.MODEL_PATH;
+  const modelPath = demo ? ensureDemoModel(resolve(dataDir, 'models')) : config.MODEL_PATH!;
+  return new EmbeddedGgufRunner({
+    modelPath,
+    modelId: demo ? DEMO_MODEL_ID : config.MODEL_ID,
+    contextSize: config.CONTEXT_SIZE,
+    threads: config.THREADS,
+    parallel: config.MAX_CONCURRENCY,
+    demo,
+  });
+}

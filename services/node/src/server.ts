@@ -1,0 +1,264 @@
+// The node's HTTP shell: verifies signed inference requests from allowed routers, admits or sheds
+// them, streams the runner's tokens, and signs the metering record that ends every answer.
+
+import { addMetricsRoute, addRawJsonParser, createServer, errorBody, rawBody, sendError } from '@fed-ai/kit';
+import {
+  createEnvelope,
+  type Envelope,
+  type InferenceRequest,
+  KIND,
+  type ModelOffer,
+  publicKeyOf,
+  type ReasonCode,
+  type ReplayStore,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Admission } from './admission';
+import { buildMeteringRecord, type NodeStats } from './metering';
+import { type GenerationResult, type Runner, RunnerError } from './runners/runner';
+
+export interface NodeServerDeps {
+  secretKey: Uint8Array;
+  runner: Runner;
+  /** Offers by public model id (what routers ask for). */
+  offers: Map<string, ModelOffer>;
+  /** Public model id -> runner model id. */
+  runnerModelIds: Map<string, string>;
+  admission: Admission;
+  replayStore: ReplayStore;
+  /** Routers allowed to send work (grows as registration learns router keys). */
+  allowedRouters: Set<string>;
+  stats: NodeStats;
+  metrics: Registry;
+  capacity: { max_concurrency: number; queue_max: number };
+  isReady: () => boolean;
+  bodyLimitBytes?: number;
+}
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
+export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
+  const app = createServer({ name: 'node', bodyLimitBytes: deps.bodyLimitBytes ?? 512 * 1024 });
+  addRawJsonParser(app);
+  const pubkey = publicKeyOf(deps.secretKey);
+  const m = nodeMetrics(deps.metrics, deps.admission);
+
+  app.get('/health', async () => ({ ok: true }));
+  app.get('/ready', async (_request, reply) => {
+    const health = await deps.runner.health();
+    if (!deps.isReady() || !health.ok) return sendError(reply, 'NOT_READY', health.detail ?? 'starting');
+    return { ok: true };
+  });
+  app.get('/v1/info', async () => ({
+    pubkey,
+    runner: deps.runner.kind,
+    models: [...deps.offers.values()],
+    capacity: deps.capacity,
+    free_slots: deps.admission.freeSlots,
+    queue_depth: deps.admission.queued,
+  }));
+  addMetricsRoute(app, deps.metrics);
+
+  app.post('/v1/infer', async (request, reply) => {
+    const refuse = (code: ReasonCode, message?: string, details?: Record<string, unknown>) => {
+      m.requests.inc({ outcome: 'refused' });
+      m.errors.inc({ code });
+      return sendError(reply, code, message, details);
+    };
+    const verified = await verifyEnvelope(rawBody(request), {
+      me: pubkey,
+      kinds: [KIND.inferenceRequest],
+      replayStore: deps.replayStore,
+    });
+    if (!verified.ok) return refuse(verified.code, verified.detail);
+    const router = verified.envelope.pubkey;
+    if (!deps.allowedRouters.has(router)) return refuse('ROUTER_NOT_ALLOWED');
+    const job = verified.payload;
+    const offer = deps.offers.get(job.model);
+    const runnerModel = deps.runnerModelIds.get(job.model);
+    if (!offer || !runnerModel) return refuse('MODEL_NOT_FOUND', `This node does not serve ${job.model}.`);
+
+    // The client (router) going away cancels everything: waiting in the queue or generating.
+    const cancel = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) cancel.abort();
+    });
+    const admitted = await deps.admission.acquire(cancel.signal);
+    if (!admitted.ok) {
+      if (admitted.reason === 'CANCELLED') return reply;
+      return refuse(
+        'OVERLOADED',
+        admitted.reason === 'QUEUE_FULL' ? 'Queue full.' : 'Waited too long in the queue.',
+        {
+          retry_after_s: deps.admission.retryAfterS(),
+        },
+      );
+    }
+    const startedAt = performance.now();
+    let firstTokenAt: number | undefined;
+    let streamed = false;
+    try {
+      const maxTokens = Math.min(job.max_tokens, offer.max_output_tokens);
+      const generator = deps.runner.generate({
+        model: runnerModel,
+        messages: job.messages,
+        maxTokens,
+        temperature: job.temperature,
+        topP: job.top_p,
+        stop: job.stop,
+        seed: job.seed,
+        signal: cancel.signal,
+      });
+      if (job.stream) {
+        reply.hijack();
+        reply.raw.writeHead(200, { ...SSE_HEADERS, 'x-request-id': request.id });
+        streamed = true;
+      }
+      let index = 0;
+      let step = await generator.next();
+      const deltas: string[] = [];
+      while (!step.done) {
+        firstTokenAt ??= performance.now();
+        if (job.stream) {
+          writeEvent(reply.raw, { type: 'delta', index, delta: step.value.text });
+        } else {
+          deltas.push(step.value.text);
+        }
+        index += 1;
+        step = await generator.next();
+      }
+      const result: GenerationResult = step.value;
+      const endedAt = performance.now();
+      const ttftMs = (firstTokenAt ?? endedAt) - startedAt;
+      const record = buildMeteringRecord({
+        request: job,
+        routerPubkey: router,
+        result,
+        price: offer.price,
+        ttftMs,
+        wallMs: endedAt - startedAt,
+        runnerKind: deps.runner.kind,
+      });
+      const metering = createEnvelope(
+        KIND.meteringRecord,
+        record,
+        // A receipt stays evidence after the fact: no expiration tag.
+        { audience: router, refs: [job.request_id], expiresInS: 0 },
+        deps.secretKey,
+      );
+      deps.stats.record(ttftMs, result.completionTokens, endedAt - (firstTokenAt ?? startedAt));
+      m.observe(result, ttftMs, endedAt - startedAt, job.model);
+      const usage = {
+        prompt_tokens: result.promptTokens,
+        completion_tokens: result.completionTokens,
+        total_tokens: result.promptTokens + result.completionTokens,
+      };
+      if (job.stream) {
+        if (!cancel.signal.aborted) {
+          writeEvent(reply.raw, { type: 'done', finish_reason: result.finishReason, usage, metering });
+        }
+        reply.raw.end();
+        return reply;
+      }
+      return reply.send({ text: result.text, finish_reason: result.finishReason, usage, metering });
+    } catch (error) {
+      const code = failureCode(error);
+      m.requests.inc({ outcome: 'failed' });
+      m.errors.inc({ code });
+      const message = error instanceof Error ? error.message : String(error);
+      if (streamed) {
+        if (!reply.raw.writableEnded) {
+          writeEvent(reply.raw, { type: 'error', error: errorBody(code, message).error });
+          reply.raw.end();
+        }
+        return reply;
+      }
+      return sendError(reply, code, message);
+    } finally {
+      admitted.release();
+    }
+  });
+  return app;
+}
+
+function writeEvent(stream: NodeJS.WritableStream, event: unknown): void {
+  stream.write(`data: ${JSON.stringify(event)}\n\n`);
+}
+
+function failureCode(error: unknown): ReasonCode {
+  if (error instanceof RunnerError) {
+    if (error.code === 'MODEL_NOT_FOUND') return 'MODEL_NOT_FOUND';
+    if (error.code === 'CANCELLED') return 'CANCELLED';
+    return error.code;
+  }
+  return 'INTERNAL';
+}
+
+function nodeMetrics(registry: Registry, admission: Admission) {
+  const requests = new Counter({
+    name: 'fedai_node_requests_total',
+    help: 'Inference requests by outcome',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: 'fedai_node_tokens_total',
+    help: 'Tokens metered',
+    labelNames: ['direction', 'model'],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'fedai_node_errors_total',
+    help: 'Refusals and failures by reason code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'fedai_node_queue_depth',
+    help: 'Requests waiting for a slot',
+    registers: [registry],
+    collect() {
+      this.set(admission.queued);
+    },
+  });
+  new Gauge({
+    name: 'fedai_node_in_flight',
+    help: 'Generations running',
+    registers: [registry],
+    collect() {
+      this.set(admission.inFlight);
+    },
+  });
+  const ttft = new Histogram({
+    name: 'fedai_node_ttft_seconds',
+    help: 'Time to first token',
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'fedai_node_request_duration_seconds',
+    help: 'Whole generation time',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers: [registry],
+  });
+  return {
+    requests,
+    errors,
+    observe(result: GenerationResult, ttftMs: number, wallMs: number, model: string) {
+      requests.inc({ outcome: result.finishReason === 'cancelled' ? 'cancelled' : 'ok' });
+      tokens.inc({ direction: 'in', model }, result.promptTokens);
+      tokens.inc({ direction: 'out', model }, result.completionTokens);
+      ttft.observe(ttftMs / 1000);
+      duration.observe(wallMs / 1000);
+    },
+  };
+}
+
+export type { Envelope, InferenceRequest };

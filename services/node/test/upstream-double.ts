@@ -1,0 +1,65 @@
+// Test double of an OpenAI-compatible upstream (llama.cpp server / vLLM / Ollama /v1): a real HTTP
+// server on 127.0.0.1 whose behaviour each test scripts. Lives only under test/.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage';
+
+export class OpenAiUpstreamDouble {
+  mode: UpstreamMode = 'stream';
+  tokens = ['Hi', ' there', '!'];
+  delayMs = 5;
+  closedConnections = 0;
+  lastBody: Record<string, unknown> | undefined;
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    const address = this.server.address() as { port: number };
+    this.url = `http://127.0.0.1:${address.port}/v1`;
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((r) => this.server?.close(() => r()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    req.on('close', () => {
+      if (!res.writableFinished) this.closedConnections += 1;
+    });
+    if (req.method === 'GET' && req.url === '/v1/models') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: [{ id: 'upstream-model', object: 'model' }] }));
+      return;
+    }
+    if (req.method === 'POST' && req.url === '/tokenize') {
+      res.writeHead(404).end();
+      return;
+    }
+    let raw = '';
+    for await (const chunk of req) raw += chunk;
+    this.lastBody = JSON.parse(raw);
+    if (this.mode === 'error500') {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: 'model crashed' } }));
+      return;
+    }
+    if (this.mode === 'hang') return; // never answers
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    for (const [i, token] of this.tokens.entries()) {
+      await new Promise((r) => setTimeout(r, this.delayMs));
+      if (res.destroyed) return;
+      res.write(
+        `data: ${JSON.stringify({ id: 'x', choices: [{ index: 0, delta: { content: token }, finish_reason: i === this.tokens.length - 1 ? 'stop' : null }] })}\n\n`,
+      );
+    }
+    if (this.mode !== 'no-usage') {
+      res.write(
+        `data: ${JSON.stringify({ id: 'x', choices: [], usage: { prompt_tokens: 11, completion_tokens: this.tokens.length } })}\n\n`,
+      );
+    }
+    res.end('data: [DONE]\n\n');
+  }
+}
