@@ -183,6 +183,16 @@ export const REASONS = define({
     message: 'This node is not admitted by the router.',
     hint: 'Ask the operator to allow your key.',
   },
+  ENDPOINT_TAKEN: {
+    status: 409,
+    message: 'Another node already registered this endpoint.',
+    hint: 'A node id is its public key: register your own endpoint with your own key.',
+  },
+  NODE_BANNED: {
+    status: 403,
+    message: 'This node is banned by the router operator.',
+    hint: 'Contact the operator.',
+  },
   NODE_NOT_REGISTERED: {
     status: 404,
     message: 'The node is not registered.',

@@ -1,0 +1,99 @@
+// One chat request through the router, shared by the OpenAI-compatible and native routes:
+// estimate, schedule, reserve, dispatch with failover, verify, capture.
+import { chargeMsat, FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
+import type { Dispatcher, DispatchResult, GenerationParams } from './dispatch';
+import type { Payments } from './payments';
+import type { Registry } from './registry';
+import { schedule, weightsFor } from './scheduler';
+
+export interface ChatContext {
+  registry: Registry;
+  dispatcher: Dispatcher;
+  payments: Payments;
+  rng?: () => number;
+}
+
+export interface ChatRequest {
+  requestId: string;
+  payer: string;
+  params: GenerationParams;
+  provider?: ProviderPrefs | undefined;
+  signal: AbortSignal;
+  onDelta?: (text: string) => void;
+}
+
+export interface ChatOutcome extends DispatchResult {
+  costMsat: number;
+  promptTokensEstimate: number;
+}
+
+/**
+ * Prompt tokens before we know the node's tokenizer: deliberately high (about 3 characters per
+ * token plus per-message overhead) so that context checks and reservations err on the safe side.
+ */
+export function estimatePromptTokens(messages: GenerationParams['messages']): number {
+  return messages.reduce((sum, m) => sum + Math.ceil(m.content.length / 3) + 6, 2);
+}
+
+export function rankFor(
+  ctx: ChatContext,
+  model: string,
+  promptTokens: number,
+  maxTokens: number,
+  provider?: ProviderPrefs,
+) {
+  const views = ctx.registry.views(model);
+  if (views.length === 0) {
+    const known = ctx.registry.models().some((m) => m.id === model);
+    throw new FedAiError(
+      known ? 'NO_ELIGIBLE_NODE' : 'MODEL_NOT_FOUND',
+      known ? undefined : `No node serves ${model}.`,
+    );
+  }
+  const result = schedule({ model, promptTokens, maxTokens, provider }, views, {
+    weights: weightsFor(provider?.sort),
+    rng: ctx.rng ?? Math.random,
+  });
+  if (result.ranked.length === 0) {
+    const filtered = result.filtered;
+    if ((filtered.MAX_PRICE ?? 0) === views.length)
+      throw new FedAiError('PRICE_TOO_HIGH', undefined, { filtered });
+    if ((filtered.CONTEXT_WINDOW ?? 0) === views.length)
+      throw new FedAiError('CONTEXT_TOO_LONG', undefined, { filtered });
+    throw new FedAiError('NO_ELIGIBLE_NODE', undefined, { filtered });
+  }
+  return result.ranked;
+}
+
+export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
+  const promptTokensEstimate = estimatePromptTokens(req.params.messages);
+  const ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
+  // Reserve what the most expensive candidate we may fail over to could cost.
+  const maxCost = Math.max(...ranked.map((c) => c.maxCostMsat));
+  const reservation = await ctx.payments.reserve({
+    requestId: req.requestId,
+    payer: req.payer,
+    amountMsat: maxCost,
+  });
+  let result: DispatchResult;
+  try {
+    result = await ctx.dispatcher.run({
+      requestId: req.requestId,
+      params: req.params,
+      candidates: ranked,
+      allowFallbacks: req.provider?.allow_fallbacks !== false,
+      signal: req.signal,
+      ...(req.onDelta ? { onDelta: req.onDelta } : {}),
+    });
+  } catch (error) {
+    await ctx.payments.release(reservation);
+    throw error;
+  }
+  const costMsat = chargeMsat(result.record.cost_msat, reservation.amountMsat || result.record.cost_msat);
+  await ctx.payments.capture(reservation, {
+    amountMsat: costMsat,
+    node: result.node.id,
+    metering: result.metering,
+  });
+  return { ...result, costMsat, promptTokensEstimate };
+}

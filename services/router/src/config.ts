@@ -1,0 +1,43 @@
+// Router configuration from the environment, validated at start.
+import { z } from 'zod';
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+const hexKeys = list.pipe(z.array(z.string().regex(/^[0-9a-f]{64}$/, 'expected 64-hex public keys')));
+const ms = (def: number) => z.coerce.number().int().min(1).max(3_600_000).default(def);
+
+export const routerConfigSchema = z.object({
+  ROUTER_HOST: z.string().default('127.0.0.1'),
+  ROUTER_PORT: z.coerce.number().int().min(0).max(65535).default(7000),
+  ROUTER_PUBLIC_URL: z.string().url().optional(),
+  ROUTER_KEY: z.string().optional(),
+  ROUTER_KEY_FILE: z.string().optional(),
+  ROUTER_NAME: z.string().min(1).max(64).default('fedai-router'),
+  OPERATOR_PUBKEYS: hexKeys.default([]),
+  ALLOW_PRIVATE_ENDPOINTS: bool.default(false),
+  NODE_ALLOWLIST: hexKeys.default([]),
+  HEARTBEAT_TTL_S: z.coerce.number().int().min(1).max(3600).default(30),
+  MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
+  CONNECT_TIMEOUT_MS: ms(3_000),
+  FIRST_TOKEN_TIMEOUT_MS: ms(60_000),
+  TOTAL_TIMEOUT_MS: ms(600_000),
+  ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
+  MAX_NODES: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * 1024 * 1024)
+    .default(1024 * 1024),
+  DEFAULT_MAX_TOKENS: z.coerce.number().int().min(1).max(1_000_000).default(256),
+  DATA_DIR: z.string().default('./data/router'),
+  DATABASE_URL: z.string().optional(),
+  RELAY_URLS: list.default([]),
+});
+
+export type RouterConfig = z.infer<typeof routerConfigSchema>;

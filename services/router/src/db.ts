@@ -1,0 +1,32 @@
+// Router persistence: registered nodes, API keys, and the shared replay store.
+import { type Db, type Migration, migrate, REPLAY_MIGRATIONS } from '@fed-ai/kit';
+
+export const ROUTER_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'nodes_and_api_keys',
+    sql: `CREATE TABLE IF NOT EXISTS nodes (
+      id TEXT PRIMARY KEY,
+      endpoint TEXT NOT NULL,
+      registration JSONB NOT NULL,
+      registered_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      banned BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS nodes_endpoint ON nodes (endpoint);
+    CREATE TABLE IF NOT EXISTS api_keys (
+      id TEXT PRIMARY KEY,
+      key_sha256 TEXT NOT NULL UNIQUE,
+      name TEXT NOT NULL,
+      requests_per_min INTEGER NOT NULL,
+      tokens_per_min INTEGER NOT NULL,
+      max_parallel INTEGER NOT NULL,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      revoked_at TIMESTAMPTZ
+    );`,
+  },
+];
+
+export async function migrateRouter(db: Db): Promise<void> {
+  await migrate(db, 'router', ROUTER_MIGRATIONS);
+  await migrate(db, 'router-replay', REPLAY_MIGRATIONS);
+}

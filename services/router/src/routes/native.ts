@@ -1,0 +1,202 @@
+// Native signed surface: node registration and heartbeats, signed inference (/infer and
+// /infer/stream), signed quotes, and read-only views (/nodes, /status, /v1/router).
+
+import { errorBody, rawBody, sendError, toFedAiError } from '@fed-ai/kit';
+import {
+  createEnvelope,
+  FedAiError,
+  KIND,
+  maxCostMsat,
+  type ReplayStore,
+  toNpub,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
+import type { FastifyInstance } from 'fastify';
+import { type ChatContext, estimatePromptTokens, rankFor, runChat } from '../chat';
+
+export interface NativeRouteDeps {
+  ctx: ChatContext;
+  secretKey: Uint8Array;
+  pubkey: string;
+  name: string;
+  replayStore: ReplayStore;
+  heartbeatIntervalS: number;
+}
+
+export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps): void {
+  const { registry } = deps.ctx;
+
+  app.get('/v1/router', async () => ({
+    pubkey: deps.pubkey,
+    npub: toNpub(deps.pubkey),
+    name: deps.name,
+    version: '0.1.0',
+  }));
+
+  app.post('/v1/nodes/register', async (request, reply) => {
+    const result = await registry.register(rawBody(request));
+    if (!result.ok) return sendError(reply, result.code, result.detail);
+    request.log.info({ node: result.node.id, endpoint: result.node.endpoint }, 'node registered');
+    return { ok: true, heartbeat_interval_s: deps.heartbeatIntervalS };
+  });
+
+  app.post('/v1/nodes/heartbeat', async (request, reply) => {
+    const result = await registry.heartbeat(rawBody(request));
+    if (!result.ok) return sendError(reply, result.code, result.detail);
+    return { ok: true };
+  });
+
+  app.get('/nodes', async () => ({
+    nodes: registry.all().map((n) => ({
+      id: n.id,
+      endpoint: n.endpoint,
+      models: n.registration.models,
+      region: n.registration.region ?? null,
+      serving: registry.isServing(n),
+      last_seen_ms_ago: n.lastSeenMs ? Date.now() - n.lastSeenMs : null,
+      free_slots: n.heartbeat?.free_slots ?? null,
+      in_flight: n.inFlight,
+      health: n.health.snapshot(),
+      banned: n.banned,
+    })),
+  }));
+
+  app.get('/status', async () => {
+    const nodes = registry.all();
+    const serving = nodes.filter((n) => registry.isServing(n));
+    return {
+      name: deps.name,
+      pubkey: deps.pubkey,
+      nodes_registered: nodes.length,
+      nodes_serving: serving.length,
+      models: registry.models(),
+      payments: deps.ctx.payments.mode,
+    };
+  });
+
+  const verifyClient = (raw: string) =>
+    verifyEnvelope(raw, { me: deps.pubkey, kinds: [KIND.inferenceRequest], replayStore: deps.replayStore });
+
+  app.post('/infer', async (request, reply) => {
+    const verified = await verifyClient(rawBody(request));
+    if (!verified.ok) return sendError(reply, verified.code, verified.detail);
+    const job = verified.payload;
+    const client = verified.envelope.pubkey;
+    const cancel = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) cancel.abort();
+    });
+    const outcome = await runChat(deps.ctx, {
+      requestId: job.request_id,
+      payer: client,
+      params: job,
+      provider: job.provider,
+      signal: cancel.signal,
+    });
+    return answer(outcome, client, job.request_id);
+  });
+
+  app.post('/infer/stream', async (request, reply) => {
+    const verified = await verifyClient(rawBody(request));
+    if (!verified.ok) return sendError(reply, verified.code, verified.detail);
+    const job = verified.payload;
+    const client = verified.envelope.pubkey;
+    const cancel = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) cancel.abort();
+    });
+    let started = false;
+    let index = 0;
+    const start = () => {
+      if (started) return;
+      started = true;
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-request-id': request.id,
+      });
+    };
+    const write = (event: unknown) => reply.raw.write(`data: ${JSON.stringify(event)}\n\n`);
+    try {
+      const outcome = await runChat(deps.ctx, {
+        requestId: job.request_id,
+        payer: client,
+        params: job,
+        provider: job.provider,
+        signal: cancel.signal,
+        onDelta: (delta) => {
+          start();
+          write({ type: 'delta', index: index++, delta });
+        },
+      });
+      start();
+      write({ type: 'done', response: answer(outcome, client, job.request_id) });
+      reply.raw.end();
+      return reply;
+    } catch (error) {
+      if (!started) throw error;
+      const e = toFedAiError(error);
+      write({ type: 'error', error: errorBody(e.code, e.message).error });
+      reply.raw.end();
+      return reply;
+    }
+  });
+
+  function answer(outcome: Awaited<ReturnType<typeof runChat>>, client: string, requestId: string) {
+    return createEnvelope(
+      KIND.inferenceResponse,
+      {
+        request_id: requestId,
+        model: outcome.record.model,
+        node: outcome.node.id,
+        text: outcome.text,
+        finish_reason: outcome.finishReason,
+        usage: {
+          prompt_tokens: outcome.record.tokens_in,
+          completion_tokens: outcome.record.tokens_out,
+          total_tokens: outcome.record.tokens_in + outcome.record.tokens_out,
+        },
+        cost_msat: outcome.costMsat,
+        receipt: JSON.stringify(outcome.metering),
+      },
+      { audience: client, refs: [requestId], expiresInS: 0 },
+      deps.secretKey,
+    );
+  }
+
+  app.post('/quote', async (request, reply) => {
+    const verified = await verifyEnvelope(rawBody(request), {
+      me: deps.pubkey,
+      kinds: [KIND.quoteRequest],
+      replayStore: deps.replayStore,
+    });
+    if (!verified.ok) return sendError(reply, verified.code, verified.detail);
+    const q = verified.payload;
+    const promptTokens = q.prompt_tokens ?? (q.messages ? estimatePromptTokens(q.messages) : undefined);
+    if (promptTokens === undefined)
+      throw new FedAiError('INVALID_REQUEST', 'Give messages or prompt_tokens.');
+    const ranked = rankFor(deps.ctx, q.model, promptTokens, q.max_tokens, q.provider);
+    const best = ranked[0]!;
+    return createEnvelope(
+      KIND.quoteResponse,
+      {
+        model: q.model,
+        prompt_tokens: promptTokens,
+        max_tokens: Math.min(q.max_tokens, best.node.offer.max_output_tokens),
+        price: best.node.offer.price,
+        max_cost_msat: maxCostMsat(
+          promptTokens,
+          q.max_tokens,
+          best.node.offer.price,
+          best.node.offer.max_output_tokens,
+        ),
+        node: best.node.id,
+        candidates: ranked.length,
+        expires_at: Math.floor(Date.now() / 1000) + 60,
+      },
+      { audience: verified.envelope.pubkey },
+      deps.secretKey,
+    );
+  });
+}

@@ -1,0 +1,253 @@
+// OpenAI-compatible surface: POST /v1/chat/completions (stream and not) and GET /v1/models.
+// Errors use OpenAI's shape with our reason code in `code`.
+import { randomUUID } from 'node:crypto';
+import { rawBody, toFedAiError } from '@fed-ai/kit';
+import {
+  encodeEnvelopeHeader,
+  FedAiError,
+  providerPrefsSchema,
+  REASONS,
+  type ReasonCode,
+} from '@fed-ai/protocol';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import type { ApiKeys } from '../apikeys';
+import { type ChatContext, estimatePromptTokens, runChat } from '../chat';
+
+const contentPart = z.object({ type: z.literal('text'), text: z.string().max(200_000) });
+const messageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string().max(200_000), z.array(contentPart).max(64)]).nullable(),
+  name: z.string().max(64).optional(),
+});
+
+export const openAiChatSchema = z.object({
+  model: z.string().min(1).max(128),
+  messages: z.array(messageSchema).min(1).max(256),
+  max_tokens: z.number().int().positive().max(1_000_000).optional(),
+  max_completion_tokens: z.number().int().positive().max(1_000_000).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  stop: z
+    .union([z.string().min(1).max(64), z.array(z.string().min(1).max(64)).max(4)])
+    .nullable()
+    .optional(),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .optional(),
+  n: z.literal(1).optional(),
+  stream: z.boolean().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  user: z.string().max(256).optional(),
+  provider: providerPrefsSchema.optional(),
+});
+
+export function openAiError(code: ReasonCode, message?: string) {
+  const status = REASONS[code].status;
+  const type =
+    status === 401
+      ? 'authentication_error'
+      : status === 402
+        ? 'insufficient_quota'
+        : status === 429
+          ? 'rate_limit_error'
+          : status >= 500
+            ? 'api_error'
+            : 'invalid_request_error';
+  return { error: { message: message ?? REASONS[code].message, type, param: null, code } };
+}
+
+function sendOpenAiError(reply: FastifyReply, error: unknown): FastifyReply {
+  const e = toFedAiError(error);
+  if (e.code === 'RATE_LIMITED' || e.code === 'OVERLOADED')
+    reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
+  return reply.code(e.status).send(openAiError(e.code, e.message));
+}
+
+export interface OpenAiRouteDeps {
+  ctx: ChatContext;
+  apiKeys: ApiKeys;
+  defaultMaxTokens: number;
+}
+
+export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps): void {
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: deps.ctx.registry.models().map((m) => ({
+      id: m.id,
+      object: 'model',
+      created: 0,
+      owned_by: 'fed-ai',
+      context_window: m.context_window,
+      nodes: m.nodes,
+      price: m.price,
+      demo: m.demo,
+    })),
+  }));
+
+  app.post('/v1/chat/completions', async (request, reply) => {
+    const receivedAt = performance.now();
+    const auth = request.headers.authorization;
+    const key = await deps.apiKeys.authenticate(
+      auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
+    );
+    if (!key) return sendOpenAiError(reply, new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.'));
+    let body: z.infer<typeof openAiChatSchema>;
+    try {
+      body = openAiChatSchema.parse(JSON.parse(rawBody(request)));
+    } catch (error) {
+      return sendOpenAiError(
+        reply,
+        error instanceof SyntaxError
+          ? new FedAiError('INVALID_REQUEST', 'The body is not valid JSON.')
+          : error,
+      );
+    }
+    const messages = body.messages.map((m) => ({
+      role: m.role === 'developer' ? ('system' as const) : m.role,
+      content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join(''),
+      ...(m.name ? { name: m.name } : {}),
+    }));
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? deps.defaultMaxTokens;
+    const admitted = deps.apiKeys.admit(key, estimatePromptTokens(messages) + maxTokens);
+    if (!admitted.ok)
+      return sendOpenAiError(
+        reply,
+        new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS }),
+      );
+    const requestId = request.id;
+    const completionId = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const cancel = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) cancel.abort();
+    });
+    const params = {
+      model: body.model,
+      messages,
+      max_tokens: maxTokens,
+      temperature: body.temperature,
+      top_p: body.top_p,
+      stop: body.stop == null ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop,
+      seed: body.seed,
+    };
+    let usedTokens = 0;
+    try {
+      if (!body.stream) {
+        const outcome = await runChat(deps.ctx, {
+          requestId,
+          payer: key.id,
+          params,
+          provider: body.provider,
+          signal: cancel.signal,
+        });
+        usedTokens = outcome.record.tokens_in + outcome.record.tokens_out;
+        const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
+        reply.header('x-fedai-receipt', encodeEnvelopeHeader(outcome.metering));
+        reply.header('x-fedai-overhead-ms', overheadMs.toFixed(2));
+        reply.header('x-fedai-node', outcome.node.id);
+        return {
+          id: completionId,
+          object: 'chat.completion',
+          created,
+          model: body.model,
+          choices: [
+            {
+              index: 0,
+              message: { role: 'assistant', content: outcome.text },
+              logprobs: null,
+              finish_reason: finish(outcome.finishReason),
+            },
+          ],
+          usage: usageOf(outcome.record),
+          fedai: {
+            request_id: requestId,
+            node: outcome.node.id,
+            cost_msat: outcome.costMsat,
+            receipt: outcome.metering,
+          },
+        };
+      }
+      // Streaming: headers go out before the first token, so the receipt rides in the stream.
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        reply.hijack();
+        reply.raw.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache, no-transform',
+          connection: 'keep-alive',
+          'x-request-id': requestId,
+        });
+        write({ delta: { role: 'assistant', content: '' }, finish_reason: null });
+      };
+      const write = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+        reply.raw.write(
+          `data: ${JSON.stringify({ id: completionId, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, ...choice }], ...extra })}\n\n`,
+        );
+      try {
+        const outcome = await runChat(deps.ctx, {
+          requestId,
+          payer: key.id,
+          params,
+          provider: body.provider,
+          signal: cancel.signal,
+          onDelta: (text) => {
+            start();
+            write({ delta: { content: text }, finish_reason: null });
+          },
+        });
+        usedTokens = outcome.record.tokens_in + outcome.record.tokens_out;
+        start();
+        const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
+        const fedai = {
+          request_id: requestId,
+          node: outcome.node.id,
+          cost_msat: outcome.costMsat,
+          overhead_ms: Number(overheadMs.toFixed(2)),
+          receipt: outcome.metering,
+        };
+        write(
+          { delta: {}, finish_reason: finish(outcome.finishReason) },
+          body.stream_options?.include_usage ? {} : { fedai },
+        );
+        if (body.stream_options?.include_usage) {
+          reply.raw.write(
+            `data: ${JSON.stringify({ id: completionId, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usageOf(outcome.record), fedai })}\n\n`,
+          );
+        }
+        reply.raw.write(`: x-fedai-receipt ${encodeEnvelopeHeader(outcome.metering)}\n\n`);
+        reply.raw.end('data: [DONE]\n\n');
+        return reply;
+      } catch (error) {
+        if (!started) return sendOpenAiError(reply, error);
+        const e = toFedAiError(error);
+        if (!reply.raw.writableEnded) {
+          reply.raw.write(`data: ${JSON.stringify(openAiError(e.code, e.message))}\n\n`);
+          reply.raw.end('data: [DONE]\n\n');
+        }
+        return reply;
+      }
+    } catch (error) {
+      return sendOpenAiError(reply, error);
+    } finally {
+      admitted.release(usedTokens);
+    }
+  });
+}
+
+function finish(reason: string): 'stop' | 'length' {
+  return reason === 'length' ? 'length' : 'stop';
+}
+
+function usageOf(record: { tokens_in: number; tokens_out: number }) {
+  return {
+    prompt_tokens: record.tokens_in,
+    completion_tokens: record.tokens_out,
+    total_tokens: record.tokens_in + record.tokens_out,
+  };
+}
