@@ -89,7 +89,7 @@ export class Dispatcher {
     for (const candidate of input.candidates) {
       if (attempts >= limit || input.signal.aborted) break;
       const node = this.deps.registry.get(candidate.node.id);
-      if (!node || !node.health.available(Date.now())) continue;
+      if (!node?.health.available(Date.now())) continue;
       attempts += 1;
       node.inFlight += 1;
       const startedMs = performance.now();

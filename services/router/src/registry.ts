@@ -185,9 +185,7 @@ export class Registry {
   }
 
   /** Models on the network: serving nodes, cheapest price, largest context. */
-  models(
-    nowMs = this.now(),
-  ): {
+  models(nowMs = this.now()): {
     id: string;
     nodes: number;
     context_window: number;
