@@ -1,0 +1,146 @@
+// The front door: README's first command starts a real network; the SDK and the official openai
+// client use it; SIGINT stops every process and frees every port.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { FedAiClient, verifyReceipt } from '@fed-ai/sdk';
+import OpenAI from 'openai';
+import type { Devnet } from '../src/devnet-file';
+
+const root = resolve(new URL('../../..', import.meta.url).pathname);
+const dataDir = mkdtempSync(join(tmpdir(), 'fedai-devnet-'));
+let child: ChildProcess;
+let output = '';
+let devnet: Devnet;
+
+function quickstartFirstCommand(): string {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const block = readme.split(/^## Quickstart/m)[1]?.split('```')[1] ?? '';
+  const first = block.trim().split('\n')[0] ?? '';
+  return first;
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      done(true);
+    });
+    socket.once('error', () => done(false));
+  });
+}
+
+before(async () => {
+  const first = quickstartFirstCommand();
+  // The install step already ran for this checkout; the network part is what this test starts.
+  const upCommand = first.split('&&').map((s) => s.trim()).at(-1)!;
+  assert.equal(upCommand, 'pnpm fedai up', `README's first command should end with "pnpm fedai up", got: ${first}`);
+  child = spawn('bash', ['-c', upCommand], {
+    cwd: root,
+    env: { ...process.env, FEDAI_DATA_DIR: dataDir, NO_COLOR: '1' },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const path = join(dataDir, 'devnet.json');
+  for (let i = 0; i < 1800 && !existsSync(path); i++) {
+    if (child.exitCode !== null) throw new Error(`fedai up exited early:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(existsSync(path), `no devnet.json; output:\n${output}`);
+  devnet = JSON.parse(readFileSync(path, 'utf8')) as Devnet;
+});
+
+after(() => {
+  if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('the network serves the SDK (stream and non-stream) and the official openai client', async () => {
+  assert.equal(devnet.nodes.length, 2);
+  assert.equal(devnet.model_is_demo, true);
+  const sdk = new FedAiClient({ routerUrl: devnet.router_url, apiKey: devnet.api_key });
+  const messages = [{ role: 'user' as const, content: 'Hello network' }];
+  const result = await sdk.chat({ model: devnet.model, messages, maxTokens: 8, temperature: 0 });
+  assert.equal(result.usage.completion_tokens, 8);
+  assert.ok(devnet.nodes.some((n) => n.pubkey === result.node));
+  const verdict = await verifyReceipt(result.receipt, { text: result.text, messages, node: result.node, router: devnet.router_pubkey });
+  assert.equal(verdict.ok, true);
+
+  let streamed = '';
+  let final: Awaited<ReturnType<typeof sdk.chat>> | undefined;
+  for await (const event of sdk.chatStream({ model: devnet.model, messages, maxTokens: 6, temperature: 0 })) {
+    if (event.type === 'delta') streamed += event.text;
+    else final = event.result;
+  }
+  assert.equal(final?.text, streamed);
+  assert.equal(final?.usage.completion_tokens, 6);
+  await sdk.close();
+
+  const openai = new OpenAI({ baseURL: `${devnet.router_url}/v1`, apiKey: devnet.api_key, maxRetries: 0 });
+  const completion = await openai.chat.completions.create({ model: devnet.model, messages, max_tokens: 5 });
+  assert.equal(completion.usage?.completion_tokens, 5);
+  const stream = await openai.chat.completions.create({ model: devnet.model, messages, max_tokens: 5, stream: true });
+  let chunks = 0;
+  for await (const chunk of stream) if (chunk.choices[0]?.delta?.content) chunks += 1;
+  assert.ok(chunks >= 1);
+});
+
+test('fedai up printed the first streamed answer with its cost and the summary', () => {
+  assert.match(output, /first request through the router/);
+  assert.match(output, /cost \d+ msat/);
+  assert.match(output, /api key\s+fedai_sk_/);
+  assert.match(output, /demo/i);
+});
+
+test('the relay from devnet.json accepts and serves a signed event (nostr-tools)', async () => {
+  const { Relay, useWebSocketImplementation } = await import('nostr-tools/relay');
+  const { finalizeEvent, generateSecretKey } = await import('nostr-tools/pure');
+  const { default: WebSocket } = await import('ws');
+  useWebSocketImplementation(WebSocket);
+  const relay = await Relay.connect(devnet.relay_url);
+  const event = finalizeEvent({ kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content: 'hello from the devnet test' }, generateSecretKey());
+  await relay.publish(event);
+  const seen = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no event back')), 5000);
+    const sub = relay.subscribe([{ ids: [event.id] }], {
+      onevent(e) {
+        clearTimeout(timer);
+        sub.close();
+        resolve(e.id);
+      },
+    });
+  });
+  assert.equal(seen, event.id);
+  relay.close();
+});
+
+test('SIGINT stops every process and frees every port', async () => {
+  const ports = [devnet.router_url, devnet.relay_url, ...devnet.nodes.map((n) => n.url)].map((u) => Number(new URL(u).port));
+  for (const port of ports) assert.equal(await portOpen(port), true, `port ${port} open while running`);
+  process.kill(-child.pid!, 'SIGINT');
+  const code = await new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    child.once('exit', (c) => resolve(c));
+  });
+  assert.equal(code, 0, output.slice(-2000));
+  for (const port of ports) assert.equal(await portOpen(port), false, `port ${port} still open after SIGINT`);
+  let groupAlive = true;
+  try {
+    process.kill(-child.pid!, 0);
+  } catch {
+    groupAlive = false;
+  }
+  assert.equal(groupAlive, false, 'no process of the group is left');
+  assert.equal(existsSync(join(dataDir, 'devnet.json')), false, 'devnet.json removed on stop');
+});
