@@ -3,7 +3,7 @@
 // `{ error: { code, message, hint } }` carrying a stable reason code.
 import { randomUUID } from 'node:crypto';
 import { FedAiError, isReasonCode, REASONS, type ReasonCode } from '@fed-ai/protocol';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { ZodError } from 'zod';
 
@@ -58,7 +58,8 @@ export function createServer(options: ServerOptions): FastifyInstance {
       const given = req.headers[REQUEST_ID_HEADER];
       return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
     },
-    disableRequestLogging: true,
+    // Our own onResponse hook logs one line per request (without bodies).
+    logController: new LogController({ disableRequestLogging: true }),
     forceCloseConnections: true,
   }) as unknown as FastifyInstance;
 
