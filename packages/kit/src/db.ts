@@ -81,6 +81,10 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
           : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle client whose connection the server drops (restart, idle timeout, pg_terminate_backend)
+  // emits 'error' on the pool; unhandled, that event would crash the process. The pool has already
+  // discarded that client, and the next query opens a new connection.
+  pool.on('error', () => {});
   // Fail at start, not on the first request, when the server is unreachable.
   const probe = await pool.connect();
   probe.release();
@@ -95,16 +99,20 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
       const client = await pool.connect();
+      // A connection whose ROLLBACK failed is in an unknown state: destroy it, do not reuse it.
+      let broken: Error | undefined;
       try {
         await client.query('BEGIN');
         const value = await fn(wrap(client));
         await client.query('COMMIT');
         return value;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
+        await client.query('ROLLBACK').catch((rollbackError: Error) => {
+          broken = rollbackError;
+        });
         throw error;
       } finally {
-        client.release();
+        client.release(broken);
       }
     },
     async close() {
@@ -125,9 +133,14 @@ export interface Migration {
  * `schema_migrations`. Safe to call on every start; concurrent starters are serialised by a lock.
  */
 export async function migrate(db: Db, service: string, migrations: readonly Migration[]): Promise<number[]> {
-  await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    service TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (service, version))`);
+  // Under a lock too: two concurrent CREATE TABLE IF NOT EXISTS on PostgreSQL can both miss the
+  // table and one then fails on a duplicate key in pg_type.
+  await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext('schema_migrations'))");
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      service TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,
+      applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (service, version))`);
+  });
   const ordered = [...migrations].sort((a, b) => a.version - b.version);
   const applied: number[] = [];
   for (const migration of ordered) {

@@ -1,0 +1,39 @@
+// Starts the local relay from the environment and stops it cleanly on SIGINT/SIGTERM.
+//   RELAY_HOST (default 127.0.0.1), RELAY_PORT (default 7447, 0 = random),
+//   RELAY_MAX_EVENTS, RELAY_MAX_CONNECTIONS (optional bounds).
+import { createLogger, loadConfigOrExit } from '@fed-ai/kit';
+import { z } from 'zod';
+import { startRelay } from './relay';
+
+const EnvSchema = z.object({
+  RELAY_HOST: z.string().min(1).default('127.0.0.1'),
+  RELAY_PORT: z.coerce.number().int().min(0).max(65535).default(7447),
+  RELAY_MAX_EVENTS: z.coerce.number().int().positive().optional(),
+  RELAY_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),
+});
+
+const env = loadConfigOrExit(EnvSchema);
+const logger = createLogger('relay');
+const relay = await startRelay({
+  host: env.RELAY_HOST,
+  port: env.RELAY_PORT,
+  logger,
+  ...(env.RELAY_MAX_EVENTS === undefined ? {} : { maxEvents: env.RELAY_MAX_EVENTS }),
+  ...(env.RELAY_MAX_CONNECTIONS === undefined ? {} : { maxConnections: env.RELAY_MAX_CONNECTIONS }),
+});
+logger.info({ url: relay.url, port: relay.port }, 'relay listening');
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) {
+    // A second signal means "now".
+    process.exit(1);
+  }
+  stopping = true;
+  logger.info({ signal }, 'relay stopping');
+  await relay.close();
+  logger.info('relay stopped');
+  process.exit(0);
+}
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
