@@ -3,7 +3,12 @@
 // `{ error: { code, message, hint } }` carrying a stable reason code.
 import { randomUUID } from 'node:crypto';
 import { FedAiError, isReasonCode, REASONS, type ReasonCode } from '@fed-ai/protocol';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { type Logger, pino } from 'pino';
 import { ZodError } from 'zod';
 

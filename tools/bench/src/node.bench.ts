@@ -13,7 +13,13 @@ const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 128);
 const dir = mkdtempSync(join(tmpdir(), 'fedai-bench-node-'));
 const routerKey = generateSecretKey();
 const node = await startNode({
-  ...nodeConfigSchema.parse({ NODE_PORT: '0', DATA_DIR: dir, DEMO_MODEL: 'true', MAX_CONCURRENCY: '4', QUEUE_MAX: '16' }),
+  ...nodeConfigSchema.parse({
+    NODE_PORT: '0',
+    DATA_DIR: dir,
+    DEMO_MODEL: 'true',
+    MAX_CONCURRENCY: '4',
+    QUEUE_MAX: '16',
+  }),
   ROUTER_URLS: ['http://127.0.0.1:9'],
   ROUTER_PUBKEYS: [publicKeyOf(routerKey)],
 });
@@ -31,7 +37,11 @@ async function one(): Promise<{ ttftMs: number; tokens: number; ms: number }> {
   };
   const envelope = createEnvelope(KIND.inferenceRequest, payload, { audience: node.pubkey }, routerKey);
   const started = performance.now();
-  const response = await fetch(`${node.url}/v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(envelope) });
+  const response = await fetch(`${node.url}/v1/infer`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(envelope),
+  });
   const reader = response.body!.getReader();
   let ttftMs = 0;
   let text = '';
@@ -42,13 +52,19 @@ async function one(): Promise<{ ttftMs: number; tokens: number; ms: number }> {
     text += new TextDecoder().decode(value);
   }
   const doneEvent = text.split('\n\n').find((b) => b.includes('"type":"done"'));
-  const tokens = doneEvent ? (JSON.parse(doneEvent.slice(6)) as { usage: { completion_tokens: number } }).usage.completion_tokens : 0;
+  const tokens = doneEvent
+    ? (JSON.parse(doneEvent.slice(6)) as { usage: { completion_tokens: number } }).usage.completion_tokens
+    : 0;
   return { ttftMs, tokens, ms: performance.now() - started };
 }
 
 await one(); // warm-up
-console.log(`node bench: demo model, ${MAX_TOKENS} tokens per request, ${ROUNDS} rounds per level (node ${process.version})`);
-console.log('| parallel | aggregate tokens/s (median) | per-request tokens/s | TTFT ms median | TTFT ms p99 |');
+console.log(
+  `node bench: demo model, ${MAX_TOKENS} tokens per request, ${ROUNDS} rounds per level (node ${process.version})`,
+);
+console.log(
+  '| parallel | aggregate tokens/s (median) | per-request tokens/s | TTFT ms median | TTFT ms p99 |',
+);
 console.log('|---|---|---|---|---|');
 let base = 0;
 for (const parallel of [1, 2, 4]) {
