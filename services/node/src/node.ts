@@ -148,6 +148,7 @@ function buildRunner(config: NodeConfig, dataDir: string): Runner {
   const modelPath = demo ? ensureDemoModel(resolve(dataDir, 'models')) : config.MODEL_PATH!;
   return new EmbeddedGgufRunner({
     modelPath,
+    modelsDir: resolve(dataDir, 'models'),
     modelId: demo ? DEMO_MODEL_ID : config.MODEL_ID,
     contextSize: config.CONTEXT_SIZE,
     threads: config.THREADS,

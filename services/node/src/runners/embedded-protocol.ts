@@ -32,6 +32,8 @@ export type FromChild =
 
 export interface ChildConfig {
   modelPath: string;
+  /** Where `hf:` URIs are downloaded to. */
+  modelsDir: string;
   contextSize: number;
   threads: number;
   parallel: number;

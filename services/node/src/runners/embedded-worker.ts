@@ -1,7 +1,7 @@
 // The model process of the embedded runner: loads one GGUF model with node-llama-cpp and serves
 // up to `parallel` generations at once, one context sequence each. It runs apart from the node so
 // a crash in native code only takes this process down; the parent restarts it.
-import { type ChatHistoryItem, getLlama, LlamaChat, type LlamaModel } from 'node-llama-cpp';
+import { type ChatHistoryItem, getLlama, LlamaChat, type LlamaModel, resolveModelFile } from 'node-llama-cpp';
 import type { ChildConfig, FromChild, ToChild } from './embedded-protocol';
 import type { ChatMessage, FinishReason } from './runner';
 
@@ -24,7 +24,11 @@ function toHistory(messages: ChatMessage[]): ChatHistoryItem[] {
 
 async function main(): Promise<void> {
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-  const model: LlamaModel = await llama.loadModel({ modelPath: config.modelPath });
+  // `hf:` and URL sources are resolved (downloaded once) by node-llama-cpp into the models folder.
+  const modelPath = /^(hf:|https?:)/.test(config.modelPath)
+    ? await resolveModelFile(config.modelPath, { directory: config.modelsDir, cli: false })
+    : config.modelPath;
+  const model: LlamaModel = await llama.loadModel({ modelPath });
   const contextSize = Math.min(config.contextSize, model.trainContextSize);
   const context = await model.createContext({
     contextSize,

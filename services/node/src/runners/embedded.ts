@@ -3,7 +3,7 @@
 // turns bad, and the child is restarted with bounded exponential backoff.
 import { type ChildProcess, fork } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { basename } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { ChildConfig, FromChild, ToChild } from './embedded-protocol';
 import {
   type ChatMessage,
@@ -17,7 +17,9 @@ import {
 } from './runner';
 
 export interface EmbeddedRunnerOptions {
+  /** A .gguf path, or an `hf:` URI / URL that node-llama-cpp resolves (needs internet once). */
   modelPath: string;
+  modelsDir?: string;
   /** Public model id; defaults to the file name without .gguf. */
   modelId?: string;
   contextSize?: number;
@@ -54,7 +56,12 @@ export class EmbeddedGgufRunner implements Runner {
   restarts = 0;
 
   constructor(private readonly options: EmbeddedRunnerOptions) {
-    this.modelId = options.modelId ?? basename(options.modelPath).replace(/\.gguf$/i, '');
+    this.modelId =
+      options.modelId ??
+      basename(options.modelPath)
+        .replace(/\.gguf$/i, '')
+        .replace(/^hf:/, '')
+        .replace(/[^A-Za-z0-9_\-:./@+]/g, '-');
     this.backoffMs = options.restartBackoffMs ?? 1000;
   }
 
@@ -96,6 +103,9 @@ export class EmbeddedGgufRunner implements Runner {
   private spawn(): void {
     const config: ChildConfig = {
       modelPath: this.options.modelPath,
+      modelsDir:
+        this.options.modelsDir ??
+        join(dirname(this.options.modelPath.startsWith('hf:') ? '.' : this.options.modelPath), 'models'),
       contextSize: this.options.contextSize ?? 2048,
       threads: this.options.threads ?? 1,
       parallel: this.parallel,
