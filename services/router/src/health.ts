@@ -83,6 +83,12 @@ export class NodeHealth {
       this.outcomes.length >= this.config.minRequestsForRate &&
       failures / this.outcomes.length >= this.config.failureRateThreshold;
     const retryAfterMs = (info.retryAfterS ?? 0) * 1000;
+    // Late failures of requests sent before the breaker opened do not extend the cooldown.
+    if (this.state === 'open') {
+      if (retryAfterMs > 0) this.openUntilMs = Math.max(this.openUntilMs, nowMs + retryAfterMs);
+      this.trialInFlight = false;
+      return;
+    }
     if (
       this.state === 'half_open' ||
       this.consecutiveFailures >= this.config.allowedFailures ||
