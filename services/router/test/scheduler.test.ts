@@ -108,7 +108,9 @@ const nodeArb = fc.record({
   model: fc.constantFrom('m', 'm', 'm', 'x'),
 });
 
-function toView(n: fc.RecordValue<typeof nodeArb extends fc.Arbitrary<infer T> ? T : never>): NodeView {
+type RawNode = typeof nodeArb extends fc.Arbitrary<infer T> ? T : never;
+
+function toView(n: RawNode): NodeView {
   return {
     id: n.id.toLowerCase(),
     endpoint: 'http://n.example',
