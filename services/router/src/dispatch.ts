@@ -15,7 +15,6 @@ import {
   outputSha256,
   promptSha256,
   type ReasonCode,
-  type ReplayStore,
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
@@ -32,7 +31,6 @@ export interface DispatchDeps {
   secretKey: Uint8Array;
   routerPubkey: string;
   registry: Registry;
-  replayStore: ReplayStore;
   agent: Agent;
   timeouts: DispatchTimeouts;
   maxAttempts: number;
@@ -86,6 +84,8 @@ export class Dispatcher {
     let attempts = 0;
     let lastError: AttemptError | null = null;
     let deliveredOutput = false;
+    // Time lost on failed attempts counts as waiting on nodes, not as router overhead.
+    let failedWaitMs = 0;
     for (const candidate of input.candidates) {
       if (attempts >= limit || input.signal.aborted) break;
       const node = this.deps.registry.get(candidate.node.id);
@@ -97,7 +97,7 @@ export class Dispatcher {
         const outcome = await this.attempt(node, candidate, input, () => {
           deliveredOutput = true;
         });
-        const nodeMs = performance.now() - startedMs;
+        const nodeMs = outcome.waitMs;
         node.health.recordSuccess(Date.now(), {
           ttftMs: outcome.ttftMs,
           latencyMs: nodeMs,
@@ -106,7 +106,7 @@ export class Dispatcher {
               ? (outcome.record.tokens_out * 1000) / (nodeMs - outcome.ttftMs)
               : undefined,
         });
-        return { ...outcome, node, attempts, nodeMs };
+        return { ...outcome, node, attempts, nodeMs: nodeMs + failedWaitMs };
       } catch (error) {
         if (input.signal.aborted) throw new FedAiError('CANCELLED');
         const e =
@@ -117,6 +117,7 @@ export class Dispatcher {
           'node attempt failed',
         );
         lastError = e;
+        failedWaitMs += performance.now() - startedMs;
         // Never fail over once the client saw output: it would get two answers.
         if (deliveredOutput)
           throw new FedAiError(e.code, `${e.message} (after output was sent)`, { after_output: true });
@@ -139,6 +140,8 @@ export class Dispatcher {
     record: MeteringRecord;
     metering: Envelope;
     ttftMs: number;
+    /** Time spent waiting on the node: request sent to stream end. */
+    waitMs: number;
   }> {
     const price = candidate.node.offer.price;
     const job: InferenceRequest = {
@@ -166,10 +169,12 @@ export class Dispatcher {
       timedOut = 'first token';
       controller.abort();
     }, this.deps.timeouts.firstTokenMs);
-    const started = performance.now();
+    let started = performance.now();
     let ttftMs = 0;
+    let waitMs = 0;
     try {
       let response: Awaited<ReturnType<typeof request>>;
+      started = performance.now();
       try {
         response = await request(`${node.endpoint}/v1/infer`, {
           method: 'POST',
@@ -239,6 +244,7 @@ export class Dispatcher {
         if (timedOut) throw new AttemptError('NODE_TIMEOUT', `node gave no ${timedOut} in time`);
         throw new AttemptError('NODE_FAILED', `node stream broke: ${(error as Error).message}`);
       }
+      waitMs = performance.now() - started;
       if (!done) throw new AttemptError('NODE_FAILED', 'node stream ended without a signed summary');
       const text = parts.join('');
       const record = await this.verifyMetering(node, done.metering, input, text, price, done.finish_reason);
@@ -247,7 +253,8 @@ export class Dispatcher {
         finishReason: done.finish_reason,
         record,
         metering: done.metering as Envelope,
-        ttftMs: ttftMs || performance.now() - started,
+        ttftMs: ttftMs || waitMs,
+        waitMs,
       };
     } finally {
       clearTimeout(totalTimer);
@@ -265,10 +272,11 @@ export class Dispatcher {
     price: MeteringRecord['price'],
     finishReason: FinishReason,
   ): Promise<MeteringRecord> {
+    // No replay-store write here: the record must name the request id this router just created and
+    // is accepted once, at the end of that request, so a replayed record can never match.
     const verified = await verifyEnvelope(metering, {
       me: this.deps.routerPubkey,
       kinds: [KIND.meteringRecord],
-      replayStore: this.deps.replayStore,
     });
     if (!verified.ok)
       throw new AttemptError('BAD_NODE_SIGNATURE', `metering envelope: ${verified.code} ${verified.detail}`);

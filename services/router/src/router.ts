@@ -73,7 +73,6 @@ export async function startRouter(
     secretKey,
     routerPubkey: pubkey,
     registry,
-    replayStore,
     agent,
     timeouts: { firstTokenMs: config.FIRST_TOKEN_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     maxAttempts: config.MAX_ATTEMPTS,
