@@ -323,7 +323,7 @@ function printSummary(devnet: Devnet, elapsedMs: number): void {
       `    -H "content-type: application/json" -d '{"model":"${devnet.model}","messages":[{"role":"user","content":"Hello"}],"max_tokens":32}'\n`,
   );
   process.stdout.write(
-    `  node -e "const OpenAI=require('openai');new OpenAI({baseURL:'${devnet.router_url}/v1',apiKey:'${devnet.api_key}'})` +
+    `  # in a project with the openai package:\n  node -e "const OpenAI=require('openai');new OpenAI({baseURL:'${devnet.router_url}/v1',apiKey:'${devnet.api_key}'})` +
       `.chat.completions.create({model:'${devnet.model}',messages:[{role:'user',content:'Hello'}],max_tokens:32}).then(r=>console.log(r.choices[0].message.content))"\n`,
   );
   process.stdout.write(`  pnpm fedai chat "Hello"\n`);
