@@ -1,0 +1,285 @@
+// Posting rules of the double-entry ledger, modelled on TigerBeetle: pure functions over plain
+// state. A batch of transfers is decided in order against the accounts it touches; linked chains
+// apply all or nothing; a retried transfer id returns EXISTS and changes nothing.
+// Amounts are integer millisatoshi.
+
+export const ACCOUNT_FLAGS = {
+  /** Debits (pending + posted) may never exceed posted credits: a balance that cannot go negative. */
+  debitsMustNotExceedCredits: 1,
+  /** Credits (pending + posted) may never exceed posted debits. */
+  creditsMustNotExceedDebits: 2,
+} as const;
+
+export interface Account {
+  id: string;
+  flags: number;
+  debitsPending: number;
+  debitsPosted: number;
+  creditsPending: number;
+  creditsPosted: number;
+}
+
+export type TransferKind = 'single' | 'pending' | 'post' | 'void';
+
+export interface TransferInput {
+  /** Caller-chosen id: the idempotency key. */
+  id: string;
+  kind: TransferKind;
+  debitAccountId: string;
+  creditAccountId: string;
+  amountMsat: number;
+  /** For post/void: the pending transfer they resolve. */
+  pendingId?: string | undefined;
+  /** For pending: seconds until it expires (voided by the sweeper). */
+  timeoutS?: number | undefined;
+  /** Links this transfer to the next one in the batch: the chain applies all or nothing. */
+  linked?: boolean | undefined;
+  /** Reference: request id, payment hash, metering record id. */
+  userData?: string | undefined;
+}
+
+export interface StoredTransfer extends TransferInput {
+  createdAtS: number;
+  expiresAtS: number | null;
+  /** For pending transfers: how they ended. */
+  resolution: 'posted' | 'voided' | 'expired' | null;
+}
+
+export type TransferCode =
+  | 'OK'
+  | 'EXISTS'
+  | 'EXISTS_WITH_DIFFERENT_FIELDS'
+  | 'ACCOUNTS_MUST_BE_DIFFERENT'
+  | 'AMOUNT_MUST_BE_POSITIVE'
+  | 'ACCOUNT_NOT_FOUND'
+  | 'EXCEEDS_CREDITS'
+  | 'EXCEEDS_DEBITS'
+  | 'PENDING_ID_REQUIRED'
+  | 'TIMEOUT_REQUIRED'
+  | 'PENDING_TRANSFER_NOT_FOUND'
+  | 'PENDING_TRANSFER_NOT_PENDING'
+  | 'PENDING_TRANSFER_ALREADY_POSTED'
+  | 'PENDING_TRANSFER_ALREADY_VOIDED'
+  | 'PENDING_TRANSFER_EXPIRED'
+  | 'PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS'
+  | 'EXCEEDS_PENDING_AMOUNT'
+  | 'LINKED_EVENT_FAILED'
+  | 'LINKED_EVENT_CHAIN_OPEN';
+
+export interface TransferResult {
+  id: string;
+  code: TransferCode;
+}
+
+export interface LedgerState {
+  accounts: Map<string, Account>;
+  /** Existing transfers the batch may refer to (by id and by pending id). */
+  transfers: Map<string, StoredTransfer>;
+}
+
+export interface BatchOutcome {
+  results: TransferResult[];
+  /** Accounts whose balances changed (final values). */
+  changedAccounts: Map<string, Account>;
+  /** New transfers to insert. */
+  created: StoredTransfer[];
+  /** Existing pending transfers whose resolution changed. */
+  resolved: Map<string, StoredTransfer['resolution']>;
+}
+
+const MAX = Number.MAX_SAFE_INTEGER;
+const MAX_BATCH = 8190; // as TigerBeetle: bounded batches
+
+function sameFields(a: TransferInput, b: TransferInput): boolean {
+  return (
+    a.kind === b.kind &&
+    a.debitAccountId === b.debitAccountId &&
+    a.creditAccountId === b.creditAccountId &&
+    a.amountMsat === b.amountMsat &&
+    (a.pendingId ?? null) === (b.pendingId ?? null) &&
+    (a.timeoutS ?? null) === (b.timeoutS ?? null) &&
+    (a.userData ?? null) === (b.userData ?? null)
+  );
+}
+
+function debitRoom(a: Account, amount: number): boolean {
+  if (!(a.flags & ACCOUNT_FLAGS.debitsMustNotExceedCredits)) return true;
+  return a.debitsPending + a.debitsPosted + amount <= a.creditsPosted;
+}
+
+function creditRoom(a: Account, amount: number): boolean {
+  if (!(a.flags & ACCOUNT_FLAGS.creditsMustNotExceedDebits)) return true;
+  return a.creditsPending + a.creditsPosted + amount <= a.debitsPosted;
+}
+
+/**
+ * Decides one transfer against a working copy of the state, mutating the copy on success.
+ * Returns the result code; state is untouched unless the code is OK.
+ */
+function decide(
+  t: TransferInput,
+  accounts: Map<string, Account>,
+  transfers: Map<string, StoredTransfer>,
+  nowS: number,
+  created: StoredTransfer[],
+  resolved: Map<string, StoredTransfer['resolution']>,
+): TransferCode {
+  const existing = transfers.get(t.id);
+  if (existing) return sameFields(existing, t) ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS';
+  if (!Number.isSafeInteger(t.amountMsat) || t.amountMsat < 0 || t.amountMsat > MAX)
+    return 'AMOUNT_MUST_BE_POSITIVE';
+
+  if (t.kind === 'single' || t.kind === 'pending') {
+    if (t.amountMsat <= 0) return 'AMOUNT_MUST_BE_POSITIVE';
+    if (t.debitAccountId === t.creditAccountId) return 'ACCOUNTS_MUST_BE_DIFFERENT';
+    const debit = accounts.get(t.debitAccountId);
+    const credit = accounts.get(t.creditAccountId);
+    if (!debit || !credit) return 'ACCOUNT_NOT_FOUND';
+    if (t.kind === 'pending' && !(t.timeoutS && t.timeoutS > 0)) return 'TIMEOUT_REQUIRED';
+    if (!debitRoom(debit, t.amountMsat)) return 'EXCEEDS_CREDITS';
+    if (!creditRoom(credit, t.amountMsat)) return 'EXCEEDS_DEBITS';
+    if (t.kind === 'single') {
+      debit.debitsPosted += t.amountMsat;
+      credit.creditsPosted += t.amountMsat;
+    } else {
+      debit.debitsPending += t.amountMsat;
+      credit.creditsPending += t.amountMsat;
+    }
+    const stored: StoredTransfer = {
+      ...t,
+      createdAtS: nowS,
+      expiresAtS: t.kind === 'pending' ? nowS + (t.timeoutS ?? 0) : null,
+      resolution: null,
+    };
+    transfers.set(t.id, stored);
+    created.push(stored);
+    return 'OK';
+  }
+
+  // post / void resolve a pending transfer.
+  if (!t.pendingId) return 'PENDING_ID_REQUIRED';
+  const pending = transfers.get(t.pendingId);
+  if (!pending) return 'PENDING_TRANSFER_NOT_FOUND';
+  if (pending.kind !== 'pending') return 'PENDING_TRANSFER_NOT_PENDING';
+  if (pending.resolution === 'posted') return 'PENDING_TRANSFER_ALREADY_POSTED';
+  if (pending.resolution === 'voided') return 'PENDING_TRANSFER_ALREADY_VOIDED';
+  const debit = accounts.get(pending.debitAccountId);
+  const credit = accounts.get(pending.creditAccountId);
+  if (!debit || !credit) return 'ACCOUNT_NOT_FOUND';
+  if (pending.resolution === 'expired') return 'PENDING_TRANSFER_EXPIRED';
+  if (pending.expiresAtS !== null && nowS >= pending.expiresAtS) {
+    // Expire it on the spot (as the sweeper would) and refuse the late post/void.
+    debit.debitsPending -= pending.amountMsat;
+    credit.creditsPending -= pending.amountMsat;
+    pending.resolution = 'expired';
+    resolved.set(pending.id, 'expired');
+    return 'PENDING_TRANSFER_EXPIRED';
+  }
+  if (t.debitAccountId !== pending.debitAccountId || t.creditAccountId !== pending.creditAccountId) {
+    return 'PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS';
+  }
+  if (t.kind === 'post') {
+    if (t.amountMsat <= 0) return 'AMOUNT_MUST_BE_POSITIVE';
+    if (t.amountMsat > pending.amountMsat) return 'EXCEEDS_PENDING_AMOUNT';
+    // Posting less than the pending amount releases the rest. Room was reserved by the pending.
+    debit.debitsPending -= pending.amountMsat;
+    credit.creditsPending -= pending.amountMsat;
+    debit.debitsPosted += t.amountMsat;
+    credit.creditsPosted += t.amountMsat;
+    pending.resolution = 'posted';
+  } else {
+    if (t.amountMsat !== 0 && t.amountMsat !== pending.amountMsat) return 'EXCEEDS_PENDING_AMOUNT';
+    debit.debitsPending -= pending.amountMsat;
+    credit.creditsPending -= pending.amountMsat;
+    pending.resolution = 'voided';
+  }
+  resolved.set(pending.id, pending.resolution);
+  const stored: StoredTransfer = { ...t, createdAtS: nowS, expiresAtS: null, resolution: null };
+  transfers.set(t.id, stored);
+  created.push(stored);
+  return 'OK';
+}
+
+const cloneAccount = (a: Account): Account => ({ ...a });
+const cloneTransfer = (t: StoredTransfer): StoredTransfer => ({ ...t });
+
+/** Applies a batch in order. Unlinked transfers succeed or fail alone; linked chains all or nothing. */
+export function applyBatch(state: LedgerState, batch: readonly TransferInput[], nowS: number): BatchOutcome {
+  if (batch.length > MAX_BATCH) throw new RangeError(`batch of ${batch.length} exceeds ${MAX_BATCH}`);
+  const accounts = new Map([...state.accounts].map(([id, a]) => [id, cloneAccount(a)]));
+  const transfers = new Map([...state.transfers].map(([id, t]) => [id, cloneTransfer(t)]));
+  const results: TransferResult[] = [];
+  const created: StoredTransfer[] = [];
+  const resolved = new Map<string, StoredTransfer['resolution']>();
+
+  let i = 0;
+  while (i < batch.length) {
+    // A chain runs from i through the first transfer without `linked`.
+    let end = i;
+    while (end < batch.length && batch[end]!.linked) end += 1;
+    if (end === batch.length) {
+      for (let k = i; k < batch.length; k++)
+        results.push({ id: batch[k]!.id, code: 'LINKED_EVENT_CHAIN_OPEN' });
+      break;
+    }
+    const chain = batch.slice(i, end + 1);
+    // Work on copies so a failed chain leaves nothing behind.
+    const chainAccounts = new Map([...accounts].map(([id, a]) => [id, cloneAccount(a)]));
+    const chainTransfers = new Map([...transfers].map(([id, t]) => [id, cloneTransfer(t)]));
+    const chainCreated: StoredTransfer[] = [];
+    const chainResolved = new Map<string, StoredTransfer['resolution']>();
+    const codes: TransferCode[] = [];
+    let failedAt = -1;
+    for (const [k, t] of chain.entries()) {
+      const code = decide(t, chainAccounts, chainTransfers, nowS, chainCreated, chainResolved);
+      codes.push(code);
+      if (code !== 'OK' && code !== 'EXISTS') {
+        failedAt = k;
+        break;
+      }
+    }
+    if (failedAt === -1 || chain.length === 1) {
+      // Success (or a single transfer's own verdict): keep the copies.
+      if (failedAt === -1 || (chain.length === 1 && codes[0] === 'PENDING_TRANSFER_EXPIRED')) {
+        for (const [id, a] of chainAccounts) accounts.set(id, a);
+        for (const [id, t] of chainTransfers) transfers.set(id, t);
+        created.push(...chainCreated);
+        for (const [id, r] of chainResolved) resolved.set(id, r);
+      }
+      chain.forEach((t, k) => {
+        results.push({ id: t.id, code: codes[k]! });
+      });
+    } else {
+      chain.forEach((t, k) => {
+        results.push({ id: t.id, code: k === failedAt ? codes[k]! : 'LINKED_EVENT_FAILED' });
+      });
+    }
+    i = end + 1;
+  }
+
+  const changedAccounts = new Map<string, Account>();
+  for (const [id, a] of accounts) {
+    const before = state.accounts.get(id)!;
+    if (
+      before.debitsPending !== a.debitsPending ||
+      before.debitsPosted !== a.debitsPosted ||
+      before.creditsPending !== a.creditsPending ||
+      before.creditsPosted !== a.creditsPosted
+    ) {
+      changedAccounts.set(id, a);
+    }
+  }
+  return { results, changedAccounts, created, resolved };
+}
+
+/** Balance an account holder can spend: credits minus all debits (pending included). */
+export function availableMsat(a: Account): number {
+  return a.creditsPosted - a.debitsPosted - a.debitsPending;
+}
+
+/** Which pending transfers the sweeper must expire now. */
+export function dueForExpiry(transfers: Iterable<StoredTransfer>, nowS: number): StoredTransfer[] {
+  return [...transfers].filter(
+    (t) => t.kind === 'pending' && t.resolution === null && t.expiresAtS !== null && nowS >= t.expiresAtS,
+  );
+}

@@ -1,0 +1,238 @@
+// The ledger's shell: loads the rows a batch touches (accounts locked FOR UPDATE in id order, so
+// concurrent batches cannot overspend or deadlock), runs the pure posting rules, and writes the
+// outcome in the same transaction. Balances change only here.
+import { type Db, type Migration, migrate, type Queryable } from '@fed-ai/kit';
+import {
+  type Account,
+  applyBatch,
+  type BatchOutcome,
+  dueForExpiry,
+  type StoredTransfer,
+  type TransferInput,
+  type TransferResult,
+} from './rules';
+
+export const LEDGER_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'ledger',
+    sql: `CREATE TABLE IF NOT EXISTS ledger_accounts (
+      id TEXT PRIMARY KEY,
+      flags INTEGER NOT NULL DEFAULT 0,
+      debits_pending BIGINT NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+      debits_posted BIGINT NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+      credits_pending BIGINT NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+      credits_posted BIGINT NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE IF NOT EXISTS ledger_transfers (
+      id TEXT PRIMARY KEY,
+      kind TEXT NOT NULL CHECK (kind IN ('single', 'pending', 'post', 'void')),
+      debit_account_id TEXT NOT NULL REFERENCES ledger_accounts (id),
+      credit_account_id TEXT NOT NULL REFERENCES ledger_accounts (id),
+      amount_msat BIGINT NOT NULL CHECK (amount_msat >= 0),
+      pending_id TEXT,
+      timeout_s INTEGER,
+      user_data TEXT,
+      created_at_s BIGINT NOT NULL,
+      expires_at_s BIGINT,
+      resolution TEXT CHECK (resolution IN ('posted', 'voided', 'expired'))
+    );
+    CREATE INDEX IF NOT EXISTS ledger_transfers_open_pending ON ledger_transfers (expires_at_s) WHERE kind = 'pending' AND resolution IS NULL;
+    CREATE INDEX IF NOT EXISTS ledger_transfers_user_data ON ledger_transfers (user_data);`,
+  },
+];
+
+export interface NewAccount {
+  id: string;
+  flags?: number;
+}
+
+const RETRYABLE_PG = new Set(['23505', '40001', '40P01']);
+const MAX_RETRIES = 5;
+
+interface AccountRow {
+  id: string;
+  flags: number;
+  debits_pending: number;
+  debits_posted: number;
+  credits_pending: number;
+  credits_posted: number;
+}
+
+interface TransferRow {
+  id: string;
+  kind: StoredTransfer['kind'];
+  debit_account_id: string;
+  credit_account_id: string;
+  amount_msat: number;
+  pending_id: string | null;
+  timeout_s: number | null;
+  user_data: string | null;
+  created_at_s: number;
+  expires_at_s: number | null;
+  resolution: StoredTransfer['resolution'];
+}
+
+const toAccount = (r: AccountRow): Account => ({
+  id: r.id,
+  flags: r.flags,
+  debitsPending: r.debits_pending,
+  debitsPosted: r.debits_posted,
+  creditsPending: r.credits_pending,
+  creditsPosted: r.credits_posted,
+});
+
+const toTransfer = (r: TransferRow): StoredTransfer => ({
+  id: r.id,
+  kind: r.kind,
+  debitAccountId: r.debit_account_id,
+  creditAccountId: r.credit_account_id,
+  amountMsat: r.amount_msat,
+  pendingId: r.pending_id ?? undefined,
+  timeoutS: r.timeout_s ?? undefined,
+  userData: r.user_data ?? undefined,
+  createdAtS: r.created_at_s,
+  expiresAtS: r.expires_at_s,
+  resolution: r.resolution,
+});
+
+export class Ledger {
+  private constructor(
+    readonly db: Db,
+    private readonly nowS: () => number,
+  ) {}
+
+  static async open(db: Db, nowS: () => number = () => Math.floor(Date.now() / 1000)): Promise<Ledger> {
+    await migrate(db, 'ledger', LEDGER_MIGRATIONS);
+    return new Ledger(db, nowS);
+  }
+
+  /** Creates accounts that do not exist yet (idempotent); never changes an existing one. */
+  async createAccounts(accounts: readonly NewAccount[]): Promise<void> {
+    for (const a of accounts) {
+      await this.db.query(
+        'INSERT INTO ledger_accounts (id, flags) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING',
+        [a.id, a.flags ?? 0],
+      );
+    }
+  }
+
+  async lookupAccounts(ids: readonly string[]): Promise<Account[]> {
+    const rows = await this.db.query<AccountRow>(
+      'SELECT * FROM ledger_accounts WHERE id = ANY($1) ORDER BY id',
+      [ids],
+    );
+    return rows.rows.map(toAccount);
+  }
+
+  async lookupTransfers(ids: readonly string[]): Promise<StoredTransfer[]> {
+    const rows = await this.db.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = ANY($1)', [ids]);
+    return rows.rows.map(toTransfer);
+  }
+
+  /** Applies a batch atomically (one DB transaction); returns one result per transfer, in order. */
+  async createTransfers(batch: readonly TransferInput[]): Promise<TransferResult[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.db.transaction((tx) => this.applyIn(tx, batch));
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        // Two writers raced on the same transfer id or a lock cycle: retrying sees the winner's row.
+        if (attempt < MAX_RETRIES && code && RETRYABLE_PG.has(code)) continue;
+        throw error;
+      }
+    }
+  }
+
+  private async applyIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
+    const ids = batch.map((t) => t.id);
+    const pendingIds = batch.map((t) => t.pendingId).filter((id): id is string => Boolean(id));
+    const existing = await tx.query<TransferRow>(
+      'SELECT * FROM ledger_transfers WHERE id = ANY($1) OR id = ANY($2)',
+      [ids, pendingIds],
+    );
+    const transfers = new Map(existing.rows.map((r) => [r.id, toTransfer(r)]));
+    const accountIds = new Set<string>();
+    for (const t of batch) {
+      accountIds.add(t.debitAccountId);
+      accountIds.add(t.creditAccountId);
+    }
+    for (const t of transfers.values()) {
+      accountIds.add(t.debitAccountId);
+      accountIds.add(t.creditAccountId);
+    }
+    const sorted = [...accountIds].sort();
+    const locked = await tx.query<AccountRow>(
+      'SELECT * FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE',
+      [sorted],
+    );
+    const accounts = new Map(locked.rows.map((r) => [r.id, toAccount(r)]));
+    const outcome = applyBatch({ accounts, transfers }, batch, this.nowS());
+    await this.write(tx, outcome);
+    return outcome.results;
+  }
+
+  private async write(tx: Queryable, outcome: BatchOutcome): Promise<void> {
+    for (const t of outcome.created) {
+      await tx.query(
+        `INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount_msat, pending_id, timeout_s, user_data, created_at_s, expires_at_s, resolution)
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+        [
+          t.id,
+          t.kind,
+          t.debitAccountId,
+          t.creditAccountId,
+          t.amountMsat,
+          t.pendingId ?? null,
+          t.timeoutS ?? null,
+          t.userData ?? null,
+          t.createdAtS,
+          t.expiresAtS,
+          t.resolution,
+        ],
+      );
+    }
+    for (const [id, resolution] of outcome.resolved) {
+      await tx.query('UPDATE ledger_transfers SET resolution = $2 WHERE id = $1', [id, resolution]);
+    }
+    for (const a of outcome.changedAccounts.values()) {
+      await tx.query(
+        'UPDATE ledger_accounts SET debits_pending = $2, debits_posted = $3, credits_pending = $4, credits_posted = $5 WHERE id = $1',
+        [a.id, a.debitsPending, a.debitsPosted, a.creditsPending, a.creditsPosted],
+      );
+    }
+  }
+
+  /** Expires every pending transfer past its deadline, releasing its amounts. Idempotent. */
+  async expirePending(limit = 500): Promise<number> {
+    const now = this.nowS();
+    const due = await this.db.query<TransferRow>(
+      `SELECT * FROM ledger_transfers WHERE kind = 'pending' AND resolution IS NULL AND expires_at_s <= $1 ORDER BY expires_at_s LIMIT $2`,
+      [now, limit],
+    );
+    let expired = 0;
+    for (const row of due.rows) {
+      expired += await this.db.transaction(async (tx) => {
+        const fresh = await tx.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = $1 FOR UPDATE', [
+          row.id,
+        ]);
+        const t = fresh.rows[0] ? toTransfer(fresh.rows[0]) : null;
+        if (!t || dueForExpiry([t], now).length === 0) return 0; // resolved meanwhile
+        const ids = [t.debitAccountId, t.creditAccountId].sort();
+        await tx.query('SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE', [ids]);
+        await tx.query('UPDATE ledger_accounts SET debits_pending = debits_pending - $2 WHERE id = $1', [
+          t.debitAccountId,
+          t.amountMsat,
+        ]);
+        await tx.query('UPDATE ledger_accounts SET credits_pending = credits_pending - $2 WHERE id = $1', [
+          t.creditAccountId,
+          t.amountMsat,
+        ]);
+        await tx.query(`UPDATE ledger_transfers SET resolution = 'expired' WHERE id = $1`, [t.id]);
+        return 1;
+      });
+    }
+    return expired;
+  }
+}

@@ -1,0 +1,236 @@
+// The ledger on embedded PGlite and on a real PostgreSQL server: same suite on both.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { type Db, openDb, startPostgres } from '@fed-ai/kit';
+import { ACCOUNT_FLAGS, availableMsat, Ledger, type TransferInput, verifyLedger } from '../src/ledger/index';
+
+let pg: Awaited<ReturnType<typeof startPostgres>>;
+before(async () => {
+  pg = await startPostgres();
+});
+after(async () => {
+  await pg.stop();
+});
+
+const backends: [string, () => Promise<Db>][] = [
+  ['pglite', () => openDb({})],
+  ['postgres', () => openDb({ url: pg.url, maxConnections: 20 })],
+];
+
+for (const [name, open] of backends) {
+  describe(`ledger on ${name}`, () => {
+    let db: Db;
+    let ledger: Ledger;
+    let clock = 1_000;
+    before(async () => {
+      db = await open();
+      ledger = await Ledger.open(db, () => clock);
+    });
+    after(async () => {
+      await db.close();
+    });
+
+    test('create, post part of a pending, void, expire; verify passes', async () => {
+      await ledger.createAccounts([
+        { id: 'a:asset' },
+        { id: 'a:tab', flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+        { id: 'a:escrow' },
+        { id: 'a:node' },
+      ]);
+      await ledger.createAccounts([{ id: 'a:tab', flags: 0 }]); // idempotent, flags unchanged
+      const codes = async (batch: TransferInput[]) =>
+        (await ledger.createTransfers(batch)).map((r) => r.code);
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-fund',
+            kind: 'single',
+            debitAccountId: 'a:asset',
+            creditAccountId: 'a:tab',
+            amountMsat: 1000,
+          },
+        ]),
+        ['OK'],
+      );
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-res',
+            kind: 'pending',
+            debitAccountId: 'a:tab',
+            creditAccountId: 'a:escrow',
+            amountMsat: 600,
+            timeoutS: 30,
+          },
+        ]),
+        ['OK'],
+      );
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-res2',
+            kind: 'pending',
+            debitAccountId: 'a:tab',
+            creditAccountId: 'a:escrow',
+            amountMsat: 500,
+            timeoutS: 30,
+          },
+        ]),
+        ['EXCEEDS_CREDITS'],
+      );
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-post',
+            kind: 'post',
+            debitAccountId: 'a:tab',
+            creditAccountId: 'a:escrow',
+            amountMsat: 250,
+            pendingId: 'a-res',
+            linked: true,
+          },
+          {
+            id: 'a-pay',
+            kind: 'single',
+            debitAccountId: 'a:escrow',
+            creditAccountId: 'a:node',
+            amountMsat: 250,
+          },
+        ]),
+        ['OK', 'OK'],
+      );
+      const [tab] = await ledger.lookupAccounts(['a:tab']);
+      assert.equal(availableMsat(tab!), 750);
+      assert.equal(tab!.flags, ACCOUNT_FLAGS.debitsMustNotExceedCredits);
+      // Idempotent retries.
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-fund',
+            kind: 'single',
+            debitAccountId: 'a:asset',
+            creditAccountId: 'a:tab',
+            amountMsat: 1000,
+          },
+        ]),
+        ['EXISTS'],
+      );
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-fund',
+            kind: 'single',
+            debitAccountId: 'a:asset',
+            creditAccountId: 'a:tab',
+            amountMsat: 999,
+          },
+        ]),
+        ['EXISTS_WITH_DIFFERENT_FIELDS'],
+      );
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-post',
+            kind: 'post',
+            debitAccountId: 'a:tab',
+            creditAccountId: 'a:escrow',
+            amountMsat: 250,
+            pendingId: 'a-res',
+          },
+        ]),
+        ['EXISTS'],
+      );
+      // A pending that times out is expired by the sweeper and releases its hold.
+      assert.deepEqual(
+        await codes([
+          {
+            id: 'a-res3',
+            kind: 'pending',
+            debitAccountId: 'a:tab',
+            creditAccountId: 'a:escrow',
+            amountMsat: 700,
+            timeoutS: 5,
+          },
+        ]),
+        ['OK'],
+      );
+      clock += 10;
+      const staleReport = await verifyLedger(db, clock);
+      assert.ok(staleReport.problems.some((p) => p.code === 'PENDING_OUTLIVED_TIMEOUT'));
+      assert.equal(await ledger.expirePending(), 1);
+      assert.equal(await ledger.expirePending(), 0);
+      const [after] = await ledger.lookupAccounts(['a:tab']);
+      assert.equal(availableMsat(after!), 750);
+      const report = await verifyLedger(db, clock);
+      assert.deepEqual(report.problems, []);
+      assert.equal(report.ok, true);
+    });
+
+    test('a throw inside the transaction leaves nothing behind', async () => {
+      await ledger.createAccounts([{ id: 'b:x' }, { id: 'b:y' }]);
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.query(`UPDATE ledger_accounts SET credits_posted = credits_posted + 5 WHERE id = 'b:y'`);
+          throw new Error('crash between writes');
+        }),
+      );
+      const [y] = await ledger.lookupAccounts(['b:y']);
+      assert.equal(y!.creditsPosted, 0);
+      assert.equal((await verifyLedger(db, clock)).ok, true);
+    });
+
+    test('concurrency: a tab holding exactly N reservations gets 10N concurrent ones; exactly N succeed', async () => {
+      const n = 8;
+      const price = 37;
+      await ledger.createAccounts([
+        { id: 'c:asset' },
+        { id: 'c:tab', flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+        { id: 'c:escrow' },
+      ]);
+      await ledger.createTransfers([
+        {
+          id: 'c-fund',
+          kind: 'single',
+          debitAccountId: 'c:asset',
+          creditAccountId: 'c:tab',
+          amountMsat: n * price,
+        },
+      ]);
+      const results = await Promise.all(
+        Array.from({ length: 10 * n }, (_, i) =>
+          ledger.createTransfers([
+            {
+              id: `c-res-${i}`,
+              kind: 'pending',
+              debitAccountId: 'c:tab',
+              creditAccountId: 'c:escrow',
+              amountMsat: price,
+              timeoutS: 60,
+            },
+          ]),
+        ),
+      );
+      const ok = results.filter((r) => r[0]!.code === 'OK').length;
+      assert.equal(ok, n);
+      assert.equal(results.filter((r) => r[0]!.code === 'EXCEEDS_CREDITS').length, 9 * n);
+      const [tab] = await ledger.lookupAccounts(['c:tab']);
+      assert.equal(availableMsat(tab!), 0);
+      assert.equal((await verifyLedger(db, clock)).ok, true);
+    });
+
+    test('concurrency: the same transfer id from many writers is applied once', async () => {
+      await ledger.createAccounts([{ id: 'd:a' }, { id: 'd:b' }]);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          ledger.createTransfers([
+            { id: 'd-once', kind: 'single', debitAccountId: 'd:a', creditAccountId: 'd:b', amountMsat: 7 },
+          ]),
+        ),
+      );
+      assert.equal(results.filter((r) => r[0]!.code === 'OK').length, 1);
+      assert.equal(results.filter((r) => r[0]!.code === 'EXISTS').length, 9);
+      const [b] = await ledger.lookupAccounts(['d:b']);
+      assert.equal(b!.creditsPosted, 7);
+    });
+  });
+}
