@@ -1,7 +1,15 @@
 // NIP-98 HTTP auth: an event of kind 27235 signed over the absolute URL, the method and (for
 // bodies) sha256 of the body, sent as `Authorization: Nostr <base64(event)>`. Used for admin and
 // service-to-service endpoints. Replay-protected like every signed message.
-import { eventHash, finalizeEvent, type SignedEvent, sha256Hex, verifyEventSignature } from './crypto';
+import { randomBytes } from 'node:crypto';
+import {
+  bytesToHex,
+  eventHash,
+  finalizeEvent,
+  type SignedEvent,
+  sha256Hex,
+  verifyEventSignature,
+} from './crypto';
 import { KIND } from './kinds';
 import type { ReasonCode } from './reasons';
 import type { ReplayStore } from './replay';
@@ -16,9 +24,12 @@ export function createNip98Header(
   secretKey: Uint8Array,
   nowS = Math.floor(Date.now() / 1000),
 ): string {
+  // The nonce makes two identical requests in the same second two different events (else the
+  // second would be refused as a replay).
   const tags = [
     ['u', url],
     ['method', method.toUpperCase()],
+    ['nonce', bytesToHex(randomBytes(8))],
   ];
   if (body !== undefined && body.length > 0) tags.push(['payload', sha256Hex(body)]);
   const event = finalizeEvent({ kind: KIND.httpAuth, created_at: nowS, tags, content: '' }, secretKey);

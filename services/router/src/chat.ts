@@ -1,5 +1,6 @@
 // One chat request through the router, shared by the OpenAI-compatible and native routes:
 // estimate, schedule, reserve, dispatch with failover, verify, capture.
+import { randomUUID } from 'node:crypto';
 import { chargeMsat, FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
 import type { Dispatcher, DispatchResult, GenerationParams } from './dispatch';
 import type { Payments } from './payments';
@@ -14,6 +15,7 @@ export interface ChatContext {
 }
 
 export interface ChatRequest {
+  /** The caller's request id (logs, correlation). The dispatch id is always the router's own. */
   requestId: string;
   payer: string;
   params: GenerationParams;
@@ -23,6 +25,8 @@ export interface ChatRequest {
 }
 
 export interface ChatOutcome extends DispatchResult {
+  /** Router-generated, unique: names the reservation, the node request and the metering record. */
+  dispatchId: string;
   costMsat: number;
   promptTokensEstimate: number;
 }
@@ -70,15 +74,17 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   const ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
   // Reserve what the most expensive candidate we may fail over to could cost.
   const maxCost = Math.max(...ranked.map((c) => c.maxCostMsat));
+  // Never the caller's id: a reused id must not find an existing reservation or receipt.
+  const dispatchId = `rq-${randomUUID()}`;
   const reservation = await ctx.payments.reserve({
-    requestId: req.requestId,
+    requestId: dispatchId,
     payer: req.payer,
     amountMsat: maxCost,
   });
   let result: DispatchResult;
   try {
     result = await ctx.dispatcher.run({
-      requestId: req.requestId,
+      requestId: dispatchId,
       params: req.params,
       candidates: ranked,
       allowFallbacks: req.provider?.allow_fallbacks !== false,
@@ -86,7 +92,8 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       ...(req.onDelta ? { onDelta: req.onDelta } : {}),
     });
   } catch (error) {
-    await ctx.payments.release(reservation);
+    // Release failures are healed by the reservation's timeout; the client sees the real error.
+    await ctx.payments.release(reservation).catch(() => {});
     throw error;
   }
   const costMsat = chargeMsat(result.record.cost_msat, reservation.amountMsat || result.record.cost_msat);
@@ -95,5 +102,5 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
     node: result.node.id,
     metering: result.metering,
   });
-  return { ...result, costMsat, promptTokensEstimate };
+  return { ...result, dispatchId, costMsat, promptTokensEstimate };
 }

@@ -38,6 +38,13 @@ export const routerConfigSchema = z.object({
   DATA_DIR: z.string().default('./data/router'),
   DATABASE_URL: z.string().optional(),
   RELAY_URLS: list.default([]),
+  /** Paid mode: reservations, charges and tabs through this settlement service. */
+  SETTLEMENT_URL: z.string().url().optional(),
+  SETTLEMENT_PUBKEY: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
 });
 
 export type RouterConfig = z.infer<typeof routerConfigSchema>;

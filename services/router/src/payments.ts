@@ -2,7 +2,10 @@
 // metered cost after the node's signed metering verifies, and releases the reservation on failure.
 // FreePayments is the real mode of a free network (all prices 0, or no settlement service): it
 // records nothing and charges nothing.
-import type { Envelope } from '@fed-ai/protocol';
+import { randomUUID } from 'node:crypto';
+import { readErrorCode } from '@fed-ai/kit';
+import { createEnvelope, type Envelope, FedAiError, KIND, type SettlementRequest } from '@fed-ai/protocol';
+import { request } from 'undici';
 
 export interface Reservation {
   opId: string;
@@ -26,4 +29,93 @@ export class FreePayments implements Payments {
   }
   async capture(): Promise<void> {}
   async release(): Promise<void> {}
+}
+
+/**
+ * Payments through the settlement service: each operation is a settlement envelope (kind 28123)
+ * signed by this router, idempotent by its op id, so retries after timeouts are safe.
+ */
+export class SettlementPayments implements Payments {
+  readonly mode = 'settlement' as const;
+
+  constructor(
+    private readonly options: {
+      url: string;
+      settlementPubkey: string;
+      secretKey: Uint8Array;
+      reservationTimeoutS: number;
+      requestTimeoutMs?: number;
+    },
+  ) {}
+
+  private async op(
+    payload: SettlementRequest,
+    attempts = 1,
+  ): Promise<{ ok: boolean; balance_msat?: number; charged_msat?: number }> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        // A nonce makes each attempt a distinct envelope: a retry in the same second is not a replay.
+        const envelope = createEnvelope(
+          KIND.settlementRequest,
+          payload,
+          { audience: this.options.settlementPubkey, tags: [['nonce', randomUUID()]] },
+          this.options.secretKey,
+        );
+        const response = await request(`${this.options.url}/v1/ops`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(envelope),
+          signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5_000),
+        });
+        const body = (await response.body.json().catch(() => null)) as {
+          error?: { message?: string };
+        } | null;
+        if (response.statusCode === 200) return body as { ok: boolean };
+        const code = readErrorCode(body, 'SETTLEMENT_UNAVAILABLE');
+        // Refusals are final; only an unreachable or failing service is worth another try.
+        if (response.statusCode < 500) throw new FedAiError(code, body?.error?.message);
+        last = new FedAiError('SETTLEMENT_UNAVAILABLE', `settlement answered ${response.statusCode}`);
+      } catch (error) {
+        if (error instanceof FedAiError && error.code !== 'SETTLEMENT_UNAVAILABLE') throw error;
+        last =
+          error instanceof FedAiError
+            ? error
+            : new FedAiError('SETTLEMENT_UNAVAILABLE', (error as Error).message);
+      }
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+    }
+    throw last;
+  }
+
+  async reserve(input: { requestId: string; payer: string; amountMsat: number }): Promise<Reservation> {
+    await this.op({
+      op: 'reserve',
+      op_id: input.requestId,
+      account: input.payer,
+      amount_msat: Math.max(1, input.amountMsat),
+      timeout_s: this.options.reservationTimeoutS,
+    });
+    return { opId: input.requestId, amountMsat: Math.max(1, input.amountMsat) };
+  }
+
+  async capture(
+    reservation: Reservation,
+    input: { amountMsat: number; node: string; metering: Envelope },
+  ): Promise<void> {
+    await this.op(
+      {
+        op: 'capture',
+        op_id: reservation.opId,
+        amount_msat: input.amountMsat,
+        node: input.node,
+        metering: JSON.stringify(input.metering),
+      },
+      3,
+    );
+  }
+
+  async release(reservation: Reservation): Promise<void> {
+    await this.op({ op: 'release', op_id: reservation.opId }, 3);
+  }
 }

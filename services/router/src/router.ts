@@ -18,11 +18,12 @@ import type { RouterConfig } from './config';
 import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
-import { FreePayments, type Payments } from './payments';
+import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
 import { registerNativeRoutes } from './routes/native';
 import { registerOpenAiRoutes } from './routes/openai';
+import { registerTabRoutes } from './routes/tabs';
 
 export interface RunningRouter {
   url: string;
@@ -78,10 +79,13 @@ export async function startRouter(
     maxAttempts: config.MAX_ATTEMPTS,
     logger,
   });
+  const payments =
+    options.payments ??
+    (config.SETTLEMENT_URL ? await settlementPayments(config, secretKey) : new FreePayments());
   const ctx: ChatContext = {
     registry,
     dispatcher,
-    payments: options.payments ?? new FreePayments(),
+    payments,
     ...(options.rng ? { rng: options.rng } : {}),
   };
 
@@ -116,6 +120,9 @@ export async function startRouter(
     publicUrl: config.ROUTER_PUBLIC_URL,
   });
 
+  if (config.SETTLEMENT_URL)
+    registerTabRoutes(app, { apiKeys, settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''), secretKey });
+
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
   logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
   return {
@@ -130,4 +137,23 @@ export async function startRouter(
       await db.close();
     },
   };
+}
+
+async function settlementPayments(config: RouterConfig, secretKey: Uint8Array): Promise<SettlementPayments> {
+  const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
+  let settlementPubkey = config.SETTLEMENT_PUBKEY;
+  if (!settlementPubkey) {
+    const info = (await (await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })).json()) as {
+      pubkey?: string;
+    };
+    if (!info.pubkey || !/^[0-9a-f]{64}$/.test(info.pubkey))
+      throw new Error(`${url}/v1/info gave no settlement pubkey`);
+    settlementPubkey = info.pubkey;
+  }
+  return new SettlementPayments({
+    url,
+    settlementPubkey,
+    secretKey,
+    reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
+  });
 }

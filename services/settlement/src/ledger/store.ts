@@ -131,11 +131,22 @@ export class Ledger {
     return rows.rows.map(toTransfer);
   }
 
-  /** Applies a batch atomically (one DB transaction); returns one result per transfer, in order. */
-  async createTransfers(batch: readonly TransferInput[]): Promise<TransferResult[]> {
+  /**
+   * Applies a batch atomically (one DB transaction); returns one result per transfer, in order.
+   * `alsoInTx` runs in the same transaction after the batch (e.g. to record what a charge rests on),
+   * so the ledger and that record commit or roll back together.
+   */
+  async createTransfers(
+    batch: readonly TransferInput[],
+    alsoInTx?: (tx: Queryable, results: TransferResult[]) => Promise<void>,
+  ): Promise<TransferResult[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction((tx) => this.applyIn(tx, batch));
+        return await this.db.transaction(async (tx) => {
+          const results = await this.applyIn(tx, batch);
+          if (alsoInTx) await alsoInTx(tx, results);
+          return results;
+        });
       } catch (error) {
         const code = (error as { code?: string }).code;
         // Two writers raced on the same transfer id or a lock cycle: retrying sees the winner's row.

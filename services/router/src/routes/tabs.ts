@@ -1,0 +1,89 @@
+// Prepaid tabs, reached with the caller's API key and served by the settlement service: top up
+// with a BOLT11 invoice, see the balance and recent charges with their node-signed receipts.
+
+import { rawBody, readErrorCode } from '@fed-ai/kit';
+import { createNip98Header, FedAiError } from '@fed-ai/protocol';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { request as httpRequest } from 'undici';
+import { z } from 'zod';
+import type { ApiKeys } from '../apikeys';
+import { openAiError } from './openai';
+
+export interface TabRouteDeps {
+  apiKeys: ApiKeys;
+  settlementUrl: string;
+  secretKey: Uint8Array;
+}
+
+const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
+const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
+
+export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): void {
+  async function payer(request: FastifyRequest): Promise<string> {
+    const auth = request.headers.authorization;
+    const key = await deps.apiKeys.authenticate(
+      auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
+    );
+    if (!key) throw new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.');
+    return key.id;
+  }
+
+  async function settlement(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+    const url = `${deps.settlementUrl}${path}`;
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    let response: Awaited<ReturnType<typeof httpRequest>>;
+    try {
+      response = await httpRequest(url, {
+        method,
+        headers: {
+          'content-type': 'application/json',
+          authorization: createNip98Header(url, method, text, deps.secretKey),
+        },
+        ...(text ? { body: text } : {}),
+        signal: AbortSignal.timeout(5_000),
+      });
+    } catch (error) {
+      throw new FedAiError('SETTLEMENT_UNAVAILABLE', (error as Error).message);
+    }
+    const json = await response.body.json().catch(() => null);
+    if (response.statusCode !== 200) {
+      const e = (json as { error?: { message?: string } } | null)?.error;
+      throw new FedAiError(readErrorCode(json, 'SETTLEMENT_UNAVAILABLE'), e?.message);
+    }
+    return json;
+  }
+
+  const handle =
+    (fn: (request: FastifyRequest) => Promise<unknown>) =>
+    async (request: FastifyRequest, reply: import('fastify').FastifyReply) => {
+      try {
+        return await fn(request);
+      } catch (error) {
+        const e =
+          error instanceof FedAiError ? error : new FedAiError('INVALID_REQUEST', (error as Error).message);
+        return reply.code(e.status).send(openAiError(e.code, e.message));
+      }
+    };
+
+  app.post(
+    '/v1/tabs/topup',
+    handle(async (request) => {
+      const who = await payer(request);
+      const input = topupSchema.parse(JSON.parse(rawBody(request) || '{}'));
+      return settlement('POST', '/v1/topups', { payer: who, amount_msat: input.amount_msat });
+    }),
+  );
+  app.get(
+    '/v1/tabs/me',
+    handle(async (request) => settlement('GET', `/v1/tabs/${encodeURIComponent(await payer(request))}`)),
+  );
+  // Devnet: pay your own top-up invoice from the settlement faucet (refused unless FAUCET=true there).
+  app.post(
+    '/v1/tabs/faucet',
+    handle(async (request) => {
+      await payer(request);
+      const input = faucetSchema.parse(JSON.parse(rawBody(request) || '{}'));
+      return settlement('POST', '/v1/faucet/pay', input);
+    }),
+  );
+}

@@ -1,0 +1,313 @@
+// The network's books on top of the ledger: account layout, tab top-ups through Lightning
+// invoices, reservations before dispatch, captures split into node earnings and router fee, and
+// releases. Every operation has a deterministic transfer id derived from its request, so a retry
+// (after a timeout or a crash) can never move money twice.
+import type { Db, Migration } from '@fed-ai/kit';
+import { type Envelope, FedAiError, splitCharge } from '@fed-ai/protocol';
+import {
+  ACCOUNT_FLAGS,
+  availableMsat,
+  type Ledger,
+  type TransferInput,
+  type TransferResult,
+} from './ledger/index';
+import type { Invoice, LightningBackend } from './lightning/backend';
+
+export const ACCOUNTS = {
+  /** Asset: what we hold on Lightning. Credits (money out) never exceed debits (money in). */
+  lightning: 'lightning',
+  /** Devnet only: an unlimited source that pays top-up invoices so demo keys have funds. */
+  faucet: 'faucet',
+  /** Reservations in flight between a tab and the node/router split. */
+  escrow: 'escrow',
+  routerFees: 'fees:router',
+  tab: (payer: string) => `tab:${payer}`,
+  earnings: (node: string) => `earnings:${node}`,
+} as const;
+
+export const BOOKS_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'topups_and_charges',
+    sql: `CREATE TABLE IF NOT EXISTS topups (
+      payment_hash TEXT PRIMARY KEY,
+      account TEXT NOT NULL,
+      amount_msat BIGINT NOT NULL,
+      paid_by TEXT,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE IF NOT EXISTS charges (
+      op_id TEXT PRIMARY KEY,
+      account TEXT NOT NULL,
+      node TEXT NOT NULL,
+      amount_msat BIGINT NOT NULL,
+      node_msat BIGINT NOT NULL,
+      router_msat BIGINT NOT NULL,
+      metering JSONB NOT NULL,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS charges_account ON charges (account, created_at DESC);`,
+  },
+];
+
+const ok = (r: TransferResult) => r.code === 'OK' || r.code === 'EXISTS';
+
+export interface BooksOptions {
+  routerFeeBps: number;
+  topupExpiryS?: number;
+  faucetEnabled?: boolean;
+  maxTopupMsat?: number;
+}
+
+export class Books {
+  constructor(
+    private readonly db: Db,
+    private readonly ledger: Ledger,
+    private readonly lightning: LightningBackend,
+    private readonly options: BooksOptions,
+  ) {}
+
+  async init(): Promise<void> {
+    await this.ledger.createAccounts([
+      { id: ACCOUNTS.lightning, flags: ACCOUNT_FLAGS.creditsMustNotExceedDebits },
+      { id: ACCOUNTS.faucet },
+      { id: ACCOUNTS.escrow },
+      { id: ACCOUNTS.routerFees },
+    ]);
+  }
+
+  private async ensureTab(payer: string): Promise<string> {
+    const id = ACCOUNTS.tab(payer);
+    await this.ledger.createAccounts([{ id, flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits }]);
+    return id;
+  }
+
+  /** A BOLT11 invoice that credits `payer`'s tab exactly once when paid. */
+  async openTopup(payer: string, amountMsat: number): Promise<Invoice> {
+    const max = this.options.maxTopupMsat ?? 100_000_000_000;
+    if (!Number.isSafeInteger(amountMsat) || amountMsat < 1000 || amountMsat > max) {
+      throw new FedAiError('INVALID_REQUEST', `amount_msat must be 1000..${max}`);
+    }
+    const account = await this.ensureTab(payer);
+    const invoice = await this.lightning.createInvoice({
+      amountMsat,
+      description: `fed-ai tab top-up ${account}`,
+      expirySeconds: this.options.topupExpiryS ?? 3600,
+    });
+    await this.db.query('INSERT INTO topups (payment_hash, account, amount_msat) VALUES ($1, $2, $3)', [
+      invoice.paymentHash,
+      account,
+      amountMsat,
+    ]);
+    return invoice;
+  }
+
+  /** Devnet faucet: pays one of our top-up invoices from the faucet account. */
+  async faucetPay(bolt11: string): Promise<{ paymentHash: string; creditedMsat: number }> {
+    if (!this.options.faucetEnabled) throw new FedAiError('FORBIDDEN', 'The faucet is off (devnet only).');
+    const topup = await this.topupFor(bolt11);
+    await this.db.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1 AND paid_by IS NULL', [
+      topup.payment_hash,
+      ACCOUNTS.faucet,
+    ]);
+    try {
+      await this.lightning.payInvoice(bolt11, { maxFeeMsat: 0 });
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'IDEMPOTENCY_CONFLICT') throw error; // already paid: credit below is idempotent
+    }
+    await this.creditSettledTopups();
+    return { paymentHash: topup.payment_hash, creditedMsat: topup.amount_msat };
+  }
+
+  private async topupFor(
+    bolt11: string,
+  ): Promise<{ payment_hash: string; account: string; amount_msat: number }> {
+    const { decodeInvoice } = await import('./lightning/bolt11');
+    let hash: string;
+    try {
+      hash = decodeInvoice(bolt11).paymentHash;
+    } catch (error) {
+      throw new FedAiError('INVALID_REQUEST', `not a BOLT11 invoice: ${(error as Error).message}`);
+    }
+    const rows = await this.db.query<{ payment_hash: string; account: string; amount_msat: number }>(
+      'SELECT payment_hash, account, amount_msat FROM topups WHERE payment_hash = $1',
+      [hash],
+    );
+    if (!rows.rows[0]) throw new FedAiError('INVOICE_NOT_FOUND');
+    return rows.rows[0];
+  }
+
+  /**
+   * Credits every settled, not yet credited top-up (idempotent: transfer id `topup:<hash>`). Runs
+   * after each payment and on a timer, so a crash between "invoice paid" and "tab credited" heals.
+   */
+  async creditSettledTopups(limit = 200): Promise<number> {
+    const rows = await this.db.query<{
+      payment_hash: string;
+      account: string;
+      amount_msat: number;
+      paid_by: string | null;
+    }>(
+      `SELECT t.payment_hash, t.account, t.amount_msat, t.paid_by FROM topups t
+       JOIN invoices i ON i.payment_hash = t.payment_hash
+       WHERE i.settled_at_s IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM ledger_transfers x WHERE x.id = 'topup:' || t.payment_hash)
+       LIMIT $1`,
+      [limit],
+    );
+    let credited = 0;
+    for (const t of rows.rows) {
+      const [result] = await this.ledger.createTransfers([
+        {
+          id: `topup:${t.payment_hash}`,
+          kind: 'single',
+          debitAccountId: t.paid_by ?? ACCOUNTS.lightning,
+          creditAccountId: t.account,
+          amountMsat: t.amount_msat,
+          userData: t.payment_hash,
+        },
+      ]);
+      if (result?.code === 'OK') credited += 1;
+    }
+    return credited;
+  }
+
+  /** Holds `amountMsat` of the payer's tab for one request until captured, released or expired. */
+  async reserve(
+    opId: string,
+    payer: string,
+    amountMsat: number,
+    timeoutS: number,
+  ): Promise<{ balanceMsat: number }> {
+    const account = ACCOUNTS.tab(payer);
+    const [tab] = await this.ledger.lookupAccounts([account]);
+    if (!tab) throw new FedAiError('INSUFFICIENT_BALANCE', 'No tab yet: top up with POST /v1/tabs/topup.');
+    if (amountMsat > 0) {
+      const [result] = await this.ledger.createTransfers([
+        {
+          id: `res:${opId}`,
+          kind: 'pending',
+          debitAccountId: account,
+          creditAccountId: ACCOUNTS.escrow,
+          amountMsat,
+          timeoutS,
+          userData: opId,
+        },
+      ]);
+      if (result?.code === 'EXCEEDS_CREDITS') {
+        throw new FedAiError(
+          'INSUFFICIENT_BALANCE',
+          `The tab holds ${availableMsat(tab)} msat; this request may cost up to ${amountMsat} msat.`,
+        );
+      }
+      if (result?.code === 'EXISTS_WITH_DIFFERENT_FIELDS') throw new FedAiError('IDEMPOTENCY_CONFLICT');
+      if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `reserve: ${result?.code}`);
+    }
+    const [after] = await this.ledger.lookupAccounts([account]);
+    return { balanceMsat: after ? availableMsat(after) : 0 };
+  }
+
+  /**
+   * Charges the metered cost: posts that much of the reservation (the rest is released) and splits
+   * it into node earnings and router fee, all in one linked batch with the charge record.
+   */
+  async capture(
+    opId: string,
+    amountMsat: number,
+    node: string,
+    metering: Envelope,
+  ): Promise<{ chargedMsat: number }> {
+    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    if (!pending) {
+      if (amountMsat === 0) return { chargedMsat: 0 };
+      throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
+    }
+    const charge = Math.min(amountMsat, pending.amountMsat);
+    if (charge === 0) {
+      await this.release(opId);
+      return { chargedMsat: 0 };
+    }
+    await this.ledger.createAccounts([{ id: ACCOUNTS.earnings(node) }]);
+    const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
+    const batch: TransferInput[] = [
+      {
+        id: `post:${opId}`,
+        kind: 'post',
+        pendingId: `res:${opId}`,
+        debitAccountId: pending.debitAccountId,
+        creditAccountId: ACCOUNTS.escrow,
+        amountMsat: charge,
+        userData: opId,
+      },
+    ];
+    if (nodeMsat > 0)
+      batch.push({
+        id: `pay:${opId}`,
+        kind: 'single',
+        debitAccountId: ACCOUNTS.escrow,
+        creditAccountId: ACCOUNTS.earnings(node),
+        amountMsat: nodeMsat,
+        userData: opId,
+      });
+    if (routerMsat > 0)
+      batch.push({
+        id: `fee:${opId}`,
+        kind: 'single',
+        debitAccountId: ACCOUNTS.escrow,
+        creditAccountId: ACCOUNTS.routerFees,
+        amountMsat: routerMsat,
+        userData: opId,
+      });
+    for (let i = 0; i < batch.length - 1; i++) batch[i]!.linked = true;
+    const results = await this.ledger.createTransfers(batch, async (tx, r) => {
+      if (!r.every(ok)) return;
+      await tx.query(
+        `INSERT INTO charges (op_id, account, node, amount_msat, node_msat, router_msat, metering) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (op_id) DO NOTHING`,
+        [opId, pending.debitAccountId, node, charge, nodeMsat, routerMsat, JSON.stringify(metering)],
+      );
+    });
+    if (!results.every(ok)) {
+      const failed = results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0];
+      throw new FedAiError(
+        failed?.code === 'PENDING_TRANSFER_EXPIRED' ? 'LEDGER_REJECTED' : 'LEDGER_REJECTED',
+        `capture: ${failed?.code}`,
+      );
+    }
+    return { chargedMsat: charge };
+  }
+
+  /** Gives a reservation back (failure, cancellation). Idempotent; a no-op once captured. */
+  async release(opId: string): Promise<void> {
+    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    if (!pending || pending.resolution !== null) return;
+    await this.ledger.createTransfers([
+      {
+        id: `void:${opId}`,
+        kind: 'void',
+        pendingId: `res:${opId}`,
+        debitAccountId: pending.debitAccountId,
+        creditAccountId: ACCOUNTS.escrow,
+        amountMsat: 0,
+        userData: opId,
+      },
+    ]);
+  }
+
+  async tab(
+    payer: string,
+    limit = 20,
+  ): Promise<{ account: string; balance_msat: number; reserved_msat: number; charges: unknown[] }> {
+    const account = ACCOUNTS.tab(payer);
+    const [tab] = await this.ledger.lookupAccounts([account]);
+    const charges = await this.db.query(
+      'SELECT op_id AS request_id, node, amount_msat, node_msat, router_msat, metering AS receipt, created_at FROM charges WHERE account = $1 ORDER BY created_at DESC LIMIT $2',
+      [account, Math.min(Math.max(limit, 1), 200)],
+    );
+    return {
+      account,
+      balance_msat: tab ? availableMsat(tab) : 0,
+      reserved_msat: tab?.debitsPending ?? 0,
+      charges: charges.rows,
+    };
+  }
+}

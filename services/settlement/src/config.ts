@@ -1,0 +1,29 @@
+import { z } from 'zod';
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const hexKeys = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(z.string().regex(/^[0-9a-f]{64}$/, 'expected 64-hex public keys')));
+
+export const settlementConfigSchema = z.object({
+  SETTLEMENT_HOST: z.string().default('127.0.0.1'),
+  SETTLEMENT_PORT: z.coerce.number().int().min(0).max(65535).default(7200),
+  SETTLEMENT_PUBLIC_URL: z.string().url().optional(),
+  SETTLEMENT_KEY: z.string().optional(),
+  SETTLEMENT_KEY_FILE: z.string().optional(),
+  /** Routers allowed to move money (their pubkeys). */
+  SETTLEMENT_ROUTER_PUBKEYS: hexKeys.default([]),
+  ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
+  FAUCET: bool.default(false),
+  LIGHTNING_BACKEND: z.enum(['internal']).default('internal'),
+  SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
+  DATA_DIR: z.string().default('./data/settlement'),
+  DATABASE_URL: z.string().optional(),
+});
+export type SettlementConfig = z.infer<typeof settlementConfigSchema>;

@@ -1,0 +1,82 @@
+// startSettlement: database, ledger, Lightning backend, books, HTTP API and the expiry sweeper.
+import { resolve } from 'node:path';
+import {
+  createLogger,
+  createMetricsRegistry,
+  DbReplayStore,
+  loadOrCreateKeyFile,
+  migrate,
+  openDb,
+  REPLAY_MIGRATIONS,
+} from '@fed-ai/kit';
+import { bytesToHex, initCrypto, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { BOOKS_MIGRATIONS, Books } from './books';
+import type { SettlementConfig } from './config';
+import { Ledger } from './ledger/index';
+import { INVOICE_MIGRATIONS, InternalLightning } from './lightning/internal';
+import { createSettlementServer } from './server';
+
+export interface RunningSettlement {
+  url: string;
+  pubkey: string;
+  books: Books;
+  ledger: Ledger;
+  close(): Promise<void>;
+}
+
+export async function startSettlement(config: SettlementConfig): Promise<RunningSettlement> {
+  const logger = createLogger('settlement');
+  await initCrypto();
+  const dataDir = resolve(config.DATA_DIR);
+  const secretKey = config.SETTLEMENT_KEY
+    ? parseSecretKey(config.SETTLEMENT_KEY)
+    : loadOrCreateKeyFile(resolve(config.SETTLEMENT_KEY_FILE ?? `${dataDir}/settlement.key`)).secretKey;
+  const pubkey = publicKeyOf(secretKey);
+  const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db'), maxConnections: 20 });
+  const ledger = await Ledger.open(db);
+  await migrate(db, 'settlement-invoices', INVOICE_MIGRATIONS);
+  await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
+  await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
+  const lightning = new InternalLightning(db, bytesToHex(secretKey));
+  const books = new Books(db, ledger, lightning, {
+    routerFeeBps: config.ROUTER_FEE_BPS,
+    faucetEnabled: config.FAUCET,
+  });
+  await books.init();
+  // Heal anything a crash left half done before serving.
+  await ledger.expirePending();
+  await books.creditSettledTopups();
+
+  const app = createSettlementServer({
+    books,
+    pubkey,
+    routers: new Set(config.SETTLEMENT_ROUTER_PUBKEYS),
+    replayStore: new DbReplayStore(db),
+    metrics: createMetricsRegistry('settlement'),
+    publicUrl: config.SETTLEMENT_PUBLIC_URL,
+  });
+  const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
+  let sweeping = false;
+  const sweeper = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    Promise.all([ledger.expirePending(), books.creditSettledTopups()])
+      .catch((error: unknown) => logger.error({ err: error }, 'sweep failed'))
+      .finally(() => {
+        sweeping = false;
+      });
+  }, config.SWEEP_INTERVAL_MS);
+  sweeper.unref();
+  logger.info({ url, pubkey, backend: lightning.name, faucet: config.FAUCET }, 'settlement ready');
+  return {
+    url,
+    pubkey,
+    books,
+    ledger,
+    async close() {
+      clearInterval(sweeper);
+      await app.close();
+      await db.close();
+    },
+  };
+}

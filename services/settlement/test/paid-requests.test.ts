@@ -1,0 +1,167 @@
+// Paid requests end to end: settlement (ledger + internal Lightning) + router + a node, on
+// 127.0.0.1. A tab with exactly enough for N requests gets 10N concurrent ones.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createEnvelope, generateSecretKey, KIND, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
+import OpenAI from 'openai';
+import { SigningNodeDouble } from '../../router/test/signing-node-double';
+import { settlementConfigSchema } from '../src/config';
+import { verifyLedger } from '../src/ledger/index';
+import { type RunningSettlement, startSettlement } from '../src/settlement';
+
+const dir = mkdtempSync(join(tmpdir(), 'fedai-paid-'));
+const routerKey = generateSecretKey();
+let settlement: RunningSettlement;
+let router: RunningRouter;
+const node = new SigningNodeDouble();
+const N = 8;
+const PER_REQUEST_MSAT = 125; // 4 output tokens at 31,250 msat per 1k; input free
+
+before(async () => {
+  settlement = await startSettlement(
+    settlementConfigSchema.parse({
+      SETTLEMENT_PORT: '0',
+      DATA_DIR: join(dir, 'settlement'),
+      SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey),
+      FAUCET: 'true',
+      ROUTER_FEE_BPS: '1000',
+    }),
+  );
+  router = await startRouter(
+    routerConfigSchema.parse({
+      ROUTER_PORT: '0',
+      ROUTER_KEY: secretKeyHex(routerKey),
+      DATA_DIR: join(dir, 'router'),
+      ALLOW_PRIVATE_ENDPOINTS: 'true',
+      SETTLEMENT_URL: settlement.url,
+    }),
+  );
+  node.price = { input_msat_per_1k: 0, output_msat_per_1k: 31_250 };
+  await node.start();
+  assert.equal((await node.register(router.url, router.pubkey)).status, 200);
+});
+
+after(async () => {
+  await router.close();
+  await settlement.close();
+  await node.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function newClient() {
+  const key = await router.createApiKey({ name: 'paid', requests_per_min: 10_000, max_parallel: 1000 });
+  return { key, client: new OpenAI({ baseURL: `${router.url}/v1`, apiKey: key.key, maxRetries: 0 }) };
+}
+
+const tabs = (key: string, path: string, body?: unknown) =>
+  fetch(`${router.url}/v1/tabs/${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+
+const ask = (client: OpenAI) =>
+  client.chat.completions.create({
+    model: 'double-model',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 4,
+  });
+
+test('no tab: 402 in OpenAI shape telling how to top up', async () => {
+  const { client } = await newClient();
+  await assert.rejects(
+    ask(client),
+    (e: unknown) =>
+      e instanceof OpenAI.APIError &&
+      e.status === 402 &&
+      e.code === 'INSUFFICIENT_BALANCE' &&
+      /top up/i.test(e.message),
+  );
+});
+
+test('a tab with exactly N requests of credit: 10N concurrent requests, exactly N answered, balance 0, ledger verifies', async () => {
+  const { key, client } = await newClient();
+  const invoice = await tabs(key.key, 'topup', { amount_msat: N * PER_REQUEST_MSAT });
+  assert.equal(invoice.status, 200);
+  assert.match(String(invoice.body.bolt11), /^lnbcrt/);
+  const paid = await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+  assert.equal(paid.status, 200);
+  // Paying the same invoice again credits nothing more.
+  await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+  assert.equal((await tabs(key.key, 'me')).body.balance_msat, N * PER_REQUEST_MSAT);
+
+  const results = await Promise.allSettled(Array.from({ length: 10 * N }, () => ask(client)));
+  const answered = results.filter((r) => r.status === 'fulfilled');
+  const refused = results.filter(
+    (r) => r.status === 'rejected' && (r.reason as InstanceType<typeof OpenAI.APIError>).status === 402,
+  );
+  assert.equal(answered.length, N);
+  assert.equal(refused.length, 9 * N);
+
+  const tab = await tabs(key.key, 'me');
+  assert.equal(tab.body.balance_msat, 0);
+  assert.equal(tab.body.reserved_msat, 0);
+  const charges = tab.body.charges as {
+    amount_msat: number;
+    node: string;
+    node_msat: number;
+    router_msat: number;
+    receipt: { pubkey: string };
+  }[];
+  assert.equal(charges.length, N);
+  for (const c of charges) {
+    assert.equal(c.amount_msat, PER_REQUEST_MSAT);
+    assert.equal(c.node_msat + c.router_msat, c.amount_msat);
+    assert.equal(c.receipt.pubkey, node.pubkey, 'each charge rests on the node-signed metering record');
+  }
+  const report = await verifyLedger(settlement.ledger.db);
+  assert.deepEqual(report.problems, []);
+});
+
+test('idempotency: a replayed capture and release change nothing; a capture without the node receipt is refused', async () => {
+  const { key, client } = await newClient();
+  const invoice = await tabs(key.key, 'topup', { amount_msat: 1000 });
+  await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+  const { data } = await client.chat.completions
+    .create({ model: 'double-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 })
+    .withResponse();
+  const receipt = (data as unknown as { fedai: { receipt: { content: string } } }).fedai.receipt;
+  const opId = (JSON.parse(receipt.content) as { request_id: string }).request_id;
+  const before = (await tabs(key.key, 'me')).body.balance_msat;
+  const op = (payload: Record<string, unknown>) =>
+    fetch(`${settlement.url}/v1/ops`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(
+        createEnvelope(
+          KIND.settlementRequest,
+          payload as never,
+          { audience: settlement.pubkey, tags: [['nonce', String(Math.random())]] },
+          routerKey,
+        ),
+      ),
+    });
+  const again = await op({
+    op: 'capture',
+    op_id: opId,
+    amount_msat: PER_REQUEST_MSAT,
+    node: node.pubkey,
+    metering: JSON.stringify(receipt),
+  });
+  assert.equal(again.status, 200, await again.clone().text());
+  assert.equal((await op({ op: 'release', op_id: opId })).status, 200);
+  assert.equal((await tabs(key.key, 'me')).body.balance_msat, before, 'charged once');
+  const forged = await op({
+    op: 'capture',
+    op_id: opId,
+    amount_msat: 1,
+    node: publicKeyOf(generateSecretKey()),
+    metering: JSON.stringify(receipt),
+  });
+  assert.equal(((await forged.json()) as { error: { code: string } }).error.code, 'BAD_METERING');
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
