@@ -261,10 +261,17 @@ test('property: any sequence keeps debits = credits, never breaks a flag, and re
         let now = 100;
         for (const [i, batch] of batches.entries()) {
           now += clock[i] ?? 0;
-          run(s, [batch], now);
-          // Retrying the same batch never moves money again (only expiries may happen, at the same time).
+          const [codes] = run(s, [batch], now);
+          // Retrying what succeeded never moves money again: every retry answers EXISTS.
+          const succeeded = batch.filter((_, k) => codes![k] === 'OK').map((t) => ({ ...t, linked: false }));
           const after = JSON.stringify([...s.accounts.values()]);
-          run(s, [batch], now);
+          if (succeeded.length > 0) {
+            const [retryCodes] = run(s, [succeeded], now);
+            assert.ok(
+              retryCodes!.every((c) => c === 'EXISTS'),
+              retryCodes!.join(),
+            );
+          }
           assert.equal(JSON.stringify([...s.accounts.values()]), after);
           let dp = 0;
           let cp = 0;
