@@ -19,6 +19,8 @@ export const settlementConfigSchema = z.object({
   SETTLEMENT_KEY_FILE: z.string().optional(),
   /** Routers allowed to move money (their pubkeys). */
   SETTLEMENT_ROUTER_PUBKEYS: hexKeys.default([]),
+  /** Operators allowed to run ledger checks over HTTP (NIP-98). */
+  SETTLEMENT_OPERATOR_PUBKEYS: hexKeys.default([]),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
   LIGHTNING_BACKEND: z.enum(['internal']).default('internal'),

@@ -19,6 +19,8 @@ export interface SettlementServerDeps {
   books: Books;
   pubkey: string;
   routers: Set<string>;
+  operators: Set<string>;
+  verify: () => Promise<unknown>;
   replayStore: ReplayStore;
   metrics: Registry;
   publicUrl?: string | undefined;
@@ -35,8 +37,8 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   app.get('/ready', async () => ({ ok: true }));
   app.get('/v1/info', async () => ({ pubkey: deps.pubkey }));
 
-  /** NIP-98 by an allowed router; returns the router's pubkey. */
-  async function routerAuth(request: FastifyRequest): Promise<string> {
+  /** NIP-98 by an allowed router (or operator); returns the signer's pubkey. */
+  async function routerAuth(request: FastifyRequest, allowed: Set<string> = deps.routers): Promise<string> {
     const body = request.method === 'GET' ? undefined : rawBody(request);
     const urls = [
       `http://${request.headers.host}${request.url}`,
@@ -57,7 +59,8 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
       });
     }
     if (!result.ok) throw new FedAiError(result.code, result.detail);
-    if (!deps.routers.has(result.pubkey)) throw new FedAiError('FORBIDDEN', 'Not an allowed router.');
+    if (!allowed.has(result.pubkey))
+      throw new FedAiError('FORBIDDEN', 'This key may not call this endpoint.');
     return result.pubkey;
   }
 
@@ -119,6 +122,11 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     const input = faucetSchema.parse(JSON.parse(rawBody(request)));
     const paid = await deps.books.faucetPay(input.bolt11);
     return { payment_hash: paid.paymentHash, credited_msat: paid.creditedMsat };
+  });
+
+  app.get('/v1/ledger/verify', async (request) => {
+    await routerAuth(request, deps.operators);
+    return deps.verify();
   });
 
   app.get('/v1/tabs/:payer', async (request: FastifyRequest<{ Params: { payer: string } }>) => {

@@ -12,7 +12,7 @@ import {
 import { bytesToHex, initCrypto, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
-import { Ledger } from './ledger/index';
+import { Ledger, verifyLedger } from './ledger/index';
 import { INVOICE_MIGRATIONS, InternalLightning } from './lightning/internal';
 import { createSettlementServer } from './server';
 
@@ -51,6 +51,8 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     books,
     pubkey,
     routers: new Set(config.SETTLEMENT_ROUTER_PUBKEYS),
+    operators: new Set(config.SETTLEMENT_OPERATOR_PUBKEYS),
+    verify: () => verifyLedger(db),
     replayStore: new DbReplayStore(db),
     metrics: createMetricsRegistry('settlement'),
     publicUrl: config.SETTLEMENT_PUBLIC_URL,

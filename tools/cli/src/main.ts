@@ -7,6 +7,7 @@ import { chat } from './commands/chat';
 import { doctor } from './commands/doctor';
 import { models, nodes, quote, status } from './commands/info';
 import { keysNew, keysShow } from './commands/keys';
+import { ledgerVerify } from './commands/ledger';
 import { down, up } from './commands/up';
 import { dataDir } from './devnet-file';
 import { EXIT } from './output';
@@ -125,6 +126,19 @@ for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
     .description(`start a ${service} in the foreground`)
     .action(() => startService(service));
 }
+
+program
+  .command('ledger')
+  .description('the settlement ledger')
+  .command('verify')
+  .description(
+    'prove total debits = total credits, every balance recomputed from transfers, flags held, no stale holds',
+  )
+  .option('--database-url <url>', 'PostgreSQL of the settlement service (default: DATABASE_URL)')
+  .option('--settlement <url>', 'a running settlement service (default: ./data/devnet.json)')
+  .option('--operator-key <file>', 'operator key file (default ./data/operator.key)')
+  .option('--json', 'machine-readable output')
+  .action((flags) => ledgerVerify(flags));
 
 program
   .command('doctor')

@@ -1,7 +1,7 @@
 // The front door: README's first command starts a real network; the SDK and the official openai
 // client use it; SIGINT stops every process and frees every port.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -115,6 +115,30 @@ test('the network serves the SDK (stream and non-stream) and the official openai
   let chunks = 0;
   for await (const chunk of stream) if (chunk.choices[0]?.delta?.content) chunks += 1;
   assert.ok(chunks >= 1);
+});
+
+test('requests are paid from the faucet-funded tab; each charge carries its receipt; fedai ledger verify passes', async () => {
+  const tab = (await (
+    await fetch(`${devnet.router_url}/v1/tabs/me`, { headers: { authorization: `Bearer ${devnet.api_key}` } })
+  ).json()) as {
+    balance_msat: number;
+    charges: { amount_msat: number; receipt: { pubkey: string } }[];
+  };
+  assert.ok(tab.charges.length >= 3, 'the first request and the ones above were charged');
+  assert.ok(tab.balance_msat < 1_000_000);
+  assert.ok(
+    tab.charges.every((c) => c.amount_msat > 0 && devnet.nodes.some((n) => n.pubkey === c.receipt.pubkey)),
+  );
+  const verify = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(root, 'tools/cli/src/main.ts'), 'ledger', 'verify', '--json'],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, FEDAI_DATA_DIR: dataDir, DATABASE_URL: '' },
+    },
+  );
+  assert.equal(verify.status, 0, verify.stdout + verify.stderr);
+  assert.equal((JSON.parse(verify.stdout) as { ok: boolean }).ok, true);
 });
 
 test('fedai up printed the first streamed answer with its cost and the summary', () => {

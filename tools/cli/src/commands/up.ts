@@ -70,8 +70,10 @@ export async function up(options: UpOptions): Promise<void> {
 
   try {
     const operator = loadOrCreateKeyFile(resolve(dir, 'operator.key'));
+    const routerKey = loadOrCreateKeyFile(resolve(dir, 'router.key'));
     const ports = {
       relay: await freePort(PREFERRED_PORTS.relay),
+      settlement: await freePort(PREFERRED_PORTS.settlement),
       router: await freePort(PREFERRED_PORTS.router),
       node1: await freePort(PREFERRED_PORTS.node1),
       node2: await freePort(PREFERRED_PORTS.node2),
@@ -92,6 +94,26 @@ export async function up(options: UpOptions): Promise<void> {
     void onChildExit(relay);
     await waitForHttp(`http://127.0.0.1:${ports.relay}/health`, 30_000, relay);
 
+    const settlementUrl = `http://127.0.0.1:${ports.settlement}`;
+    step(`settlement on ${settlementUrl} (ledger, internal Lightning, devnet faucet)`);
+    const settlement = spawnService(
+      'settlement',
+      'settlement',
+      {
+        SETTLEMENT_HOST: '127.0.0.1',
+        SETTLEMENT_PORT: String(ports.settlement),
+        SETTLEMENT_KEY_FILE: resolve(dir, 'settlement.key'),
+        SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
+        SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
+        FAUCET: 'true',
+        DATA_DIR: resolve(dir, 'settlement'),
+      },
+      resolve(logsDir, 'settlement.log'),
+    );
+    children.push(settlement);
+    void onChildExit(settlement);
+    await waitForHttp(`${settlementUrl}/ready`, 60_000, settlement);
+
     step(`router on ${routerUrl}`);
     const router = spawnService(
       'router',
@@ -106,6 +128,7 @@ export async function up(options: UpOptions): Promise<void> {
         ALLOW_PRIVATE_ENDPOINTS: 'true',
         DATA_DIR: resolve(dir, 'router'),
         RELAY_URLS: relayUrl,
+        SETTLEMENT_URL: settlementUrl,
       },
       resolve(logsDir, 'router.log'),
     );
@@ -159,6 +182,7 @@ export async function up(options: UpOptions): Promise<void> {
     }, 60_000);
 
     const apiKey = await ensureApiKey(dir, routerUrl, operator.secretKey);
+    const balanceMsat = await fundFromFaucet(routerUrl, apiKey);
     const devnet: Devnet = {
       version: 1,
       pid: process.pid,
@@ -166,6 +190,7 @@ export async function up(options: UpOptions): Promise<void> {
       router_url: routerUrl,
       router_pubkey: routerInfo.pubkey,
       relay_url: relayUrl,
+      settlement_url: settlementUrl,
       api_key: apiKey,
       model: model.id,
       model_is_demo: model.demo,
@@ -174,7 +199,7 @@ export async function up(options: UpOptions): Promise<void> {
       logs_dir: logsDir,
     };
     writeFileSync(devnetPath(dir), `${JSON.stringify(devnet, null, 2)}\n`, { mode: 0o600 });
-    printSummary(devnet, Date.now() - started);
+    printSummary(devnet, Date.now() - started, balanceMsat);
 
     if (options.firstRequest !== false) await firstRequest(devnet);
     process.stdout.write(`\n${green('network running')} — press Ctrl-C to stop.\n`);
@@ -307,14 +332,34 @@ async function ensureApiKey(dir: string, routerUrl: string, operatorKey: Uint8Ar
   return key;
 }
 
-function printSummary(devnet: Devnet, elapsedMs: number): void {
+/** Devnet only: tops the demo key's tab up from the settlement faucet (a real BOLT11, paid internally). */
+async function fundFromFaucet(routerUrl: string, apiKey: string): Promise<number> {
+  const call = async (path: string, body?: unknown) => {
+    const response = await fetch(`${routerUrl}/v1/tabs/${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const json = (await response.json()) as Record<string, unknown>;
+    if (!response.ok) throw new Error(`tab ${path}: ${JSON.stringify(json)}`);
+    return json;
+  };
+  const tab = await call('me');
+  if (Number(tab.balance_msat) >= 100_000) return Number(tab.balance_msat);
+  const invoice = await call('topup', { amount_msat: 1_000_000 });
+  await call('faucet', { bolt11: invoice.bolt11 });
+  return Number((await call('me')).balance_msat);
+}
+
+function printSummary(devnet: Devnet, elapsedMs: number, balanceMsat: number): void {
   const line = (k: string, v: string) => process.stdout.write(`  ${k.padEnd(10)} ${v}\n`);
   process.stdout.write(`\n${bold('fed-ai local network ready')} in ${(elapsedMs / 1000).toFixed(1)} s\n`);
   line('router', devnet.router_url);
   line('relay', devnet.relay_url);
   line('model', `${devnet.model}${devnet.model_is_demo ? yellow(' (demo: answers are noise)') : ''}`);
   for (const n of devnet.nodes) line(n.name, `${n.url}  ${dim(n.pubkey.slice(0, 16))}…`);
-  line('api key', devnet.api_key);
+  line('api key', `${devnet.api_key}  (tab: ${balanceMsat} msat from the devnet faucet)`);
+  if (devnet.settlement_url) line('settlement', devnet.settlement_url);
   line('facts', devnetPath(devnet.data_dir));
   line('logs', devnet.logs_dir);
   process.stdout.write(`\n${bold('try it')}\n`);
