@@ -29,6 +29,8 @@ export interface ChatOutcome extends DispatchResult {
   dispatchId: string;
   costMsat: number;
   promptTokensEstimate: number;
+  /** Captures the charge; call once the answer has been sent. Idempotent. */
+  settle(): Promise<void>;
 }
 
 /**
@@ -97,10 +99,16 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
     throw error;
   }
   const costMsat = chargeMsat(result.record.cost_msat, reservation.amountMsat || result.record.cost_msat);
-  await ctx.payments.capture(reservation, {
-    amountMsat: costMsat,
-    node: result.node.id,
-    metering: result.metering,
-  });
-  return { ...result, dispatchId, costMsat, promptTokensEstimate };
+  // Charged only after the answer went out: a crash in between leaves the reservation to expire,
+  // so a client is never charged for an answer it did not get.
+  let settled: Promise<void> | null = null;
+  const settle = () => {
+    settled ??= ctx.payments.capture(reservation, {
+      amountMsat: costMsat,
+      node: result.node.id,
+      metering: result.metering,
+    });
+    return settled;
+  };
+  return { ...result, dispatchId, costMsat, promptTokensEstimate, settle };
 }

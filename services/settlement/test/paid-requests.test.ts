@@ -64,6 +64,16 @@ const tabs = (key: string, path: string, body?: unknown) =>
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
 
+/** Charges are captured just after each answer is sent: wait until no hold is left. */
+async function settledTab(key: string) {
+  for (let i = 0; i < 100; i++) {
+    const tab = await tabs(key, 'me');
+    if (tab.body.reserved_msat === 0) return tab;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return tabs(key, 'me');
+}
+
 const ask = (client: OpenAI) =>
   client.chat.completions.create({
     model: 'double-model',
@@ -102,7 +112,7 @@ test('a tab with exactly N requests of credit: 10N concurrent requests, exactly 
   assert.equal(answered.length, N);
   assert.equal(refused.length, 9 * N);
 
-  const tab = await tabs(key.key, 'me');
+  const tab = await settledTab(key.key);
   assert.equal(tab.body.balance_msat, 0);
   assert.equal(tab.body.reserved_msat, 0);
   const charges = tab.body.charges as {
@@ -131,7 +141,7 @@ test('idempotency: a replayed capture and release change nothing; a capture with
     .withResponse();
   const receipt = (data as unknown as { fedai: { receipt: { content: string } } }).fedai.receipt;
   const opId = (JSON.parse(receipt.content) as { request_id: string }).request_id;
-  const before = (await tabs(key.key, 'me')).body.balance_msat;
+  const before = (await settledTab(key.key)).body.balance_msat;
   const op = (payload: Record<string, unknown>) =>
     fetch(`${settlement.url}/v1/ops`, {
       method: 'POST',

@@ -13,6 +13,7 @@ import {
 } from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
 import { type ChatContext, estimatePromptTokens, rankFor, runChat } from '../chat';
+import { settleAfterAnswer } from './openai';
 
 export interface NativeRouteDeps {
   ctx: ChatContext;
@@ -93,7 +94,9 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
       provider: job.provider,
       signal: cancel.signal,
     });
-    return answer(outcome, client, job.request_id);
+    reply.send(answer(outcome, client, job.request_id));
+    await settleAfterAnswer(outcome, request.log);
+    return reply;
   });
 
   app.post('/infer/stream', async (request, reply) => {
@@ -133,6 +136,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
       start();
       write({ type: 'done', response: answer(outcome, client, job.request_id) });
       reply.raw.end();
+      await settleAfterAnswer(outcome, request.log);
       return reply;
     } catch (error) {
       if (!started) throw error;

@@ -149,7 +149,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         reply.header('x-fedai-receipt', encodeEnvelopeHeader(outcome.metering));
         reply.header('x-fedai-overhead-ms', overheadMs.toFixed(2));
         reply.header('x-fedai-node', outcome.node.id);
-        return {
+        reply.send({
           id: completionId,
           object: 'chat.completion',
           created,
@@ -169,7 +169,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
             cost_msat: outcome.costMsat,
             receipt: outcome.metering,
           },
-        };
+        });
+        await settleAfterAnswer(outcome, request.log);
+        return reply;
       }
       // Streaming: headers go out before the first token, so the receipt rides in the stream.
       let started = false;
@@ -222,6 +224,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         }
         reply.raw.write(`: x-fedai-receipt ${encodeEnvelopeHeader(outcome.metering)}\n\n`);
         reply.raw.end('data: [DONE]\n\n');
+        await settleAfterAnswer(outcome, request.log);
         return reply;
       } catch (error) {
         if (!started) return sendOpenAiError(reply, error);
@@ -250,4 +253,16 @@ function usageOf(record: { tokens_in: number; tokens_out: number }) {
     completion_tokens: record.tokens_out,
     total_tokens: record.tokens_in + record.tokens_out,
   };
+}
+
+/** Captures after the answer is out; a failure is logged, and the reservation then expires unpaid. */
+export async function settleAfterAnswer(
+  outcome: { settle(): Promise<void>; dispatchId: string },
+  log: { error: (o: object, m: string) => void },
+): Promise<void> {
+  try {
+    await outcome.settle();
+  } catch (error) {
+    log.error({ err: error, dispatch_id: outcome.dispatchId }, 'capture failed; the reservation will expire');
+  }
 }
