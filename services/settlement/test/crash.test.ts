@@ -131,7 +131,7 @@ after(async () => {
 
 test(`${KILLS} SIGKILLs of settlement and router during paid requests leave the books right`, {
   timeout: 240_000,
-}, async () => {
+}, async (t) => {
   const keyUrl = `${routerUrl()}/admin/apikeys`;
   const keyBody = JSON.stringify({ name: 'crash', requests_per_min: 100_000, max_parallel: 1000 });
   const created = await fetch(keyUrl, {
