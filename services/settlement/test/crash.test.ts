@@ -4,7 +4,7 @@
 // the top-up was credited exactly once.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -65,8 +65,8 @@ function spawnService(name: 'router' | 'settlement'): ChildProcess {
         };
   return spawn(process.execPath, ['--import', 'tsx', resolve(root, `services/${name}/src/main.ts`)], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: 'silent', ...env },
-    stdio: 'ignore',
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', openSync(join(dir, `${name}.err.log`), 'a')],
   });
 }
 
@@ -80,7 +80,14 @@ async function waitReady(url: string, timeoutMs = 30_000): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${url} not ready`);
+  const logs = ['router', 'settlement'].map((n) => {
+    try {
+      return `${n}: ${readFileSync(join(dir, `${n}.err.log`), 'utf8').slice(-1500)}`;
+    } catch {
+      return `${n}: (no log)`;
+    }
+  });
+  throw new Error(`${url} not ready\n${logs.join('\n')}`);
 }
 
 async function ensureRunning(): Promise<void> {
@@ -181,7 +188,7 @@ test(`${KILLS} SIGKILLs of settlement and router during paid requests leave the 
         // the router died under this request: no answer
       }
     });
-    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120)));
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 300)));
     await kill(victim);
     await Promise.all(inflight);
   }
