@@ -5,3 +5,4 @@ export * from './keyfile';
 export * from './metrics';
 export * from './pg-server';
 export * from './replay-store';
+export * from './service';

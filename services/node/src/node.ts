@@ -4,12 +4,12 @@ import {
   createLogger,
   createMetricsRegistry,
   DbReplayStore,
-  loadOrCreateKeyFile,
+  loadServiceKey,
   migrate,
   openDb,
   REPLAY_MIGRATIONS,
 } from '@fed-ai/kit';
-import { initCrypto, type ModelOffer, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { initCrypto, type ModelOffer, publicKeyOf } from '@fed-ai/protocol';
 import { Admission } from './admission';
 import type { NodeConfig } from './config';
 import { DEMO_MODEL_ID, ensureDemoModel } from './demo-model';
@@ -37,9 +37,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const logger = createLogger('node');
   await initCrypto();
   const dataDir = resolve(config.DATA_DIR);
-  const secretKey = config.NODE_KEY
-    ? parseSecretKey(config.NODE_KEY)
-    : loadOrCreateKeyFile(resolve(config.NODE_KEY_FILE ?? `${dataDir}/node.key`)).secretKey;
+  const secretKey = loadServiceKey(config.NODE_KEY, config.NODE_KEY_FILE, `${dataDir}/node.key`);
   const pubkey = publicKeyOf(secretKey);
 
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });

@@ -7,10 +7,10 @@ import {
   createMetricsRegistry,
   createServer,
   DbReplayStore,
-  loadOrCreateKeyFile,
+  loadServiceKey,
   openDb,
 } from '@fed-ai/kit';
-import { initCrypto, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { Gauge } from 'prom-client';
 import { type ApiKeyCreate, ApiKeys } from './apikeys';
 import type { ChatContext } from './chat';
@@ -47,9 +47,7 @@ export async function startRouter(
   const logger = createLogger('router');
   await initCrypto();
   const dataDir = resolve(config.DATA_DIR);
-  const secretKey = config.ROUTER_KEY
-    ? parseSecretKey(config.ROUTER_KEY)
-    : loadOrCreateKeyFile(resolve(config.ROUTER_KEY_FILE ?? `${dataDir}/router.key`)).secretKey;
+  const secretKey = loadServiceKey(config.ROUTER_KEY, config.ROUTER_KEY_FILE, `${dataDir}/router.key`);
   const pubkey = publicKeyOf(secretKey);
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrateRouter(db);

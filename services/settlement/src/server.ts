@@ -1,15 +1,15 @@
 // Settlement HTTP API. Routers move money with signed settlement envelopes (kind 28123, audience =
 // this service); tab and faucet calls are NIP-98 signed by an allowed router. Everything is
 // idempotent by its operation id.
-import { addMetricsRoute, addRawJsonParser, createServer, rawBody, sendError } from '@fed-ai/kit';
 import {
-  type Envelope,
-  FedAiError,
-  KIND,
-  type ReplayStore,
-  verifyEnvelope,
-  verifyNip98,
-} from '@fed-ai/protocol';
+  addMetricsRoute,
+  addRawJsonParser,
+  createServer,
+  rawBody,
+  sendError,
+  verifyNip98Request,
+} from '@fed-ai/kit';
+import { type Envelope, KIND, type ReplayStore, verifyEnvelope } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -38,31 +38,8 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   app.get('/v1/info', async () => ({ pubkey: deps.pubkey }));
 
   /** NIP-98 by an allowed router (or operator); returns the signer's pubkey. */
-  async function routerAuth(request: FastifyRequest, allowed: Set<string> = deps.routers): Promise<string> {
-    const body = request.method === 'GET' ? undefined : rawBody(request);
-    const urls = [
-      `http://${request.headers.host}${request.url}`,
-      ...(deps.publicUrl ? [`${deps.publicUrl}${request.url}`] : []),
-    ];
-    let result = await verifyNip98(request.headers.authorization, {
-      url: urls[0]!,
-      method: request.method,
-      body,
-      replayStore: deps.replayStore,
-    });
-    if (!result.ok && result.code === 'AUTH_URL_MISMATCH' && urls[1]) {
-      result = await verifyNip98(request.headers.authorization, {
-        url: urls[1],
-        method: request.method,
-        body,
-        replayStore: deps.replayStore,
-      });
-    }
-    if (!result.ok) throw new FedAiError(result.code, result.detail);
-    if (!allowed.has(result.pubkey))
-      throw new FedAiError('FORBIDDEN', 'This key may not call this endpoint.');
-    return result.pubkey;
-  }
+  const routerAuth = (request: FastifyRequest, allowed: Set<string> = deps.routers) =>
+    verifyNip98Request(request, { replayStore: deps.replayStore, allowed, publicUrl: deps.publicUrl });
 
   app.post('/v1/ops', async (request, reply) => {
     const verified = await verifyEnvelope(rawBody(request), {

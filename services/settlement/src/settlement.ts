@@ -4,12 +4,12 @@ import {
   createLogger,
   createMetricsRegistry,
   DbReplayStore,
-  loadOrCreateKeyFile,
+  loadServiceKey,
   migrate,
   openDb,
   REPLAY_MIGRATIONS,
 } from '@fed-ai/kit';
-import { bytesToHex, initCrypto, parseSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { bytesToHex, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { Ledger, verifyLedger } from './ledger/index';
@@ -28,9 +28,11 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const logger = createLogger('settlement');
   await initCrypto();
   const dataDir = resolve(config.DATA_DIR);
-  const secretKey = config.SETTLEMENT_KEY
-    ? parseSecretKey(config.SETTLEMENT_KEY)
-    : loadOrCreateKeyFile(resolve(config.SETTLEMENT_KEY_FILE ?? `${dataDir}/settlement.key`)).secretKey;
+  const secretKey = loadServiceKey(
+    config.SETTLEMENT_KEY,
+    config.SETTLEMENT_KEY_FILE,
+    `${dataDir}/settlement.key`,
+  );
   const pubkey = publicKeyOf(secretKey);
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db'), maxConnections: 20 });
   const ledger = await Ledger.open(db);

@@ -1,7 +1,7 @@
 // Operator endpoints, authenticated with NIP-98 by a key in OPERATOR_PUBKEYS.
 
-import { rawBody, sendError } from '@fed-ai/kit';
-import { FedAiError, type ReplayStore, verifyNip98 } from '@fed-ai/protocol';
+import { rawBody, sendError, toFedAiError, verifyNip98Request } from '@fed-ai/kit';
+import { FedAiError, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiKeys } from '../apikeys';
 import type { Registry } from '../registry';
@@ -17,27 +17,16 @@ export interface AdminRouteDeps {
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps): void {
   app.addHook('preHandler', async (request, reply) => {
     if (!request.url.startsWith('/admin/')) return;
-    const body = request.method === 'GET' || request.method === 'DELETE' ? undefined : rawBody(request);
-    // The URL the operator signed: as reached directly, or through the public URL.
-    const urls = [`http://${request.headers.host}${request.url}`];
-    if (deps.publicUrl) urls.push(`${deps.publicUrl.replace(/\/+$/, '')}${request.url}`);
-    let result = await verifyNip98(request.headers.authorization, {
-      url: urls[0]!,
-      method: request.method,
-      body,
-      replayStore: deps.replayStore,
-    });
-    if (!result.ok && result.code === 'AUTH_URL_MISMATCH' && urls[1]) {
-      result = await verifyNip98(request.headers.authorization, {
-        url: urls[1],
-        method: request.method,
-        body,
+    try {
+      await verifyNip98Request(request, {
         replayStore: deps.replayStore,
+        allowed: deps.operators,
+        publicUrl: deps.publicUrl,
       });
+    } catch (error) {
+      const e = toFedAiError(error);
+      return sendError(reply, e.code, e.message);
     }
-    if (!result.ok) return sendError(reply, result.code, result.detail);
-    if (!deps.operators.has(result.pubkey))
-      return sendError(reply, 'FORBIDDEN', 'This key is not an operator of this router.');
   });
 
   app.post('/admin/apikeys', async (request) => {
