@@ -87,6 +87,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   try {
     result = await ctx.dispatcher.run({
       requestId: dispatchId,
+      correlationId: req.requestId,
       params: req.params,
       candidates: ranked,
       allowFallbacks: req.provider?.allow_fallbacks !== false,

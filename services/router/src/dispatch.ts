@@ -43,7 +43,10 @@ export type GenerationParams = Pick<
 >;
 
 export interface DispatchInput {
+  /** Router-generated id of this dispatch (names the node request, metering and reservation). */
   requestId: string;
+  /** The caller's request id: sent to the node as x-request-id so logs follow the request. */
+  correlationId?: string | undefined;
   params: GenerationParams;
   candidates: RankedCandidate[];
   allowFallbacks: boolean;
@@ -178,7 +181,10 @@ export class Dispatcher {
       try {
         response = await request(`${node.endpoint}/v1/infer`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-request-id': input.requestId },
+          headers: {
+            'content-type': 'application/json',
+            'x-request-id': input.correlationId ?? input.requestId,
+          },
           body: JSON.stringify(envelope),
           dispatcher: this.deps.agent,
           signal: controller.signal,

@@ -48,6 +48,8 @@ beforeEach(async () => {
   // Fresh breakers: re-registering keeps health, so wait out nothing; modes reset.
   first.mode = 'ok';
   second.mode = 'ok';
+  first.lastRequestId = undefined;
+  second.lastRequestId = undefined;
 });
 
 const ask = (extra: Record<string, unknown> = {}) =>
@@ -102,6 +104,25 @@ test('a bad metering signature is refused and counted against the node; a bad ou
     ask({ provider: { only: [second.pubkey] } }),
     (e: unknown) => e instanceof OpenAI.APIError && e.code === 'BAD_METERING',
   );
+});
+
+test("the caller's x-request-id follows the request to the node and comes back", async () => {
+  const response = await fetch(`${router.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${(client as unknown as { apiKey: string }).apiKey}`,
+      'content-type': 'application/json',
+      'x-request-id': 'client-req-123456',
+    },
+    body: JSON.stringify({
+      model: 'double-model',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 4,
+    }),
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get('x-request-id'), 'client-req-123456');
+  assert.equal(first.lastRequestId ?? second.lastRequestId, 'client-req-123456');
 });
 
 test('allow_fallbacks: false tries only the first candidate', async () => {

@@ -30,6 +30,8 @@ export class SigningNodeDouble {
   tokens = ['Hello', ' from', ' the', ' double'];
   price = { input_msat_per_1k: 1000, output_msat_per_1k: 2000 };
   requests = 0;
+  /** The x-request-id of the last request: the caller's id follows the request to the node. */
+  lastRequestId: string | undefined;
   url = '';
   private server: Server | undefined;
   private readonly replay = new MemoryReplayStore();
@@ -54,6 +56,7 @@ export class SigningNodeDouble {
         return;
       }
       this.requests += 1;
+      this.lastRequestId = req.headers['x-request-id'] as string | undefined;
       const job = verified.payload;
       const router = verified.envelope.pubkey;
       if (this.mode === 'fail-before') {
