@@ -146,7 +146,9 @@ export async function migrate(db: Db, service: string, migrations: readonly Migr
   for (const migration of ordered) {
     const done = await db.transaction(async (tx) => {
       // Advisory lock so two replicas starting together do not both apply a migration.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [service]);
+      // One lock for every service's migrations: services sharing a database (router and settlement
+      // on one PostgreSQL) may create the same table (replay_ids), and concurrent DDL on one name races.
+      await tx.query("SELECT pg_advisory_xact_lock(hashtext('fedai-migrations'))");
       const seen = await tx.query('SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2', [
         service,
         migration.version,

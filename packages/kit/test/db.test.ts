@@ -130,6 +130,21 @@ function dbSuite(backend: Backend): void {
       assert.equal((await db.query<{ n: number }>('SELECT COUNT(*) AS n FROM items')).rows[0]?.n, 2);
     });
 
+    test('two services creating the same table concurrently (shared replay_ids) both succeed', async () => {
+      const freshDb = await backend.fresh();
+      const shared: Migration[] = [
+        { version: 1, name: 'shared', sql: 'CREATE TABLE IF NOT EXISTS shared_ids (id TEXT PRIMARY KEY)' },
+      ];
+      try {
+        const results = await Promise.all(
+          ['svc-a', 'svc-b', 'svc-c'].map((svc) => migrate(freshDb, svc, shared)),
+        );
+        assert.deepEqual(results, [[1], [1], [1]]);
+      } finally {
+        await freshDb.close();
+      }
+    });
+
     test('two concurrent migrate calls on a fresh database apply each migration exactly once', async () => {
       const freshDb = await backend.fresh();
       try {
