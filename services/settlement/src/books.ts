@@ -172,6 +172,70 @@ export class Books {
     return credited;
   }
 
+  /**
+   * Refunds unused balance by paying an invoice the client gives. With the internal backend the
+   * invoice must be one of this system's (as LNbits internal payments): the tab debit, the other
+   * account's credit and the invoice settlement commit in ONE database transaction, so a crash can
+   * neither pay without debiting nor debit without paying. The transfer id `topup:<hash>` is the
+   * same one the top-up crediting uses, so the receiving account is credited exactly once.
+   */
+  async refund(
+    payer: string,
+    bolt11: string,
+  ): Promise<{ paymentHash: string; amountMsat: number; balanceMsat: number }> {
+    const topup = await this.topupFor(bolt11).catch((error: unknown) => {
+      if (error instanceof FedAiError && error.code === 'INVOICE_NOT_FOUND') {
+        throw new FedAiError(
+          'INVOICE_NOT_FOUND',
+          'The internal Lightning backend can only pay invoices of this system; external invoices need an LND, CLN or LNbits backend.',
+        );
+      }
+      throw error;
+    });
+    const account = ACCOUNTS.tab(payer);
+    if (topup.account === account)
+      throw new FedAiError('INVALID_REQUEST', 'That invoice would pay your own tab.');
+    const now = Math.floor(Date.now() / 1000);
+    const results = await this.ledger.createTransfers(
+      [
+        {
+          id: `topup:${topup.payment_hash}`,
+          kind: 'single',
+          debitAccountId: account,
+          creditAccountId: topup.account,
+          amountMsat: topup.amount_msat,
+          userData: `refund:${payer}`,
+        },
+      ],
+      async (tx, r) => {
+        if (r[0]?.code !== 'OK') return;
+        const settled = await tx.query(
+          'UPDATE invoices SET settled_at_s = $2 WHERE payment_hash = $1 AND settled_at_s IS NULL AND expires_at_s > $2 RETURNING payment_hash',
+          [topup.payment_hash, now],
+        );
+        if (settled.rows.length !== 1)
+          throw new FedAiError('INVOICE_EXPIRED', 'The invoice is expired or already paid.');
+        await tx.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1', [
+          topup.payment_hash,
+          account,
+        ]);
+      },
+    );
+    const code = results[0]?.code;
+    if (code === 'EXCEEDS_CREDITS' || code === 'ACCOUNT_NOT_FOUND') {
+      throw new FedAiError('INSUFFICIENT_BALANCE', `The tab cannot cover ${topup.amount_msat} msat.`);
+    }
+    if (code === 'EXISTS' || code === 'EXISTS_WITH_DIFFERENT_FIELDS')
+      throw new FedAiError('IDEMPOTENCY_CONFLICT', 'The invoice is already paid.');
+    if (code !== 'OK') throw new FedAiError('LEDGER_REJECTED', `refund: ${code}`);
+    const [after] = await this.ledger.lookupAccounts([account]);
+    return {
+      paymentHash: topup.payment_hash,
+      amountMsat: topup.amount_msat,
+      balanceMsat: after ? availableMsat(after) : 0,
+    };
+  }
+
   /** Holds `amountMsat` of the payer's tab for one request until captured, released or expired. */
   async reserve(
     opId: string,

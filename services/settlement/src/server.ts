@@ -28,6 +28,7 @@ export interface SettlementServerDeps {
 
 const topupSchema = z.object({ payer: z.string().min(1).max(160), amount_msat: z.number().int().positive() });
 const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
+const refundSchema = z.object({ payer: z.string().min(1).max(160), bolt11: z.string().min(10).max(4096) });
 
 export function createSettlementServer(deps: SettlementServerDeps): FastifyInstance {
   const app = createServer({ name: 'settlement', bodyLimitBytes: 64 * 1024 });
@@ -99,6 +100,17 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     const input = faucetSchema.parse(JSON.parse(rawBody(request)));
     const paid = await deps.books.faucetPay(input.bolt11);
     return { payment_hash: paid.paymentHash, credited_msat: paid.creditedMsat };
+  });
+
+  app.post('/v1/refunds', async (request) => {
+    await routerAuth(request);
+    const input = refundSchema.parse(JSON.parse(rawBody(request)));
+    const refund = await deps.books.refund(input.payer, input.bolt11);
+    return {
+      payment_hash: refund.paymentHash,
+      amount_msat: refund.amountMsat,
+      balance_msat: refund.balanceMsat,
+    };
   });
 
   app.get('/v1/ledger/verify', async (request) => {

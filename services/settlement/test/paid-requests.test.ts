@@ -175,3 +175,26 @@ test('idempotency: a replayed capture and release change nothing; a capture with
   assert.equal(((await forged.json()) as { error: { code: string } }).error.code, 'BAD_METERING');
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });
+
+test('refund: unused balance pays an invoice the client gives, atomically and once', async () => {
+  const { key: alice } = await newClient();
+  const { key: bob } = await newClient();
+  const funding = await tabs(alice.key, 'topup', { amount_msat: 5000 });
+  await tabs(alice.key, 'faucet', { bolt11: funding.body.bolt11 });
+  // Bob's wallet here is his own tab: an invoice of this system, paid internally.
+  const bobInvoice = await tabs(bob.key, 'topup', { amount_msat: 3000 });
+  const refund = await tabs(alice.key, 'refund', { bolt11: bobInvoice.body.bolt11 });
+  assert.equal(refund.status, 200, JSON.stringify(refund.body));
+  assert.equal(refund.body.balance_msat, 2000);
+  assert.equal((await tabs(bob.key, 'me')).body.balance_msat, 3000);
+  const again = await tabs(alice.key, 'refund', { bolt11: bobInvoice.body.bolt11 });
+  assert.equal((again.body as { error: { code: string } }).error.code, 'IDEMPOTENCY_CONFLICT');
+  const tooBig = await tabs(bob.key, 'topup', { amount_msat: 9000 });
+  const refused = await tabs(alice.key, 'refund', { bolt11: tooBig.body.bolt11 });
+  assert.equal((refused.body as { error: { code: string } }).error.code, 'INSUFFICIENT_BALANCE');
+  // The refused invoice is still open: paying it from the faucet later works and credits Bob once.
+  await tabs(bob.key, 'faucet', { bolt11: tooBig.body.bolt11 });
+  assert.equal((await tabs(bob.key, 'me')).body.balance_msat, 12_000);
+  assert.equal((await tabs(alice.key, 'me')).body.balance_msat, 2000);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});

@@ -77,6 +77,15 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     '/v1/tabs/me',
     handle(async (request) => settlement('GET', `/v1/tabs/${encodeURIComponent(await payer(request))}`)),
   );
+  // Refund unused balance by paying an invoice the client gives.
+  app.post(
+    '/v1/tabs/refund',
+    handle(async (request) => {
+      const who = await payer(request);
+      const input = faucetSchema.parse(JSON.parse(rawBody(request) || '{}'));
+      return settlement('POST', '/v1/refunds', { payer: who, bolt11: input.bolt11 });
+    }),
+  );
   // Devnet: pay your own top-up invoice from the settlement faucet (refused unless FAUCET=true there).
   app.post(
     '/v1/tabs/faucet',
