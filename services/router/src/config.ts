@@ -22,6 +22,8 @@ export const routerConfigSchema = z.object({
   ALLOW_PRIVATE_ENDPOINTS: bool.default(false),
   NODE_ALLOWLIST: hexKeys.default([]),
   HEARTBEAT_TTL_S: z.coerce.number().int().min(1).max(3600).default(30),
+  /** Seconds between active /health probes of every node; 0 turns probing off. */
+  PROBE_INTERVAL_S: z.coerce.number().int().min(0).max(3600).default(15),
   MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
   CONNECT_TIMEOUT_MS: ms(3_000),
   FIRST_TOKEN_TIMEOUT_MS: ms(60_000),

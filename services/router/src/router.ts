@@ -12,6 +12,7 @@ import {
 } from '@fed-ai/kit';
 import { initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { Gauge } from 'prom-client';
+import { request } from 'undici';
 import { type ApiKeyCreate, ApiKeys } from './apikeys';
 import type { ChatContext } from './chat';
 import type { RouterConfig } from './config';
@@ -122,6 +123,28 @@ export async function startRouter(
     registerTabRoutes(app, { apiKeys, settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''), secretKey });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
+  let probing = false;
+  const prober =
+    config.PROBE_INTERVAL_S > 0
+      ? setInterval(() => {
+          if (probing) return;
+          probing = true;
+          registry
+            .probeAll(async (endpoint) => {
+              const response = await request(`${endpoint}/health`, {
+                dispatcher: agent,
+                signal: AbortSignal.timeout(2_000),
+              });
+              await response.body.dump();
+              return response.statusCode === 200;
+            })
+            .catch((error: unknown) => logger.warn({ err: error }, 'probe round failed'))
+            .finally(() => {
+              probing = false;
+            });
+        }, config.PROBE_INTERVAL_S * 1000)
+      : null;
+  prober?.unref();
   logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
   return {
     url,
@@ -130,6 +153,7 @@ export async function startRouter(
     createApiKey: (o) => apiKeys.create(o),
     revokeApiKey: (id) => apiKeys.revoke(id),
     async close() {
+      if (prober) clearInterval(prober);
       await app.close();
       await agent.close();
       await db.close();

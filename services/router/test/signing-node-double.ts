@@ -38,6 +38,10 @@ export class SigningNodeDouble {
 
   async start(): Promise<void> {
     this.server = createServer(async (req, res) => {
+      if (req.url === '/health') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+        return;
+      }
       if (req.url !== '/v1/infer' || req.method !== 'POST') {
         res.writeHead(404).end();
         return;

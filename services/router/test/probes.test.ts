@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { routerConfigSchema } from '../src/config';
+import { type RunningRouter, startRouter } from '../src/router';
+import { SigningNodeDouble } from './signing-node-double';
+
+const dir = mkdtempSync(join(tmpdir(), 'fedai-probes-'));
+let router: RunningRouter;
+const alive = new SigningNodeDouble();
+const dying = new SigningNodeDouble();
+
+before(async () => {
+  router = await startRouter(
+    routerConfigSchema.parse({
+      ROUTER_PORT: '0',
+      DATA_DIR: dir,
+      ALLOW_PRIVATE_ENDPOINTS: 'true',
+      PROBE_INTERVAL_S: '1',
+    }),
+  );
+  for (const n of [alive, dying]) {
+    await n.start();
+    await n.register(router.url, router.pubkey);
+  }
+});
+
+after(async () => {
+  await router.close();
+  await alive.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('active probes open the breaker of a node that stopped answering, before its heartbeat is stale', async () => {
+  assert.equal(router.registry.views('double-model').length, 2);
+  await dying.stop();
+  for (let i = 0; i < 80 && router.registry.views('double-model').length !== 1; i++)
+    await new Promise((r) => setTimeout(r, 100));
+  const views = router.registry.views('double-model');
+  assert.deepEqual(
+    views.map((v) => v.id),
+    [alive.pubkey],
+  );
+  assert.equal(router.registry.get(dying.pubkey)!.health.snapshot().state, 'open');
+  assert.equal(router.registry.get(alive.pubkey)!.health.snapshot().state, 'closed');
+});
