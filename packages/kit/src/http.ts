@@ -157,3 +157,12 @@ export function addRawJsonParser(app: FastifyInstance): void {
 export function rawBody(request: FastifyRequest): string {
   return typeof request.body === 'string' ? request.body : JSON.stringify(request.body ?? null);
 }
+
+/** An AbortSignal that fires when the client goes away before the response finished. */
+export function abortOnDisconnect(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}

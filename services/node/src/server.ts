@@ -1,7 +1,15 @@
 // The node's HTTP shell: verifies signed inference requests from allowed routers, admits or sheds
 // them, streams the runner's tokens, and signs the metering record that ends every answer.
 
-import { addMetricsRoute, addRawJsonParser, createServer, errorBody, rawBody, sendError } from '@fed-ai/kit';
+import {
+  abortOnDisconnect,
+  addMetricsRoute,
+  addRawJsonParser,
+  createServer,
+  errorBody,
+  rawBody,
+  sendError,
+} from '@fed-ai/kit';
 import {
   createEnvelope,
   type Envelope,
@@ -86,11 +94,8 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
     if (!offer || !runnerModel) return refuse('MODEL_NOT_FOUND', `This node does not serve ${job.model}.`);
 
     // The client (router) going away cancels everything: waiting in the queue or generating.
-    const cancel = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) cancel.abort();
-    });
-    const admitted = await deps.admission.acquire(cancel.signal);
+    const cancelled = abortOnDisconnect(reply);
+    const admitted = await deps.admission.acquire(cancelled);
     if (!admitted.ok) {
       if (admitted.reason === 'CANCELLED') return reply;
       return refuse(
@@ -114,7 +119,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         topP: job.top_p,
         stop: job.stop,
         seed: job.seed,
-        signal: cancel.signal,
+        signal: cancelled,
       });
       if (job.stream) {
         reply.hijack();
@@ -161,7 +166,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         total_tokens: result.promptTokens + result.completionTokens,
       };
       if (job.stream) {
-        if (!cancel.signal.aborted) {
+        if (!cancelled.aborted) {
           writeEvent(reply.raw, { type: 'done', finish_reason: result.finishReason, usage, metering });
         }
         reply.raw.end();

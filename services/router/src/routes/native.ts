@@ -1,7 +1,7 @@
 // Native signed surface: node registration and heartbeats, signed inference (/infer and
 // /infer/stream), signed quotes, and read-only views (/nodes, /status, /v1/router).
 
-import { errorBody, rawBody, sendError, toFedAiError } from '@fed-ai/kit';
+import { abortOnDisconnect, errorBody, rawBody, sendError, toFedAiError } from '@fed-ai/kit';
 import {
   createEnvelope,
   FedAiError,
@@ -83,16 +83,13 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
     const job = verified.payload;
     const client = verified.envelope.pubkey;
-    const cancel = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) cancel.abort();
-    });
+    const cancelled = abortOnDisconnect(reply);
     const outcome = await runChat(deps.ctx, {
       requestId: job.request_id,
       payer: client,
       params: job,
       provider: job.provider,
-      signal: cancel.signal,
+      signal: cancelled,
     });
     reply.send(answer(outcome, client, job.request_id));
     await settleAfterAnswer(outcome, request.log);
@@ -104,10 +101,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
     const job = verified.payload;
     const client = verified.envelope.pubkey;
-    const cancel = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) cancel.abort();
-    });
+    const cancelled = abortOnDisconnect(reply);
     let started = false;
     let index = 0;
     const start = () => {
@@ -127,7 +121,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
         payer: client,
         params: job,
         provider: job.provider,
-        signal: cancel.signal,
+        signal: cancelled,
         onDelta: (delta) => {
           start();
           write({ type: 'delta', index: index++, delta });

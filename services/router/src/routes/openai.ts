@@ -1,7 +1,7 @@
 // OpenAI-compatible surface: POST /v1/chat/completions (stream and not) and GET /v1/models.
 // Errors use OpenAI's shape with our reason code in `code`.
 import { randomUUID } from 'node:crypto';
-import { rawBody, toFedAiError } from '@fed-ai/kit';
+import { abortOnDisconnect, rawBody, toFedAiError } from '@fed-ai/kit';
 import {
   encodeEnvelopeHeader,
   FedAiError,
@@ -121,10 +121,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
     const requestId = request.id;
     const completionId = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
-    const cancel = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) cancel.abort();
-    });
+    const cancelled = abortOnDisconnect(reply);
     const params = {
       model: body.model,
       messages,
@@ -142,7 +139,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           payer: key.id,
           params,
           provider: body.provider,
-          signal: cancel.signal,
+          signal: cancelled,
         });
         usedTokens = outcome.record.tokens_in + outcome.record.tokens_out;
         const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
@@ -197,7 +194,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           payer: key.id,
           params,
           provider: body.provider,
-          signal: cancel.signal,
+          signal: cancelled,
           onDelta: (text) => {
             start();
             write({ delta: { content: text }, finish_reason: null });
