@@ -1,4 +1,6 @@
+export * from './allowed-envelope';
 export * from './config';
+export * from './connections';
 export * from './db';
 export * from './http';
 export * from './keyfile';
@@ -6,3 +8,4 @@ export * from './metrics';
 export * from './pg-server';
 export * from './replay-store';
 export * from './service';
+export * from './sse';

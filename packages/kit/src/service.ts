@@ -4,7 +4,7 @@ import { FedAiError, parseSecretKey, type ReplayStore, verifyNip98 } from '@fed-
 import type { FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { loadConfigOrExit } from './config';
-import { rawBody } from './http';
+import { receivedBody } from './http';
 import { loadOrCreateKeyFile } from './keyfile';
 
 /** The key given inline (nsec/hex), else the key file (created 0600 on first start). */
@@ -54,7 +54,8 @@ export async function verifyNip98Request(
   request: FastifyRequest,
   options: { replayStore: ReplayStore; allowed: ReadonlySet<string>; publicUrl?: string | undefined },
 ): Promise<string> {
-  const body = request.method === 'GET' || request.method === 'DELETE' ? undefined : rawBody(request);
+  // The exact bytes received ('' without a body): the payload tag is checked against them.
+  const body = receivedBody(request);
   const urls = [`http://${request.headers.host}${request.url}`];
   if (options.publicUrl) urls.push(`${options.publicUrl.replace(/\/+$/, '')}${request.url}`);
   let result = await verifyNip98(request.headers.authorization, {
@@ -62,6 +63,7 @@ export async function verifyNip98Request(
     method: request.method,
     body,
     replayStore: options.replayStore,
+    allowed: options.allowed,
   });
   if (!result.ok && result.code === 'AUTH_URL_MISMATCH' && urls[1]) {
     result = await verifyNip98(request.headers.authorization, {
@@ -69,10 +71,13 @@ export async function verifyNip98Request(
       method: request.method,
       body,
       replayStore: options.replayStore,
+      allowed: options.allowed,
     });
   }
-  if (!result.ok) throw new FedAiError(result.code, result.detail);
-  if (!options.allowed.has(result.pubkey))
-    throw new FedAiError('FORBIDDEN', 'This key may not call this endpoint.');
+  if (!result.ok) {
+    if (result.code === 'FORBIDDEN')
+      throw new FedAiError('FORBIDDEN', 'This key may not call this endpoint.');
+    throw new FedAiError(result.code, result.detail);
+  }
   return result.pubkey;
 }

@@ -77,22 +77,44 @@ export async function verifyEnvelope<K extends PayloadKind>(
   raw: string | unknown,
   options: VerifyOptions<K>,
 ): Promise<VerifyResult<K>> {
+  // Never throws: whatever the input (deep nesting, cycles, BigInt, throwing getters or proxies, a
+  // replay store that fails), the answer is a reason-coded refusal.
+  try {
+    return await verifyUnchecked(raw, options);
+  } catch (error) {
+    return fail('BAD_SHAPE', `unverifiable input (${error instanceof Error ? error.name : typeof error})`);
+  }
+}
+
+async function verifyUnchecked<K extends PayloadKind>(
+  raw: string | unknown,
+  options: VerifyOptions<K>,
+): Promise<VerifyResult<K>> {
   const maxBytes = options.maxBytes ?? ENVELOPE_DEFAULTS.maxBytes;
   const windowS = options.windowS ?? ENVELOPE_DEFAULTS.windowS;
   const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
 
-  let value: unknown = raw;
-  if (typeof raw === 'string') {
-    if (Buffer.byteLength(raw, 'utf8') > maxBytes)
-      return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      return fail('BAD_JSON', 'not JSON');
-    }
-  } else if (JSON.stringify(raw ?? null).length > maxBytes) {
-    return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
+  let text: string;
+  if (typeof raw === 'string') text = raw;
+  else {
+    // A parsed value is bounded (depth and node count, without recursion) before anything walks it,
+    // then re-read through JSON so getters, prototypes and non-JSON values cannot reach the checks.
+    const bound = checkBounds(raw, maxBytes);
+    if (bound) return fail(bound.code, bound.detail);
+    const serialised = JSON.stringify(raw ?? null) as string | undefined;
+    if (typeof serialised !== 'string') return fail('BAD_SHAPE', 'not an object');
+    text = serialised;
   }
+  if (text.length > maxBytes || Buffer.byteLength(text, 'utf8') > maxBytes)
+    return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return fail('BAD_JSON', 'not JSON');
+  }
+  const bound = checkBounds(value, maxBytes);
+  if (bound) return fail(bound.code, bound.detail);
 
   const shapeProblem = checkShape(value);
   if (shapeProblem) return fail('BAD_SHAPE', shapeProblem);
@@ -131,10 +153,45 @@ export async function verifyEnvelope<K extends PayloadKind>(
 
   if (options.replayStore) {
     // After created_at + window the id is refused as STALE anyway, so that is all we must remember.
-    const fresh = await options.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1);
+    let fresh: boolean;
+    try {
+      fresh = await options.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1);
+    } catch {
+      return fail('INTERNAL', 'replay store unavailable');
+    }
     if (!fresh) return fail('REPLAYED', `id ${event.id} was seen before`);
   }
   return { ok: true, envelope: event, kind: event.kind as K, payload: parsed.data as PayloadOf<K> };
+}
+
+/** How deep a value may nest: an envelope needs 3 (event -> tags -> tag -> string). */
+export const MAX_ENVELOPE_DEPTH = 16;
+
+/**
+ * Walks a value iteratively (no recursion, so no stack overflow) and stops at the first bound
+ * crossed: nesting deeper than MAX_ENVELOPE_DEPTH, or more nodes than the byte limit could hold.
+ */
+function checkBounds(value: unknown, maxBytes: number): { code: ReasonCode; detail: string } | null {
+  const maxNodes = Math.max(16, Math.floor(maxBytes / 2));
+  const stack: [unknown, number][] = [[value, 0]];
+  let nodes = 0;
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    nodes += 1;
+    if (nodes > maxNodes) return { code: 'ENVELOPE_TOO_LARGE', detail: `more than ${maxNodes} values` };
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth >= MAX_ENVELOPE_DEPTH)
+      return { code: 'BAD_SHAPE', detail: `nested deeper than ${MAX_ENVELOPE_DEPTH}` };
+    if (Array.isArray(item)) {
+      if (item.length > maxNodes) return { code: 'ENVELOPE_TOO_LARGE', detail: 'array too long' };
+      for (const child of item) stack.push([child, depth + 1]);
+    } else {
+      const keys = Object.keys(item);
+      if (keys.length > maxNodes) return { code: 'ENVELOPE_TOO_LARGE', detail: 'object too wide' };
+      for (const key of keys) stack.push([(item as Record<string, unknown>)[key], depth + 1]);
+    }
+  }
+  return null;
 }
 
 function checkShape(value: unknown): string | null {

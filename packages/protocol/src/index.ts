@@ -7,5 +7,6 @@ export * from './money';
 export * from './nip44';
 export * from './nip98';
 export * from './payloads';
+export * from './prompt-bound';
 export * from './reasons';
 export * from './replay';

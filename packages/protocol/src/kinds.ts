@@ -27,6 +27,8 @@ export const KIND = {
   ownerAction: 28122,
   settlementRequest: 28123,
   settlementResult: 28124,
+  /** Router -> node: stop generating this request and end the stream with a signed record. */
+  inferenceCancel: 28125,
   // Standard kinds.
   nwcInfo: 13194,
   nwcRequest: 23194,

@@ -43,16 +43,6 @@ export function maxCostMsat(
   return costMsat(estimatedPromptTokens, cappedOut, price);
 }
 
-/**
- * The amount to charge for a metered generation: its cost, never more than what was reserved
- * (a node that over-reports is paid the reservation and the excess is counted against it).
- */
-export function chargeMsat(meteredCostMsat: number, reservedMsat: number): number {
-  assertCount(meteredCostMsat, 'metered cost');
-  assertCount(reservedMsat, 'reserved');
-  return Math.min(meteredCostMsat, reservedMsat);
-}
-
 export interface SplitPart<Id extends string = string> {
   id: Id;
   /** Share in basis points (1/10,000). All parts must add up to exactly 10,000. */

@@ -41,6 +41,11 @@ export interface Nip98Check {
   method: string;
   body?: string | Uint8Array | undefined;
   replayStore: ReplayStore;
+  /**
+   * Signers allowed to call. Checked before the event id is recorded, so a stranger's events
+   * leave nothing in the replay store.
+   */
+  allowed?: ReadonlySet<string> | undefined;
   nowS?: number;
   windowS?: number;
 }
@@ -78,14 +83,18 @@ export async function verifyNip98(header: string | undefined, check: Nip98Check)
   const tag = (name: string) => event.tags.find((t) => Array.isArray(t) && t[0] === name)?.[1];
   if (tag('u') !== check.url) return fail('AUTH_URL_MISMATCH', `signed for ${String(tag('u'))}`);
   if (tag('method') !== check.method.toUpperCase()) return fail('AUTH_METHOD_MISMATCH', 'method differs');
-  const hasBody = check.body !== undefined && check.body.length > 0;
+  // A body must be signed (payload = sha256 of its exact bytes). Without a body the payload tag
+  // may be left out (the plain NIP-98 header); when present it must be sha256 of the empty string.
+  const body = check.body ?? '';
   const payloadTag = tag('payload');
-  if (hasBody || payloadTag !== undefined) {
-    const expected = hasBody ? sha256Hex(check.body!) : sha256Hex('');
-    if (payloadTag !== expected) return fail('AUTH_PAYLOAD_MISMATCH', 'payload hash differs from body');
+  if (body.length > 0 || payloadTag !== undefined) {
+    if (payloadTag !== sha256Hex(body))
+      return fail('AUTH_PAYLOAD_MISMATCH', 'payload hash differs from body');
   }
   if (eventHash(event) !== event.id) return fail('BAD_ID', 'id mismatch');
   if (!verifyEventSignature({ ...event })) return fail('BAD_SIGNATURE', 'signature does not verify');
+  if (check.allowed && !check.allowed.has(event.pubkey))
+    return fail('FORBIDDEN', 'this key may not call this endpoint');
   if (!(await check.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1))) {
     return fail('REPLAYED', 'authorization event already used');
   }

@@ -66,6 +66,16 @@ export const modelOfferSchema = z.object({
   context_window: z.number().int().positive().max(LIMITS.maxContextWindow),
   max_output_tokens: z.number().int().positive().max(LIMITS.maxTokens),
   price: priceSchema,
+  /**
+   * Template tokens this model's chat template may add (see prompt-bound.ts); the router reserves
+   * with it and refuses metering above the bound it implies. Omitted: the network default.
+   */
+  prompt_overhead: z
+    .object({
+      per_message_tokens: z.number().int().nonnegative().max(4096),
+      fixed_tokens: z.number().int().nonnegative().max(65_536),
+    })
+    .optional(),
   /** A generated demo model: its output is noise. */
   demo: z.boolean().optional(),
 });
@@ -341,6 +351,10 @@ export const ownerActionSchema = z.object({
 });
 export type OwnerAction = z.infer<typeof ownerActionSchema>;
 
+/** A router's request to stop a generation early; the node still signs what it generated. */
+export const inferenceCancelSchema = z.object({ request_id: requestId });
+export type InferenceCancel = z.infer<typeof inferenceCancelSchema>;
+
 /** The payload schema of every fed-ai kind that carries JSON content. */
 export const PAYLOAD_SCHEMAS = {
   [KIND.routerCapabilities]: routerCapabilitiesSchema,
@@ -365,6 +379,7 @@ export const PAYLOAD_SCHEMAS = {
   [KIND.ownerAction]: ownerActionSchema,
   [KIND.settlementRequest]: settlementRequestSchema,
   [KIND.settlementResult]: settlementResultSchema,
+  [KIND.inferenceCancel]: inferenceCancelSchema,
 } as const;
 
 export type PayloadKind = keyof typeof PAYLOAD_SCHEMAS;

@@ -107,6 +107,26 @@ export const REASONS = define({
     message: 'The service is not ready yet.',
     hint: 'Wait for /ready to answer 200.',
   },
+  METHOD_NOT_ALLOWED: {
+    status: 405,
+    message: 'This path does not accept this method.',
+    hint: 'See the Allow header, or docs/protocol.md for the routes.',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are too large.',
+    hint: 'Send fewer or shorter headers (cookies, authorization).',
+  },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'The request was not received in time.',
+    hint: 'Send the whole request (headers and body) without pauses; retry.',
+  },
+  BAD_HTTP: {
+    status: 400,
+    message: 'The request is not valid HTTP.',
+    hint: 'Send a well-formed HTTP/1.1 request.',
+  },
   // NIP-98 HTTP auth.
   AUTH_URL_MISMATCH: {
     status: 401,
@@ -188,6 +208,16 @@ export const REASONS = define({
     message: 'Another node already registered this endpoint.',
     hint: 'A node id is its public key: register your own endpoint with your own key.',
   },
+  BAD_ENDPOINT: {
+    status: 400,
+    message: 'The node endpoint URL is not in the accepted form.',
+    hint: 'Use http(s)://host[:port][/path] without query, fragment or credentials.',
+  },
+  ENDPOINT_UNVERIFIED: {
+    status: 403,
+    message: 'The node did not prove control of its endpoint.',
+    hint: 'The endpoint must answer POST /v1/challenge with an envelope signed by the registering key.',
+  },
   NODE_BANNED: {
     status: 403,
     message: 'This node is banned by the router operator.',
@@ -235,6 +265,11 @@ export const REASONS = define({
     status: 503,
     message: 'The settlement service is unreachable.',
     hint: 'Paid requests are refused until it is back.',
+  },
+  ALREADY_PAID: {
+    status: 409,
+    message: 'This invoice was already paid; nothing more was credited.',
+    hint: 'Check the tab balance; request a new invoice to add more.',
   },
   IDEMPOTENCY_CONFLICT: {
     status: 409,

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   createNip98Header,
+  finalizeEvent,
   generateSecretKey,
   MemoryReplayStore,
   publicKeyOf,
+  sha256Hex,
   verifyNip98,
 } from '../src/index';
 
@@ -42,4 +44,73 @@ test('NIP-98: tampered URL, method, body, age or signature are refused with reas
   const forged = `Nostr ${Buffer.from(JSON.stringify(event)).toString('base64')}`;
   const result = await verifyNip98(forged, check);
   assert.equal(result.ok === false && result.code, 'BAD_SIGNATURE');
+});
+
+test('NIP-98: without a body the payload tag may be left out; when present it must hash the exact body', async () => {
+  const replayStore = new MemoryReplayStore();
+  const plain = createNip98Header(url, 'POST', undefined, key);
+  assert.equal((await verifyNip98(plain, { url, method: 'POST', body: '', replayStore })).ok, true);
+  const withTag = (payload: string) => {
+    const event = finalizeEvent(
+      {
+        kind: 27235,
+        created_at: Math.floor(Date.now() / 1000),
+        tags: [
+          ['u', url],
+          ['method', 'POST'],
+          ['payload', payload],
+          ['nonce', String(Math.random())],
+        ],
+        content: '',
+      },
+      key,
+    );
+    return `Nostr ${Buffer.from(JSON.stringify(event)).toString('base64')}`;
+  };
+  const empty = await verifyNip98(withTag(sha256Hex('')), { url, method: 'POST', body: '', replayStore });
+  assert.equal(empty.ok, true);
+  const nullHash = await verifyNip98(withTag(sha256Hex('null')), {
+    url,
+    method: 'POST',
+    body: '',
+    replayStore,
+  });
+  assert.equal(nullHash.ok === false && nullHash.code, 'AUTH_PAYLOAD_MISMATCH');
+  const exact = await verifyNip98(withTag(sha256Hex(body)), { url, method: 'POST', body, replayStore });
+  assert.equal(exact.ok, true);
+  const spaced = await verifyNip98(withTag(sha256Hex(body)), {
+    url,
+    method: 'POST',
+    body: `${body} `,
+    replayStore,
+  });
+  assert.equal(spaced.ok === false && spaced.code, 'AUTH_PAYLOAD_MISMATCH');
+  // A body without a payload tag is refused.
+  const untagged = createNip98Header(url, 'POST', undefined, key);
+  const refused = await verifyNip98(untagged, { url, method: 'POST', body, replayStore });
+  assert.equal(refused.ok === false && refused.code, 'AUTH_PAYLOAD_MISMATCH');
+});
+
+test('NIP-98: a signer outside `allowed` is refused before its id is recorded', async () => {
+  const replayStore = new MemoryReplayStore();
+  const stranger = generateSecretKey();
+  const header = createNip98Header(url, 'POST', body, stranger);
+  const result = await verifyNip98(header, {
+    url,
+    method: 'POST',
+    body,
+    replayStore,
+    allowed: new Set([publicKeyOf(key)]),
+  });
+  assert.equal(result.ok === false && result.code, 'FORBIDDEN');
+  assert.equal(replayStore.size, 0);
+  const own = await verifyNip98(createNip98Header(url, 'POST', body, key), {
+    url,
+    method: 'POST',
+    body,
+    replayStore,
+    allowed: new Set([publicKeyOf(key)]),
+  });
+  assert.equal(own.ok, true);
+  assert.equal(replayStore.size, 1);
 });

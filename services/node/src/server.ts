@@ -9,21 +9,24 @@ import {
   errorBody,
   rawBody,
   sendError,
+  verifyAllowedEnvelope,
 } from '@fed-ai/kit';
 import {
   createEnvelope,
   type Envelope,
   type InferenceRequest,
   KIND,
+  LIMITS,
   type ModelOffer,
   publicKeyOf,
   type ReasonCode,
   type ReplayStore,
-  verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { z } from 'zod';
 import type { Admission } from './admission';
+import { InFlightJobs, registerCancelRoute } from './inflight';
 import { buildMeteringRecord, type NodeStats } from './metering';
 import { type GenerationResult, type Runner, RunnerError } from './runners/runner';
 
@@ -45,6 +48,16 @@ export interface NodeServerDeps {
   bodyLimitBytes?: number;
 }
 
+const challengeSchema = z.object({
+  nonce: z.string().regex(/^[0-9a-f]{64}$/),
+  router: z.string().regex(/^[0-9a-f]{64}$/),
+  endpoint: z
+    .string()
+    .max(2048)
+    .url()
+    .refine((u) => u.startsWith('http://') || u.startsWith('https://')),
+});
+
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
@@ -57,6 +70,13 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
   addRawJsonParser(app);
   const pubkey = publicKeyOf(deps.secretKey);
   const m = nodeMetrics(deps.metrics, deps.admission);
+  const jobs = new InFlightJobs();
+  registerCancelRoute(app, {
+    pubkey,
+    replayStore: deps.replayStore,
+    allowedRouters: deps.allowedRouters,
+    jobs,
+  });
 
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_request, reply) => {
@@ -74,30 +94,63 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
   }));
   addMetricsRoute(app, deps.metrics);
 
+  // Proof of endpoint control: a router that is registering us sends a fresh nonce; we answer with
+  // a registration envelope signed by our key, addressed to that router, carrying the nonce. Only
+  // routers we know (configured or learned at registration) get an answer.
+  app.post('/v1/challenge', async (request, reply) => {
+    let body: unknown;
+    try {
+      body = JSON.parse(rawBody(request));
+    } catch {
+      return sendError(reply, 'BAD_JSON', 'not JSON');
+    }
+    const parsed = challengeSchema.safeParse(body);
+    if (!parsed.success) return sendError(reply, 'INVALID_REQUEST', 'expected {nonce, router, endpoint}');
+    const { nonce, router, endpoint } = parsed.data;
+    if (!deps.allowedRouters.has(router)) return sendError(reply, 'ROUTER_NOT_ALLOWED');
+    const models = [...deps.offers.values()].slice(0, LIMITS.maxModels);
+    if (models.length === 0) return sendError(reply, 'NOT_READY', 'no models yet');
+    return createEnvelope(
+      KIND.nodeRegistration,
+      { endpoint, models, capacity: deps.capacity },
+      { audience: router, tags: [['challenge', nonce]], expiresInS: 60 },
+      deps.secretKey,
+    );
+  });
+
   app.post('/v1/infer', async (request, reply) => {
     const refuse = (code: ReasonCode, message?: string, details?: Record<string, unknown>) => {
       m.requests.inc({ outcome: 'refused' });
       m.errors.inc({ code });
       return sendError(reply, code, message, details);
     };
-    const verified = await verifyEnvelope(rawBody(request), {
+    // The router is checked before the id is recorded: a stranger's envelopes leave no replay rows.
+    const verified = await verifyAllowedEnvelope(rawBody(request), {
       me: pubkey,
       kinds: [KIND.inferenceRequest],
       replayStore: deps.replayStore,
+      allowed: deps.allowedRouters,
+      notAllowed: 'ROUTER_NOT_ALLOWED',
     });
-    if (!verified.ok) return refuse(verified.code, verified.detail);
+    if (!verified.ok)
+      return refuse(verified.code, verified.code === 'ROUTER_NOT_ALLOWED' ? undefined : verified.detail);
     const router = verified.envelope.pubkey;
-    if (!deps.allowedRouters.has(router)) return refuse('ROUTER_NOT_ALLOWED');
     const job = verified.payload;
     const offer = deps.offers.get(job.model);
     const runnerModel = deps.runnerModelIds.get(job.model);
     if (!offer || !runnerModel) return refuse('MODEL_NOT_FOUND', `This node does not serve ${job.model}.`);
 
     // The client (router) going away cancels everything: waiting in the queue or generating.
+    // A signed cancel from that router stops the generation but keeps the stream, which then ends
+    // with the signed record of what was generated.
     const cancelled = abortOnDisconnect(reply);
-    const admitted = await deps.admission.acquire(cancelled);
+    const tracked = jobs.start(job.request_id, router);
+    if (!tracked) return refuse('OVERLOADED', 'Too many generations in flight.', { retry_after_s: 1 });
+    reply.raw.once('close', tracked.end);
+    const stopped = AbortSignal.any([cancelled, tracked.signal]);
+    const admitted = await deps.admission.acquire(stopped);
     if (!admitted.ok) {
-      if (admitted.reason === 'CANCELLED') return reply;
+      if (admitted.reason === 'CANCELLED') return cancelled.aborted ? reply : refuse('CANCELLED');
       return refuse(
         'OVERLOADED',
         admitted.reason === 'QUEUE_FULL' ? 'Queue full.' : 'Waited too long in the queue.',
@@ -119,7 +172,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         topP: job.top_p,
         stop: job.stop,
         seed: job.seed,
-        signal: cancelled,
+        signal: stopped,
       });
       if (job.stream) {
         reply.hijack();
@@ -188,6 +241,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       return sendError(reply, code, message);
     } finally {
       admitted.release();
+      tracked.end();
     }
   });
   return app;

@@ -142,3 +142,25 @@ test('a crash of the model process fails the generation with RUNNER_CRASHED and 
   );
   assert.equal(response.status, 200);
 });
+
+test('property: the router-side prompt bound covers the real tokenizer and chat template for any prompt', async () => {
+  const { promptTokensBound } = await import('@fed-ai/protocol');
+  const fc = (await import('fast-check')).default;
+  const roles = fc.constantFrom('system' as const, 'user' as const, 'assistant' as const);
+  const text = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.string({ unit: 'grapheme', maxLength: 120 }),
+    fc.string({ unit: fc.constantFrom(' ', 'a', '漢', 'é', '🎉', '\n', 'ﷺ', '<|im_start|>'), maxLength: 80 }),
+  );
+  const message = fc.record({ role: roles, content: text });
+  await fc.assert(
+    fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 6 }), async (messages) => {
+      const counted = await runner.countPromptTokens(DEMO_MODEL_ID, messages);
+      assert.ok(
+        counted <= promptTokensBound(messages),
+        `counted ${counted} > bound ${promptTokensBound(messages)}`,
+      );
+    }),
+    { numRuns: 150, seed: 20261129 },
+  );
+});

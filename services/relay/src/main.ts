@@ -1,6 +1,6 @@
 // Starts the local relay from the environment and stops it cleanly on SIGINT/SIGTERM.
 //   RELAY_HOST (default 127.0.0.1), RELAY_PORT (default 7447, 0 = random),
-//   RELAY_MAX_EVENTS, RELAY_MAX_CONNECTIONS (optional bounds).
+//   RELAY_MAX_EVENTS, RELAY_MAX_CONNECTIONS, RELAY_MAX_CONNECTIONS_PER_CLIENT (optional bounds).
 import { createLogger, loadConfigOrExit } from '@fed-ai/kit';
 import { z } from 'zod';
 import { startRelay } from './relay';
@@ -10,6 +10,7 @@ const EnvSchema = z.object({
   RELAY_PORT: z.coerce.number().int().min(0).max(65535).default(7447),
   RELAY_MAX_EVENTS: z.coerce.number().int().positive().optional(),
   RELAY_MAX_CONNECTIONS: z.coerce.number().int().positive().optional(),
+  RELAY_MAX_CONNECTIONS_PER_CLIENT: z.coerce.number().int().positive().optional(),
 });
 
 const env = loadConfigOrExit(EnvSchema);
@@ -20,6 +21,9 @@ const relay = await startRelay({
   logger,
   ...(env.RELAY_MAX_EVENTS === undefined ? {} : { maxEvents: env.RELAY_MAX_EVENTS }),
   ...(env.RELAY_MAX_CONNECTIONS === undefined ? {} : { maxConnections: env.RELAY_MAX_CONNECTIONS }),
+  ...(env.RELAY_MAX_CONNECTIONS_PER_CLIENT === undefined
+    ? {}
+    : { maxConnectionsPerClient: env.RELAY_MAX_CONNECTIONS_PER_CLIENT }),
 });
 logger.info({ url: relay.url, port: relay.port }, 'relay listening');
 

@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage as HttpRequest, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createLogger } from '@fed-ai/kit';
+import { clientKey, createLogger } from '@fed-ai/kit';
 import {
   type BroadcastPlugin,
   type ClientContext,
@@ -40,6 +40,10 @@ export const RelayOptionsSchema = z
     maxSubscriptionsPerClient: positiveInt.default(20),
     maxFiltersPerSubscription: positiveInt.default(10),
     maxConnections: positiveInt.default(1024),
+    /** WebSocket connections one client address (IPv6: one /64) may hold; more get 429. */
+    maxConnectionsPerClient: positiveInt.default(64),
+    /** Events dated further ahead than this are refused (NIP-22 style), so they cannot pin the top of every query. */
+    maxFutureSkewS: positiveInt.default(900),
     /** Messages read but not yet handled on one connection; more are refused with a NOTICE. */
     maxPendingMessagesPerConnection: positiveInt.default(256),
     /** Bytes queued to a slow subscriber before the relay drops that connection. */
@@ -79,6 +83,10 @@ export interface RunningRelay {
 }
 
 const MAX_SUBID_LENGTH = 128;
+/** NIP-01 kinds are 0..65535. */
+const MAX_KIND = 65535;
+/** Time allowed to send the upgrade request's headers; idle sockets that never ask are closed. */
+const HEADERS_TIMEOUT_MS = 10_000;
 const MAX_EVENT_TAGS = 2000;
 const CLOSE_GRACE_MS = 1000;
 
@@ -184,9 +192,15 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
   });
   const infoBody = JSON.stringify(info);
 
-  const server = createServer((req, res) => handleHttp(req, res, infoBody));
+  const server = createServer(
+    { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 2 * HEADERS_TIMEOUT_MS },
+    (req, res) => handleHttp(req, res, infoBody),
+  );
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxMessageBytes });
   let reservedConnections = 0;
+  // Connections held per client: one client cannot take every slot. One entry per client with an
+  // open connection, so the map is bounded by maxConnections.
+  const reservedByClient = new Map<string, number>();
   let closing = false;
 
   server.on('upgrade', (req: HttpRequest, socket: Duplex, head: Buffer) => {
@@ -196,10 +210,22 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       );
       return;
     }
+    const client = clientKey(req.socket.remoteAddress);
+    const held = reservedByClient.get(client) ?? 0;
+    if (held >= config.maxConnectionsPerClient) {
+      socket.end(
+        'HTTP/1.1 429 Too Many Requests\r\nRetry-After: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      );
+      return;
+    }
     // Reserved until the socket closes, whether or not the handshake succeeds.
     reservedConnections += 1;
+    reservedByClient.set(client, held + 1);
     socket.once('close', () => {
       reservedConnections -= 1;
+      const left = (reservedByClient.get(client) ?? 1) - 1;
+      if (left <= 0) reservedByClient.delete(client);
+      else reservedByClient.set(client, left);
     });
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
@@ -263,6 +289,13 @@ export async function startRelay(options: RelayOptions = {}): Promise<RunningRel
       const reason = error instanceof Error ? error.message : 'invalid: message';
       send(ws, rejectionFor(parsed, reason.startsWith('invalid') ? reason : `invalid: ${reason}`));
       return;
+    }
+    if (message[0] === 'EVENT') {
+      const problem = eventProblem(message[1], Math.floor(Date.now() / 1000), config.maxFutureSkewS);
+      if (problem) {
+        send(ws, createOutgoingOkMessage(message[1].id, false, `invalid: ${problem}`));
+        return;
+      }
     }
     await relay.handleMessage(ws, message);
   }
@@ -350,6 +383,21 @@ function handleHttp(req: HttpRequest, res: ServerResponse, infoBody: string): vo
     return;
   }
   writeJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route ${path}` } });
+}
+
+/** What this relay refuses in an otherwise valid event: kinds outside NIP-01's range, far-future dates. */
+export function eventProblem(
+  event: Pick<Event, 'kind' | 'created_at'>,
+  nowS: number,
+  maxFutureSkewS: number,
+): string | undefined {
+  if (!Number.isSafeInteger(event.kind) || event.kind < 0 || event.kind > MAX_KIND)
+    return `kind must be an integer in 0..${MAX_KIND}`;
+  if (!Number.isSafeInteger(event.created_at) || event.created_at < 0)
+    return 'created_at must be a non-negative integer';
+  if (event.created_at > nowS + maxFutureSkewS)
+    return `created_at is more than ${maxFutureSkewS} s in the future`;
+  return undefined;
 }
 
 function writeJson(res: ServerResponse, status: number, value: unknown): void {

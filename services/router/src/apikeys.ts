@@ -27,11 +27,11 @@ const MAX_CACHED = 10_000;
 
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
+/** One key's use in its current one-minute window. Parallel requests are counted apart. */
 interface Usage {
   windowStartMs: number;
   requests: number;
   tokens: number;
-  parallel: number;
 }
 
 export type LimitResult =
@@ -41,6 +41,8 @@ export type LimitResult =
 export class ApiKeys {
   private readonly cache = new Map<string, { record: ApiKeyRecord | null; atMs: number }>();
   private readonly usage = new Map<string, Usage>();
+  /** Requests in flight per key: not tied to a window, so a window change cannot leak a slot. */
+  private readonly inFlight = new Map<string, number>();
 
   constructor(private readonly db: Db) {}
 
@@ -90,14 +92,10 @@ export class ApiKeys {
 
   /** Admits one request against the key's limits; `release` reports its tokens when done. */
   admit(record: ApiKeyRecord, estimatedTokens: number, nowMs = Date.now()): LimitResult {
-    let u = this.usage.get(record.id);
-    if (!u || nowMs - u.windowStartMs >= 60_000) {
-      if (!u && this.usage.size >= MAX_CACHED) this.usage.clear();
-      u = { windowStartMs: nowMs, requests: 0, tokens: 0, parallel: u?.parallel ?? 0 };
-      this.usage.set(record.id, u);
-    }
+    const u = this.window(record.id, nowMs);
     const retryAfterS = Math.max(1, Math.ceil((u.windowStartMs + 60_000 - nowMs) / 1000));
-    if (u.parallel >= record.max_parallel)
+    const parallel = this.inFlight.get(record.id) ?? 0;
+    if (parallel >= record.max_parallel)
       return { ok: false, retryAfterS: 1, detail: `at most ${record.max_parallel} parallel requests` };
     if (u.requests >= record.requests_per_min)
       return { ok: false, retryAfterS, detail: `at most ${record.requests_per_min} requests per minute` };
@@ -105,17 +103,47 @@ export class ApiKeys {
       return { ok: false, retryAfterS, detail: `at most ${record.tokens_per_min} tokens per minute` };
     }
     u.requests += 1;
-    u.parallel += 1;
-    const usage = u;
+    this.inFlight.set(record.id, parallel + 1);
     let released = false;
     return {
       ok: true,
       release: (tokens: number) => {
         if (released) return;
         released = true;
-        usage.parallel -= 1;
-        usage.tokens += tokens;
+        const left = (this.inFlight.get(record.id) ?? 1) - 1;
+        if (left > 0) this.inFlight.set(record.id, left);
+        else this.inFlight.delete(record.id);
+        // Tokens count in the key's current window (the one where the request ends).
+        const current = this.usage.get(record.id);
+        if (current) current.tokens += tokens;
       },
     };
+  }
+
+  /** Requests and tokens only (for routes that have no token use, e.g. tab top-ups). */
+  admitRequest(
+    record: ApiKeyRecord,
+    nowMs = Date.now(),
+  ): { ok: true } | { ok: false; retryAfterS: number; detail: string } {
+    const u = this.window(record.id, nowMs);
+    if (u.requests >= record.requests_per_min)
+      return {
+        ok: false,
+        retryAfterS: Math.max(1, Math.ceil((u.windowStartMs + 60_000 - nowMs) / 1000)),
+        detail: `at most ${record.requests_per_min} requests per minute`,
+      };
+    u.requests += 1;
+    return { ok: true };
+  }
+
+  /** The key's current window, started anew once a minute has passed. Bounded map. */
+  private window(id: string, nowMs: number): Usage {
+    let u = this.usage.get(id);
+    if (!u || nowMs - u.windowStartMs >= 60_000) {
+      if (!u && this.usage.size >= MAX_CACHED) this.usage.clear();
+      u = { windowStartMs: nowMs, requests: 0, tokens: 0 };
+      this.usage.set(id, u);
+    }
+    return u;
   }
 }

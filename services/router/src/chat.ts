@@ -1,8 +1,13 @@
 // One chat request through the router, shared by the OpenAI-compatible and native routes:
 // estimate, schedule, reserve, dispatch with failover, verify, capture.
 import { randomUUID } from 'node:crypto';
-import { chargeMsat, FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
-import type { Dispatcher, DispatchResult, GenerationParams } from './dispatch';
+import { FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
+import {
+  candidateMaxCostMsat,
+  type Dispatcher,
+  type DispatchResult,
+  type GenerationParams,
+} from './dispatch';
 import type { Payments } from './payments';
 import type { Registry } from './registry';
 import { schedule, weightsFor } from './scheduler';
@@ -21,21 +26,23 @@ export interface ChatRequest {
   params: GenerationParams;
   provider?: ProviderPrefs | undefined;
   signal: AbortSignal;
-  onDelta?: (text: string) => void;
+  onDelta?: (text: string) => void | Promise<void>;
 }
 
 export interface ChatOutcome extends DispatchResult {
   /** Router-generated, unique: names the reservation, the node request and the metering record. */
   dispatchId: string;
+  /** Exactly the node-signed cost (never more than the reservation). */
   costMsat: number;
+  reservedMsat: number;
   promptTokensEstimate: number;
-  /** Captures the charge; call once the answer has been sent. Idempotent. */
+  /** Captures the charge durably; call once the answer has been sent. Idempotent. */
   settle(): Promise<void>;
 }
 
 /**
- * Prompt tokens before we know the node's tokenizer: deliberately high (about 3 characters per
- * token plus per-message overhead) so that context checks and reservations err on the safe side.
+ * Prompt tokens for scheduling (context-window filter): about 3 characters per token plus
+ * per-message overhead. Not a bound: money uses promptTokensBound, which is.
  */
 export function estimatePromptTokens(messages: GenerationParams['messages']): number {
   return messages.reduce((sum, m) => sum + Math.ceil(m.content.length / 3) + 6, 2);
@@ -50,7 +57,8 @@ export function rankFor(
 ) {
   const views = ctx.registry.views(model);
   if (views.length === 0) {
-    const known = ctx.registry.models().some((m) => m.id === model);
+    // A model whose nodes are all down or tripped is an outage (503), not an unknown model (404).
+    const known = ctx.registry.all().some((n) => n.registration.models.some((m) => m.id === model));
     throw new FedAiError(
       known ? 'NO_ELIGIBLE_NODE' : 'MODEL_NOT_FOUND',
       known ? undefined : `No node serves ${model}.`,
@@ -74,8 +82,9 @@ export function rankFor(
 export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
   const promptTokensEstimate = estimatePromptTokens(req.params.messages);
   const ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
-  // Reserve what the most expensive candidate we may fail over to could cost.
-  const maxCost = Math.max(...ranked.map((c) => c.maxCostMsat));
+  // Reserve a true upper bound of what the most expensive candidate we may fail over to could
+  // cost; dispatch never tries a candidate this does not cover.
+  const maxCost = Math.max(...ranked.map((c) => candidateMaxCostMsat(c, req.params)));
   // Never the caller's id: a reused id must not find an existing reservation or receipt.
   const dispatchId = `rq-${randomUUID()}`;
   const reservation = await ctx.payments.reserve({
@@ -93,15 +102,17 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       allowFallbacks: req.provider?.allow_fallbacks !== false,
       signal: req.signal,
       ...(req.onDelta ? { onDelta: req.onDelta } : {}),
+      ...(ctx.payments.mode === 'settlement' ? { reservedMsat: reservation.amountMsat } : {}),
     });
   } catch (error) {
     // Release failures are healed by the reservation's timeout; the client sees the real error.
     await ctx.payments.release(reservation).catch(() => {});
     throw error;
   }
-  const costMsat = chargeMsat(result.record.cost_msat, reservation.amountMsat || result.record.cost_msat);
-  // Charged only after the answer went out: a crash in between leaves the reservation to expire,
-  // so a client is never charged for an answer it did not get.
+  // The charge is exactly what the node signed; dispatch refused any record above the reservation.
+  const costMsat = result.record.cost_msat;
+  // Charged only after the answer went out (or after the client left and the node signed what it
+  // generated up to the cancel): a crash before that leaves the reservation to expire unpaid.
   let settled: Promise<void> | null = null;
   const settle = () => {
     settled ??= ctx.payments.capture(reservation, {
@@ -111,5 +122,12 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
     });
     return settled;
   };
-  return { ...result, dispatchId, costMsat, promptTokensEstimate, settle };
+  return {
+    ...result,
+    dispatchId,
+    costMsat,
+    reservedMsat: reservation.amountMsat,
+    promptTokensEstimate,
+    settle,
+  };
 }

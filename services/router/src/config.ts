@@ -30,6 +30,21 @@ export const routerConfigSchema = z.object({
   TOTAL_TIMEOUT_MS: ms(600_000),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   MAX_NODES: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  /** New-node registrations (and endpoint changes) accepted per source IP per hour. */
+  REGISTRATIONS_PER_IP_PER_HOUR: z.coerce.number().int().min(1).max(1_000_000).default(30),
+  /** New-node registrations accepted per minute, all sources together. */
+  REGISTRATIONS_PER_MIN: z.coerce.number().int().min(1).max(1_000_000).default(60),
+  /** How long the endpoint challenge of a registering node may take. */
+  CHALLENGE_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(3_000),
+  MAX_CONCURRENT_CHALLENGES: z.coerce.number().int().min(1).max(1_000).default(16),
+  /** New nodes are on probation this long, or until they served PROBATION_REQUESTS requests. */
+  PROBATION_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 86_400)
+    .default(86_400),
+  PROBATION_REQUESTS: z.coerce.number().int().min(0).max(1_000_000).default(20),
   MAX_BODY_BYTES: z.coerce
     .number()
     .int()
@@ -46,6 +61,10 @@ export const routerConfigSchema = z.object({
     .string()
     .regex(/^[0-9a-f]{64}$/)
     .optional(),
+  /** After a client leaves, how long a node may take to stop and sign what it generated. */
+  CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
+  /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */
+  OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
 });
 

@@ -2,23 +2,27 @@
 // arrive, and verifies the node's signed metering against what was actually streamed. Fails over
 // to the next candidate only while nothing has reached the client; never after.
 
-import { readErrorCode } from '@fed-ai/kit';
+import { readErrorCode, readSseData } from '@fed-ai/kit';
 import {
-  costMsat,
+  checkMeteringRecord,
   createEnvelope,
   type Envelope,
   FedAiError,
   type FinishReason,
+  finishReasonSchema,
   type InferenceRequest,
   KIND,
   type MeteringRecord,
-  outputSha256,
-  promptSha256,
+  maxCostMsat,
+  promptOverheadOf,
+  promptTokensBound,
   type ReasonCode,
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
 import { type Agent, request } from 'undici';
+import { z } from 'zod';
+import { NodeLease } from './lease';
 import type { NodeRecord, Registry } from './registry';
 import type { RankedCandidate } from './scheduler-types';
 
@@ -35,6 +39,8 @@ export interface DispatchDeps {
   timeouts: DispatchTimeouts;
   maxAttempts: number;
   logger: Logger;
+  /** After the client goes away, how long the node may take to stop and sign what it generated. */
+  cancelGraceMs?: number;
 }
 
 export type GenerationParams = Pick<
@@ -53,7 +59,9 @@ export interface DispatchInput {
   /** Aborted when the client goes away: the node request is cancelled. */
   signal: AbortSignal;
   /** Streaming clients get each delta at once; without it the answer is buffered. */
-  onDelta?: (text: string) => void;
+  onDelta?: (text: string) => void | Promise<void>;
+  /** The reservation: a candidate that could cost more is never tried. Undefined: free mode. */
+  reservedMsat?: number;
 }
 
 export interface DispatchResult {
@@ -67,16 +75,43 @@ export interface DispatchResult {
   nodeMs: number;
 }
 
-const MAX_SSE_BUFFER_CHARS = 2_000_000;
+const MAX_SSE_EVENT_BYTES = 2_000_000;
+const DEFAULT_CANCEL_GRACE_MS = 5_000;
+
+/** Node refusals caused by the client's request: no verdict on the node's health. */
+const CLIENT_CAUSED: ReadonlySet<string> = new Set(['CONTEXT_TOO_LONG', 'INVALID_REQUEST', 'BAD_PAYLOAD']);
+
+/** The most one candidate can cost for this request: the reservation must cover it. */
+export function candidateMaxCostMsat(candidate: RankedCandidate, params: GenerationParams): number {
+  const offer = candidate.node.offer;
+  return maxCostMsat(
+    promptTokensBound(params.messages, promptOverheadOf(offer)),
+    params.max_tokens,
+    offer.price,
+    offer.max_output_tokens,
+  );
+}
 
 class AttemptError extends Error {
   constructor(
     readonly code: ReasonCode,
     message: string,
     readonly retryAfterS?: number,
+    /** The client's request caused it: no verdict on the node. */
+    readonly clientCaused = false,
   ) {
     super(message);
   }
+}
+
+interface AttemptOutcome {
+  text: string;
+  finishReason: FinishReason;
+  record: MeteringRecord;
+  metering: Envelope;
+  ttftMs: number;
+  /** Time spent waiting on the node: request sent to stream end. */
+  waitMs: number;
 }
 
 export class Dispatcher {
@@ -91,41 +126,45 @@ export class Dispatcher {
     let failedWaitMs = 0;
     for (const candidate of input.candidates) {
       if (attempts >= limit || input.signal.aborted) break;
+      // Never dispatch what the reservation does not cover.
+      if (
+        input.reservedMsat !== undefined &&
+        candidateMaxCostMsat(candidate, input.params) > input.reservedMsat
+      )
+        continue;
       const node = this.deps.registry.get(candidate.node.id);
-      if (!node?.health.available(Date.now())) continue;
+      const lease = node ? NodeLease.acquire(node) : null;
+      if (!node || !lease) continue;
       attempts += 1;
-      node.inFlight += 1;
       const startedMs = performance.now();
       try {
         const outcome = await this.attempt(node, candidate, input, () => {
           deliveredOutput = true;
         });
-        const nodeMs = outcome.waitMs;
-        node.health.recordSuccess(Date.now(), {
+        lease.succeed({
           ttftMs: outcome.ttftMs,
-          latencyMs: nodeMs,
-          tokensPerS:
-            outcome.record.tokens_out > 1 && nodeMs > outcome.ttftMs
-              ? (outcome.record.tokens_out * 1000) / (nodeMs - outcome.ttftMs)
-              : undefined,
+          latencyMs: outcome.waitMs,
+          ...tokensPerS(outcome),
         });
-        return { ...outcome, node, attempts, nodeMs: nodeMs + failedWaitMs };
+        return { ...outcome, node, attempts, nodeMs: outcome.waitMs + failedWaitMs };
       } catch (error) {
-        if (input.signal.aborted) throw new FedAiError('CANCELLED');
         const e =
           error instanceof AttemptError ? error : new AttemptError('NODE_FAILED', (error as Error).message);
-        node.health.recordFailure(Date.now(), { retryAfterS: e.retryAfterS });
+        if (input.signal.aborted || e.clientCaused) lease.release();
+        else lease.fail({ retryAfterS: e.retryAfterS });
+        if (input.signal.aborted) throw new FedAiError('CANCELLED');
         this.deps.logger.warn(
           { node: node.id, code: e.code, attempt: attempts, err: e.message },
           'node attempt failed',
         );
-        lastError = e;
+        // A client-caused refusal from one node does not hide a node failure seen before it.
+        if (!e.clientCaused || !lastError || lastError.clientCaused) lastError = e;
         failedWaitMs += performance.now() - startedMs;
         // Never fail over once the client saw output: it would get two answers.
         if (deliveredOutput)
           throw new FedAiError(e.code, `${e.message} (after output was sent)`, { after_output: true });
       } finally {
-        node.inFlight -= 1;
+        lease.release();
       }
     }
     if (lastError) throw new FedAiError(lastError.code, lastError.message, { attempts });
@@ -137,15 +176,7 @@ export class Dispatcher {
     candidate: RankedCandidate,
     input: DispatchInput,
     markDelivered: () => void,
-  ): Promise<{
-    text: string;
-    finishReason: FinishReason;
-    record: MeteringRecord;
-    metering: Envelope;
-    ttftMs: number;
-    /** Time spent waiting on the node: request sent to stream end. */
-    waitMs: number;
-  }> {
+  ): Promise<AttemptOutcome> {
     const price = candidate.node.offer.price;
     const job: InferenceRequest = {
       ...stripUndefined(input.params),
@@ -161,88 +192,50 @@ export class Dispatcher {
     );
 
     const controller = new AbortController();
-    const onClientAbort = () => controller.abort();
-    input.signal.addEventListener('abort', onClientAbort, { once: true });
     let timedOut: 'first token' | 'total' | null = null;
-    const totalTimer = setTimeout(() => {
-      timedOut = 'total';
+    let clientGone = false;
+    const hardAbort = (why: 'first token' | 'total' | null) => {
+      timedOut ??= why;
       controller.abort();
-    }, this.deps.timeouts.totalMs);
-    let firstTimer: NodeJS.Timeout | null = setTimeout(() => {
-      timedOut = 'first token';
-      controller.abort();
-    }, this.deps.timeouts.firstTokenMs);
-    let started = performance.now();
+    };
+    // The client going away asks the node to stop and sign what it generated; only if it cannot
+    // within the grace time is the connection cut (and then nothing is charged).
+    let graceTimer: NodeJS.Timeout | null = null;
+    const onClientAbort = () => {
+      clientGone = true;
+      this.cancelAtNode(node, input.requestId);
+      graceTimer = setTimeout(() => hardAbort(null), this.deps.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS);
+    };
+    input.signal.addEventListener('abort', onClientAbort, { once: true });
+    const totalTimer = setTimeout(() => hardAbort('total'), this.deps.timeouts.totalMs);
+    let firstTimer: NodeJS.Timeout | null = setTimeout(
+      () => hardAbort('first token'),
+      this.deps.timeouts.firstTokenMs,
+    );
+    const started = performance.now();
     let ttftMs = 0;
-    let waitMs = 0;
     try {
-      let response: Awaited<ReturnType<typeof request>>;
-      started = performance.now();
-      try {
-        response = await request(`${node.endpoint}/v1/infer`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'x-request-id': input.correlationId ?? input.requestId,
-          },
-          body: JSON.stringify(envelope),
-          dispatcher: this.deps.agent,
-          signal: controller.signal,
-        });
-      } catch (error) {
-        if (timedOut) throw new AttemptError('NODE_TIMEOUT', `node gave no ${timedOut} in time`);
-        throw new AttemptError('NODE_FAILED', `cannot reach node: ${(error as Error).message}`);
-      }
-      if (response.statusCode !== 200) {
-        const body = await response.body.json().catch(() => null);
-        const retryAfter = Number(response.headers['retry-after']);
-        const code = readErrorCode(body, 'NODE_FAILED');
-        throw new AttemptError(
-          code === 'OVERLOADED' ? 'OVERLOADED' : 'NODE_FAILED',
-          `node answered ${response.statusCode} ${code}`,
-          Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
-        );
-      }
+      const response = await this.send(node, envelope, input, controller.signal, () => timedOut);
       const parts: string[] = [];
-      let buffer = '';
       let done: { finish_reason: FinishReason; metering: unknown } | null = null;
       try {
-        for await (const chunk of response.body) {
-          buffer += chunk.toString();
-          if (buffer.length > MAX_SSE_BUFFER_CHARS)
-            throw new AttemptError('NODE_FAILED', 'node stream event too large');
-          let split = buffer.indexOf('\n\n');
-          while (split !== -1) {
-            const block = buffer.slice(0, split);
-            buffer = buffer.slice(split + 2);
-            split = buffer.indexOf('\n\n');
-            if (!block.startsWith('data: ')) continue;
-            const event = JSON.parse(block.slice(6)) as {
-              type: string;
-              delta?: string;
-              finish_reason?: FinishReason;
-              metering?: unknown;
-              error?: { code?: string; message?: string };
-            };
-            if (event.type === 'delta' && typeof event.delta === 'string') {
-              if (firstTimer) {
-                clearTimeout(firstTimer);
-                firstTimer = null;
-                ttftMs = performance.now() - started;
-              }
-              parts.push(event.delta);
-              if (input.onDelta) {
-                markDelivered();
-                input.onDelta(event.delta);
-              }
-            } else if (event.type === 'done') {
-              done = { finish_reason: event.finish_reason ?? 'stop', metering: event.metering };
-            } else if (event.type === 'error') {
-              throw new AttemptError(
-                'NODE_FAILED',
-                `node failed: ${event.error?.code ?? ''} ${event.error?.message ?? ''}`.trim(),
-              );
+        for await (const data of readSseData(response.body, { maxEventBytes: MAX_SSE_EVENT_BYTES })) {
+          const event = parseNodeEvent(data);
+          if (event.type === 'delta') {
+            if (firstTimer) {
+              clearTimeout(firstTimer);
+              firstTimer = null;
+              ttftMs = performance.now() - started;
             }
+            parts.push(event.delta);
+            if (input.onDelta && !clientGone) {
+              markDelivered();
+              await input.onDelta(event.delta);
+            }
+          } else if (event.type === 'done') {
+            done = { finish_reason: event.finish_reason, metering: event.metering };
+          } else {
+            throw nodeStreamError(event.error);
           }
         }
       } catch (error) {
@@ -250,10 +243,17 @@ export class Dispatcher {
         if (timedOut) throw new AttemptError('NODE_TIMEOUT', `node gave no ${timedOut} in time`);
         throw new AttemptError('NODE_FAILED', `node stream broke: ${(error as Error).message}`);
       }
-      waitMs = performance.now() - started;
+      const waitMs = performance.now() - started;
       if (!done) throw new AttemptError('NODE_FAILED', 'node stream ended without a signed summary');
       const text = parts.join('');
-      const record = await this.verifyMetering(node, done.metering, input, text, price, done.finish_reason);
+      const record = await this.verifyMetering(
+        node,
+        candidate,
+        done.metering,
+        input,
+        text,
+        done.finish_reason,
+      );
       return {
         text,
         finishReason: done.finish_reason,
@@ -265,17 +265,77 @@ export class Dispatcher {
     } finally {
       clearTimeout(totalTimer);
       if (firstTimer) clearTimeout(firstTimer);
+      if (graceTimer) clearTimeout(graceTimer);
       input.signal.removeEventListener('abort', onClientAbort);
     }
+  }
+
+  /** Sends the signed request; a refusal becomes an AttemptError that says whose fault it was. */
+  private async send(
+    node: NodeRecord,
+    envelope: Envelope,
+    input: DispatchInput,
+    signal: AbortSignal,
+    timedOut: () => string | null,
+  ): Promise<Awaited<ReturnType<typeof request>>> {
+    let response: Awaited<ReturnType<typeof request>>;
+    try {
+      response = await request(`${node.endpoint}/v1/infer`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-request-id': input.correlationId ?? input.requestId,
+        },
+        body: JSON.stringify(envelope),
+        dispatcher: this.deps.agent,
+        signal,
+      });
+    } catch (error) {
+      const why = timedOut();
+      if (why) throw new AttemptError('NODE_TIMEOUT', `node gave no ${why} in time`);
+      throw new AttemptError('NODE_FAILED', `cannot reach node: ${(error as Error).message}`);
+    }
+    if (response.statusCode === 200) return response;
+    const body = await response.body.json().catch(() => null);
+    const retryAfter = Number(response.headers['retry-after']);
+    const code = readErrorCode(body, 'NODE_FAILED');
+    if (CLIENT_CAUSED.has(code))
+      throw new AttemptError(code, `node refused the request: ${code}`, undefined, true);
+    throw new AttemptError(
+      code === 'OVERLOADED' ? 'OVERLOADED' : 'NODE_FAILED',
+      `node answered ${response.statusCode} ${code}`,
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
+    );
+  }
+
+  /** Best effort: the node stops generating and ends the stream with a record of what it made. */
+  private cancelAtNode(node: NodeRecord, requestId: string): void {
+    const envelope = createEnvelope(
+      KIND.inferenceCancel,
+      { request_id: requestId },
+      { audience: node.id, refs: [requestId] },
+      this.deps.secretKey,
+    );
+    request(`${node.endpoint}/v1/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(envelope),
+      dispatcher: this.deps.agent,
+      signal: AbortSignal.timeout(this.deps.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS),
+    })
+      .then((r) => r.body.dump())
+      .catch((error: unknown) =>
+        this.deps.logger.debug({ err: error, node: node.id }, 'cancel not delivered'),
+      );
   }
 
   /** The metering record must be signed by this node, for this request, and match the stream. */
   private async verifyMetering(
     node: NodeRecord,
+    candidate: RankedCandidate,
     metering: unknown,
     input: DispatchInput,
     text: string,
-    price: MeteringRecord['price'],
     finishReason: FinishReason,
   ): Promise<MeteringRecord> {
     // No replay-store write here: the record must name the request id this router just created and
@@ -286,27 +346,70 @@ export class Dispatcher {
     });
     if (!verified.ok)
       throw new AttemptError('BAD_NODE_SIGNATURE', `metering envelope: ${verified.code} ${verified.detail}`);
-    if (verified.envelope.pubkey !== node.id)
-      throw new AttemptError('BAD_NODE_SIGNATURE', 'metering signed by another key');
-    const r = verified.payload;
-    const problems: string[] = [];
-    if (r.request_id !== input.requestId) problems.push('request_id');
-    if (r.router !== this.deps.routerPubkey) problems.push('router');
-    if (r.model !== input.params.model) problems.push('model');
-    if (r.output_sha256 !== outputSha256(text)) problems.push('output_sha256');
-    if (r.prompt_sha256 !== promptSha256(input.params.messages)) problems.push('prompt_sha256');
-    if (
-      r.price.input_msat_per_1k !== price.input_msat_per_1k ||
-      r.price.output_msat_per_1k !== price.output_msat_per_1k
-    )
-      problems.push('price');
-    if (r.cost_msat !== costMsat(r.tokens_in, r.tokens_out, r.price)) problems.push('cost_msat');
-    if (r.tokens_out > input.params.max_tokens) problems.push('tokens_out');
-    if (r.finish_reason !== finishReason) problems.push('finish_reason');
-    if (problems.length > 0)
-      throw new AttemptError('BAD_METERING', `metering does not match: ${problems.join(', ')}`);
-    return r;
+    const offer = candidate.node.offer;
+    const check = checkMeteringRecord(verified.payload, verified.envelope.pubkey, {
+      signer: node.id,
+      requestId: input.requestId,
+      router: this.deps.routerPubkey,
+      model: input.params.model,
+      messages: input.params.messages,
+      outputText: text,
+      price: offer.price,
+      maxTokensOut: Math.min(input.params.max_tokens, offer.max_output_tokens),
+      maxTokensIn: promptTokensBound(input.params.messages, promptOverheadOf(offer)),
+      finishReason,
+      ...(input.reservedMsat !== undefined ? { reservedMsat: input.reservedMsat } : {}),
+    });
+    if (!check.ok) {
+      if (check.problems.includes('METERING_SIGNER'))
+        throw new AttemptError('BAD_NODE_SIGNATURE', 'metering signed by another key');
+      throw new AttemptError('BAD_METERING', `metering does not match: ${check.problems.join(', ')}`);
+    }
+    return verified.payload;
   }
+}
+
+type NodeEvent =
+  | { type: 'delta'; delta: string }
+  | { type: 'done'; finish_reason: FinishReason; metering: unknown }
+  | { type: 'error'; error: { code?: string; message?: string } | undefined };
+
+const nodeEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('delta'), delta: z.string() }),
+  z.object({ type: z.literal('done'), finish_reason: finishReasonSchema, metering: z.unknown() }),
+  z.object({
+    type: z.literal('error'),
+    error: z
+      .object({ code: z.string().max(64).optional(), message: z.string().max(2_000).optional() })
+      .optional(),
+  }),
+]);
+
+/** A node's stream event, validated: a peer's bytes are never cast. */
+function parseNodeEvent(data: string): NodeEvent {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    throw new AttemptError('NODE_FAILED', 'node sent an event that is not JSON');
+  }
+  const parsed = nodeEventSchema.safeParse(value);
+  if (!parsed.success) throw new AttemptError('NODE_FAILED', 'node sent an event of unknown shape');
+  return parsed.data as NodeEvent;
+}
+
+function nodeStreamError(error: { code?: string; message?: string } | undefined): AttemptError {
+  const code = error?.code ?? '';
+  if (CLIENT_CAUSED.has(code))
+    return new AttemptError(code as ReasonCode, `node refused the request: ${code}`, undefined, true);
+  return new AttemptError('NODE_FAILED', `node failed: ${code} ${error?.message ?? ''}`.trim());
+}
+
+function tokensPerS(outcome: AttemptOutcome): { tokensPerS?: number } {
+  const decodeMs = outcome.waitMs - outcome.ttftMs;
+  return outcome.record.tokens_out > 1 && decodeMs > 0
+    ? { tokensPerS: ((outcome.record.tokens_out - 1) * 1000) / decodeMs }
+    : {};
 }
 
 function stripUndefined<T extends object>(value: T): T {

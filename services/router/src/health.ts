@@ -10,6 +10,8 @@ export interface HealthConfig {
   minRequestsForRate: number;
   windowSize: number;
   ewmaAlpha: number;
+  /** A half-open trial not resolved within this time (a lost outcome) no longer blocks the next. */
+  trialTimeoutMs: number;
 }
 
 export const DEFAULT_HEALTH_CONFIG: HealthConfig = {
@@ -20,6 +22,7 @@ export const DEFAULT_HEALTH_CONFIG: HealthConfig = {
   minRequestsForRate: 10,
   windowSize: 50,
   ewmaAlpha: 0.2,
+  trialTimeoutMs: 600_000,
 };
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -40,6 +43,8 @@ export class NodeHealth {
   private nextCooldownMs: number;
   private consecutiveFailures = 0;
   private trialInFlight = false;
+  /** When the half-open trial started: a trial never resolved within trialTimeoutMs is void. */
+  private trialStartedMs = 0;
   private readonly outcomes: boolean[] = [];
   private ttftMs: number | undefined;
   private tokensPerS: number | undefined;
@@ -116,16 +121,25 @@ export class NodeHealth {
       this.state = 'half_open';
       this.trialInFlight = false;
     }
-    if (this.trialInFlight) return false;
+    if (this.trialInFlight && nowMs - this.trialStartedMs < this.config.trialTimeoutMs) return false;
     this.trialInFlight = true;
+    this.trialStartedMs = nowMs;
     return true;
+  }
+
+  /**
+   * A request ended with no verdict on the node (the client cancelled, or the client's own request
+   * was refused): the half-open trial, if this was it, is given back for the next request.
+   */
+  releaseTrial(): void {
+    this.trialInFlight = false;
   }
 
   /** Read-only check (does not claim the half-open trial). */
   wouldAccept(nowMs: number): boolean {
     if (this.state === 'closed') return true;
     if (this.state === 'open') return nowMs >= this.openUntilMs;
-    return !this.trialInFlight;
+    return !this.trialInFlight || nowMs - this.trialStartedMs >= this.config.trialTimeoutMs;
   }
 
   snapshot(): HealthSnapshot {

@@ -1,11 +1,14 @@
 // The money seam of the router. A request reserves its maximum cost before dispatch, captures the
-// metered cost after the node's signed metering verifies, and releases the reservation on failure.
+// node-signed cost after the answer went out, and releases the reservation on failure. Captures
+// (and releases whose reserve had an unknown outcome) go through a durable outbox, so an
+// unreachable settlement service delays a charge but never drops it.
 // FreePayments is the real mode of a free network (all prices 0, or no settlement service): it
 // records nothing and charges nothing.
 import { randomUUID } from 'node:crypto';
 import { readErrorCode } from '@fed-ai/kit';
 import { createEnvelope, type Envelope, FedAiError, KIND, type SettlementRequest } from '@fed-ai/protocol';
 import { request } from 'undici';
+import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outbox';
 
 export interface Reservation {
   opId: string;
@@ -15,12 +18,16 @@ export interface Reservation {
 export interface Payments {
   readonly mode: 'free' | 'settlement';
   reserve(input: { requestId: string; payer: string; amountMsat: number }): Promise<Reservation>;
+  /** Durable once it returns or throws SETTLEMENT_UNAVAILABLE: the outbox retries until confirmed. */
   capture(
     reservation: Reservation,
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void>;
   release(reservation: Reservation): Promise<void>;
 }
+
+/** How long releases after a reserve with an unknown outcome keep being re-sent. */
+const UNKNOWN_RESERVE_WATCH_MS = 60_000;
 
 export class FreePayments implements Payments {
   readonly mode = 'free' as const;
@@ -45,8 +52,20 @@ export class SettlementPayments implements Payments {
       secretKey: Uint8Array;
       reservationTimeoutS: number;
       requestTimeoutMs?: number;
+      outbox: SettlementOutbox;
     },
   ) {}
+
+  /** The outbox's sender: one attempt, and whether to retry. */
+  async sendOutboxRow(row: OutboxRow): Promise<SendOutcome> {
+    try {
+      await this.op(row.payload as SettlementRequest);
+      return 'done';
+    } catch (error) {
+      if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE') return 'retry';
+      return 'refused';
+    }
+  }
 
   private async op(
     payload: SettlementRequest,
@@ -81,7 +100,7 @@ export class SettlementPayments implements Payments {
         last =
           error instanceof FedAiError
             ? error
-            : new FedAiError('SETTLEMENT_UNAVAILABLE', (error as Error).message);
+            : new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service did not answer.');
       }
       if (attempt < attempts) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
     }
@@ -89,13 +108,27 @@ export class SettlementPayments implements Payments {
   }
 
   async reserve(input: { requestId: string; payer: string; amountMsat: number }): Promise<Reservation> {
-    await this.op({
-      op: 'reserve',
-      op_id: input.requestId,
-      account: input.payer,
-      amount_msat: Math.max(1, input.amountMsat),
-      timeout_s: this.options.reservationTimeoutS,
-    });
+    try {
+      await this.op({
+        op: 'reserve',
+        op_id: input.requestId,
+        account: input.payer,
+        amount_msat: Math.max(1, input.amountMsat),
+        timeout_s: this.options.reservationTimeoutS,
+      });
+    } catch (error) {
+      // A reserve that timed out here may still commit at settlement: keep releasing it for a while.
+      if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
+        await this.options.outbox
+          .add(
+            input.requestId,
+            'release',
+            { op: 'release', op_id: input.requestId },
+            UNKNOWN_RESERVE_WATCH_MS,
+          )
+          .catch(() => {});
+      throw error;
+    }
     return { opId: input.requestId, amountMsat: Math.max(1, input.amountMsat) };
   }
 
@@ -103,19 +136,25 @@ export class SettlementPayments implements Payments {
     reservation: Reservation,
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void> {
-    await this.op(
-      {
-        op: 'capture',
-        op_id: reservation.opId,
-        amount_msat: input.amountMsat,
-        node: input.node,
-        metering: JSON.stringify(input.metering),
-      },
-      3,
-    );
+    const payload: SettlementRequest = {
+      op: 'capture',
+      op_id: reservation.opId,
+      amount_msat: input.amountMsat,
+      node: input.node,
+      metering: JSON.stringify(input.metering),
+    };
+    // Written before the first try: from here on a crash or an outage only delays the charge.
+    await this.options.outbox.add(reservation.opId, 'capture', payload);
+    await this.op(payload);
+    await this.options.outbox.remove(reservation.opId, 'capture');
   }
 
   async release(reservation: Reservation): Promise<void> {
-    await this.op({ op: 'release', op_id: reservation.opId }, 3);
+    try {
+      await this.op({ op: 'release', op_id: reservation.opId }, 2);
+    } catch (error) {
+      if (!(error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')) throw error;
+      await this.options.outbox.add(reservation.opId, 'release', { op: 'release', op_id: reservation.opId });
+    }
   }
 }

@@ -1,5 +1,8 @@
 // The node registry: who may serve, where, what, and how healthy. A node id IS its public key,
-// so only the holder of that key can register or update it, and an endpoint belongs to one node.
+// so only the holder of that key can register or update it, and an endpoint belongs to one node
+// (compared by its normalised uniqueness key). A new node, or a changed endpoint, must prove control
+// of the endpoint (endpoint-proof.ts); registrations are bounded overall, per minute and per source
+// IP; and new nodes start on probation, where the scheduler gives them a bounded share of traffic.
 import type { Db } from '@fed-ai/kit';
 import {
   KIND,
@@ -9,8 +12,9 @@ import {
   type ReplayStore,
   verifyEnvelope,
 } from '@fed-ai/protocol';
-import { checkEndpoint, type Lookup } from './endpoint-safety';
-import { DEFAULT_HEALTH_CONFIG, isHeartbeatFresh, NodeHealth } from './health';
+import type { EndpointProver } from './endpoint-proof';
+import { checkEndpoint, type Lookup, normaliseEndpoint } from './endpoint-safety';
+import { DEFAULT_HEALTH_CONFIG, type HealthConfig, isHeartbeatFresh, NodeHealth } from './health';
 import type { NodeView } from './scheduler-types';
 
 export interface NodeRecord {
@@ -23,7 +27,37 @@ export interface NodeRecord {
   /** Requests this router has in flight to the node. */
   inFlight: number;
   banned: boolean;
+  /** Uniqueness key of the endpoint (normaliseEndpoint). */
+  endpointKey: string;
+  /** On probation until this time unless it has served `probationRequests` successfully first. */
+  probationUntilMs: number;
 }
+
+/** NodeHealth that also counts successful requests (what ends probation early). */
+export class CountingHealth extends NodeHealth {
+  successes = 0;
+
+  constructor(config: HealthConfig = DEFAULT_HEALTH_CONFIG, nowMs = 0) {
+    super(config, nowMs);
+  }
+
+  override recordSuccess(
+    nowMs: number,
+    sample: { ttftMs?: number; tokensPerS?: number; latencyMs?: number },
+  ): void {
+    this.successes = Math.min(Number.MAX_SAFE_INTEGER, this.successes + 1);
+    super.recordSuccess(nowMs, sample);
+  }
+}
+
+export const REGISTRATION_DEFAULTS = {
+  registrationsPerIpPerHour: 30,
+  registrationsPerMin: 60,
+  probationMs: 24 * 3600 * 1000,
+  probationRequests: 20,
+  /** Source IPs remembered for the hourly limit; when full and none expired, new IPs are refused. */
+  maxTrackedIps: 10_000,
+} as const;
 
 export interface RegistryOptions {
   db: Db;
@@ -33,8 +67,52 @@ export interface RegistryOptions {
   nodeAllowlist: string[];
   heartbeatTtlMs: number;
   maxNodes: number;
+  /** Proves endpoint control for new nodes and changed endpoints. Without one, none is accepted. */
+  proveEndpoint?: EndpointProver;
+  registrationsPerIpPerHour?: number;
+  registrationsPerMin?: number;
+  probationMs?: number;
+  probationRequests?: number;
+  maxTrackedIps?: number;
   lookup?: Lookup;
   now?: () => number;
+}
+
+/** Fixed-window counters for registration attempts: overall per minute and per source IP per hour. */
+export class RegistrationLimiter {
+  private minuteStartMs = 0;
+  private minuteCount = 0;
+  private readonly perIp = new Map<string, { startMs: number; count: number }>();
+
+  constructor(private readonly limits: { perIpPerHour: number; perMin: number; maxTrackedIps: number }) {}
+
+  /** Counts one attempt from `ip`; returns why it is refused, or null when admitted. */
+  admit(ip: string, nowMs: number): string | null {
+    if (nowMs - this.minuteStartMs >= 60_000) {
+      this.minuteStartMs = nowMs;
+      this.minuteCount = 0;
+    }
+    if (this.minuteCount >= this.limits.perMin) return `over ${this.limits.perMin} registrations a minute`;
+    let entry = this.perIp.get(ip);
+    if (entry && nowMs - entry.startMs >= 3_600_000) entry = undefined;
+    if (!entry) {
+      if (this.perIp.size >= this.limits.maxTrackedIps) {
+        for (const [key, value] of this.perIp) if (nowMs - value.startMs >= 3_600_000) this.perIp.delete(key);
+        if (this.perIp.size >= this.limits.maxTrackedIps) return 'too many registering addresses';
+      }
+      entry = { startMs: nowMs, count: 0 };
+      this.perIp.set(ip, entry);
+    }
+    if (entry.count >= this.limits.perIpPerHour)
+      return `over ${this.limits.perIpPerHour} registrations an hour from this address`;
+    entry.count += 1;
+    this.minuteCount += 1;
+    return null;
+  }
+
+  get trackedIps(): number {
+    return this.perIp.size;
+  }
 }
 
 export type RegistryResult = { ok: true; node: NodeRecord } | { ok: false; code: ReasonCode; detail: string };
@@ -42,10 +120,21 @@ export type RegistryResult = { ok: true; node: NodeRecord } | { ok: false; code:
 export class Registry {
   private readonly nodes = new Map<string, NodeRecord>();
   private readonly byModel = new Map<string, Map<string, NodeRecord>>();
+  private readonly byEndpoint = new Map<string, string>();
   private readonly now: () => number;
+  private readonly limiter: RegistrationLimiter;
+  private readonly probationMs: number;
+  private readonly probationRequests: number;
 
   constructor(private readonly options: RegistryOptions) {
     this.now = options.now ?? Date.now;
+    this.limiter = new RegistrationLimiter({
+      perIpPerHour: options.registrationsPerIpPerHour ?? REGISTRATION_DEFAULTS.registrationsPerIpPerHour,
+      perMin: options.registrationsPerMin ?? REGISTRATION_DEFAULTS.registrationsPerMin,
+      maxTrackedIps: options.maxTrackedIps ?? REGISTRATION_DEFAULTS.maxTrackedIps,
+    });
+    this.probationMs = options.probationMs ?? REGISTRATION_DEFAULTS.probationMs;
+    this.probationRequests = options.probationRequests ?? REGISTRATION_DEFAULTS.probationRequests;
   }
 
   /** Loads registered nodes from the database; they count as unseen until their next heartbeat. */
@@ -55,15 +144,26 @@ export class Registry {
       endpoint: string;
       registration: NodeRegistration;
       banned: boolean;
-    }>('SELECT id, endpoint, registration, banned FROM nodes');
-    for (const row of rows.rows)
+      registered_ms: string | number;
+    }>(
+      `SELECT id, endpoint, registration, banned,
+              (EXTRACT(EPOCH FROM registered_at) * 1000)::BIGINT AS registered_ms FROM nodes`,
+    );
+    for (const row of rows.rows) {
+      const form = normaliseEndpoint(row.endpoint);
       this.put({
-        ...row,
+        id: row.id,
+        endpoint: row.endpoint,
+        registration: row.registration,
+        banned: row.banned,
         heartbeat: undefined,
         lastSeenMs: 0,
-        health: new NodeHealth(DEFAULT_HEALTH_CONFIG),
+        health: new CountingHealth(DEFAULT_HEALTH_CONFIG),
         inFlight: 0,
+        endpointKey: form.ok ? form.key : row.endpoint,
+        probationUntilMs: Number(row.registered_ms) + this.probationMs,
       });
+    }
   }
 
   get size(): number {
@@ -78,7 +178,13 @@ export class Registry {
     return [...this.nodes.values()];
   }
 
-  async register(raw: string): Promise<RegistryResult> {
+  /** Whether the node is still on probation (new, and has not yet served enough requests). */
+  isOnProbation(node: NodeRecord, nowMs = this.now()): boolean {
+    const successes = node.health instanceof CountingHealth ? node.health.successes : 0;
+    return nowMs < node.probationUntilMs && successes < this.probationRequests;
+  }
+
+  async register(raw: string, context: { sourceIp?: string } = {}): Promise<RegistryResult> {
     const verified = await verifyEnvelope(raw, {
       me: this.options.routerPubkey,
       kinds: [KIND.nodeRegistration],
@@ -87,6 +193,9 @@ export class Registry {
     if (!verified.ok) return { ok: false, code: verified.code, detail: verified.detail };
     const id = verified.envelope.pubkey;
     const registration = verified.payload;
+    // A challenge answer is not a registration, even though it has the same kind.
+    if (verified.envelope.tags.some((t) => t[0] === 'challenge'))
+      return { ok: false, code: 'BAD_PAYLOAD', detail: 'a challenge answer is not a registration' };
     if (this.options.nodeAllowlist.length > 0 && !this.options.nodeAllowlist.includes(id)) {
       return { ok: false, code: 'NODE_NOT_ALLOWED', detail: 'not on NODE_ALLOWLIST' };
     }
@@ -97,27 +206,45 @@ export class Registry {
       ...(this.options.lookup ? { lookup: this.options.lookup } : {}),
     });
     if (!endpointCheck.ok) return { ok: false, code: endpointCheck.code, detail: endpointCheck.detail };
-    const endpoint = endpointCheck.url.href.replace(/\/+$/, '');
-    const owner = [...this.nodes.values()].find((n) => n.endpoint === endpoint && n.id !== id);
-    if (owner)
-      return { ok: false, code: 'ENDPOINT_TAKEN', detail: `endpoint belongs to ${owner.id.slice(0, 16)}…` };
+    const { endpoint, key: endpointKey } = endpointCheck;
+    const ownerId = this.byEndpoint.get(endpointKey);
+    if (ownerId !== undefined && ownerId !== id)
+      return { ok: false, code: 'ENDPOINT_TAKEN', detail: `endpoint belongs to ${ownerId.slice(0, 16)}…` };
     if (!existing && this.nodes.size >= this.options.maxNodes)
       return { ok: false, code: 'OVERLOADED', detail: 'registry full' };
+    if (!existing || existing.endpointKey !== endpointKey) {
+      // New node or moved endpoint: count the attempt, then make it prove the endpoint is its own.
+      const limited = this.limiter.admit(context.sourceIp ?? 'unknown', this.now());
+      if (limited) return { ok: false, code: 'RATE_LIMITED', detail: limited };
+      if (!this.options.proveEndpoint)
+        return { ok: false, code: 'ENDPOINT_UNVERIFIED', detail: 'this router cannot verify endpoints' };
+      const proof = await this.options.proveEndpoint(endpoint, id);
+      if (!proof.ok) return proof;
+      // The proof took time: someone else may have taken the endpoint or the last slot meanwhile.
+      const raced = this.byEndpoint.get(endpointKey);
+      if (raced !== undefined && raced !== id)
+        return { ok: false, code: 'ENDPOINT_TAKEN', detail: `endpoint belongs to ${raced.slice(0, 16)}…` };
+      if (!this.nodes.has(id) && this.nodes.size >= this.options.maxNodes)
+        return { ok: false, code: 'OVERLOADED', detail: 'registry full' };
+    }
 
     await this.options.db.query(
       `INSERT INTO nodes (id, endpoint, registration) VALUES ($1, $2, $3)
        ON CONFLICT (id) DO UPDATE SET endpoint = EXCLUDED.endpoint, registration = EXCLUDED.registration, registered_at = now()`,
       [id, endpoint, JSON.stringify(registration)],
     );
+    const current = this.nodes.get(id);
     const record: NodeRecord = {
       id,
       endpoint,
       registration,
-      heartbeat: existing?.heartbeat,
+      heartbeat: current?.heartbeat,
       lastSeenMs: this.now(),
-      health: existing?.health ?? new NodeHealth(DEFAULT_HEALTH_CONFIG, this.now()),
-      inFlight: existing?.inFlight ?? 0,
+      health: current?.health ?? new CountingHealth(DEFAULT_HEALTH_CONFIG, this.now()),
+      inFlight: current?.inFlight ?? 0,
       banned: false,
+      endpointKey,
+      probationUntilMs: current?.probationUntilMs ?? this.now() + this.probationMs,
     };
     this.put(record);
     return { ok: true, node: record };
@@ -206,6 +333,7 @@ export class Registry {
           successRate: snap.successRate,
         },
         trust: 1,
+        probation: this.isOnProbation(node, nowMs),
       });
     }
     return views;
@@ -243,8 +371,13 @@ export class Registry {
 
   private put(record: NodeRecord): void {
     const previous = this.nodes.get(record.id);
-    if (previous) for (const m of previous.registration.models) this.byModel.get(m.id)?.delete(record.id);
+    if (previous) {
+      for (const m of previous.registration.models) this.byModel.get(m.id)?.delete(record.id);
+      if (this.byEndpoint.get(previous.endpointKey) === record.id)
+        this.byEndpoint.delete(previous.endpointKey);
+    }
     this.nodes.set(record.id, record);
+    this.byEndpoint.set(record.endpointKey, record.id);
     for (const m of record.registration.models) {
       let map = this.byModel.get(m.id);
       if (!map) {

@@ -3,14 +3,18 @@ import { resolve } from 'node:path';
 import {
   addMetricsRoute,
   addRawJsonParser,
+  allowedMethods,
   createLogger,
   createMetricsRegistry,
   createServer,
   DbReplayStore,
   loadServiceKey,
   openDb,
+  pathOf,
+  toFedAiError,
 } from '@fed-ai/kit';
-import { initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import { initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
+import type { FastifyReply } from 'fastify';
 import { Gauge } from 'prom-client';
 import { request } from 'undici';
 import { type ApiKeyCreate, ApiKeys } from './apikeys';
@@ -18,13 +22,15 @@ import type { ChatContext } from './chat';
 import type { RouterConfig } from './config';
 import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
+import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
 import { registerNativeRoutes } from './routes/native';
-import { registerOpenAiRoutes } from './routes/openai';
+import { openAiError, registerOpenAiRoutes } from './routes/openai';
 import { registerTabRoutes } from './routes/tabs';
+import { migrateOutbox, SettlementOutbox } from './settlement-outbox';
 
 export interface RunningRouter {
   url: string;
@@ -39,6 +45,8 @@ export interface StartRouterOptions {
   payments?: Payments;
   lookup?: Lookup;
   rng?: () => number;
+  /** Test seam: replaces the endpoint challenge (default: POST {endpoint}/v1/challenge). */
+  proveEndpoint?: EndpointProver;
 }
 
 export async function startRouter(
@@ -52,7 +60,12 @@ export async function startRouter(
   const pubkey = publicKeyOf(secretKey);
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrateRouter(db);
+  await migrateOutbox(db);
   const replayStore = new DbReplayStore(db);
+  const agent = createSafeAgent({
+    allowPrivate: config.ALLOW_PRIVATE_ENDPOINTS,
+    connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
+  });
   const registry = new Registry({
     db,
     routerPubkey: pubkey,
@@ -61,14 +74,22 @@ export async function startRouter(
     nodeAllowlist: config.NODE_ALLOWLIST,
     heartbeatTtlMs: config.HEARTBEAT_TTL_S * 1000,
     maxNodes: config.MAX_NODES,
+    proveEndpoint:
+      options.proveEndpoint ??
+      createEndpointProver({
+        routerPubkey: pubkey,
+        agent,
+        timeoutMs: config.CHALLENGE_TIMEOUT_MS,
+        maxConcurrent: config.MAX_CONCURRENT_CHALLENGES,
+      }),
+    registrationsPerIpPerHour: config.REGISTRATIONS_PER_IP_PER_HOUR,
+    registrationsPerMin: config.REGISTRATIONS_PER_MIN,
+    probationMs: config.PROBATION_S * 1000,
+    probationRequests: config.PROBATION_REQUESTS,
     ...(options.lookup ? { lookup: options.lookup } : {}),
   });
   await registry.load();
   const apiKeys = new ApiKeys(db);
-  const agent = createSafeAgent({
-    allowPrivate: config.ALLOW_PRIVATE_ENDPOINTS,
-    connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
-  });
   const dispatcher = new Dispatcher({
     secretKey,
     routerPubkey: pubkey,
@@ -76,11 +97,24 @@ export async function startRouter(
     agent,
     timeouts: { firstTokenMs: config.FIRST_TOKEN_TIMEOUT_MS, totalMs: config.TOTAL_TIMEOUT_MS },
     maxAttempts: config.MAX_ATTEMPTS,
+    cancelGraceMs: config.CANCEL_GRACE_MS,
     logger,
   });
-  const payments =
-    options.payments ??
-    (config.SETTLEMENT_URL ? await settlementPayments(config, secretKey) : new FreePayments());
+  let outbox: SettlementOutbox | null = null;
+  let payments: Payments;
+  if (options.payments) payments = options.payments;
+  else if (config.SETTLEMENT_URL) {
+    let settlement: SettlementPayments | null = null;
+    outbox = new SettlementOutbox({
+      db,
+      logger,
+      send: (row) => settlement!.sendOutboxRow(row),
+      baseDelayMs: config.OUTBOX_RETRY_MS,
+    });
+    settlement = await settlementPayments(config, secretKey, outbox);
+    payments = settlement;
+    outbox.start(config.OUTBOX_RETRY_MS);
+  } else payments = new FreePayments();
   const ctx: ChatContext = {
     registry,
     dispatcher,
@@ -110,7 +144,38 @@ export async function startRouter(
     replayStore,
     heartbeatIntervalS: Math.max(1, Math.floor(config.HEARTBEAT_TTL_S / 3)),
   });
-  registerOpenAiRoutes(app, { ctx, apiKeys, defaultMaxTokens: config.DEFAULT_MAX_TOKENS });
+  // OpenAI-compatible routes: what the framework refuses (413, 415, bad JSON) in OpenAI's shape.
+  app.register(async (scope) => {
+    scope.setErrorHandler((error, request, reply) => {
+      const e = toFedAiError(error);
+      if (e.status >= 500) request.log.error({ err: error }, 'request failed');
+      return sendOpenAiShaped(reply, e.code, e.message);
+    });
+    registerOpenAiRoutes(scope, { ctx, apiKeys, defaultMaxTokens: config.DEFAULT_MAX_TOKENS });
+    if (config.SETTLEMENT_URL)
+      registerTabRoutes(scope, {
+        apiKeys,
+        settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''),
+        secretKey,
+      });
+  });
+  // Unknown paths and methods under /v1/ answer 404/405 in OpenAI's shape.
+  app.register(
+    async (scope) => {
+      scope.setNotFoundHandler((request, reply) => {
+        const allow = allowedMethods(app, request.url);
+        if (allow.length === 0)
+          return sendOpenAiShaped(reply, 'NOT_FOUND', `No route ${request.method} ${pathOf(request.url)}`);
+        reply.header('allow', allow.join(', '));
+        return sendOpenAiShaped(
+          reply,
+          'METHOD_NOT_ALLOWED',
+          `${pathOf(request.url)} accepts ${allow.join(', ')}`,
+        );
+      });
+    },
+    { prefix: '/v1' },
+  );
   registerAdminRoutes(app, {
     apiKeys,
     registry,
@@ -118,9 +183,6 @@ export async function startRouter(
     replayStore,
     publicUrl: config.ROUTER_PUBLIC_URL,
   });
-
-  if (config.SETTLEMENT_URL)
-    registerTabRoutes(app, { apiKeys, settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''), secretKey });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
   let probing = false;
@@ -154,6 +216,7 @@ export async function startRouter(
     revokeApiKey: (id) => apiKeys.revoke(id),
     async close() {
       if (prober) clearInterval(prober);
+      await outbox?.stop();
       await app.close();
       await agent.close();
       await db.close();
@@ -161,7 +224,21 @@ export async function startRouter(
   };
 }
 
-async function settlementPayments(config: RouterConfig, secretKey: Uint8Array): Promise<SettlementPayments> {
+/**
+ * OpenAI's error shape `{error:{message,type,param,code}}` with our reason code as `code`, plus
+ * our `hint` (OpenAI clients ignore it; fed-ai clients read code, message and hint as usual).
+ */
+function sendOpenAiShaped(reply: FastifyReply, code: ReasonCode, message?: string): FastifyReply {
+  if (code === 'RATE_LIMITED' || code === 'OVERLOADED') reply.header('retry-after', '1');
+  const body = openAiError(code, message);
+  return reply.code(REASONS[code].status).send({ error: { ...body.error, hint: REASONS[code].hint } });
+}
+
+async function settlementPayments(
+  config: RouterConfig,
+  secretKey: Uint8Array,
+  outbox: SettlementOutbox,
+): Promise<SettlementPayments> {
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
   let settlementPubkey = config.SETTLEMENT_PUBKEY;
   if (!settlementPubkey) {
@@ -177,5 +254,6 @@ async function settlementPayments(config: RouterConfig, secretKey: Uint8Array): 
     settlementPubkey,
     secretKey,
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
+    outbox,
   });
 }

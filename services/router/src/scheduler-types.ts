@@ -21,6 +21,8 @@ export interface NodeView {
   };
   /** 0..1: operator or web-of-trust score. */
   trust: number;
+  /** New and not yet proven by served requests: gets a bounded share of traffic (see schedule). */
+  probation?: boolean | undefined;
 }
 
 export interface ScheduleRequest {

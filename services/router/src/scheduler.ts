@@ -2,6 +2,9 @@
 // Hard filters are never violated; soft terms are normalised to 0..1 over the eligible set and
 // weighted; the leader is drawn at random among near-equal top scores so load spreads instead of
 // herding onto one node. O(n) per request: no full sort, only a bounded top-k.
+// Nodes on probation (new, unproven) never crowd out established ones: when both are eligible, a
+// probation node leads only when a draw falls under `probationShare`, and then only one of them,
+// ahead of the established candidates; otherwise they rank behind every established candidate.
 import { maxCostMsat, type SortMode } from '@fed-ai/protocol';
 import type {
   FilterReason,
@@ -41,7 +44,11 @@ export interface ScheduleOptions {
   /** Candidates within this score of the best are treated as equal. */
   tieMargin?: number;
   maxCandidates?: number;
+  /** Share of requests (0..1) whose leader may be a probation node when established ones are eligible. */
+  probationShare?: number;
 }
+
+export const DEFAULT_PROBATION_SHARE = 0.1;
 
 interface Eligible {
   node: NodeView;
@@ -130,7 +137,8 @@ export function schedule(
   }
 
   const priceFirst = req.provider?.sort === 'price';
-  const top = new TopK(maxCandidates, priceFirst);
+  const established = new TopK(maxCandidates, priceFirst);
+  const probation = new TopK(maxCandidates, priceFirst);
   for (const e of eligible) {
     const s = e.node.stats;
     const terms: ScoreTerms = {
@@ -147,10 +155,16 @@ export function schedule(
         w.load * terms.load +
         w.trust * terms.trust) /
       weightSum;
-    top.offer({ node: e.node, score, terms, maxCostMsat: e.costMsat });
+    (e.node.probation ? probation : established).offer({
+      node: e.node,
+      score,
+      terms,
+      maxCostMsat: e.costMsat,
+    });
   }
 
-  const ranked = top.sorted();
+  const main = established.size > 0 ? established : probation;
+  const ranked = main.sorted();
   // Anti-herding: draw the leader among candidates as good as the best (within the margin; under
   // sort=price only among the cheapest).
   const best = ranked[0]!;
@@ -165,7 +179,14 @@ export function schedule(
     ranked.splice(ranked.indexOf(chosen), 1);
     ranked.unshift(chosen);
   }
-  return { ranked, filtered };
+  if (main === probation || probation.size === 0) return { ranked, filtered };
+  // Both kinds eligible: probation nodes follow the established ones, except that one of them leads
+  // a `probationShare` of requests so new nodes can earn a record (and failover still follows).
+  const share = Math.min(1, Math.max(0, options.probationShare ?? DEFAULT_PROBATION_SHARE));
+  const newcomers = probation.sorted();
+  const merged =
+    options.rng() < share ? [newcomers[0]!, ...ranked, ...newcomers.slice(1)] : [...ranked, ...newcomers];
+  return { ranked: merged.slice(0, maxCandidates), filtered };
 }
 
 /** Keeps the k best candidates seen (price first when asked), in O(n log k). */
@@ -182,6 +203,10 @@ class TopK {
     if (this.priceFirst && a.maxCostMsat !== b.maxCostMsat) return b.maxCostMsat - a.maxCostMsat;
     if (a.score !== b.score) return a.score - b.score;
     return a.node.id < b.node.id ? 1 : a.node.id > b.node.id ? -1 : 0; // deterministic tie order
+  }
+
+  get size(): number {
+    return this.heap.length;
   }
 
   offer(candidate: RankedCandidate): void {

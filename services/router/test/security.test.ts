@@ -23,9 +23,15 @@ before(async () => {
       OPERATOR_PUBKEYS: publicKeyOf(operatorKey),
     }),
     // Names resolve through this test lookup; IP literals are judged as written.
+    // These public addresses cannot be reached from a test, so the endpoint challenge is replaced by
+    // one that vouches for them (endpoint proof has its own tests in attacks-sybil.test.ts).
     {
       lookup: async (host) =>
         host === 'rebind.example' ? ['10.0.0.7'] : host === 'public.example' ? ['93.184.216.34'] : [],
+      proveEndpoint: async (endpoint) =>
+        /^http:\/\/(public\.example|93\.184\.216\.35)(:\d+)?$/.test(endpoint)
+          ? { ok: true }
+          : { ok: false, code: 'ENDPOINT_UNVERIFIED', detail: 'unreachable in tests' },
     },
   );
   await node.start();

@@ -3,7 +3,14 @@
 // releases. Every operation has a deterministic transfer id derived from its request, so a retry
 // (after a timeout or a crash) can never move money twice.
 import type { Db, Migration } from '@fed-ai/kit';
-import { type Envelope, FedAiError, splitCharge } from '@fed-ai/protocol';
+import {
+  checkMeteringRecord,
+  FedAiError,
+  KIND,
+  type MeteringRecord,
+  splitCharge,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
 import {
   ACCOUNT_FLAGS,
   availableMsat,
@@ -110,12 +117,16 @@ export class Books {
       topup.payment_hash,
       ACCOUNTS.faucet,
     ]);
+    let alreadyPaid = false;
     try {
       await this.lightning.payInvoice(bolt11, { maxFeeMsat: 0 });
     } catch (error) {
-      if ((error as { code?: string }).code !== 'IDEMPOTENCY_CONFLICT') throw error; // already paid: credit below is idempotent
+      if ((error as { code?: string }).code !== 'IDEMPOTENCY_CONFLICT') throw error;
+      alreadyPaid = true; // paid before (faucet, refund or Lightning): the credit below is idempotent
     }
     await this.creditSettledTopups();
+    if (alreadyPaid)
+      throw new FedAiError('ALREADY_PAID', 'This invoice was already paid; nothing more was credited.');
     return { paymentHash: topup.payment_hash, creditedMsat: topup.amount_msat };
   }
 
@@ -272,37 +283,53 @@ export class Books {
   }
 
   /**
-   * Charges the metered cost: posts that much of the reservation (the rest is released) and splits
-   * it into node earnings and router fee, all in one linked batch with the charge record.
+   * Charges exactly the cost in the node-signed metering record: settlement recomputes it from the
+   * verified record (price x tokens) and never takes the router's word. Posts that much of the
+   * reservation (the rest is released) and splits it into node earnings and router fee, in one
+   * linked batch with the charge record. A reservation that expired while the capture was on its
+   * way is charged directly from the tab, if the tab still covers it.
    */
   async capture(
     opId: string,
-    amountMsat: number,
     node: string,
-    metering: Envelope,
+    metering: unknown,
+    routerPubkey: string,
   ): Promise<{ chargedMsat: number }> {
     const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
-    if (!pending) {
-      if (amountMsat === 0) return { chargedMsat: 0 };
-      throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
-    }
-    const charge = Math.min(amountMsat, pending.amountMsat);
+    if (pending?.kind !== 'pending') throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
+    const record = await verifiedRecord(metering, {
+      node,
+      opId,
+      routerPubkey,
+      reservedMsat: pending.amountMsat,
+    });
+    const charge = record.cost_msat;
     if (charge === 0) {
       await this.release(opId);
       return { chargedMsat: 0 };
     }
     await this.ledger.createAccounts([{ id: ACCOUNTS.earnings(node) }]);
     const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
+    const expired = pending.resolution === 'expired';
     const batch: TransferInput[] = [
-      {
-        id: `post:${opId}`,
-        kind: 'post',
-        pendingId: `res:${opId}`,
-        debitAccountId: pending.debitAccountId,
-        creditAccountId: ACCOUNTS.escrow,
-        amountMsat: charge,
-        userData: opId,
-      },
+      expired
+        ? {
+            id: `chg:${opId}`,
+            kind: 'single',
+            debitAccountId: pending.debitAccountId,
+            creditAccountId: ACCOUNTS.escrow,
+            amountMsat: charge,
+            userData: opId,
+          }
+        : {
+            id: `post:${opId}`,
+            kind: 'post',
+            pendingId: `res:${opId}`,
+            debitAccountId: pending.debitAccountId,
+            creditAccountId: ACCOUNTS.escrow,
+            amountMsat: charge,
+            userData: opId,
+          },
     ];
     if (nodeMsat > 0)
       batch.push({
@@ -333,7 +360,7 @@ export class Books {
     if (!results.every(ok)) {
       const failed = results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0];
       throw new FedAiError(
-        failed?.code === 'PENDING_TRANSFER_EXPIRED' ? 'LEDGER_REJECTED' : 'LEDGER_REJECTED',
+        failed?.code === 'EXCEEDS_CREDITS' ? 'INSUFFICIENT_BALANCE' : 'LEDGER_REJECTED',
         `capture: ${failed?.code}`,
       );
     }
@@ -374,4 +401,33 @@ export class Books {
       charges: charges.rows,
     };
   }
+}
+
+/**
+ * The node-signed record a capture rests on: signed by `node`, addressed to the router that asks,
+ * for this request, with a cost that is price x tokens and within the reservation.
+ */
+async function verifiedRecord(
+  metering: unknown,
+  expect: { node: string; opId: string; routerPubkey: string; reservedMsat: number },
+): Promise<MeteringRecord> {
+  // A receipt stays evidence after the fact: its own created_at is the reference time.
+  const createdAtS = (metering as { created_at?: unknown } | null)?.created_at;
+  const verified = await verifyEnvelope(metering, {
+    me: expect.routerPubkey,
+    kinds: [KIND.meteringRecord],
+    ...(typeof createdAtS === 'number' ? { nowS: createdAtS } : {}),
+  });
+  if (!verified.ok) throw new FedAiError('BAD_METERING', `metering record: ${verified.code}`);
+  const check = checkMeteringRecord(verified.payload, verified.envelope.pubkey, {
+    signer: expect.node,
+    requestId: expect.opId,
+    router: expect.routerPubkey,
+    reservedMsat: expect.reservedMsat,
+  });
+  if (!check.ok)
+    throw new FedAiError('BAD_METERING', `metering record: ${check.problems.join(', ')}`, {
+      problems: check.problems,
+    });
+  return verified.payload;
 }

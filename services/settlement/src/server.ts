@@ -5,11 +5,13 @@ import {
   addMetricsRoute,
   addRawJsonParser,
   createServer,
+  errorBody,
   rawBody,
   sendError,
+  verifyAllowedEnvelope,
   verifyNip98Request,
 } from '@fed-ai/kit';
-import { type Envelope, KIND, type ReplayStore, verifyEnvelope } from '@fed-ai/protocol';
+import { type Envelope, FedAiError, KIND, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -30,6 +32,9 @@ const topupSchema = z.object({ payer: z.string().min(1).max(160), amount_msat: z
 const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
 const refundSchema = z.object({ payer: z.string().min(1).max(160), bolt11: z.string().min(10).max(4096) });
 
+/** How long the faucet remembers an invoice it paid (far beyond any top-up invoice's expiry). */
+const FAUCET_MEMORY_S = 30 * 24 * 3600;
+
 export function createSettlementServer(deps: SettlementServerDeps): FastifyInstance {
   const app = createServer({ name: 'settlement', bodyLimitBytes: 64 * 1024 });
   addRawJsonParser(app);
@@ -43,40 +48,43 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     verifyNip98Request(request, { replayStore: deps.replayStore, allowed, publicUrl: deps.publicUrl });
 
   app.post('/v1/ops', async (request, reply) => {
-    const verified = await verifyEnvelope(rawBody(request), {
+    // Signature first, then the signer, and only then the replay-store write: an unknown key's
+    // envelopes are refused without leaving a row.
+    const verified = await verifyAllowedEnvelope(rawBody(request), {
       me: deps.pubkey,
       kinds: [KIND.settlementRequest],
       replayStore: deps.replayStore,
+      allowed: deps.routers,
+      notAllowed: 'FORBIDDEN',
+      notAllowedMessage: 'Not an allowed router.',
     });
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
-    if (!deps.routers.has(verified.envelope.pubkey))
-      return sendError(reply, 'FORBIDDEN', 'Not an allowed router.');
     const op = verified.payload;
     if (op.op === 'reserve') {
       const { balanceMsat } = await deps.books.reserve(op.op_id, op.account, op.amount_msat, op.timeout_s);
       return { op_id: op.op_id, ok: true, balance_msat: balanceMsat };
     }
     if (op.op === 'capture') {
+      // A malformed capture is the caller's fault: 400 (BAD_METERING is 502 when a router
+      // finds a node's record bad; here the router sent it).
+      const badMetering = (message: string) => reply.code(400).send(errorBody('BAD_METERING', message));
       let metering: Envelope;
       try {
         metering = JSON.parse(op.metering) as Envelope;
       } catch {
-        return sendError(reply, 'BAD_METERING', 'metering is not JSON');
+        return badMetering('metering is not JSON');
       }
-      // The charge must rest on a metering record the node signed for this request.
-      const check = await verifyEnvelope(metering, {
-        me: null,
-        kinds: [KIND.meteringRecord],
-        nowS: metering.created_at,
-      });
-      if (!check.ok || check.envelope.pubkey !== op.node || check.payload.request_id !== op.op_id) {
-        return sendError(
-          reply,
-          'BAD_METERING',
-          'capture must carry the node-signed metering record of this request',
-        );
+      if (typeof metering !== 'object' || metering === null || Array.isArray(metering))
+        return badMetering('metering must be a signed metering record (a JSON object)');
+      // Books verify the node-signed record (signer, audience = this router, request, cost) and
+      // charge exactly its cost; the router's amount is only its claim.
+      let chargedMsat: number;
+      try {
+        ({ chargedMsat } = await deps.books.capture(op.op_id, op.node, metering, verified.envelope.pubkey));
+      } catch (error) {
+        if (error instanceof FedAiError && error.code === 'BAD_METERING') return badMetering(error.message);
+        throw error;
       }
-      const { chargedMsat } = await deps.books.capture(op.op_id, op.amount_msat, op.node, metering);
       return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
     }
     await deps.books.release(op.op_id);
@@ -95,10 +103,18 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     };
   });
 
+  // Pays an invoice once. Books.faucetPay is idempotent (a second payment credits nothing) but
+  // answers the same either way; the first successful call records `faucet:<payment_hash>` in
+  // the replay store (atomic, persistent), and any later one answers 409 ALREADY_PAID.
   app.post('/v1/faucet/pay', async (request) => {
     await routerAuth(request);
     const input = faucetSchema.parse(JSON.parse(rawBody(request)));
     const paid = await deps.books.faucetPay(input.bolt11);
+    const first = await deps.replayStore.checkAndRecord(
+      `faucet:${paid.paymentHash}`,
+      Math.floor(Date.now() / 1000) + FAUCET_MEMORY_S,
+    );
+    if (!first) throw new FedAiError('ALREADY_PAID');
     return { payment_hash: paid.paymentHash, credited_msat: paid.creditedMsat };
   });
 

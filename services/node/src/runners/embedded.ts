@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import type { ChildConfig, FromChild, ToChild } from './embedded-protocol';
 import {
   type ChatMessage,
+  CONTEXT_OVERFLOW,
   type GenerateParams,
   type GenerationResult,
   type Runner,
@@ -239,7 +240,7 @@ export class EmbeddedGgufRunner implements Runner {
           };
         } else if (event.type === 'failed') {
           throw new RunnerError(
-            /exceeds the context/.test(event.message) ? 'RUNNER_UPSTREAM_ERROR' : 'RUNNER_UNAVAILABLE',
+            CONTEXT_OVERFLOW.test(event.message) ? 'CONTEXT_TOO_LONG' : 'RUNNER_UNAVAILABLE',
             event.message,
           );
         }

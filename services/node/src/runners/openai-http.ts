@@ -4,6 +4,7 @@
 import { Agent, request } from 'undici';
 import {
   type ChatMessage,
+  CONTEXT_OVERFLOW,
   type GenerateParams,
   type GenerationResult,
   type Runner,
@@ -88,6 +89,28 @@ export class OpenAiHttpRunner implements Runner {
     }));
   }
 
+  /**
+   * What a cancelled generation is billed: the upstream gives no usage once cut off, so tokens are
+   * counted with its tokenizer where it has one, else one per streamed delta (servers send one
+   * token per chunk; a batching server is under-counted, never over).
+   */
+  private async cancelledResult(
+    params: GenerateParams,
+    text: string,
+    deltas: number,
+  ): Promise<GenerationResult> {
+    const promptTokens = await this.tokenizeCount(params.messages.map((m) => m.content).join('\n')).catch(
+      () => undefined,
+    );
+    const completionTokens = text ? await this.tokenizeCount(text).catch(() => undefined) : 0;
+    return {
+      finishReason: 'cancelled',
+      promptTokens: promptTokens ?? 0,
+      completionTokens: Math.min(completionTokens ?? deltas, params.maxTokens),
+      text,
+    };
+  }
+
   async *generate(params: GenerateParams): AsyncGenerator<TokenDelta, GenerationResult, void> {
     const controller = new AbortController();
     const onAbort = () => controller.abort(new RunnerError('CANCELLED', 'cancelled'));
@@ -107,6 +130,7 @@ export class OpenAiHttpRunner implements Runner {
       firstTimer = null;
     };
     let text = '';
+    let deltas = 0;
     let usage: { prompt_tokens?: number; completion_tokens?: number } | undefined;
     let finish: string | undefined;
     try {
@@ -135,7 +159,9 @@ export class OpenAiHttpRunner implements Runner {
       if (response.statusCode >= 400) {
         const detail = (await response.body.text().catch(() => '')).slice(0, 300);
         throw new RunnerError(
-          'RUNNER_UPSTREAM_ERROR',
+          response.statusCode < 500 && CONTEXT_OVERFLOW.test(detail)
+            ? 'CONTEXT_TOO_LONG'
+            : 'RUNNER_UPSTREAM_ERROR',
           `upstream answered ${response.statusCode}: ${detail}`,
           response.statusCode,
         );
@@ -170,6 +196,7 @@ export class OpenAiHttpRunner implements Runner {
             const delta = choice?.delta?.content;
             if (delta) {
               clearFirst();
+              deltas += 1;
               text += delta;
               yield { text: delta };
             }
@@ -179,13 +206,10 @@ export class OpenAiHttpRunner implements Runner {
         }
       } catch (error) {
         if (error instanceof RunnerError) throw error;
-        if (params.signal.aborted) {
-          return { finishReason: 'cancelled', promptTokens: 0, completionTokens: 0, text };
-        }
+        if (params.signal.aborted) return this.cancelledResult(params, text, deltas);
         throw this.mapError(error, timeoutCode, params.signal);
       }
-      if (params.signal.aborted)
-        return { finishReason: 'cancelled', promptTokens: 0, completionTokens: 0, text };
+      if (params.signal.aborted) return this.cancelledResult(params, text, deltas);
       let promptTokens = usage?.prompt_tokens;
       let completionTokens = usage?.completion_tokens;
       if (promptTokens === undefined || completionTokens === undefined) {

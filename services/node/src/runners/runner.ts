@@ -71,7 +71,13 @@ export type RunnerErrorCode =
   | 'RUNNER_UPSTREAM_ERROR'
   | 'RUNNER_CRASHED'
   | 'MODEL_NOT_FOUND'
+  /** The request does not fit the model's context: the client's doing, not the node's. */
+  | 'CONTEXT_TOO_LONG'
   | 'CANCELLED';
+
+/** Upstream wording for a prompt over the context (llama.cpp, vLLM, OpenAI, Ollama, node-llama-cpp). */
+export const CONTEXT_OVERFLOW =
+  /exceeds the (available )?context|context[ _]length|context size|maximum context|too many tokens/i;
 
 export class RunnerError extends Error {
   constructor(

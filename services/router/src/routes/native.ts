@@ -35,7 +35,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
   }));
 
   app.post('/v1/nodes/register', async (request, reply) => {
-    const result = await registry.register(rawBody(request));
+    const result = await registry.register(rawBody(request), { sourceIp: request.ip });
     if (!result.ok) return sendError(reply, result.code, result.detail);
     request.log.info({ node: result.node.id, endpoint: result.node.endpoint }, 'node registered');
     return { ok: true, heartbeat_interval_s: deps.heartbeatIntervalS };

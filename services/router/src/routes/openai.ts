@@ -1,7 +1,7 @@
 // OpenAI-compatible surface: POST /v1/chat/completions (stream and not) and GET /v1/models.
 // Errors use OpenAI's shape with our reason code in `code`.
 import { randomUUID } from 'node:crypto';
-import { abortOnDisconnect, rawBody, toFedAiError } from '@fed-ai/kit';
+import { abortOnDisconnect, rawBody, toFedAiError, writeSseData } from '@fed-ai/kit';
 import {
   encodeEnvelopeHeader,
   FedAiError,
@@ -167,6 +167,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
             receipt: outcome.metering,
           },
         });
+        // The key's slot is free once the answer is out; the capture runs after it.
+        admitted.release(usedTokens);
         await settleAfterAnswer(outcome, request.log);
         return reply;
       }
@@ -182,11 +184,19 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           connection: 'keep-alive',
           'x-request-id': requestId,
         });
-        write({ delta: { role: 'assistant', content: '' }, finish_reason: null });
+        void write({ delta: { role: 'assistant', content: '' }, finish_reason: null });
       };
       const write = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-        reply.raw.write(
-          `data: ${JSON.stringify({ id: completionId, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, ...choice }], ...extra })}\n\n`,
+        writeSseData(
+          reply.raw,
+          JSON.stringify({
+            id: completionId,
+            object: 'chat.completion.chunk',
+            created,
+            model: body.model,
+            choices: [{ index: 0, ...choice }],
+            ...extra,
+          }),
         );
       try {
         const outcome = await runChat(deps.ctx, {
@@ -195,12 +205,18 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           params,
           provider: body.provider,
           signal: cancelled,
-          onDelta: (text) => {
+          onDelta: async (text) => {
             start();
-            write({ delta: { content: text }, finish_reason: null });
+            await write({ delta: { content: text }, finish_reason: null });
           },
         });
         usedTokens = outcome.record.tokens_in + outcome.record.tokens_out;
+        if (cancelled.aborted) {
+          // The client left; the node signed what it generated up to the cancel, and that is paid.
+          admitted.release(usedTokens);
+          await settleAfterAnswer(outcome, request.log);
+          return reply;
+        }
         start();
         const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
         const fedai = {
@@ -210,17 +226,27 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           overhead_ms: Number(overheadMs.toFixed(2)),
           receipt: outcome.metering,
         };
-        write(
+        await write(
           { delta: {}, finish_reason: finish(outcome.finishReason) },
           body.stream_options?.include_usage ? {} : { fedai },
         );
         if (body.stream_options?.include_usage) {
-          reply.raw.write(
-            `data: ${JSON.stringify({ id: completionId, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usageOf(outcome.record), fedai })}\n\n`,
+          await writeSseData(
+            reply.raw,
+            JSON.stringify({
+              id: completionId,
+              object: 'chat.completion.chunk',
+              created,
+              model: body.model,
+              choices: [],
+              usage: usageOf(outcome.record),
+              fedai,
+            }),
           );
         }
         reply.raw.write(`: x-fedai-receipt ${encodeEnvelopeHeader(outcome.metering)}\n\n`);
         reply.raw.end('data: [DONE]\n\n');
+        admitted.release(usedTokens);
         await settleAfterAnswer(outcome, request.log);
         return reply;
       } catch (error) {
@@ -252,14 +278,17 @@ function usageOf(record: { tokens_in: number; tokens_out: number }) {
   };
 }
 
-/** Captures after the answer is out; a failure is logged, and the reservation then expires unpaid. */
+/** Captures after the answer is out; the capture is in the outbox, so a failure here is retried. */
 export async function settleAfterAnswer(
   outcome: { settle(): Promise<void>; dispatchId: string },
-  log: { error: (o: object, m: string) => void },
+  log: { warn: (o: object, m: string) => void },
 ): Promise<void> {
   try {
     await outcome.settle();
   } catch (error) {
-    log.error({ err: error, dispatch_id: outcome.dispatchId }, 'capture failed; the reservation will expire');
+    log.warn(
+      { err: error, dispatch_id: outcome.dispatchId },
+      'capture not confirmed yet; the outbox retries it',
+    );
   }
 }

@@ -1,7 +1,7 @@
 // Prepaid tabs, reached with the caller's API key and served by the settlement service: top up
 // with a BOLT11 invoice, see the balance and recent charges with their node-signed receipts.
 
-import { rawBody, readErrorCode } from '@fed-ai/kit';
+import { rawBody, readErrorCode, toFedAiError } from '@fed-ai/kit';
 import { createNip98Header, FedAiError } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { request as httpRequest } from 'undici';
@@ -25,10 +25,19 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
       auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
     );
     if (!key) throw new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.');
+    // Tab calls count against the key's requests per minute like chat calls do.
+    const admitted = deps.apiKeys.admitRequest(key);
+    if (!admitted.ok)
+      throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
     return key.id;
   }
 
-  async function settlement(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  async function settlement(
+    request: FastifyRequest,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<unknown> {
     const url = `${deps.settlementUrl}${path}`;
     const text = body === undefined ? undefined : JSON.stringify(body);
     let response: Awaited<ReturnType<typeof httpRequest>>;
@@ -43,7 +52,9 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
         signal: AbortSignal.timeout(5_000),
       });
     } catch (error) {
-      throw new FedAiError('SETTLEMENT_UNAVAILABLE', (error as Error).message);
+      // The transport's message names the settlement's internal address: log its code only.
+      request.log.warn({ code: (error as { code?: unknown }).code ?? 'unknown' }, 'settlement unreachable');
+      throw new FedAiError('SETTLEMENT_UNAVAILABLE');
     }
     const json = await response.body.json().catch(() => null);
     if (response.statusCode !== 200) {
@@ -59,8 +70,10 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
       try {
         return await fn(request);
       } catch (error) {
-        const e =
-          error instanceof FedAiError ? error : new FedAiError('INVALID_REQUEST', (error as Error).message);
+        // Short reason-coded messages: never a zod dump or the JSON parser's text.
+        const e = toFedAiError(error);
+        if (e.status >= 500) request.log.error({ code: e.code }, 'tab request failed');
+        if (e.code === 'RATE_LIMITED') reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
         return reply.code(e.status).send(openAiError(e.code, e.message));
       }
     };
@@ -70,12 +83,14 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     handle(async (request) => {
       const who = await payer(request);
       const input = topupSchema.parse(JSON.parse(rawBody(request) || '{}'));
-      return settlement('POST', '/v1/topups', { payer: who, amount_msat: input.amount_msat });
+      return settlement(request, 'POST', '/v1/topups', { payer: who, amount_msat: input.amount_msat });
     }),
   );
   app.get(
     '/v1/tabs/me',
-    handle(async (request) => settlement('GET', `/v1/tabs/${encodeURIComponent(await payer(request))}`)),
+    handle(async (request) =>
+      settlement(request, 'GET', `/v1/tabs/${encodeURIComponent(await payer(request))}`),
+    ),
   );
   // Refund unused balance by paying an invoice the client gives.
   app.post(
@@ -83,7 +98,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     handle(async (request) => {
       const who = await payer(request);
       const input = faucetSchema.parse(JSON.parse(rawBody(request) || '{}'));
-      return settlement('POST', '/v1/refunds', { payer: who, bolt11: input.bolt11 });
+      return settlement(request, 'POST', '/v1/refunds', { payer: who, bolt11: input.bolt11 });
     }),
   );
   // Devnet: pay your own top-up invoice from the settlement faucet (refused unless FAUCET=true there).
@@ -92,7 +107,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     handle(async (request) => {
       await payer(request);
       const input = faucetSchema.parse(JSON.parse(rawBody(request) || '{}'));
-      return settlement('POST', '/v1/faucet/pay', input);
+      return settlement(request, 'POST', '/v1/faucet/pay', input);
     }),
   );
 }

@@ -1,0 +1,153 @@
+// The router's durable outbox of money operations owed to settlement. A capture is written here
+// once its answer went out, then sent; a release after a reserve whose outcome is unknown is
+// written here too. A loop retries due rows with backoff until settlement confirms, so a
+// settlement outage or a router restart loses no charge: operations are idempotent by op id.
+import type { Db, Migration } from '@fed-ai/kit';
+import { migrate } from '@fed-ai/kit';
+import type { Logger } from 'pino';
+
+export const OUTBOX_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'settlement_outbox',
+    sql: `CREATE TABLE IF NOT EXISTS settlement_outbox (
+      op_id TEXT NOT NULL,
+      op TEXT NOT NULL CHECK (op IN ('capture', 'release')),
+      payload JSONB NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_ms BIGINT NOT NULL,
+      repeat_until_ms BIGINT NOT NULL DEFAULT 0,
+      last_error TEXT,
+      created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+      PRIMARY KEY (op_id, op)
+    );
+    CREATE INDEX IF NOT EXISTS settlement_outbox_due ON settlement_outbox (next_attempt_ms);`,
+  },
+];
+
+export async function migrateOutbox(db: Db): Promise<void> {
+  await migrate(db, 'router-outbox', OUTBOX_MIGRATIONS);
+}
+
+export type OutboxOp = 'capture' | 'release';
+
+export interface OutboxRow {
+  op_id: string;
+  op: OutboxOp;
+  payload: Record<string, unknown>;
+  attempts: number;
+  repeat_until_ms: number;
+}
+
+/** What sending one row did: done (delete it), retry later, or refused for good (delete, log). */
+export type SendOutcome = 'done' | 'retry' | 'refused';
+
+export interface OutboxOptions {
+  db: Db;
+  logger: Logger;
+  send: (row: OutboxRow) => Promise<SendOutcome>;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  batch?: number;
+  now?: () => number;
+}
+
+/** Next delay: doubling from base, capped. Pure. */
+export function outboxDelayMs(attempts: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.min(attempts, 20));
+}
+
+export class SettlementOutbox {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+
+  constructor(private readonly options: OutboxOptions) {}
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  /** Persists an operation; `repeatForMs` keeps re-sending a successful one for that long. */
+  async add(opId: string, op: OutboxOp, payload: Record<string, unknown>, repeatForMs = 0): Promise<void> {
+    const now = this.now();
+    await this.options.db.query(
+      `INSERT INTO settlement_outbox (op_id, op, payload, next_attempt_ms, repeat_until_ms)
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (op_id, op) DO NOTHING`,
+      [opId, op, JSON.stringify(payload), now, repeatForMs > 0 ? now + repeatForMs : 0],
+    );
+  }
+
+  async remove(opId: string, op: OutboxOp): Promise<void> {
+    await this.options.db.query('DELETE FROM settlement_outbox WHERE op_id = $1 AND op = $2', [opId, op]);
+  }
+
+  async pending(): Promise<number> {
+    const r = await this.options.db.query<{ n: number }>('SELECT count(*)::int AS n FROM settlement_outbox');
+    return r.rows[0]?.n ?? 0;
+  }
+
+  /** Sends every due row once. Returns how many were finished (done or refused). */
+  async drain(): Promise<number> {
+    const now = this.now();
+    const due = await this.options.db.query<OutboxRow & { payload: Record<string, unknown> | string }>(
+      `SELECT op_id, op, payload, attempts, repeat_until_ms FROM settlement_outbox
+       WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $2`,
+      [now, this.options.batch ?? 100],
+    );
+    let finished = 0;
+    for (const raw of due.rows) {
+      const row: OutboxRow = {
+        ...raw,
+        attempts: Number(raw.attempts),
+        repeat_until_ms: Number(raw.repeat_until_ms),
+        payload: typeof raw.payload === 'string' ? JSON.parse(raw.payload) : raw.payload,
+      };
+      const outcome = await this.options.send(row).catch((error: unknown) => {
+        this.options.logger.warn({ err: error, op_id: row.op_id, op: row.op }, 'outbox send failed');
+        return 'retry' as const;
+      });
+      const keepRepeating = outcome === 'done' && this.now() < row.repeat_until_ms;
+      if ((outcome === 'done' && !keepRepeating) || outcome === 'refused') {
+        if (outcome === 'refused')
+          this.options.logger.error(
+            { op_id: row.op_id, op: row.op },
+            'settlement refused an outbox operation',
+          );
+        await this.remove(row.op_id, row.op);
+        finished += 1;
+        continue;
+      }
+      const delay = outboxDelayMs(
+        row.attempts,
+        this.options.baseDelayMs ?? 1_000,
+        this.options.maxDelayMs ?? 60_000,
+      );
+      await this.options.db.query(
+        'UPDATE settlement_outbox SET attempts = attempts + 1, next_attempt_ms = $3 WHERE op_id = $1 AND op = $2',
+        [row.op_id, row.op, this.now() + delay],
+      );
+    }
+    return finished;
+  }
+
+  /** Drains every `intervalMs` (one drain at a time) until stop(). */
+  start(intervalMs: number): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.drain()
+        .then(() => undefined)
+        .catch((error: unknown) => this.options.logger.warn({ err: error }, 'outbox drain failed'))
+        .finally(() => {
+          this.running = null;
+        });
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}

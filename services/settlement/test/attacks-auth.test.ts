@@ -1,0 +1,199 @@
+// Attack run (issue #9) against the settlement service: every protected route refuses callers
+// without credentials under any spelling of its path; a stranger's signed envelopes leave no rows
+// in the replay store; malformed captures and repeated faucet payments get reason-coded answers.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { createEnvelope, createNip98Header, generateSecretKey, KIND, publicKeyOf } from '@fed-ai/protocol';
+import { settlementConfigSchema } from '../src/config';
+import { type RunningSettlement, startSettlement } from '../src/settlement';
+
+const dir = mkdtempSync(join(tmpdir(), 'fedai-settlement-attacks-'));
+const routerKey = generateSecretKey();
+let settlement: RunningSettlement;
+
+before(async () => {
+  settlement = await startSettlement(
+    settlementConfigSchema.parse({
+      SETTLEMENT_PORT: '0',
+      DATA_DIR: dir,
+      SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey),
+      SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(routerKey),
+      FAUCET: 'true',
+    }),
+  );
+});
+
+after(async () => {
+  await settlement.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A request with the path sent exactly as written (fetch would normalize it). */
+function raw(
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
+  const url = new URL(settlement.url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        method,
+        path,
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Other spellings of a path that a careless check might treat differently from the router. */
+export function pathVariants(path: string): string[] {
+  const segments = path.split('/').filter(Boolean);
+  const encodeFirst = (s: string) => `%${s.charCodeAt(0).toString(16)}${s.slice(1)}`;
+  return [
+    path,
+    `/${segments.map(encodeFirst).join('/')}`,
+    `/${encodeFirst(segments[0]!)}/${segments.slice(1).join('/')}`,
+    `/${segments.join('%2F')}`,
+    `/${path}`,
+    `/${segments.join('//')}`,
+    `/x/..${path}`,
+    `/.${path}`,
+    path.toUpperCase(),
+    `${path}/`,
+    `${path}?`,
+    `${path}%20`,
+  ];
+}
+
+const PROTECTED: { method: string; path: string; body?: string }[] = [
+  { method: 'POST', path: '/v1/ops', body: '{}' },
+  { method: 'POST', path: '/v1/topups', body: JSON.stringify({ payer: 'p', amount_msat: 5000 }) },
+  { method: 'POST', path: '/v1/faucet/pay', body: JSON.stringify({ bolt11: 'lnbcrt1xxxxxxxxxxxx' }) },
+  { method: 'POST', path: '/v1/refunds', body: JSON.stringify({ payer: 'p', bolt11: 'lnbcrt1xxxxxxxxx' }) },
+  { method: 'GET', path: '/v1/ledger/verify' },
+  { method: 'GET', path: '/v1/tabs/some-payer' },
+];
+
+test('every protected route, under every spelling of its path, refuses a caller without credentials', async () => {
+  let checked = 0;
+  for (const route of PROTECTED) {
+    for (const path of pathVariants(route.path)) {
+      const answer = await raw(route.method, path, route.body);
+      assert.ok(
+        answer.status >= 400 && answer.status < 500,
+        `${route.method} ${path}: ${answer.status} ${answer.text.slice(0, 200)}`,
+      );
+      checked += 1;
+    }
+  }
+  assert.equal(checked, PROTECTED.length * pathVariants('/a/b').length);
+});
+
+async function replayRows(): Promise<number> {
+  const result = await settlement.ledger.db.query<{ n: string | number }>(
+    'SELECT count(*) AS n FROM replay_ids',
+  );
+  return Number(result.rows[0]?.n);
+}
+
+test('an unknown key: validly signed envelopes and NIP-98 headers are refused and leave no replay rows', async () => {
+  const stranger = generateSecretKey();
+  const before = await replayRows();
+  for (let i = 0; i < 5; i++) {
+    const envelope = createEnvelope(
+      KIND.settlementRequest,
+      { op: 'release', op_id: `op-stranger-${i}` },
+      { audience: settlement.pubkey, tags: [['nonce', String(i)]] },
+      stranger,
+    );
+    const answer = await raw('POST', '/v1/ops', JSON.stringify(envelope));
+    assert.equal(answer.status, 403, answer.text);
+    assert.equal((JSON.parse(answer.text) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    const body = JSON.stringify({ payer: 'p', amount_msat: 5000 });
+    const nip98 = await raw('POST', '/v1/topups', body, {
+      authorization: createNip98Header(`${settlement.url}/v1/topups`, 'POST', body, stranger),
+    });
+    assert.equal(nip98.status, 403, nip98.text);
+  }
+  assert.equal(await replayRows(), before, 'no row written for a stranger');
+  // The allowed router's envelope is recorded (the count can move at all).
+  const own = createEnvelope(
+    KIND.settlementRequest,
+    { op: 'release', op_id: 'op-own-00001' },
+    { audience: settlement.pubkey, tags: [['nonce', 'own']] },
+    routerKey,
+  );
+  const ok = await raw('POST', '/v1/ops', JSON.stringify(own));
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(await replayRows(), before + 1);
+  const replay = await raw('POST', '/v1/ops', JSON.stringify(own));
+  assert.equal((JSON.parse(replay.text) as { error: { code: string } }).error.code, 'REPLAYED');
+});
+
+test('a capture whose metering is the string "null" (or any non-object) is 400 BAD_METERING, not 500', async () => {
+  for (const [i, metering] of ['null', '42', '"text"', '[]'].entries()) {
+    const envelope = createEnvelope(
+      KIND.settlementRequest,
+      { op: 'capture', op_id: `op-bad-metering-${i}`, amount_msat: 1, node: 'a'.repeat(64), metering },
+      { audience: settlement.pubkey, tags: [['nonce', `m${i}`]] },
+      routerKey,
+    );
+    const answer = await raw('POST', '/v1/ops', JSON.stringify(envelope));
+    assert.equal(answer.status, 400, `${metering}: ${answer.text}`);
+    assert.equal((JSON.parse(answer.text) as { error: { code: string } }).error.code, 'BAD_METERING');
+  }
+});
+
+test('the faucet pays an invoice once; paying it again answers 409 ALREADY_PAID', async () => {
+  const signed = (path: string, body: string) =>
+    raw('POST', path, body, {
+      authorization: createNip98Header(`${settlement.url}${path}`, 'POST', body, routerKey),
+    });
+  const topup = await signed('/v1/topups', JSON.stringify({ payer: 'faucet-twice', amount_msat: 5000 }));
+  assert.equal(topup.status, 200, topup.text);
+  const { bolt11 } = JSON.parse(topup.text) as { bolt11: string };
+  const first = await signed('/v1/faucet/pay', JSON.stringify({ bolt11 }));
+  assert.equal(first.status, 200, first.text);
+  assert.equal((JSON.parse(first.text) as { credited_msat: number }).credited_msat, 5000);
+  const second = await signed('/v1/faucet/pay', JSON.stringify({ bolt11 }));
+  assert.equal(second.status, 409, second.text);
+  assert.equal((JSON.parse(second.text) as { error: { code: string } }).error.code, 'ALREADY_PAID');
+  assert.equal((await settlement.books.tab('faucet-twice')).balance_msat, 5000, 'credited once');
+});
+
+test('NIP-98 GET without a payload tag is accepted; error messages carry no JSON-parser text', async () => {
+  const path = '/v1/tabs/faucet-twice';
+  const ok = await raw('GET', path, undefined, {
+    authorization: createNip98Header(`${settlement.url}${path}`, 'GET', undefined, routerKey),
+  });
+  assert.equal(ok.status, 200, ok.text);
+  const body = '{"payer":';
+  const broken = await raw('POST', '/v1/topups', body, {
+    authorization: createNip98Header(`${settlement.url}/v1/topups`, 'POST', body, routerKey),
+  });
+  assert.equal(broken.status, 400);
+  const error = (JSON.parse(broken.text) as { error: { code: string; message: string } }).error;
+  assert.equal(error.code, 'INVALID_REQUEST');
+  assert.doesNotMatch(error.message, /position|Unexpected|JSON at/);
+});

@@ -1,0 +1,301 @@
+// Fuzz targets: each parser of untrusted input gets inputs from fast-check arbitraries mixed with
+// mutations of valid inputs (bit flips, truncation, deep nesting, huge numbers, unicode). A target
+// must never throw, must refuse with a reason code, and must never accept what a test key did not sign.
+import {
+  createEnvelope,
+  createNip98Header,
+  generateSecretKey,
+  KIND,
+  MemoryReplayStore,
+  PAYLOAD_SCHEMAS,
+  type PayloadKind,
+  publicKeyOf,
+  verifyEnvelope,
+  verifyNip98,
+} from '@fed-ai/protocol';
+import { apiKeyCreateSchema } from '@fed-ai/router';
+import fc from 'fast-check';
+import type { z } from 'zod';
+// Route modules are not re-exported by the package index; import the module itself.
+import { openAiChatSchema } from '../../../services/router/src/routes/openai';
+
+export interface Verdict {
+  /** 'accepted' or a refusal reason code. */
+  outcome: string;
+  /** Set when an accepted input was not signed by a test key (or is not an original signed input). */
+  forgery?: string;
+}
+
+export interface Target {
+  name: string;
+  run(input: unknown): Promise<Verdict> | Verdict;
+  /** Produces `count` inputs from a seeded stream. */
+  inputs(count: number, rng: () => number): Iterable<unknown>;
+  close?(): Promise<void>;
+}
+
+export const NOW_S = 1_800_000_000;
+const testKeys = [generateSecretKey(), generateSecretKey()];
+const testPubkeys = new Set(testKeys.map(publicKeyOf));
+const routerKey = generateSecretKey();
+const router = publicKeyOf(routerKey);
+
+/** Valid envelopes, signed by the test keys, that mutations start from. */
+function validEnvelopes() {
+  const [a, b] = testKeys as [Uint8Array, Uint8Array];
+  const opts = { audience: router, nowS: NOW_S };
+  return [
+    createEnvelope(
+      KIND.nodeHeartbeat,
+      { free_slots: 1, queue_depth: 0, models_loaded: ['m'], ready: true },
+      opts,
+      a,
+    ),
+    createEnvelope(
+      KIND.nodeRegistration,
+      {
+        endpoint: 'http://node.example:7100',
+        models: [
+          {
+            id: 'm',
+            context_window: 4096,
+            max_output_tokens: 256,
+            price: { input_msat_per_1k: 1, output_msat_per_1k: 2 },
+          },
+        ],
+        capacity: { max_concurrency: 2, queue_max: 2 },
+      },
+      opts,
+      b,
+    ),
+    createEnvelope(
+      KIND.inferenceRequest,
+      {
+        request_id: 'request-0001',
+        model: 'm',
+        messages: [{ role: 'user', content: 'héllo 👋' }],
+        max_tokens: 8,
+        stream: false,
+      },
+      { ...opts, refs: ['request-0001'] },
+      a,
+    ),
+  ];
+}
+
+// ---- mutation ---------------------------------------------------------------------------------
+
+const UNICODE = ['\u0000', '\ud800', '\udfff', '\u202e', '\ufeff', '💥', '\u0301', 'é', '\\u0000', '\uffff'];
+const HUGE = [
+  '1e309',
+  '-1e309',
+  '9007199254740993',
+  '-0',
+  '1.5',
+  '1e-400',
+  '123456789012345678901234567890',
+  'NaN',
+];
+
+function pick<T>(items: readonly T[], rng: () => number): T {
+  return items[Math.floor(rng() * items.length)]!;
+}
+
+export function mutate(text: string, rng: () => number): string {
+  let out = text;
+  const rounds = 1 + Math.floor(rng() * 3);
+  for (let r = 0; r < rounds; r++) {
+    const at = Math.floor(rng() * (out.length + 1));
+    switch (Math.floor(rng() * 9)) {
+      case 0: {
+        // bit flip
+        if (out.length === 0) break;
+        const i = Math.min(out.length - 1, at);
+        out =
+          out.slice(0, i) +
+          String.fromCharCode(out.charCodeAt(i) ^ (1 << Math.floor(rng() * 7))) +
+          out.slice(i + 1);
+        break;
+      }
+      case 1:
+        out = out.slice(0, at); // truncation
+        break;
+      case 2: {
+        const depth = pick([10, 100, 1000, 20_000], rng);
+        const open = rng() < 0.5 ? '[' : '{"a":';
+        const close = open === '[' ? ']' : '}';
+        out = `${out.slice(0, at)}${open.repeat(depth)}1${close.repeat(depth)}${out.slice(at)}`;
+        break;
+      }
+      case 3:
+        out = out.replace(/-?\d+(\.\d+)?/, pick(HUGE, rng)); // a number made huge or odd
+        break;
+      case 4:
+        out = out.slice(0, at) + pick(UNICODE, rng) + out.slice(at);
+        break;
+      case 5: {
+        // hex digit swap (ids, keys, signatures)
+        const m = [...out.matchAll(/[0-9a-f]{64,128}/g)];
+        if (m.length === 0) break;
+        const hit = pick(m, rng);
+        const i = (hit.index ?? 0) + Math.floor(rng() * hit[0].length);
+        out = out.slice(0, i) + ((Number.parseInt(out[i]!, 16) + 1) % 16).toString(16) + out.slice(i + 1);
+        break;
+      }
+      case 6:
+        out = out.slice(0, at) + out.slice(Math.floor(rng() * out.length)); // splice self
+        break;
+      case 7:
+        out = out.replace(
+          pick(['"kind":', '"tags":', '"content":', '"created_at":', '"p"', '"expiration"'], rng),
+          pick(['"x":', '"kind":[', '"tags":{', '"__proto__":', '"constructor":'], rng),
+        );
+        break;
+      default:
+        out =
+          out.slice(0, at) + pick(['null', 'true', '""', '[]', '{}', ',', '"', '\\'], rng) + out.slice(at);
+    }
+  }
+  return out;
+}
+
+function* mixed(
+  count: number,
+  rng: () => number,
+  valid: string[],
+  arbitrary: fc.Arbitrary<unknown>,
+  asText: boolean,
+) {
+  const batch = 1000;
+  for (let done = 0; done < count; ) {
+    const n = Math.min(batch, count - done);
+    const samples = fc.sample(arbitrary, { numRuns: Math.ceil(n / 3), seed: Math.floor(rng() * 2 ** 31) });
+    for (let i = 0; i < n; i++) {
+      const r = rng();
+      let input: unknown;
+      if (r < 0.6) input = mutate(pick(valid, rng), rng);
+      else if (r < 0.65)
+        input = pick(valid, rng); // the originals themselves must stay accepted
+      else input = samples[i % samples.length];
+      if (!asText && typeof input === 'string') {
+        try {
+          input = JSON.parse(input);
+        } catch {
+          // keep the string: verifyEnvelope accepts both
+        }
+      }
+      yield input;
+    }
+    done += n;
+  }
+}
+
+const deepValue = fc.integer({ min: 1, max: 50_000 }).map((depth) => {
+  let v: unknown = 1;
+  for (let i = 0; i < depth; i++) v = depth % 2 ? [v] : { a: v };
+  return v;
+});
+
+const deepText = fc
+  .integer({ min: 1, max: 100_000 })
+  .map((depth) =>
+    depth % 2 ? `${'['.repeat(depth)}1${']'.repeat(depth)}` : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`,
+  );
+
+// ---- targets ----------------------------------------------------------------------------------
+
+function envelopeTarget(asText: boolean): Target {
+  const originals = validEnvelopes();
+  const originalIds = new Set(originals.map((e) => e.id));
+  const valid = originals.map((e) => JSON.stringify(e));
+  const kinds = Object.keys(PAYLOAD_SCHEMAS).map(Number) as PayloadKind[];
+  const arbitrary = asText
+    ? fc.oneof(fc.string({ unit: 'binary' }), fc.json(), deepText)
+    : fc.oneof(
+        fc.anything({ withBigInt: true, withNullPrototype: true, withMap: true, withSet: true }),
+        fc.jsonValue(),
+        deepValue,
+      );
+  return {
+    name: asText ? 'envelope (text)' : 'envelope (parsed)',
+    async run(input) {
+      const result = await verifyEnvelope(input, { me: router, kinds, nowS: NOW_S });
+      if (!result.ok) return { outcome: result.code };
+      if (!testPubkeys.has(result.envelope.pubkey))
+        return { outcome: 'accepted', forgery: 'signer is not a test key' };
+      if (!originalIds.has(result.envelope.id))
+        return { outcome: 'accepted', forgery: 'not an original signed id' };
+      return { outcome: 'accepted' };
+    },
+    inputs: (count, rng) => mixed(count, rng, valid, arbitrary, asText),
+  };
+}
+
+function nip98Target(): Target {
+  const url = 'https://router.example/admin/apikeys';
+  const body = '{"name":"ops"}';
+  const allowed = new Set(testPubkeys);
+  const headers = testKeys.map((k) => createNip98Header(url, 'POST', body, k, NOW_S));
+  const events = headers.map((h) => Buffer.from(h.slice('Nostr '.length), 'base64').toString('utf8'));
+  return {
+    name: 'nip98 header',
+    async run(input) {
+      const header = typeof input === 'string' ? input : String(input);
+      // A fresh store per input: replays are not what this target looks for.
+      const result = await verifyNip98(header, {
+        url,
+        method: 'POST',
+        body,
+        replayStore: new MemoryReplayStore(),
+        allowed,
+        nowS: NOW_S,
+      });
+      if (!result.ok) return { outcome: result.code };
+      if (!testPubkeys.has(result.pubkey))
+        return { outcome: 'accepted', forgery: 'signer is not a test key' };
+      return { outcome: 'accepted' };
+    },
+    *inputs(count, rng) {
+      const arbitrary = fc.oneof(fc.string({ unit: 'binary' }), fc.json());
+      for (const event of mixed(count, rng, events, arbitrary, true)) {
+        const text = String(event);
+        const r = rng();
+        yield r < 0.8
+          ? `Nostr ${Buffer.from(text, 'utf8').toString(rng() < 0.9 ? 'base64' : 'base64url')}`
+          : r < 0.9
+            ? text
+            : `${pick(['nostr ', 'Nostr', 'Bearer ', 'Nostr  '], rng)}${Buffer.from(text).toString('base64')}`;
+      }
+    },
+  };
+}
+
+function schemaTarget(): Target {
+  const schemas: [string, z.ZodType, unknown][] = [
+    [
+      'openai chat',
+      openAiChatSchema,
+      { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
+    ],
+    ['api key create', apiKeyCreateSchema, { name: 'ops', requests_per_min: 60 }],
+    ...Object.entries(PAYLOAD_SCHEMAS).map(
+      ([kind, schema]) => [`payload ${kind}`, schema as z.ZodType, {}] as [string, z.ZodType, unknown],
+    ),
+  ];
+  const valid = schemas.map(([, , example]) => JSON.stringify(example));
+  const arbitrary = fc.oneof(fc.jsonValue(), deepValue, fc.anything({ withBigInt: true }));
+  let next = 0;
+  return {
+    name: 'route body schemas',
+    run(input) {
+      const [, schema] = schemas[next++ % schemas.length]!;
+      const parsed = schema.safeParse(input);
+      return { outcome: parsed.success ? 'accepted' : 'INVALID_REQUEST' };
+    },
+    inputs: (count, rng) => mixed(count, rng, valid, arbitrary, false),
+  };
+}
+
+export function protocolTargets(): Target[] {
+  return [envelopeTarget(true), envelopeTarget(false), nip98Target(), schemaTarget()];
+}
