@@ -151,7 +151,7 @@ test('a client that disconnects during a half-open trial does not leave the node
     node.mode = 'ok';
     // Whatever happened to the trial, the node is reachable again without a restart.
     let served = false;
-    for (let i = 0; i < 50 && !served; i++) {
+    for (let i = 0; i < 200 && !served; i++) {
       served = await chat(net.client).then(
         () => true,
         () => false,

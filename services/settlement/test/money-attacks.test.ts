@@ -133,7 +133,7 @@ test('the charge is exactly the node-signed cost, even for prompts whose tokens 
 
 test('a streamed answer abandoned by the client is paid for what the node generated up to the cancel', async () => {
   const { key } = await fundedClient(100_000);
-  node.tokens = Array.from({ length: 40 }, (_, i) => ` t${i}`);
+  node.tokens = Array.from({ length: 200 }, (_, i) => ` t${i}`);
   node.tokenDelayMs = 50;
   const cancelsBefore = node.cancels;
   try {
@@ -144,7 +144,7 @@ test('a streamed answer abandoned by the client is paid for what the node genera
       body: JSON.stringify({
         model: 'double-model',
         messages: [{ role: 'user', content: 'count' }],
-        max_tokens: 100,
+        max_tokens: 300,
         stream: true,
       }),
       signal: controller.signal,
@@ -157,7 +157,7 @@ test('a streamed answer abandoned by the client is paid for what the node genera
     const record = signedCost(tab.charges[0]!);
     assert.equal(node.cancels, cancelsBefore + 1, 'the router told the node to stop');
     assert.equal(record.finish_reason, 'cancelled');
-    assert.ok(record.tokens_out >= 4 && record.tokens_out < 40, `tokens_out ${record.tokens_out}`);
+    assert.ok(record.tokens_out >= 4 && record.tokens_out < 200, `tokens_out ${record.tokens_out}`);
     assert.equal(tab.charges[0]!.amount_msat, record.cost_msat);
     assert.ok(tab.charges[0]!.node_msat > 0, 'the node is paid');
   } finally {

@@ -9,7 +9,8 @@ import WebSocket from 'ws';
 import { mutate, type Target, type Verdict } from './targets';
 
 const SENTINEL = 'zz-fuzz-sentinel-9f3';
-const WAIT_MS = 5_000;
+// Generous: a verdict must never depend on how loaded the machine is.
+const WAIT_MS = 30_000;
 
 export async function relayTarget(): Promise<Target> {
   const relay = await startRelay({ port: 0 });
