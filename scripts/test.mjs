@@ -7,11 +7,11 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const skipDirs = new Set(['node_modules', 'data', '.git', '.tmp', 'fixtures']);
+const skipDirs = new Set(['node_modules', 'data', '.git', '.tmp', 'fixtures', 'reports']);
 
 function findTests(dir, out) {
   for (const name of readdirSync(dir)) {
-    if (skipDirs.has(name)) continue;
+    if (skipDirs.has(name) || name.startsWith('.stryker-tmp')) continue;
     const full = join(dir, name);
     if (statSync(full).isDirectory()) findTests(full, out);
     else if (name.endsWith('.test.ts')) out.push(relative(root, full));

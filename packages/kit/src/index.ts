@@ -6,6 +6,7 @@ export * from './http';
 export * from './keyfile';
 export * from './metrics';
 export * from './pg-server';
+export * from './ready-file';
 export * from './replay-store';
 export * from './service';
 export * from './sse';

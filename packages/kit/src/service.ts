@@ -6,6 +6,13 @@ import type { z } from 'zod';
 import { loadConfigOrExit } from './config';
 import { receivedBody } from './http';
 import { loadOrCreateKeyFile } from './keyfile';
+import {
+  EXIT_PORT_IN_USE,
+  isAddressInUse,
+  portBindable,
+  supervisorEnvSchema,
+  writeReadyFile,
+} from './ready-file';
 
 /** The key given inline (nsec/hex), else the key file (created 0600 on first start). */
 export function loadServiceKey(
@@ -17,33 +24,82 @@ export function loadServiceKey(
   return loadOrCreateKeyFile(resolve(file ?? defaultFile)).secretKey;
 }
 
+export interface RunServiceOptions<C> {
+  /**
+   * The config keys of the listen address. With FEDAI_PORT_FALLBACK=true a taken preferred port
+   * is replaced by 0 (any free port) before start; the URL really bound goes to FEDAI_READY_FILE.
+   */
+  listen?: { host: keyof C & string; port: keyof C & string };
+}
+
 /**
  * main.ts of a service: validate the environment (one line and exit 2 on a bad value), start,
- * and close cleanly on SIGINT/SIGTERM (forced exit after 10 s).
+ * report the bound URL to a supervisor (FEDAI_READY_FILE), and close cleanly on SIGINT/SIGTERM
+ * (forced exit after 10 s). A taken port exits with EXIT_PORT_IN_USE and a PORT_IN_USE line.
  */
-export async function runService<S extends z.ZodObject, T extends { close(): Promise<void> }>(
+export async function runService<
+  S extends z.ZodObject,
+  T extends { close(): Promise<void>; url: string; pubkey?: string },
+>(
   name: string,
   schema: S,
   start: (config: z.infer<S>) => Promise<T>,
+  options: RunServiceOptions<z.infer<S>> = {},
 ): Promise<void> {
-  const running = await start(loadConfigOrExit(schema)).catch((error: unknown) => {
+  const config = loadConfigOrExit(schema);
+  const supervisor = loadConfigOrExit(supervisorEnvSchema);
+  const listen = options.listen;
+  const preferredPort = listen ? Number(config[listen.port]) : undefined;
+  let chosen = config;
+  let portFallback = false;
+  if (listen && supervisor.FEDAI_PORT_FALLBACK && preferredPort) {
+    const host = String(config[listen.host]);
+    if (!(await portBindable(host, preferredPort))) {
+      chosen = { ...config, [listen.port]: 0 };
+      portFallback = true;
+    }
+  }
+  const running = await start(chosen).catch((error: unknown) => {
+    if (isAddressInUse(error)) {
+      process.stderr.write(
+        `${name} failed to start: PORT_IN_USE: port ${preferredPort ?? '?'} is taken by another process` +
+          `${supervisor.FEDAI_PORT_FALLBACK ? ' (it was free a moment before)' : '; set FEDAI_PORT_FALLBACK=true to use any free port'}\n`,
+      );
+      process.exit(EXIT_PORT_IN_USE);
+    }
     process.stderr.write(
       `${name} failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
     );
     process.exit(1);
   });
   let closing = false;
-  const shutdown = () => {
+  const shutdown = (code: number) => {
     if (closing) return;
     closing = true;
     running.close().then(
-      () => process.exit(0),
+      () => process.exit(code),
       () => process.exit(1),
     );
     setTimeout(() => process.exit(1), 10_000).unref();
   };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', () => shutdown(0));
+  process.on('SIGTERM', () => shutdown(0));
+  if (supervisor.FEDAI_READY_FILE) {
+    try {
+      writeReadyFile(supervisor.FEDAI_READY_FILE, {
+        url: running.url,
+        ...(running.pubkey ? { pubkey: running.pubkey } : {}),
+        pid: process.pid,
+        ...(preferredPort === undefined ? {} : { preferred_port: preferredPort }),
+        port_fallback: portFallback,
+      });
+    } catch (error) {
+      process.stderr.write(
+        `${name} could not report its address: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
+      shutdown(1);
+    }
+  }
 }
 
 /**

@@ -3,6 +3,7 @@
 // only after the signature holds (so forged ids cannot poison it).
 import type { z } from 'zod';
 import { eventHash, finalizeEvent, type SignedEvent, verifyEventSignature } from './crypto';
+import { base64Decode, base64UrlEncode, utf8ByteLength, utf8Decode, utf8Encode } from './encoding';
 import { isPayloadKind, PAYLOAD_SCHEMAS, type PayloadKind, type PayloadOf } from './payloads';
 import type { ReasonCode } from './reasons';
 import type { ReplayStore } from './replay';
@@ -105,7 +106,7 @@ async function verifyUnchecked<K extends PayloadKind>(
     if (typeof serialised !== 'string') return fail('BAD_SHAPE', 'not an object');
     text = serialised;
   }
-  if (text.length > maxBytes || Buffer.byteLength(text, 'utf8') > maxBytes)
+  if (text.length > maxBytes || utf8ByteLength(text) > maxBytes)
     return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
   let value: unknown;
   try {
@@ -233,9 +234,9 @@ export function tagValue(envelope: Envelope, name: string): string | undefined {
 
 /** Envelopes travel in headers base64url-encoded. */
 export function encodeEnvelopeHeader(envelope: Envelope): string {
-  return Buffer.from(JSON.stringify(envelope), 'utf8').toString('base64url');
+  return base64UrlEncode(utf8Encode(JSON.stringify(envelope)));
 }
 
 export function decodeEnvelopeHeader(value: string): string {
-  return Buffer.from(value, 'base64url').toString('utf8');
+  return utf8Decode(base64Decode(value));
 }

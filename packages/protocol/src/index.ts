@@ -1,5 +1,7 @@
 export * from './crypto';
+export * from './encoding';
 export * from './envelope';
+export * from './ids';
 export * from './keys';
 export * from './kinds';
 export * from './metering';
@@ -10,3 +12,4 @@ export * from './payloads';
 export * from './prompt-bound';
 export * from './reasons';
 export * from './replay';
+export * from './sse';

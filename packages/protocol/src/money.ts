@@ -4,8 +4,9 @@ import type { Price } from './payloads';
 
 const MAX = BigInt(Number.MAX_SAFE_INTEGER);
 
+/** Products of non-negative counts are never negative: only the upper end can overflow. */
 function toSafe(value: bigint, what: string): number {
-  if (value < 0n || value > MAX) throw new RangeError(`${what} out of range: ${value}`);
+  if (value > MAX) throw new RangeError(`${what} out of range: ${value}`);
   return Number(value);
 }
 

@@ -1,6 +1,7 @@
 // NIP-44 v2 encryption (offload payloads, wallet connect). Delegates to nostr-tools' audited
 // implementation; this module only fixes the names we use and bounds the input size.
 import { nip44 } from 'nostr-tools';
+import { utf8ByteLength } from './encoding';
 
 export const NIP44_MAX_PAYLOAD_CHARS = 8_000_000;
 
@@ -12,7 +13,7 @@ export function conversationKey(secretKey: Uint8Array, peerPublicKeyHex: string)
 export const NIP44_MAX_PLAINTEXT_BYTES = 65_535;
 
 export function nip44Encrypt(plaintext: string, key: Uint8Array, nonce?: Uint8Array): string {
-  const length = Buffer.byteLength(plaintext, 'utf8');
+  const length = utf8ByteLength(plaintext);
   if (length < 1 || length > NIP44_MAX_PLAINTEXT_BYTES) {
     throw new RangeError(`NIP-44 plaintext must be 1..${NIP44_MAX_PLAINTEXT_BYTES} bytes, got ${length}`);
   }

@@ -1,7 +1,7 @@
 // NIP-98 HTTP auth: an event of kind 27235 signed over the absolute URL, the method and (for
 // bodies) sha256 of the body, sent as `Authorization: Nostr <base64(event)>`. Used for admin and
 // service-to-service endpoints. Replay-protected like every signed message.
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '@noble/hashes/utils.js';
 import {
   bytesToHex,
   eventHash,
@@ -10,6 +10,7 @@ import {
   sha256Hex,
   verifyEventSignature,
 } from './crypto';
+import { base64Decode, base64Encode, utf8Decode, utf8Encode } from './encoding';
 import { KIND } from './kinds';
 import type { ReasonCode } from './reasons';
 import type { ReplayStore } from './replay';
@@ -33,7 +34,7 @@ export function createNip98Header(
   ];
   if (body !== undefined && body.length > 0) tags.push(['payload', sha256Hex(body)]);
   const event = finalizeEvent({ kind: KIND.httpAuth, created_at: nowS, tags, content: '' }, secretKey);
-  return `Nostr ${Buffer.from(JSON.stringify(event)).toString('base64')}`;
+  return `Nostr ${base64Encode(utf8Encode(JSON.stringify(event)))}`;
 }
 
 export interface Nip98Check {
@@ -59,7 +60,7 @@ export async function verifyNip98(header: string | undefined, check: Nip98Check)
   if (header.length > MAX_HEADER_CHARS) return fail('ENVELOPE_TOO_LARGE', 'authorization header too large');
   let event: SignedEvent;
   try {
-    event = JSON.parse(Buffer.from(header.slice(6), 'base64').toString('utf8')) as SignedEvent;
+    event = JSON.parse(utf8Decode(base64Decode(header.slice(6)))) as SignedEvent;
   } catch {
     return fail('BAD_JSON', 'authorization event is not base64 JSON');
   }

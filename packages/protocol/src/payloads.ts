@@ -183,13 +183,35 @@ export const meteringRecordSchema = z.object({
 });
 export type MeteringRecord = z.infer<typeof meteringRecordSchema>;
 
-/** One streamed delta. Carried unsigned inside an SSE stream whose end is a signed metering record. */
+/**
+ * One streamed delta, exactly as a node sends it: unsigned `data:` JSON inside an SSE stream whose
+ * last event carries the signed metering record (which covers every delta by output_sha256).
+ */
 export const streamChunkSchema = z.object({
-  request_id: requestId,
+  type: z.literal('delta'),
   index: z.number().int().nonnegative().max(LIMITS.maxTokens),
   delta: z.string().max(LIMITS.maxMessageChars),
 });
 export type StreamChunk = z.infer<typeof streamChunkSchema>;
+
+/** Every event of a node's stream: deltas, then `done` (signed record) or `error`. */
+export const nodeStreamEventSchema = z.discriminatedUnion('type', [
+  streamChunkSchema,
+  z.object({
+    type: z.literal('done'),
+    finish_reason: finishReasonSchema,
+    usage: z.unknown().optional(),
+    /** The signed metering envelope (kind 28117); verified by the receiver, so unknown here. */
+    metering: z.unknown(),
+  }),
+  z.object({
+    type: z.literal('error'),
+    error: z
+      .object({ code: z.string().max(64).optional(), message: z.string().max(2_000).optional() })
+      .optional(),
+  }),
+]);
+export type NodeStreamEvent = z.infer<typeof nodeStreamEventSchema>;
 
 /** A router's signed answer to a native-API client; `receipt` is the node-signed metering record. */
 export const inferenceResponseSchema = z.object({

@@ -144,3 +144,50 @@ test('property: split parts sum to the whole, are never negative, deterministic,
     }),
   );
 });
+
+test('cost: the largest safe cost is returned, one msat more throws; every bad count names itself', () => {
+  const max = Number.MAX_SAFE_INTEGER;
+  assert.equal(costMsat(max, 0, price(1000, 0)), max);
+  assert.throws(() => costMsat(max, 1, price(1000, 1000)), /cost out of range/);
+  assert.throws(() => costMsat(-1, 0, price(1, 1)), /tokensIn must be a non-negative safe integer/);
+  assert.throws(() => costMsat(0, 1.5, price(1, 1)), /tokensOut must be/);
+  assert.throws(() => costMsat(0, 0, price(-1, 1)), /input price must be/);
+  assert.throws(() => costMsat(0, 0, price(1, max + 1)), /output price must be/);
+});
+
+test('split: every invalid part list is refused with its reason', () => {
+  assert.throws(() => splitMsat(1, []), /at least one part/);
+  assert.throws(() => splitMsat(-1, [{ id: 'a', bps: 10_000 }]), /amount must be/);
+  for (const bps of [-1, 10_001, 1.5])
+    assert.throws(
+      () =>
+        splitMsat(1, [
+          { id: 'a', bps },
+          { id: 'b', bps: 10_000 - bps },
+        ]),
+      /bad bps/,
+      String(bps),
+    );
+  assert.throws(
+    () =>
+      splitMsat(1, [
+        { id: 'a', bps: 5000 },
+        { id: 'a', bps: 5000 },
+      ]),
+    /duplicate part a/,
+  );
+  assert.throws(() => splitMsat(1, [{ id: 'a', bps: 9999 }]), /add up to 10000 bps, got 9999/);
+  assert.deepEqual(
+    [
+      ...splitMsat(3, [
+        { id: 'a', bps: 0 },
+        { id: 'b', bps: 10_000 },
+      ]),
+    ],
+    [
+      ['a', 0],
+      ['b', 3],
+    ],
+    'bps 0 and 10000 are valid',
+  );
+});

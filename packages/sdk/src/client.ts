@@ -2,24 +2,44 @@
 // Nostr key (signed native routes). Every answer carries usage, cost in msat and the node-signed
 // receipt, which `verifyReceipt` checks offline.
 import {
+  bytesToHex,
   type ChatMessage,
   createEnvelope,
+  type DispatchId,
   decodeEnvelopeHeader,
+  dispatchId,
   type Envelope,
   type FinishReason,
   generateSecretKey,
   KIND,
-  type MeteringRecord,
+  meteringRecordSchema,
+  type NodeId,
+  nodeId,
   type ProviderPrefs,
   parseSecretKey,
   publicKeyOf,
   type QuoteResponse,
+  readSseData,
+  SseError,
   type Usage,
   verifyEnvelope,
 } from '@fed-ai/protocol';
-import { Agent, request } from 'undici';
 import { FedAiSdkError, isRetryable } from './errors';
-import { readSse } from './sse';
+import { bodyChunks, Deadline, type FetchLike, readLimited } from './transport';
+import {
+  envelopeShapeSchema,
+  type FedaiBlock,
+  type ModelInfo,
+  modelListSchema,
+  nativeStreamEventSchema,
+  nodeListSchema,
+  openAiChunkSchema,
+  openAiCompletionSchema,
+  parseAnswer,
+  routerInfoSchema,
+} from './wire';
+
+export type { ModelInfo } from './wire';
 
 export interface FedAiClientOptions {
   routerUrl: string;
@@ -32,6 +52,8 @@ export interface FedAiClientOptions {
   /** Attempts for retryable failures before any output (429, 502-504, network). */
   maxAttempts?: number;
   retryBaseDelayMs?: number;
+  /** The fetch to use (default: the global one, in Node 20+ and browsers). */
+  fetch?: FetchLike;
 }
 
 export interface ChatParams {
@@ -53,21 +75,19 @@ export interface ChatResult {
   finishReason: FinishReason | string;
   usage: Usage;
   costMsat: number;
-  node: string;
+  /** The node that generated the answer (its public key). */
+  node: NodeId;
+  /** The router's dispatch id, as the node-signed receipt names it (`request_id`). */
+  dispatchId: DispatchId;
   /** Node-signed metering record (kind 28117) covering prompt and output hashes. */
   receipt: Envelope;
 }
 
 export type ChatStreamEvent = { type: 'delta'; text: string } | { type: 'done'; result: ChatResult };
 
-export interface ModelInfo {
-  id: string;
-  context_window?: number;
-  nodes?: number;
-  price?: { input_msat_per_1k: number; output_msat_per_1k: number };
-}
-
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+/** Bound on calls in flight per client (each holds a deadline that close() ends). */
+const MAX_IN_FLIGHT = 1024;
 
 export class FedAiClient {
   readonly routerUrl: string;
@@ -76,7 +96,8 @@ export class FedAiClient {
   private readonly timeoutMs: number;
   private readonly maxAttempts: number;
   private readonly retryBaseDelayMs: number;
-  private readonly dispatcher: Agent;
+  private readonly fetchImpl: FetchLike;
+  private readonly inFlight = new Set<Deadline>();
   private routerPubkey: string | undefined;
 
   constructor(options: FedAiClientOptions) {
@@ -92,11 +113,10 @@ export class FedAiClient {
     this.timeoutMs = options.timeoutMs ?? 120_000;
     this.maxAttempts = Math.min(Math.max(options.maxAttempts ?? 3, 1), 10);
     this.retryBaseDelayMs = options.retryBaseDelayMs ?? 250;
-    this.dispatcher = new Agent({
-      connectTimeout: 10_000,
-      bodyTimeout: this.timeoutMs,
-      headersTimeout: this.timeoutMs,
-    });
+    if (!options.fetch && typeof fetch !== 'function')
+      throw new FedAiSdkError('NETWORK', 'No fetch in this runtime: pass options.fetch.', 0);
+    // Called as a plain function: browsers refuse fetch called with another `this`.
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
   }
 
   /** A client with a fresh random Nostr key (handy for scripts and tests). */
@@ -104,8 +124,10 @@ export class FedAiClient {
     return new FedAiClient({ routerUrl, secretKey: generateSecretKey() });
   }
 
+  /** Ends every call still in flight (they fail with CANCELLED). */
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    for (const deadline of this.inFlight) deadline.abort();
+    this.inFlight.clear();
   }
 
   async chat(params: ChatParams): Promise<ChatResult> {
@@ -121,13 +143,11 @@ export class FedAiClient {
   }
 
   async models(): Promise<ModelInfo[]> {
-    const body = (await this.getJson('/v1/models')) as { data?: ModelInfo[] };
-    return body.data ?? [];
+    return parseAnswer(modelListSchema, await this.getText('/v1/models'), 'model list').data;
   }
 
   async nodes(): Promise<unknown[]> {
-    const body = (await this.getJson('/nodes')) as { nodes?: unknown[] };
-    return body.nodes ?? [];
+    return parseAnswer(nodeListSchema, await this.getText('/nodes'), 'node list').nodes;
   }
 
   /** Asks the router what a request would cost at most. Needs a secret key (signed request). */
@@ -207,11 +227,8 @@ export class FedAiClient {
     const headers = { authorization: `Bearer ${this.apiKey}` };
     if (!stream) {
       const answer = await this.post('/v1/chat/completions', body, headers, params.signal);
-      const json = JSON.parse(answer.text) as OpenAiCompletion;
-      const receiptText = answer.headers['x-fedai-receipt'];
-      const receipt = parseReceipt(
-        json.fedai?.receipt ?? (typeof receiptText === 'string' ? receiptText : undefined),
-      );
+      const json = parseAnswer(openAiCompletionSchema, answer.text, 'completion');
+      const receipt = parseReceipt(json.fedai?.receipt ?? answer.headers.get('x-fedai-receipt') ?? undefined);
       const text = json.choices?.[0]?.message?.content ?? '';
       yield { type: 'delta', text };
       yield {
@@ -228,16 +245,15 @@ export class FedAiClient {
       };
       return;
     }
-    const response = await this.open('/v1/chat/completions', body, headers, params.signal);
     let text = '';
-    let finish: string | undefined;
-    let usage: Usage | undefined;
-    let fedai: OpenAiCompletion['fedai'];
+    let finish: string | null | undefined;
+    let usage: Usage | null | undefined;
+    let fedai: FedaiBlock | undefined;
     let id = '';
     let model = params.model;
-    for await (const data of readSse(response.body, MAX_RESPONSE_BYTES)) {
+    for await (const data of this.events('/v1/chat/completions', body, headers, params.signal)) {
       if (data === '[DONE]') break;
-      const chunk = JSON.parse(data) as OpenAiChunk;
+      const chunk = parseAnswer(openAiChunkSchema, data, 'stream chunk');
       if (chunk.error) throw FedAiSdkError.fromBody({ error: chunk.error }, 502);
       id = chunk.id ?? id;
       model = chunk.model ?? model;
@@ -262,7 +278,8 @@ export class FedAiClient {
   ): AsyncGenerator<ChatStreamEvent> {
     const key = this.requireKey();
     const router = await this.routerKey();
-    const requestId = `sdk-${crypto.randomUUID()}`;
+    // getRandomValues, not randomUUID: browsers only offer the latter in secure contexts.
+    const requestId = `sdk-${bytesToHex(crypto.getRandomValues(new Uint8Array(16)))}`;
     const envelope = createEnvelope(
       KIND.inferenceRequest,
       {
@@ -288,6 +305,7 @@ export class FedAiClient {
       if (verified.envelope.pubkey !== router)
         throw new FedAiSdkError('BAD_SIGNATURE', 'Answer not signed by the router.', 502);
       const p = verified.payload;
+      const receipt = parseReceipt(p.receipt);
       return {
         id: p.request_id,
         model: p.model,
@@ -295,8 +313,9 @@ export class FedAiClient {
         finishReason: p.finish_reason,
         usage: p.usage,
         costMsat: p.cost_msat,
-        node: p.node,
-        receipt: parseReceipt(p.receipt),
+        node: asNode(p.node),
+        dispatchId: receiptRecord(receipt).dispatchId,
+        receipt,
       };
     };
     if (!stream) {
@@ -306,11 +325,9 @@ export class FedAiClient {
       yield { type: 'done', result };
       return;
     }
-    const response = await this.open('/infer/stream', JSON.stringify(envelope), {}, params.signal);
-    for await (const data of readSse(response.body, MAX_RESPONSE_BYTES)) {
-      const event = JSON.parse(data) as { type: string; delta?: string; response?: unknown; error?: unknown };
-      if (event.type === 'delta' && typeof event.delta === 'string')
-        yield { type: 'delta', text: event.delta };
+    for await (const data of this.events('/infer/stream', JSON.stringify(envelope), {}, params.signal)) {
+      const event = parseAnswer(nativeStreamEventSchema, data, 'stream event');
+      if (event.type === 'delta' && event.delta !== undefined) yield { type: 'delta', text: event.delta };
       else if (event.type === 'error') throw FedAiSdkError.fromBody({ error: event.error }, 502);
       else if (event.type === 'done') {
         yield { type: 'done', result: await finalFrom(event.response) };
@@ -328,8 +345,11 @@ export class FedAiClient {
 
   private async routerKey(): Promise<string> {
     if (!this.routerPubkey) {
-      const info = (await this.getJson('/v1/router')) as { pubkey?: string };
-      if (typeof info.pubkey !== 'string' || !/^[0-9a-f]{64}$/.test(info.pubkey)) {
+      const text = await this.getText('/v1/router');
+      let info: { pubkey: string };
+      try {
+        info = parseAnswer(routerInfoSchema, text, 'identity');
+      } catch {
         throw new FedAiSdkError('BAD_SHAPE', 'The router did not report a public key.', 502);
       }
       this.routerPubkey = info.pubkey;
@@ -337,59 +357,111 @@ export class FedAiClient {
     return this.routerPubkey;
   }
 
-  private async getJson(path: string): Promise<unknown> {
+  private async getText(path: string): Promise<string> {
     const headers: Record<string, string> = this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {};
-    const response = await request(`${this.routerUrl}${path}`, {
-      method: 'GET',
-      headers,
-      dispatcher: this.dispatcher,
-    }).catch((error: unknown) => {
-      throw FedAiSdkError.network(error);
-    });
-    const text = await readLimited(response.body, MAX_RESPONSE_BYTES);
-    if (response.statusCode >= 400)
-      throw FedAiSdkError.fromResponse(response.statusCode, text, response.headers);
-    return JSON.parse(text);
+    return (await this.call(path, { method: 'GET', headers }, undefined)).text;
   }
 
-  private async post(path: string, body: string, headers: Record<string, string>, signal?: AbortSignal) {
-    const response = await this.open(path, body, headers, signal);
-    return { text: await readLimited(response.body, MAX_RESPONSE_BYTES), headers: response.headers };
+  private post(path: string, body: string, headers: Record<string, string>, signal?: AbortSignal) {
+    return this.call(
+      path,
+      { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body },
+      signal,
+    );
   }
 
-  private async open(path: string, body: string, headers: Record<string, string>, signal?: AbortSignal) {
-    const response = await request(`${this.routerUrl}${path}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body,
-      dispatcher: this.dispatcher,
-      ...(signal ? { signal } : {}),
-    }).catch((error: unknown) => {
-      throw FedAiSdkError.network(error);
-    });
-    if (response.statusCode >= 400) {
-      const text = await readLimited(response.body, MAX_RESPONSE_BYTES);
-      throw FedAiSdkError.fromResponse(response.statusCode, text, response.headers);
+  /** One request whose whole answer (bounded) is read before the deadline. */
+  private async call(
+    path: string,
+    init: { method: string; headers: Record<string, string>; body?: string },
+    signal: AbortSignal | undefined,
+  ): Promise<{ text: string; headers: Headers }> {
+    const deadline = this.deadline(signal);
+    try {
+      const response = await this.open(path, init, deadline);
+      return {
+        text: await readLimited(response.body, MAX_RESPONSE_BYTES, deadline),
+        headers: response.headers,
+      };
+    } finally {
+      this.settle(deadline);
+    }
+  }
+
+  /** A streamed POST: yields each SSE event's data; the deadline re-arms on every chunk. */
+  private async *events(
+    path: string,
+    body: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<string, void, void> {
+    const deadline = this.deadline(signal);
+    try {
+      const init = { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body };
+      const response = await this.open(path, init, deadline);
+      try {
+        yield* readSseData(bodyChunks(response.body, deadline), { maxEventBytes: MAX_RESPONSE_BYTES });
+      } catch (error) {
+        if (error instanceof SseError)
+          throw new FedAiSdkError('BODY_TOO_LARGE', 'A stream event from the router is too large.', 0);
+        throw error;
+      }
+    } finally {
+      this.settle(deadline);
+    }
+  }
+
+  private async open(
+    path: string,
+    init: { method: string; headers: Record<string, string>; body?: string },
+    deadline: Deadline,
+  ): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.fetchImpl(`${this.routerUrl}${path}`, { ...init, signal: deadline.signal });
+    } catch (error) {
+      throw deadline.errorFor(error);
+    }
+    if (response.status >= 400) {
+      const text = await readLimited(response.body, MAX_RESPONSE_BYTES, deadline);
+      throw FedAiSdkError.fromResponse(response.status, text, response.headers);
     }
     return response;
   }
+
+  private deadline(signal: AbortSignal | undefined): Deadline {
+    if (this.inFlight.size >= MAX_IN_FLIGHT)
+      throw new FedAiSdkError('OVERLOADED', `More than ${MAX_IN_FLIGHT} calls in flight on this client.`, 0);
+    const deadline = new Deadline(this.timeoutMs, signal);
+    this.inFlight.add(deadline);
+    return deadline;
+  }
+
+  private settle(deadline: Deadline): void {
+    deadline.end();
+    this.inFlight.delete(deadline);
+  }
 }
 
-interface OpenAiCompletion {
-  id: string;
-  model: string;
-  choices?: { message?: { content?: string }; finish_reason?: string }[];
-  usage?: Usage;
-  fedai?: { node?: string; cost_msat?: number; receipt?: unknown };
+function asNode(value: string): NodeId {
+  try {
+    return nodeId(value);
+  } catch {
+    throw new FedAiSdkError('BAD_METERING', 'The answer names no valid node key.', 502);
+  }
 }
 
-interface OpenAiChunk {
-  id?: string;
-  model?: string;
-  choices?: { delta?: { content?: string }; finish_reason?: string | null }[];
-  usage?: Usage | null;
-  fedai?: OpenAiCompletion['fedai'];
-  error?: unknown;
+/** The metering record inside a receipt, parsed (not yet verified: use verifyReceipt for that). */
+function receiptRecord(receipt: Envelope) {
+  let content: unknown;
+  try {
+    content = JSON.parse(receipt.content);
+  } catch {
+    throw new FedAiSdkError('BAD_METERING', 'The receipt content is not JSON.', 502);
+  }
+  const parsed = meteringRecordSchema.safeParse(content);
+  if (!parsed.success) throw new FedAiSdkError('BAD_METERING', 'The receipt is not a metering record.', 502);
+  return { record: parsed.data, dispatchId: dispatchId(parsed.data.request_id) };
 }
 
 function resultFrom(
@@ -398,10 +470,10 @@ function resultFrom(
   text: string,
   finish: string | null | undefined,
   usage: Usage | null | undefined,
-  fedai: OpenAiCompletion['fedai'],
+  fedai: FedaiBlock | undefined,
   receipt: Envelope,
 ): ChatResult {
-  const record = JSON.parse(receipt.content) as MeteringRecord;
+  const { record, dispatchId: dispatch } = receiptRecord(receipt);
   return {
     id,
     model,
@@ -413,47 +485,48 @@ function resultFrom(
       total_tokens: record.tokens_in + record.tokens_out,
     },
     costMsat: fedai?.cost_msat ?? record.cost_msat,
-    node: fedai?.node ?? receipt.pubkey,
+    node: asNode(fedai?.node ?? receipt.pubkey),
+    dispatchId: dispatch,
     receipt,
   };
 }
 
-/** Receipts travel as base64url JSON (headers), plain JSON text, or an object. */
+/** Receipts travel as base64url JSON (headers), plain JSON text, or an object. Checks the shape only. */
 export function parseReceipt(value: unknown): Envelope {
-  if (value && typeof value === 'object') return value as Envelope;
-  if (typeof value !== 'string' || value.length === 0) {
+  let candidate: unknown = value;
+  if (typeof value === 'string' && value.length > 0) {
+    const text = value.trimStart().startsWith('{') ? value : decodeEnvelopeHeader(value);
+    try {
+      candidate = JSON.parse(text);
+    } catch {
+      throw new FedAiSdkError('BAD_METERING', 'The receipt is not valid JSON.', 502);
+    }
+  } else if (!value || typeof value !== 'object') {
     throw new FedAiSdkError('BAD_METERING', 'The answer carried no receipt.', 502);
   }
-  const text = value.trimStart().startsWith('{') ? value : decodeEnvelopeHeader(value);
-  try {
-    return JSON.parse(text) as Envelope;
-  } catch {
-    throw new FedAiSdkError('BAD_METERING', 'The receipt is not valid JSON.', 502);
-  }
+  const parsed = envelopeShapeSchema.safeParse(candidate);
+  if (!parsed.success) throw new FedAiSdkError('BAD_METERING', 'The receipt is not a signed event.', 502);
+  return parsed.data;
 }
 
-async function readLimited(body: AsyncIterable<Uint8Array | string>, maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
-    size += buffer.length;
-    if (size > maxBytes) throw new FedAiSdkError('BODY_TOO_LARGE', 'The router answer is too large.', 502);
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** @deprecated Use `readSseData` (from @fed-ai/protocol, re-exported here): the one shared reader. */
+export function readSse(
+  body: AsyncIterable<Uint8Array | string>,
+  maxEventBytes: number,
+): AsyncGenerator<string, void, void> {
+  return readSseData(body, { maxEventBytes });
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(new FedAiSdkError('CANCELLED', 'Aborted.', 0));
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new FedAiSdkError('CANCELLED', 'Aborted.', 0));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -55,12 +55,8 @@ export class FedAiSdkError extends Error {
     return new FedAiSdkError(code, message, status, hint, retryAfterMs);
   }
 
-  static fromResponse(
-    status: number,
-    text: string,
-    headers: Record<string, string | string[] | undefined>,
-  ): FedAiSdkError {
-    const retryAfter = Number(headers['retry-after']);
+  static fromResponse(status: number, text: string, headers: HeaderSource): FedAiSdkError {
+    const retryAfter = Number(headerValue(headers, 'retry-after'));
     const retryAfterMs = Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined;
     let body: unknown = null;
     try {
@@ -70,6 +66,18 @@ export class FedAiSdkError extends Error {
     }
     return FedAiSdkError.fromBody(body, status, retryAfterMs);
   }
+}
+
+/** Response headers: fetch's `Headers` or a plain record with lower-case names. */
+export type HeaderSource =
+  | { get(name: string): string | null }
+  | Record<string, string | string[] | undefined>;
+
+function headerValue(headers: HeaderSource, name: string): string | undefined {
+  if (typeof headers.get === 'function')
+    return (headers as { get(n: string): string | null }).get(name) ?? undefined;
+  const value = (headers as Record<string, string | string[] | undefined>)[name];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 export function isRetryable(error: FedAiSdkError): boolean {

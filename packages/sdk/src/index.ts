@@ -1,4 +1,18 @@
+export {
+  type DispatchId,
+  dispatchId,
+  isDispatchId,
+  isNodeId,
+  isPayerId,
+  type NodeId,
+  nodeId,
+  type PayerId,
+  payerId,
+  type ReadSseOptions,
+  readSseData,
+  SseError,
+} from '@fed-ai/protocol';
 export * from './client';
 export * from './errors';
 export * from './receipt';
-export { readSse } from './sse';
+export type { FetchLike } from './transport';

@@ -1,56 +1,79 @@
-// Offline receipt verification: a receipt is the node-signed metering record (kind 28117). It is
-// checked as of its own signing time (a receipt stays valid evidence after its freshness window).
+// Offline receipt verification: a receipt is the node-signed metering record (kind 28117). Its
+// signature is checked first (verifyEnvelope, as of its own signing time: a receipt stays valid
+// evidence after its freshness window), then every field through the protocol's one checker,
+// `checkMeteringRecord`, the same the router and settlement use; a refusal carries its code.
 import {
   type ChatMessage,
-  costMsat,
+  checkMeteringRecord,
+  type DispatchId,
+  dispatchId,
   type Envelope,
   KIND,
+  type MeteringExpectations,
+  type MeteringProblem,
   type MeteringRecord,
-  outputSha256,
-  promptSha256,
+  type NodeId,
+  nodeId,
+  type Price,
+  type ReasonCode,
   verifyEnvelope,
 } from '@fed-ai/protocol';
 
 export interface ReceiptCheck {
   /** The node you expect signed it (optional). */
   node?: string;
-  /** The router it was addressed to (optional). */
+  /** The router it was addressed to (optional): the audience and the record's `router`. */
   router?: string;
+  /** The router's dispatch id the record must name (`request_id`, optional). */
+  requestId?: string;
+  /** The model you asked for (optional). */
+  model?: string;
+  /** The price you agreed to (optional; from a quote). */
+  price?: Price;
   /** The full output text you received: its hash must match. */
   text?: string;
   /** The messages you sent: their hash must match. */
   messages?: ChatMessage[];
 }
 
-export type ReceiptVerdict = { ok: true; record: MeteringRecord } | { ok: false; reason: string };
+export type ReceiptVerdict =
+  | { ok: true; record: MeteringRecord; node: NodeId; dispatchId: DispatchId }
+  /** `reason` is an envelope code (BAD_JSON, BAD_ID, BAD_SIGNATURE, ...) or the first METERING_* problem. */
+  | { ok: false; reason: ReasonCode | MeteringProblem; problems?: MeteringProblem[] };
 
 export async function verifyReceipt(
   receipt: Envelope | string,
   check: ReceiptCheck = {},
 ): Promise<ReceiptVerdict> {
-  let event: Envelope;
+  let event: unknown;
   try {
-    event = typeof receipt === 'string' ? (JSON.parse(receipt) as Envelope) : receipt;
+    event = typeof receipt === 'string' ? JSON.parse(receipt) : receipt;
   } catch {
     return { ok: false, reason: 'BAD_JSON' };
   }
-  const signedAt = typeof event?.created_at === 'number' ? event.created_at : 0;
+  const signedAt = (event as { created_at?: unknown } | null)?.created_at;
   const verified = await verifyEnvelope(event, {
     me: check.router ?? null,
     kinds: [KIND.meteringRecord],
-    nowS: signedAt,
+    nowS: typeof signedAt === 'number' ? signedAt : 0,
   });
   if (!verified.ok) return { ok: false, reason: verified.code };
   const record = verified.payload;
-  if (check.node && verified.envelope.pubkey !== check.node) return { ok: false, reason: 'WRONG_SIGNER' };
-  if (check.text !== undefined && outputSha256(check.text) !== record.output_sha256) {
-    return { ok: false, reason: 'OUTPUT_HASH_MISMATCH' };
-  }
-  if (check.messages && promptSha256(check.messages) !== record.prompt_sha256) {
-    return { ok: false, reason: 'PROMPT_HASH_MISMATCH' };
-  }
-  if (costMsat(record.tokens_in, record.tokens_out, record.price) !== record.cost_msat) {
-    return { ok: false, reason: 'COST_MISMATCH' };
-  }
-  return { ok: true, record };
+  const expect: MeteringExpectations = {
+    ...(check.node !== undefined ? { signer: check.node } : {}),
+    ...(check.requestId !== undefined ? { requestId: check.requestId } : {}),
+    ...(check.router !== undefined ? { router: check.router } : {}),
+    ...(check.model !== undefined ? { model: check.model } : {}),
+    ...(check.messages !== undefined ? { messages: check.messages } : {}),
+    ...(check.text !== undefined ? { outputText: check.text } : {}),
+    ...(check.price !== undefined ? { price: check.price } : {}),
+  };
+  const checked = checkMeteringRecord(record, verified.envelope.pubkey, expect);
+  if (!checked.ok) return { ok: false, reason: checked.problems[0]!, problems: checked.problems };
+  return {
+    ok: true,
+    record,
+    node: nodeId(verified.envelope.pubkey),
+    dispatchId: dispatchId(record.request_id),
+  };
 }

@@ -60,13 +60,19 @@ test('verifyReceipt checks signature, output and prompt hashes, and cost; as of 
   assert.equal(good.ok, true);
   assert.deepEqual(await verifyReceipt(receipt, { text: 'hellO' }), {
     ok: false,
-    reason: 'OUTPUT_HASH_MISMATCH',
+    reason: 'METERING_OUTPUT_HASH',
+    problems: ['METERING_OUTPUT_HASH'],
   });
   assert.deepEqual(await verifyReceipt(receipt, { messages: [{ role: 'user', content: 'x' }] }), {
     ok: false,
-    reason: 'PROMPT_HASH_MISMATCH',
+    reason: 'METERING_PROMPT_HASH',
+    problems: ['METERING_PROMPT_HASH'],
   });
-  assert.deepEqual(await verifyReceipt(receipt, { node: router }), { ok: false, reason: 'WRONG_SIGNER' });
+  assert.deepEqual(await verifyReceipt(receipt, { node: router }), {
+    ok: false,
+    reason: 'METERING_SIGNER',
+    problems: ['METERING_SIGNER'],
+  });
   const tampered = { ...receipt, content: receipt.content.replace('"tokens_out":5', '"tokens_out":4') };
   assert.deepEqual(await verifyReceipt(tampered), { ok: false, reason: 'BAD_ID' });
   const header = Buffer.from(JSON.stringify(receipt)).toString('base64url');

@@ -131,3 +131,18 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
     settle,
   };
 }
+
+/** Captures after the answer is out; the capture is in the outbox, so a failure here is retried. */
+export async function settleAfterAnswer(
+  outcome: { settle(): Promise<void>; dispatchId: string },
+  log: { warn: (o: object, m: string) => void },
+): Promise<void> {
+  try {
+    await outcome.settle();
+  } catch (error) {
+    log.warn(
+      { err: error, dispatch_id: outcome.dispatchId },
+      'capture not confirmed yet; the outbox retries it',
+    );
+  }
+}

@@ -28,7 +28,6 @@ export const routerConfigSchema = z.object({
   CONNECT_TIMEOUT_MS: ms(3_000),
   FIRST_TOKEN_TIMEOUT_MS: ms(60_000),
   TOTAL_TIMEOUT_MS: ms(600_000),
-  ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   MAX_NODES: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   /** New-node registrations (and endpoint changes) accepted per source IP per hour. */
   REGISTRATIONS_PER_IP_PER_HOUR: z.coerce.number().int().min(1).max(1_000_000).default(30),
@@ -54,7 +53,6 @@ export const routerConfigSchema = z.object({
   DEFAULT_MAX_TOKENS: z.coerce.number().int().min(1).max(1_000_000).default(256),
   DATA_DIR: z.string().default('./data/router'),
   DATABASE_URL: z.string().optional(),
-  RELAY_URLS: list.default([]),
   /** Paid mode: reservations, charges and tabs through this settlement service. */
   SETTLEMENT_URL: z.string().url().optional(),
   SETTLEMENT_PUBKEY: z

@@ -9,11 +9,12 @@ import {
   type Envelope,
   FedAiError,
   type FinishReason,
-  finishReasonSchema,
   type InferenceRequest,
   KIND,
   type MeteringRecord,
   maxCostMsat,
+  type NodeStreamEvent,
+  nodeStreamEventSchema,
   promptOverheadOf,
   promptTokensBound,
   type ReasonCode,
@@ -21,7 +22,6 @@ import {
 } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
 import { type Agent, request } from 'undici';
-import { z } from 'zod';
 import { NodeLease } from './lease';
 import type { NodeRecord, Registry } from './registry';
 import type { RankedCandidate } from './scheduler-types';
@@ -369,33 +369,17 @@ export class Dispatcher {
   }
 }
 
-type NodeEvent =
-  | { type: 'delta'; delta: string }
-  | { type: 'done'; finish_reason: FinishReason; metering: unknown }
-  | { type: 'error'; error: { code?: string; message?: string } | undefined };
-
-const nodeEventSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('delta'), delta: z.string() }),
-  z.object({ type: z.literal('done'), finish_reason: finishReasonSchema, metering: z.unknown() }),
-  z.object({
-    type: z.literal('error'),
-    error: z
-      .object({ code: z.string().max(64).optional(), message: z.string().max(2_000).optional() })
-      .optional(),
-  }),
-]);
-
 /** A node's stream event, validated: a peer's bytes are never cast. */
-function parseNodeEvent(data: string): NodeEvent {
+function parseNodeEvent(data: string): NodeStreamEvent {
   let value: unknown;
   try {
     value = JSON.parse(data);
   } catch {
     throw new AttemptError('NODE_FAILED', 'node sent an event that is not JSON');
   }
-  const parsed = nodeEventSchema.safeParse(value);
+  const parsed = nodeStreamEventSchema.safeParse(value);
   if (!parsed.success) throw new AttemptError('NODE_FAILED', 'node sent an event of unknown shape');
-  return parsed.data as NodeEvent;
+  return parsed.data;
 }
 
 function nodeStreamError(error: { code?: string; message?: string } | undefined): AttemptError {

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readErrorCode } from '@fed-ai/kit';
 import { createEnvelope, type Envelope, FedAiError, KIND, type SettlementRequest } from '@fed-ai/protocol';
 import { request } from 'undici';
+import { z } from 'zod';
 import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outbox';
 
 export interface Reservation {
@@ -25,6 +26,15 @@ export interface Payments {
   ): Promise<void>;
   release(reservation: Reservation): Promise<void>;
 }
+
+const opAnswerSchema = z.object({
+  op_id: z.string().max(200),
+  ok: z.boolean(),
+  balance_msat: z.number().int().nonnegative().optional(),
+  charged_msat: z.number().int().nonnegative().optional(),
+});
+type OpAnswer = z.infer<typeof opAnswerSchema>;
+const errorMessageSchema = z.object({ error: z.object({ message: z.string().max(1_000) }) });
 
 /** How long releases after a reserve with an unknown outcome keep being re-sent. */
 const UNKNOWN_RESERVE_WATCH_MS = 60_000;
@@ -67,10 +77,7 @@ export class SettlementPayments implements Payments {
     }
   }
 
-  private async op(
-    payload: SettlementRequest,
-    attempts = 1,
-  ): Promise<{ ok: boolean; balance_msat?: number; charged_msat?: number }> {
+  private async op(payload: SettlementRequest, attempts = 1): Promise<OpAnswer> {
     let last: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
@@ -87,13 +94,18 @@ export class SettlementPayments implements Payments {
           body: JSON.stringify(envelope),
           signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5_000),
         });
-        const body = (await response.body.json().catch(() => null)) as {
-          error?: { message?: string };
-        } | null;
-        if (response.statusCode === 200) return body as { ok: boolean };
+        const body: unknown = await response.body.json().catch(() => null);
+        if (response.statusCode === 200) {
+          // A peer's answer is validated, never cast: an unreadable 200 counts as unavailable.
+          const answer = opAnswerSchema.safeParse(body);
+          if (answer.success && answer.data.ok) return answer.data;
+          throw new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service gave an unreadable answer.');
+        }
         const code = readErrorCode(body, 'SETTLEMENT_UNAVAILABLE');
+        const message = errorMessageSchema.safeParse(body);
         // Refusals are final; only an unreachable or failing service is worth another try.
-        if (response.statusCode < 500) throw new FedAiError(code, body?.error?.message);
+        if (response.statusCode < 500)
+          throw new FedAiError(code, message.success ? message.data.error.message : undefined);
         last = new FedAiError('SETTLEMENT_UNAVAILABLE', `settlement answered ${response.statusCode}`);
       } catch (error) {
         if (error instanceof FedAiError && error.code !== 'SETTLEMENT_UNAVAILABLE') throw error;

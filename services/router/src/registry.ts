@@ -332,7 +332,11 @@ export class Registry {
           latencyMs: snap.latencyMs,
           successRate: snap.successRate,
         },
-        trust: 1,
+        trust: trustOf(
+          this.isOnProbation(node, nowMs),
+          node.health instanceof CountingHealth ? node.health.successes : 0,
+          this.probationRequests,
+        ),
         probation: this.isOnProbation(node, nowMs),
       });
     }
@@ -387,4 +391,15 @@ export class Registry {
       map.set(record.id, record);
     }
   }
+}
+
+/**
+ * How much the router trusts a node, 0..1 (the scheduler's trust term and `min_trust` filter): an
+ * established node 1; a node on probation 0.25, rising with each verified answer to 0.75. The
+ * scheduler further scales it by the node's recent success rate.
+ */
+export function trustOf(probation: boolean, successes: number, probationRequests: number): number {
+  if (!probation) return 1;
+  const earned = probationRequests > 0 ? Math.min(1, successes / probationRequests) : 1;
+  return 0.25 + 0.5 * earned;
 }

@@ -17,6 +17,7 @@ import { initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/proto
 import type { FastifyReply } from 'fastify';
 import { Gauge } from 'prom-client';
 import { request } from 'undici';
+import { z } from 'zod';
 import { type ApiKeyCreate, ApiKeys } from './apikeys';
 import type { ChatContext } from './chat';
 import type { RouterConfig } from './config';
@@ -24,11 +25,12 @@ import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
 import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
+import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
 import { registerNativeRoutes } from './routes/native';
-import { openAiError, registerOpenAiRoutes } from './routes/openai';
+import { registerOpenAiRoutes } from './routes/openai';
 import { registerTabRoutes } from './routes/tabs';
 import { migrateOutbox, SettlementOutbox } from './settlement-outbox';
 
@@ -242,12 +244,15 @@ async function settlementPayments(
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
   let settlementPubkey = config.SETTLEMENT_PUBKEY;
   if (!settlementPubkey) {
-    const info = (await (await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })).json()) as {
-      pubkey?: string;
-    };
-    if (!info.pubkey || !/^[0-9a-f]{64}$/.test(info.pubkey))
-      throw new Error(`${url}/v1/info gave no settlement pubkey`);
-    settlementPubkey = info.pubkey;
+    const body: unknown = await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })
+      .then((r) => r.json())
+      .catch(() => null);
+    const info = z.object({ pubkey: z.string().regex(/^[0-9a-f]{64}$/) }).safeParse(body);
+    if (!info.success)
+      throw new Error(
+        `SETTLEMENT_URL: ${url}/v1/info gave no settlement pubkey (is settlement running there? or set SETTLEMENT_PUBKEY)`,
+      );
+    settlementPubkey = info.data.pubkey;
   }
   return new SettlementPayments({
     url,

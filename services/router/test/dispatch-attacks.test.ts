@@ -5,11 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { FedAiError } from '@fed-ai/protocol';
+import { FedAiError, maxCostMsat, promptTokensBound } from '@fed-ai/protocol';
 import OpenAI from 'openai';
 import { routerConfigSchema } from '../src/config';
 import { DEFAULT_HEALTH_CONFIG, NodeHealth } from '../src/health';
 import { NodeLease } from '../src/lease';
+import type { Payments, Reservation } from '../src/payments';
 import type { NodeRecord } from '../src/registry';
 import { type RunningRouter, startRouter } from '../src/router';
 import { SigningNodeDouble } from './signing-node-double';
@@ -272,4 +273,83 @@ test('a node failing after output with a second candidate: a clean error, the se
 
 test('FedAiError sanity: CANCELLED is a reason code', () => {
   assert.equal(new FedAiError('CANCELLED').status, 499);
+});
+
+/** Our own Payments seam, recording what the router reserves; `shortBy` under-reserves on purpose. */
+class RecordingPayments implements Payments {
+  readonly mode = 'settlement' as const;
+  reserved: number[] = [];
+  captured: number[] = [];
+  constructor(private readonly shortBy = 0) {}
+  async reserve(input: { requestId: string; amountMsat: number }): Promise<Reservation> {
+    this.reserved.push(input.amountMsat);
+    return { opId: input.requestId, amountMsat: input.amountMsat - this.shortBy };
+  }
+  async capture(_r: Reservation, input: { amountMsat: number }): Promise<void> {
+    this.captured.push(input.amountMsat);
+  }
+  async release(): Promise<void> {}
+}
+
+async function paidNetwork(nodes: SigningNodeDouble[], payments: Payments) {
+  const dir = mkdtempSync(join(tmpdir(), 'fedai-dispatch-paid-'));
+  dirs.push(dir);
+  const router = await startRouter(
+    routerConfigSchema.parse({
+      ROUTER_PORT: '0',
+      DATA_DIR: dir,
+      ALLOW_PRIVATE_ENDPOINTS: 'true',
+      PROBE_INTERVAL_S: '0',
+    }),
+    { rng: () => 0, payments },
+  );
+  for (const node of nodes) {
+    await node.start();
+    assert.equal((await node.register(router.url, router.pubkey)).status, 200);
+  }
+  const { key } = await router.createApiKey({ name: 'p' });
+  return { router, client: new OpenAI({ baseURL: `${router.url}/v1`, apiKey: key, maxRetries: 0 }) };
+}
+
+test('a paid failover to a pricier node was reserved for: the reservation covers every candidate', async () => {
+  const cheap = new SigningNodeDouble();
+  const pricey = new SigningNodeDouble();
+  cheap.price = { input_msat_per_1k: 1, output_msat_per_1k: 1 };
+  pricey.price = { input_msat_per_1k: 7000, output_msat_per_1k: 9000 };
+  cheap.mode = 'fail-before';
+  const payments = new RecordingPayments();
+  const net = await paidNetwork([cheap, pricey], payments);
+  try {
+    const messages = [{ role: 'user' as const, content: 'hello' }];
+    const answer = await net.client.chat.completions.create({
+      model: 'double-model',
+      messages,
+      max_tokens: 8,
+      provider: { sort: 'price' },
+    } as never);
+    const fedai = (answer as unknown as { fedai: { node: string; cost_msat: number } }).fedai;
+    assert.equal(fedai.node, pricey.pubkey, 'failed over to the pricier node');
+    assert.equal(cheap.requests, 1);
+    const bound = maxCostMsat(promptTokensBound(messages), 8, pricey.price, 512);
+    assert.deepEqual(payments.reserved, [bound], 'reserved at the priciest candidate');
+    assert.ok(fedai.cost_msat <= bound);
+  } finally {
+    await net.router.close();
+    await cheap.stop();
+    await pricey.stop();
+  }
+});
+
+test('dispatch never tries a candidate the reservation does not cover', async () => {
+  const node = new SigningNodeDouble();
+  const payments = new RecordingPayments(1);
+  const net = await paidNetwork([node], payments);
+  try {
+    await assert.rejects(chat(net.client), (e) => codeOf(e) === '503 NO_ELIGIBLE_NODE');
+    assert.equal(node.requests, 0, 'the node got nothing');
+    assert.deepEqual(payments.captured, []);
+  } finally {
+    await net.router.close();
+    await node.stop();
+  }
 });

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createEnvelope, generateSecretKey, KIND } from '@fed-ai/protocol';
+import { createEnvelope, generateSecretKey, KIND, maxCostMsat, promptTokensBound } from '@fed-ai/protocol';
 import { FedAiClient, FedAiSdkError, verifyReceipt } from '@fed-ai/sdk';
 import { routerConfigSchema } from '../src/config';
 import { type RunningRouter, startRouter } from '../src/router';
@@ -62,7 +62,8 @@ test('signed stream: deltas arrive one by one, then the signed final answer', as
 test('signed quote names a node and a maximum cost', async () => {
   const quote = await client.quote({ model: 'double-model', messages, maxTokens: 100 });
   assert.equal(quote.node, node.pubkey);
-  assert.ok(quote.max_cost_msat > 0);
+  // The quote is what the router would reserve: the sound prompt bound at the node's prices.
+  assert.equal(quote.max_cost_msat, maxCostMsat(promptTokensBound(messages), 100, node.price, 512));
   assert.equal(quote.candidates, 1);
 });
 

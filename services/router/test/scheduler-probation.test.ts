@@ -1,6 +1,7 @@
 // Issue #9 C: probation nodes get a bounded share of leads and never push established nodes out.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { trustOf } from '../src/registry';
 import { DEFAULT_WEIGHTS, schedule } from '../src/scheduler';
 import type { NodeView } from '../src/scheduler-types';
 
@@ -64,4 +65,25 @@ test('200 price-0 probation nodes lead at most about probationShare of requests;
     rng: () => 0,
   });
   assert.equal(alone.ranked.length, 8);
+});
+
+test('trust: established nodes 1, probation nodes 0.25 rising to 0.75 with verified answers; min_trust filters by it', () => {
+  assert.equal(trustOf(false, 0, 20), 1);
+  assert.equal(trustOf(true, 0, 20), 0.25);
+  assert.equal(trustOf(true, 10, 20), 0.5);
+  assert.equal(trustOf(true, 40, 20), 0.75);
+  assert.equal(trustOf(true, 0, 0), 0.75);
+  const fresh = { ...view('a', 1, true), trust: trustOf(true, 0, 20) };
+  const old = { ...view('b', 9, false), trust: trustOf(false, 0, 20) };
+  const ranked = schedule(
+    { model: 'm', promptTokens: 10, maxTokens: 10, provider: { min_trust: 0.8 } },
+    [fresh, old],
+    { weights: DEFAULT_WEIGHTS, rng: () => 0 },
+  );
+  assert.deepEqual(
+    ranked.ranked.map((c) => c.node.id),
+    [old.id],
+    'a new node is filtered out by min_trust 0.8',
+  );
+  assert.equal(ranked.filtered.MIN_TRUST, 1);
 });

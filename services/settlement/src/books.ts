@@ -1,24 +1,36 @@
 // The network's books on top of the ledger: account layout, tab top-ups through Lightning
-// invoices, reservations before dispatch, captures split into node earnings and router fee, and
-// releases. Every operation has a deterministic transfer id derived from its request, so a retry
-// (after a timeout or a crash) can never move money twice.
-import type { Db, Migration } from '@fed-ai/kit';
-import {
-  checkMeteringRecord,
-  FedAiError,
-  KIND,
-  type MeteringRecord,
-  splitCharge,
-  verifyEnvelope,
-} from '@fed-ai/protocol';
+// invoices, refunds paid over Lightning, reservations before dispatch, captures split into node
+// earnings and router fee, and releases. Every operation has a deterministic transfer id derived
+// from its request, so a retry (after a timeout or a crash) can never move money twice.
+//
+// Settlement owns the invoice and payment state (`topups`, `payments`); the Lightning backend is a
+// stateless adapter it asks (create, look up, pay) and asks again after a crash.
+import type { Db, Migration, Queryable } from '@fed-ai/kit';
 import {
   ACCOUNT_FLAGS,
   availableMsat,
   type Ledger,
   type TransferInput,
   type TransferResult,
-} from './ledger/index';
-import type { Invoice, LightningBackend } from './lightning/backend';
+} from '@fed-ai/ledger';
+import {
+  decodeInvoice,
+  type Invoice,
+  type LightningBackend,
+  LightningPaymentError,
+  type PaymentFailureCode,
+  type PaymentStatus,
+  sha256Hex,
+} from '@fed-ai/lightning';
+import {
+  checkMeteringRecord,
+  FedAiError,
+  KIND,
+  type MeteringRecord,
+  type ReasonCode,
+  splitCharge,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
 
 export const ACCOUNTS = {
   /** Asset: what we hold on Lightning. Credits (money out) never exceed debits (money in). */
@@ -30,6 +42,17 @@ export const ACCOUNTS = {
   routerFees: 'fees:router',
   tab: (payer: string) => `tab:${payer}`,
   earnings: (node: string) => `earnings:${node}`,
+} as const;
+
+/** Ledger transfer ids of a refund, all from the invoice's payment hash (idempotent by invoice). */
+export const REFUND_IDS = {
+  /** The hold on the tab while the payment is in flight. */
+  hold: (hash: string) => `rfd:${hash}`,
+  /** Posting the hold to Lightning (an invoice of another node). */
+  post: (hash: string) => `rfp:${hash}`,
+  /** Posting the hold to the tab an invoice of this system tops up: the top-up's own id. */
+  postTopup: (hash: string) => `topup:${hash}`,
+  void: (hash: string) => `rfv:${hash}`,
 } as const;
 
 export const BOOKS_MIGRATIONS: Migration[] = [
@@ -55,6 +78,31 @@ export const BOOKS_MIGRATIONS: Migration[] = [
     );
     CREATE INDEX IF NOT EXISTS charges_account ON charges (account, created_at DESC);`,
   },
+  {
+    // Settlement keeps its invoices' state itself (it no longer reads the internal backend's
+    // table). Rows from version 1 have NULLs here and are looked up in the backend once.
+    version: 2,
+    name: 'invoice_state_and_payments',
+    sql: `ALTER TABLE topups ADD COLUMN IF NOT EXISTS expires_at_s BIGINT;
+    ALTER TABLE topups ADD COLUMN IF NOT EXISTS settled_at_s BIGINT;
+    ALTER TABLE topups ADD COLUMN IF NOT EXISTS preimage TEXT;
+    CREATE INDEX IF NOT EXISTS topups_open ON topups (created_at) WHERE settled_at_s IS NULL;
+    CREATE TABLE IF NOT EXISTS payments (
+      payment_hash TEXT PRIMARY KEY,
+      account TEXT NOT NULL,
+      destination TEXT NOT NULL,
+      bolt11 TEXT NOT NULL,
+      amount_msat BIGINT NOT NULL CHECK (amount_msat > 0),
+      max_fee_msat BIGINT NOT NULL DEFAULT 0 CHECK (max_fee_msat >= 0),
+      fee_msat BIGINT CHECK (fee_msat >= 0),
+      state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),
+      preimage TEXT,
+      failure_code TEXT,
+      created_at_s BIGINT NOT NULL,
+      updated_at_s BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS payments_pending ON payments (created_at_s) WHERE state = 'pending';`,
+  },
 ];
 
 const ok = (r: TransferResult) => r.code === 'OK' || r.code === 'EXISTS';
@@ -64,15 +112,78 @@ export interface BooksOptions {
   topupExpiryS?: number;
   faucetEnabled?: boolean;
   maxTopupMsat?: number;
+  /** How long a refund's hold lasts: longer than any Lightning payment can stay in flight. */
+  refundHoldS?: number;
+  /** Most routing fee a refund to another node may cost (held on top of the amount). */
+  refundMaxFeeMsat?: number;
+  nowS?: () => number;
+}
+
+export type PaymentState = 'pending' | 'succeeded' | 'failed';
+
+/** A backend's answer, or settlement's own verdict on a payment the backend never saw. */
+export type PaymentOutcome = PaymentStatus | { state: 'failed'; paymentHash: string; code: 'NOT_SENT' };
+
+/** A row of `payments`: one outgoing Lightning payment (a refund), by payment hash. */
+export interface PaymentRow {
+  payment_hash: string;
+  account: string;
+  destination: string;
+  bolt11: string;
+  amount_msat: number;
+  max_fee_msat: number;
+  fee_msat: number | null;
+  state: PaymentState;
+  preimage: string | null;
+  failure_code: string | null;
+  created_at_s: number;
+  updated_at_s: number;
+}
+
+export interface RefundOutcome {
+  paymentHash: string;
+  amountMsat: number;
+  balanceMsat: number;
+  /** `pending`: the backend has not said yet; settlement resolves it later (never twice). */
+  state: 'succeeded' | 'pending';
+}
+
+/** At most this many payments in flight from one process (each holds a backend call open). */
+const MAX_PAYMENTS_IN_FLIGHT = 256;
+const TOPUP_POLL_GRACE_S = 60;
+
+/** What a refund failure tells the caller; the Lightning code travels in the message and details. */
+const FAILURE_REASON: Record<PaymentFailureCode | 'NOT_SENT', ReasonCode> = {
+  INVOICE_NOT_FOUND: 'INVOICE_NOT_FOUND',
+  INVOICE_EXPIRED: 'INVOICE_EXPIRED',
+  ALREADY_PAID: 'ALREADY_PAID',
+  NO_ROUTE: 'SETTLEMENT_UNAVAILABLE',
+  FEE_TOO_HIGH: 'SETTLEMENT_UNAVAILABLE',
+  BACKEND_ERROR: 'SETTLEMENT_UNAVAILABLE',
+  NOT_SENT: 'SETTLEMENT_UNAVAILABLE',
+};
+
+function failureError(code: string | null, prefix: string): FedAiError {
+  const lightningCode = (code ?? 'BACKEND_ERROR') as keyof typeof FAILURE_REASON;
+  return new FedAiError(
+    FAILURE_REASON[lightningCode] ?? 'SETTLEMENT_UNAVAILABLE',
+    `${prefix} (${lightningCode}); nothing was taken from the tab.`,
+    { lightning_code: lightningCode },
+  );
 }
 
 export class Books {
+  private readonly inFlight = new Set<string>();
+  private readonly nowS: () => number;
+
   constructor(
     private readonly db: Db,
     private readonly ledger: Ledger,
     private readonly lightning: LightningBackend,
     private readonly options: BooksOptions,
-  ) {}
+  ) {
+    this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+  }
 
   async init(): Promise<void> {
     await this.ledger.createAccounts([
@@ -101,11 +212,10 @@ export class Books {
       description: `fed-ai tab top-up ${account}`,
       expirySeconds: this.options.topupExpiryS ?? 3600,
     });
-    await this.db.query('INSERT INTO topups (payment_hash, account, amount_msat) VALUES ($1, $2, $3)', [
-      invoice.paymentHash,
-      account,
-      amountMsat,
-    ]);
+    await this.db.query(
+      'INSERT INTO topups (payment_hash, account, amount_msat, expires_at_s) VALUES ($1, $2, $3, $4)',
+      [invoice.paymentHash, account, amountMsat, invoice.expiresAtS],
+    );
     return invoice;
   }
 
@@ -113,15 +223,21 @@ export class Books {
   async faucetPay(bolt11: string): Promise<{ paymentHash: string; creditedMsat: number }> {
     if (!this.options.faucetEnabled) throw new FedAiError('FORBIDDEN', 'The faucet is off (devnet only).');
     const topup = await this.topupFor(bolt11);
+    // A refund paying this invoice owns it until that payment fails.
+    const paying = await this.paymentRow(topup.payment_hash);
+    if (paying && paying.state !== 'failed')
+      throw new FedAiError('ALREADY_PAID', 'A refund pays this invoice; nothing more was credited.');
     await this.db.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1 AND paid_by IS NULL', [
       topup.payment_hash,
       ACCOUNTS.faucet,
     ]);
     let alreadyPaid = false;
     try {
-      await this.lightning.payInvoice(bolt11, { maxFeeMsat: 0 });
+      const paid = await this.lightning.payInvoice(bolt11, { maxFeeMsat: 0 });
+      await this.markTopupSettled(topup.payment_hash, paid.preimage);
     } catch (error) {
-      if ((error as { code?: string }).code !== 'IDEMPOTENCY_CONFLICT') throw error;
+      if (!(error instanceof LightningPaymentError)) throw error;
+      if (error.code !== 'ALREADY_PAID') throw failureError(error.code, 'The faucet could not pay');
       alreadyPaid = true; // paid before (faucet, refund or Lightning): the credit below is idempotent
     }
     await this.creditSettledTopups();
@@ -132,27 +248,73 @@ export class Books {
 
   private async topupFor(
     bolt11: string,
-  ): Promise<{ payment_hash: string; account: string; amount_msat: number }> {
-    const { decodeInvoice } = await import('./lightning/bolt11');
-    let hash: string;
-    try {
-      hash = decodeInvoice(bolt11).paymentHash;
-    } catch (error) {
-      throw new FedAiError('INVALID_REQUEST', `not a BOLT11 invoice: ${(error as Error).message}`);
-    }
-    const rows = await this.db.query<{ payment_hash: string; account: string; amount_msat: number }>(
-      'SELECT payment_hash, account, amount_msat FROM topups WHERE payment_hash = $1',
-      [hash],
+  ): Promise<{ payment_hash: string; account: string; amount_msat: number; settled_at_s: number | null }> {
+    const hash = decodeOrRefuse(bolt11).paymentHash;
+    const row = await this.topupRow(hash);
+    if (!row) throw new FedAiError('INVOICE_NOT_FOUND');
+    return row;
+  }
+
+  private async topupRow(hash: string): Promise<{
+    payment_hash: string;
+    account: string;
+    amount_msat: number;
+    settled_at_s: number | null;
+  } | null> {
+    const rows = await this.db.query<{
+      payment_hash: string;
+      account: string;
+      amount_msat: number;
+      settled_at_s: number | null;
+    }>('SELECT payment_hash, account, amount_msat, settled_at_s FROM topups WHERE payment_hash = $1', [hash]);
+    return rows.rows[0] ?? null;
+  }
+
+  /** Records that a top-up invoice was paid (the preimage is the proof). Idempotent. */
+  private async markTopupSettled(hash: string, preimage: string, settledAtS = this.nowS()): Promise<void> {
+    if (sha256Hex(preimage) !== hash)
+      throw new Error(`backend returned a preimage that does not hash to ${hash}`);
+    await this.db.query(
+      'UPDATE topups SET settled_at_s = COALESCE(settled_at_s, $2), preimage = COALESCE(preimage, $3) WHERE payment_hash = $1',
+      [hash, settledAtS, preimage],
     );
-    if (!rows.rows[0]) throw new FedAiError('INVOICE_NOT_FOUND');
-    return rows.rows[0];
+  }
+
+  /**
+   * Asks the backend about open top-up invoices (bounded) and records the settled ones: how
+   * settlement learns of invoices paid from outside (and of payments a crash kept it from recording).
+   */
+  async pollOpenTopups(limit = 200): Promise<number> {
+    const now = this.nowS();
+    const open = await this.db.query<{ payment_hash: string }>(
+      `SELECT payment_hash FROM topups WHERE settled_at_s IS NULL AND (expires_at_s IS NULL OR expires_at_s > $1)
+       ORDER BY created_at LIMIT $2`,
+      [now - TOPUP_POLL_GRACE_S, Math.min(Math.max(limit, 1), 1000)],
+    );
+    let settled = 0;
+    for (const { payment_hash: hash } of open.rows) {
+      const invoice = await this.lightning.lookupInvoice(hash);
+      if (invoice?.state === 'settled' && invoice.preimage) {
+        await this.markTopupSettled(hash, invoice.preimage, invoice.settledAtS ?? now);
+        settled += 1;
+      } else {
+        // Unknown to the backend: stop asking. Otherwise remember the expiry (rows of version 1).
+        await this.db.query('UPDATE topups SET expires_at_s = $2 WHERE payment_hash = $1', [
+          hash,
+          invoice ? invoice.expiresAtS : 0,
+        ]);
+      }
+    }
+    return settled;
   }
 
   /**
    * Credits every settled, not yet credited top-up (idempotent: transfer id `topup:<hash>`). Runs
    * after each payment and on a timer, so a crash between "invoice paid" and "tab credited" heals.
+   * An invoice a refund pays is credited by that refund's post (same id), never here.
    */
   async creditSettledTopups(limit = 200): Promise<number> {
+    await this.pollOpenTopups(limit);
     const rows = await this.db.query<{
       payment_hash: string;
       account: string;
@@ -160,9 +322,9 @@ export class Books {
       paid_by: string | null;
     }>(
       `SELECT t.payment_hash, t.account, t.amount_msat, t.paid_by FROM topups t
-       JOIN invoices i ON i.payment_hash = t.payment_hash
-       WHERE i.settled_at_s IS NOT NULL
+       WHERE t.settled_at_s IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ledger_transfers x WHERE x.id = 'topup:' || t.payment_hash)
+         AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.payment_hash = t.payment_hash AND p.state <> 'failed')
        LIMIT $1`,
       [limit],
     );
@@ -183,68 +345,240 @@ export class Books {
     return credited;
   }
 
+  async paymentRow(hash: string): Promise<PaymentRow | null> {
+    const rows = await this.db.query<PaymentRow>('SELECT * FROM payments WHERE payment_hash = $1', [hash]);
+    return rows.rows[0] ?? null;
+  }
+
   /**
-   * Refunds unused balance by paying an invoice the client gives. With the internal backend the
-   * invoice must be one of this system's (as LNbits internal payments): the tab debit, the other
-   * account's credit and the invoice settlement commit in ONE database transaction, so a crash can
-   * neither pay without debiting nor debit without paying. The transfer id `topup:<hash>` is the
-   * same one the top-up crediting uses, so the receiving account is credited exactly once.
+   * Refunds unused balance by paying an invoice the client gives, over the Lightning backend:
+   * hold the amount on the tab and record the payment as pending (one transaction), pay, then post
+   * the hold (payment succeeded, preimage stored) or void it (payment failed: the balance is back).
+   * Idempotent by the invoice's payment hash: an invoice is paid at most once. A crash between the
+   * steps leaves a pending payment that `resolvePendingPayments` settles from the backend's answer.
+   * An invoice of this system (another tab's top-up) is credited by the post itself, with the
+   * top-up's own transfer id, so that tab is credited exactly once.
    */
-  async refund(
-    payer: string,
-    bolt11: string,
-  ): Promise<{ paymentHash: string; amountMsat: number; balanceMsat: number }> {
-    const topup = await this.topupFor(bolt11).catch((error: unknown) => {
-      if (error instanceof FedAiError && error.code === 'INVOICE_NOT_FOUND') {
-        throw new FedAiError(
-          'INVOICE_NOT_FOUND',
-          'The internal Lightning backend can only pay invoices of this system; external invoices need an LND, CLN or LNbits backend.',
-        );
-      }
-      throw error;
-    });
+  async refund(payer: string, bolt11: string): Promise<RefundOutcome> {
+    const payment = await this.holdForRefund(payer, bolt11);
+    const state = await this.payHeld(payment);
+    if (state === 'failed') {
+      const row = await this.paymentRow(payment.payment_hash);
+      throw failureError(row?.failure_code ?? null, 'The Lightning payment failed');
+    }
+    const [after] = await this.ledger.lookupAccounts([payment.account]);
+    return {
+      paymentHash: payment.payment_hash,
+      amountMsat: payment.amount_msat,
+      balanceMsat: after ? availableMsat(after) : 0,
+      state,
+    };
+  }
+
+  /** Refund step 1: the hold on the tab and the pending payment row, in one transaction. */
+  async holdForRefund(payer: string, bolt11: string): Promise<PaymentRow> {
+    const decoded = decodeOrRefuse(bolt11);
+    const hash = decoded.paymentHash;
     const account = ACCOUNTS.tab(payer);
-    if (topup.account === account)
+    const prior = await this.paymentRow(hash);
+    if (prior) throw priorPaymentError(prior);
+    const topup = await this.topupRow(hash);
+    // The internal backend settles only invoices of this system (as LNbits internal payments).
+    if (!topup && this.lightning.name === 'internal')
+      throw new FedAiError(
+        'INVOICE_NOT_FOUND',
+        'The internal Lightning backend can only pay invoices of this system; external invoices need an LND, CLN or LNbits backend.',
+      );
+    if (topup?.account === account)
       throw new FedAiError('INVALID_REQUEST', 'That invoice would pay your own tab.');
-    const now = Math.floor(Date.now() / 1000);
+    if (topup && topup.settled_at_s !== null)
+      throw new FedAiError('IDEMPOTENCY_CONFLICT', 'The invoice is already paid.');
+    const now = this.nowS();
+    if (decoded.expiresAtS <= now) throw new FedAiError('INVOICE_EXPIRED', 'The invoice has expired.');
+    if (this.inFlight.size >= MAX_PAYMENTS_IN_FLIGHT)
+      throw new FedAiError('OVERLOADED', 'Too many Lightning payments in flight; retry shortly.');
+    const maxFeeMsat = topup ? 0 : (this.options.refundMaxFeeMsat ?? 0);
+    const row: PaymentRow = {
+      payment_hash: hash,
+      account,
+      destination: topup ? topup.account : ACCOUNTS.lightning,
+      bolt11: bolt11.trim(),
+      amount_msat: decoded.amountMsat,
+      max_fee_msat: maxFeeMsat,
+      fee_msat: null,
+      state: 'pending',
+      preimage: null,
+      failure_code: null,
+      created_at_s: now,
+      updated_at_s: now,
+    };
     const results = await this.ledger.createTransfers(
       [
         {
-          id: `topup:${topup.payment_hash}`,
-          kind: 'single',
+          id: REFUND_IDS.hold(hash),
+          kind: 'pending',
           debitAccountId: account,
-          creditAccountId: topup.account,
-          amountMsat: topup.amount_msat,
-          userData: `refund:${payer}`,
+          creditAccountId: row.destination,
+          amountMsat: row.amount_msat + maxFeeMsat,
+          timeoutS: this.options.refundHoldS ?? 14 * 24 * 3600,
+          userData: hash,
         },
       ],
       async (tx, r) => {
         if (r[0]?.code !== 'OK') return;
-        const settled = await tx.query(
-          'UPDATE invoices SET settled_at_s = $2 WHERE payment_hash = $1 AND settled_at_s IS NULL AND expires_at_s > $2 RETURNING payment_hash',
-          [topup.payment_hash, now],
+        const inserted = await tx.query(
+          `INSERT INTO payments (payment_hash, account, destination, bolt11, amount_msat, max_fee_msat, state, created_at_s, updated_at_s)
+           VALUES ($1,$2,$3,$4,$5,$6,'pending',$7,$7) ON CONFLICT (payment_hash) DO NOTHING RETURNING payment_hash`,
+          [hash, account, row.destination, row.bolt11, row.amount_msat, maxFeeMsat, now],
         );
-        if (settled.rows.length !== 1)
-          throw new FedAiError('INVOICE_EXPIRED', 'The invoice is expired or already paid.');
-        await tx.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1', [
-          topup.payment_hash,
-          account,
-        ]);
+        if (inserted.rows.length !== 1)
+          throw new FedAiError('IDEMPOTENCY_CONFLICT', 'A payment of this invoice is in progress.');
       },
     );
     const code = results[0]?.code;
-    if (code === 'EXCEEDS_CREDITS' || code === 'ACCOUNT_NOT_FOUND') {
-      throw new FedAiError('INSUFFICIENT_BALANCE', `The tab cannot cover ${topup.amount_msat} msat.`);
+    if (code === 'OK') return row;
+    if (code === 'EXCEEDS_CREDITS' || code === 'DEBIT_ACCOUNT_NOT_FOUND')
+      throw new FedAiError(
+        'INSUFFICIENT_BALANCE',
+        `The tab cannot cover ${row.amount_msat + maxFeeMsat} msat.`,
+      );
+    if (code === 'EXISTS' || code === 'EXISTS_WITH_DIFFERENT_FIELDS') {
+      const winner = await this.paymentRow(hash);
+      throw winner ? priorPaymentError(winner) : new FedAiError('IDEMPOTENCY_CONFLICT');
     }
-    if (code === 'EXISTS' || code === 'EXISTS_WITH_DIFFERENT_FIELDS')
-      throw new FedAiError('IDEMPOTENCY_CONFLICT', 'The invoice is already paid.');
-    if (code !== 'OK') throw new FedAiError('LEDGER_REJECTED', `refund: ${code}`);
-    const [after] = await this.ledger.lookupAccounts([account]);
-    return {
-      paymentHash: topup.payment_hash,
-      amountMsat: topup.amount_msat,
-      balanceMsat: after ? availableMsat(after) : 0,
+    if (code === 'EXCEEDS_DEBITS')
+      throw new FedAiError(
+        'LEDGER_REJECTED',
+        'refund: more than settlement holds on Lightning (EXCEEDS_DEBITS)',
+      );
+    throw new FedAiError('LEDGER_REJECTED', `refund: ${code}`);
+  }
+
+  /** Refund step 2: pay through the backend, then post or void the hold. */
+  async payHeld(payment: PaymentRow): Promise<PaymentState> {
+    const hash = payment.payment_hash;
+    if (this.inFlight.has(hash)) return 'pending';
+    this.inFlight.add(hash);
+    try {
+      let status: PaymentStatus;
+      try {
+        const paid = await this.lightning.payInvoice(payment.bolt11, { maxFeeMsat: payment.max_fee_msat });
+        status = { state: 'succeeded', ...paid };
+      } catch (error) {
+        if (error instanceof LightningPaymentError && error.definite)
+          status = { state: 'failed', paymentHash: hash, code: error.code };
+        else {
+          // Unknown outcome: ask; if the backend cannot say yet, the payment stays pending.
+          status = await this.lightning
+            .lookupPayment(hash)
+            .catch((): PaymentStatus => ({ state: 'pending', paymentHash: hash }));
+          if (status.state === 'unknown') status = { state: 'pending', paymentHash: hash };
+        }
+      }
+      return await this.applyPaymentStatus(payment, status);
+    } finally {
+      this.inFlight.delete(hash);
+    }
+  }
+
+  /** Refund step 3: post the hold (succeeded) or void it (failed); pending leaves it. Idempotent. */
+  async applyPaymentStatus(payment: PaymentRow, status: PaymentOutcome): Promise<PaymentState> {
+    const hash = payment.payment_hash;
+    const now = this.nowS();
+    if (status.state === 'pending' || status.state === 'unknown') return 'pending';
+    if (status.state === 'failed') {
+      const results = await this.ledger.createTransfers(
+        [
+          {
+            id: REFUND_IDS.void(hash),
+            kind: 'void',
+            pendingId: REFUND_IDS.hold(hash),
+            debitAccountId: payment.account,
+            creditAccountId: payment.destination,
+            amountMsat: 0,
+            userData: hash,
+          },
+        ],
+        async (tx, r) => {
+          if (!released(r[0]?.code)) return;
+          await tx.query(
+            `UPDATE payments SET state = 'failed', failure_code = $2, updated_at_s = $3 WHERE payment_hash = $1 AND state = 'pending'`,
+            [hash, status.code, now],
+          );
+        },
+      );
+      if (!released(results[0]?.code))
+        throw new FedAiError('LEDGER_REJECTED', `refund void: ${results[0]?.code}`);
+      return 'failed';
+    }
+    if (sha256Hex(status.preimage) !== hash)
+      throw new Error(`backend returned a preimage that does not hash to ${hash}`);
+    const own = payment.destination !== ACCOUNTS.lightning;
+    // The fee is the backend's; it stays within what was held (the backend was told the maximum).
+    const amountMsat = payment.amount_msat + Math.min(Math.max(status.feeMsat, 0), payment.max_fee_msat);
+    const post: TransferInput = {
+      id: own ? REFUND_IDS.postTopup(hash) : REFUND_IDS.post(hash),
+      kind: 'post',
+      pendingId: REFUND_IDS.hold(hash),
+      debitAccountId: payment.account,
+      creditAccountId: payment.destination,
+      amountMsat,
+      userData: hash,
     };
+    const record = async (tx: Queryable) => {
+      await tx.query(
+        `UPDATE payments SET state = 'succeeded', preimage = $2, fee_msat = $3, updated_at_s = $4 WHERE payment_hash = $1 AND state = 'pending'`,
+        [hash, status.preimage, amountMsat - payment.amount_msat, now],
+      );
+      if (own)
+        await tx.query(
+          'UPDATE topups SET settled_at_s = COALESCE(settled_at_s, $2), preimage = COALESCE(preimage, $3), paid_by = $4 WHERE payment_hash = $1',
+          [hash, now, status.preimage, payment.account],
+        );
+    };
+    let results = await this.ledger.createTransfers([post], async (tx, r) => {
+      if (ok(r[0]!)) await record(tx);
+    });
+    if (results[0]?.code === 'PENDING_TRANSFER_EXPIRED') {
+      // The money left, but the hold outlived its timeout: charge the tab directly if it still can.
+      results = await this.ledger.createTransfers(
+        [{ ...post, kind: 'single', pendingId: undefined }],
+        async (tx, r) => {
+          if (ok(r[0]!)) await record(tx);
+        },
+      );
+    }
+    if (!results[0] || !ok(results[0]))
+      throw new FedAiError(
+        'LEDGER_REJECTED',
+        `refund post: ${results[0]?.code} (payment ${hash} stays pending)`,
+      );
+    return 'succeeded';
+  }
+
+  /**
+   * Resolves payments left pending (a crash between the hold and the post/void, or a backend that
+   * could not answer): asks the backend and posts or voids. A payment the backend never saw is
+   * voided: nothing else will send it. Skips payments in flight in this process; `olderThanS`
+   * keeps a periodic sweep away from payments another call is still making.
+   */
+  async resolvePendingPayments(options: { olderThanS?: number; limit?: number } = {}): Promise<number> {
+    const rows = await this.db.query<PaymentRow>(
+      `SELECT * FROM payments WHERE state = 'pending' AND created_at_s <= $1 ORDER BY created_at_s LIMIT $2`,
+      [this.nowS() - (options.olderThanS ?? 0), Math.min(Math.max(options.limit ?? 100, 1), 1000)],
+    );
+    let resolved = 0;
+    for (const payment of rows.rows) {
+      if (this.inFlight.has(payment.payment_hash)) continue;
+      // A backend that cannot answer now leaves the payment pending for the next sweep.
+      let status: PaymentOutcome = await this.lightning
+        .lookupPayment(payment.payment_hash)
+        .catch((): PaymentStatus => ({ state: 'pending', paymentHash: payment.payment_hash }));
+      if (status.state === 'unknown')
+        status = { state: 'failed', paymentHash: payment.payment_hash, code: 'NOT_SENT' };
+      if ((await this.applyPaymentStatus(payment, status)) !== 'pending') resolved += 1;
+    }
+    return resolved;
   }
 
   /** Holds `amountMsat` of the payer's tab for one request until captured, released or expired. */
@@ -431,3 +765,27 @@ async function verifiedRecord(
     });
   return verified.payload;
 }
+
+function decodeOrRefuse(bolt11: string): ReturnType<typeof decodeInvoice> {
+  try {
+    return decodeInvoice(bolt11);
+  } catch (error) {
+    throw new FedAiError('INVALID_REQUEST', `not a BOLT11 invoice: ${(error as Error).message}`);
+  }
+}
+
+/** Why a second refund of an invoice is refused: each invoice is paid at most once. */
+function priorPaymentError(prior: PaymentRow): FedAiError {
+  if (prior.state === 'succeeded')
+    return new FedAiError('IDEMPOTENCY_CONFLICT', 'The invoice is already paid.');
+  if (prior.state === 'pending')
+    return new FedAiError('IDEMPOTENCY_CONFLICT', 'A payment of this invoice is in progress.');
+  return failureError(prior.failure_code, 'A payment of this invoice failed before; ask for a new invoice');
+}
+
+/** A void (or the expiry it met) released the hold. */
+const released = (code: string | undefined) =>
+  code === 'OK' ||
+  code === 'EXISTS' ||
+  code === 'PENDING_TRANSFER_EXPIRED' ||
+  code === 'PENDING_TRANSFER_ALREADY_VOIDED';

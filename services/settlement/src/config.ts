@@ -23,7 +23,12 @@ export const settlementConfigSchema = z.object({
   SETTLEMENT_OPERATOR_PUBKEYS: hexKeys.default([]),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
-  LIGHTNING_BACKEND: z.enum(['internal']).default('internal'),
+  /** Only `internal` is built; LND, CLN, LNbits and NWC adapters come later (refused until then). */
+  LIGHTNING_BACKEND: z
+    .enum(['internal'], {
+      error: 'only "internal" is available (lnd, cln, lnbits and nwc are not built yet)',
+    })
+    .default('internal'),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
   DATA_DIR: z.string().default('./data/settlement'),
   DATABASE_URL: z.string().optional(),

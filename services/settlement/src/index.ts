@@ -1,8 +1,8 @@
+// The ledger and the Lightning interface are packages of their own; re-exported for callers that
+// already import them from here.
+export * from '@fed-ai/ledger';
+export * from '@fed-ai/lightning';
 export * from './books';
 export * from './config';
-export * from './ledger/index';
-export * from './lightning/backend';
-export * from './lightning/bolt11';
-export * from './lightning/internal';
 export * from './server';
 export * from './settlement';

@@ -1,6 +1,9 @@
 // Entry point: `fedai settlement start` or `node --import tsx services/settlement/src/main.ts`.
+// FEDAI_READY_FILE / FEDAI_PORT_FALLBACK (for supervisors such as `fedai up`): see kit's ready-file.ts.
 import { runService } from '@fed-ai/kit';
 import { settlementConfigSchema } from './config';
 import { startSettlement } from './settlement';
 
-await runService('settlement', settlementConfigSchema, startSettlement);
+await runService('settlement', settlementConfigSchema, startSettlement, {
+  listen: { host: 'SETTLEMENT_HOST', port: 'SETTLEMENT_PORT' },
+});

@@ -28,9 +28,15 @@ export interface SettlementServerDeps {
   publicUrl?: string | undefined;
 }
 
-const topupSchema = z.object({ payer: z.string().min(1).max(160), amount_msat: z.number().int().positive() });
-const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
-const refundSchema = z.object({ payer: z.string().min(1).max(160), bolt11: z.string().min(10).max(4096) });
+export const topupSchema = z.object({
+  payer: z.string().min(1).max(160),
+  amount_msat: z.number().int().positive(),
+});
+export const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
+export const refundSchema = z.object({
+  payer: z.string().min(1).max(160),
+  bolt11: z.string().min(10).max(4096),
+});
 
 /** How long the faucet remembers an invoice it paid (far beyond any top-up invoice's expiry). */
 const FAUCET_MEMORY_S = 30 * 24 * 3600;
@@ -126,6 +132,7 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
       payment_hash: refund.paymentHash,
       amount_msat: refund.amountMsat,
       balance_msat: refund.balanceMsat,
+      state: refund.state,
     };
   });
 

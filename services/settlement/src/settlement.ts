@@ -3,18 +3,34 @@ import { resolve } from 'node:path';
 import {
   createLogger,
   createMetricsRegistry,
+  type Db,
   DbReplayStore,
   loadServiceKey,
   migrate,
   openDb,
   REPLAY_MIGRATIONS,
 } from '@fed-ai/kit';
+import { Ledger, verifyLedger } from '@fed-ai/ledger';
+import { InternalLightning, type LightningBackend } from '@fed-ai/lightning';
 import { bytesToHex, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
-import { Ledger, verifyLedger } from './ledger/index';
-import { INVOICE_MIGRATIONS, InternalLightning } from './lightning/internal';
 import { createSettlementServer } from './server';
+
+/** The Lightning backend `LIGHTNING_BACKEND` names (config refuses the ones not built yet). */
+export async function openLightningBackend(
+  name: SettlementConfig['LIGHTNING_BACKEND'],
+  db: Db,
+  secretKeyHex: string,
+): Promise<LightningBackend> {
+  switch (name) {
+    case 'internal':
+      return InternalLightning.open(db, secretKeyHex);
+  }
+}
+
+/** A payment still pending this long after it started is resolved from the backend's answer. */
+const PAYMENT_RECOVERY_AFTER_S = 300;
 
 export interface RunningSettlement {
   url: string;
@@ -36,16 +52,17 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const pubkey = publicKeyOf(secretKey);
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db'), maxConnections: 20 });
   const ledger = await Ledger.open(db);
-  await migrate(db, 'settlement-invoices', INVOICE_MIGRATIONS);
+  const lightning = await openLightningBackend(config.LIGHTNING_BACKEND, db, bytesToHex(secretKey));
   await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
   await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
-  const lightning = new InternalLightning(db, bytesToHex(secretKey));
   const books = new Books(db, ledger, lightning, {
     routerFeeBps: config.ROUTER_FEE_BPS,
     faucetEnabled: config.FAUCET,
   });
   await books.init();
-  // Heal anything a crash left half done before serving.
+  // Heal anything a crash left half done before serving: payments left between hold and
+  // post/void (nothing is in flight yet), then expiries and top-ups.
+  await books.resolvePendingPayments();
   await ledger.expirePending();
   await books.creditSettledTopups();
 
@@ -64,7 +81,11 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
-    Promise.all([ledger.expirePending(), books.creditSettledTopups()])
+    Promise.all([
+      ledger.expirePending(),
+      books.creditSettledTopups(),
+      books.resolvePendingPayments({ olderThanS: PAYMENT_RECOVERY_AFTER_S }),
+    ])
       .catch((error: unknown) => logger.error({ err: error }, 'sweep failed'))
       .finally(() => {
         sweeping = false;

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { openDb, startPostgres } from '@fed-ai/kit';
+import { verifyLedger } from '@fed-ai/ledger';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
-import { verifyLedger } from '../src/ledger/index';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'fedai-crash-'));

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { verifyLedger } from '@fed-ai/ledger';
 import {
   costMsat,
   createEnvelope,
@@ -19,7 +20,6 @@ import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/rou
 import OpenAI from 'openai';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
 import { settlementConfigSchema } from '../src/config';
-import { verifyLedger } from '../src/ledger/index';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
 import { OutageProxy } from './outage-proxy';
 

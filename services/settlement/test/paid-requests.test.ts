@@ -5,12 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { verifyLedger } from '@fed-ai/ledger';
 import { createEnvelope, generateSecretKey, KIND, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
 import OpenAI from 'openai';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
 import { settlementConfigSchema } from '../src/config';
-import { verifyLedger } from '../src/ledger/index';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-paid-'));

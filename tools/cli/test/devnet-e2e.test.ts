@@ -1,9 +1,13 @@
 // The front door: README's first command starts a real network; the SDK and the official openai
-// client use it; SIGINT stops every process and frees every port.
+// client use it; SIGINT stops every process and frees every port. Before it starts, the router's
+// preferred port (7000) is held by an impostor HTTP server that claims to be a router, and the
+// relay's (7447) by a plain TCP listener: the network must come up on other ports, say so, and
+// never talk to either.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,6 +20,20 @@ const dataDir = mkdtempSync(join(tmpdir(), 'fedai-devnet-'));
 let child: ChildProcess;
 let output = '';
 let devnet: Devnet;
+const ROUTER_PREFERRED_PORT = 7000;
+const RELAY_PREFERRED_PORT = 7447;
+let impostorRequests = 0;
+let impostor: HttpServer | null = null;
+let plainListener: Server | null = null;
+const heldSockets = new Set<import('node:net').Socket>();
+
+/** Listens on `port` (127.0.0.1); null when something else holds it already (it is busy anyway). */
+function hold<T extends Server | HttpServer>(server: T, port: number): Promise<T | null> {
+  return new Promise((done) => {
+    server.once('error', () => done(null));
+    server.listen(port, '127.0.0.1', () => done(server));
+  });
+}
 
 function quickstartFirstCommand(): string {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -36,6 +54,23 @@ function portOpen(port: number): Promise<boolean> {
 }
 
 before(async () => {
+  // An impostor that answers every HTTP request as a healthy router with someone else's key.
+  impostor = await hold(
+    createHttpServer((_request, response) => {
+      impostorRequests += 1;
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ ok: true, pubkey: 'ab'.repeat(32), data: [] }));
+    }),
+    ROUTER_PREFERRED_PORT,
+  );
+  // Not HTTP at all: accepts and holds the connection.
+  plainListener = await hold(
+    createServer((socket) => {
+      heldSockets.add(socket);
+      socket.on('close', () => heldSockets.delete(socket));
+    }),
+    RELAY_PREFERRED_PORT,
+  );
   const first = quickstartFirstCommand();
   // The install step already ran for this checkout; the network part is what this test starts.
   const upCommand = first
@@ -68,13 +103,43 @@ before(async () => {
   devnet = JSON.parse(readFileSync(path, 'utf8')) as Devnet;
 });
 
-after(() => {
+after(async () => {
+  for (const socket of heldSockets) socket.destroy();
+  await Promise.all(
+    [impostor, plainListener].map(
+      (server) => new Promise<void>((done) => (server ? server.close(() => done()) : done())),
+    ),
+  );
   try {
     process.kill(-child.pid!, 'SIGKILL'); // only if something is left
   } catch {
     // the group is gone, as it should be
   }
   rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('taken preferred ports: the network binds others, says so, and never talks to the port holders', async () => {
+  const routerPort = Number(new URL(devnet.router_url).port);
+  const relayPort = Number(new URL(devnet.relay_url).port);
+  assert.notEqual(routerPort, ROUTER_PREFERRED_PORT);
+  assert.notEqual(relayPort, RELAY_PREFERRED_PORT);
+  assert.match(
+    output,
+    new RegExp(`router on ${devnet.router_url} \\(preferred port ${ROUTER_PREFERRED_PORT} is busy`),
+  );
+  assert.match(
+    output,
+    new RegExp(`relay on ${devnet.relay_url} \\(preferred port ${RELAY_PREFERRED_PORT} is busy`),
+  );
+  assert.equal(impostorRequests, 0, 'fedai up sent requests to the impostor on the preferred router port');
+  // The URL in devnet.json is the router whose key is in the data dir, not whoever holds a port.
+  const info = (await (await fetch(`${devnet.router_url}/v1/router`)).json()) as { pubkey: string };
+  assert.equal(info.pubkey, devnet.router_pubkey);
+  assert.ok(devnet.settlement_url);
+  for (const node of devnet.nodes) {
+    const answer = (await (await fetch(`${node.url}/v1/info`)).json()) as { pubkey: string };
+    assert.equal(answer.pubkey, node.pubkey);
+  }
 });
 
 test('the network serves the SDK (stream and non-stream) and the official openai client', async () => {

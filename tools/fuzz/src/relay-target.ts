@@ -1,7 +1,10 @@
 // Relay frames: random and mutated NIP-01 client frames sent over a real WebSocket to a relay on
 // 127.0.0.1. After each frame a sentinel REQ is sent; its EOSE proves the frame was handled (one
-// connection is handled in order). An "internal error" notice, a hang or a dropped connection on a
-// frame within the size limit counts as an uncaught exception.
+// connection is handled in order). An "internal error" notice, a hang, silence (no reply to a frame
+// other than a well-formed CLOSE, which NIP-01 answers with nothing) or a dropped connection counts
+// as an uncaught exception — except the documented refusal of a frame over the relay's
+// max_message_length (NIP-11): the connection is closed with 1009. Every subscription a frame opens
+// is CLOSEd after it, so the relay's per-connection cap never refuses the next frame's REQ.
 import { finalizeEvent, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
 import { startRelay } from '@fed-ai/relay';
 import fc from 'fast-check';
@@ -24,12 +27,15 @@ export async function relayTarget(): Promise<Target> {
     JSON.stringify(['REQ', 'sub2', { '#t': ['fuzz'], since: nowS - 10 }, { ids: [event.id] }]),
     JSON.stringify(['CLOSE', 'sub1']),
   ];
+  const maxMessageBytes = relay.info.limitation.max_message_length;
   let ws: WebSocket;
+  let lastCloseCode: number | null = null;
   let inbox: unknown[][] = [];
   let waiter: (() => void) | null = null;
   const connect = async () => {
     ws = new WebSocket(relay.url);
     inbox = [];
+    lastCloseCode = null;
     ws.on('message', (data) => {
       try {
         inbox.push(JSON.parse(data.toString()) as unknown[]);
@@ -38,7 +44,10 @@ export async function relayTarget(): Promise<Target> {
       }
       waiter?.();
     });
-    ws.on('close', () => waiter?.());
+    ws.on('close', (code) => {
+      lastCloseCode = code;
+      waiter?.();
+    });
     ws.on('error', () => {});
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -70,13 +79,26 @@ export async function relayTarget(): Promise<Target> {
       ws.send(frame);
       ws.send(JSON.stringify(['REQ', SENTINEL, { limit: 0 }]));
       const replies = await nextBatch();
+      const parsedFrame = parseFrame(frame);
+      const openedSubscription =
+        Array.isArray(parsedFrame) && parsedFrame[0] === 'REQ' && typeof parsedFrame[1] === 'string'
+          ? parsedFrame[1]
+          : null;
       if (replies === 'closed' || replies === 'timeout') {
+        const closeCode = lastCloseCode;
         await connect().catch(() => {});
-        // The relay closes a connection only for protocol errors (e.g. frames over its size limit).
-        return Buffer.byteLength(frame) > 1_000_000
+        // The relay closes a connection only for a frame over its max_message_length (1009).
+        return replies === 'closed' && closeCode === 1009 && Buffer.byteLength(frame) > maxMessageBytes
           ? { outcome: 'CLOSED_OVERSIZE' }
           : { outcome: 'UNCAUGHT' };
       }
+      // An EOSE for it means the REQ opened a subscription (a refused one gets CLOSED instead).
+      if (
+        openedSubscription !== null &&
+        openedSubscription !== SENTINEL &&
+        replies.some((r) => r[0] === 'EOSE' && r[1] === openedSubscription)
+      )
+        ws.send(JSON.stringify(['CLOSE', openedSubscription]));
       for (const reply of replies) {
         if (reply[0] === 'NOTICE' && String(reply[1]).includes('internal error'))
           return { outcome: 'UNCAUGHT' };
@@ -97,7 +119,12 @@ export async function relayTarget(): Promise<Target> {
         }
       }
       const first = replies[0];
-      if (!first) return { outcome: 'NO_REPLY' };
+      if (!first) {
+        // NIP-01 answers a CLOSE with nothing; any other frame must get an answer.
+        const isClose =
+          Array.isArray(parsedFrame) && parsedFrame[0] === 'CLOSE' && typeof parsedFrame[1] === 'string';
+        return isClose ? { outcome: 'CLOSE_NO_REPLY' } : { outcome: 'UNCAUGHT' };
+      }
       if (first[0] === 'OK') return { outcome: `OK_FALSE:${String(first[3]).split(':')[0]}` };
       if (first[0] === 'NOTICE') return { outcome: `NOTICE:${String(first[1]).split(':')[0]}` };
       if (first[0] === 'CLOSED') return { outcome: `CLOSED:${String(first[2]).split(':')[0]}` };
@@ -128,4 +155,12 @@ export async function relayTarget(): Promise<Target> {
       await relay.close();
     },
   };
+}
+
+function parseFrame(frame: string): unknown {
+  try {
+    return JSON.parse(frame);
+  } catch {
+    return undefined;
+  }
 }

@@ -32,7 +32,8 @@ function preview(input: unknown): string {
   } catch {
     text = Object.prototype.toString.call(input);
   }
-  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  // The size matters for triage (the relay closes frames over its max_message_length): say it.
+  return text.length > 200 ? `${text.slice(0, 200)}… (${Buffer.byteLength(text)} bytes)` : text;
 }
 
 export async function runTarget(target: Target, inputs: number, seed: number): Promise<TargetReport> {

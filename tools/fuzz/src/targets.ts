@@ -18,6 +18,15 @@ import fc from 'fast-check';
 import type { z } from 'zod';
 // Route modules are not re-exported by the package index; import the module itself.
 import { openAiChatSchema } from '../../../services/router/src/routes/openai';
+import {
+  faucetSchema as tabFaucetSchema,
+  topupSchema as tabTopupSchema,
+} from '../../../services/router/src/routes/tabs';
+import {
+  faucetSchema as settlementFaucetSchema,
+  refundSchema as settlementRefundSchema,
+  topupSchema as settlementTopupSchema,
+} from '../../../services/settlement/src/server';
 
 export interface Verdict {
   /** 'accepted' or a refusal reason code. */
@@ -270,6 +279,9 @@ function nip98Target(): Target {
   };
 }
 
+/** Shape only: the schemas bound its length; the invoice itself is decoded later, not by them. */
+const BOLT11_EXAMPLE = `lnbcrt10u1p${'q'.repeat(60)}`;
+
 function schemaTarget(): Target {
   const schemas: [string, z.ZodType, unknown][] = [
     [
@@ -278,6 +290,11 @@ function schemaTarget(): Target {
       { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
     ],
     ['api key create', apiKeyCreateSchema, { name: 'ops', requests_per_min: 60 }],
+    ['router tab topup', tabTopupSchema, { amount_msat: 1_000_000 }],
+    ['router tab faucet', tabFaucetSchema, { bolt11: BOLT11_EXAMPLE }],
+    ['settlement topup', settlementTopupSchema, { payer: 'key-0001', amount_msat: 1_000_000 }],
+    ['settlement faucet', settlementFaucetSchema, { bolt11: BOLT11_EXAMPLE }],
+    ['settlement refund', settlementRefundSchema, { payer: 'key-0001', bolt11: BOLT11_EXAMPLE }],
     ...Object.entries(PAYLOAD_SCHEMAS).map(
       ([kind, schema]) => [`payload ${kind}`, schema as z.ZodType, {}] as [string, z.ZodType, unknown],
     ),

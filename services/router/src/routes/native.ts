@@ -1,7 +1,7 @@
 // Native signed surface: node registration and heartbeats, signed inference (/infer and
 // /infer/stream), signed quotes, and read-only views (/nodes, /status, /v1/router).
 
-import { abortOnDisconnect, errorBody, rawBody, sendError, toFedAiError } from '@fed-ai/kit';
+import { abortOnDisconnect, errorBody, rawBody, sendError } from '@fed-ai/kit';
 import {
   createEnvelope,
   FedAiError,
@@ -12,8 +12,9 @@ import {
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
-import { type ChatContext, estimatePromptTokens, rankFor, runChat } from '../chat';
-import { settleAfterAnswer } from './openai';
+import { type ChatContext, estimatePromptTokens, rankFor, runChat, settleAfterAnswer } from '../chat';
+import { candidateMaxCostMsat } from '../dispatch';
+import { streamChat } from '../stream-chat';
 
 export interface NativeRouteDeps {
   ctx: ChatContext;
@@ -102,43 +103,29 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
     const job = verified.payload;
     const client = verified.envelope.pubkey;
     const cancelled = abortOnDisconnect(reply);
-    let started = false;
     let index = 0;
-    const start = () => {
-      if (started) return;
-      started = true;
-      reply.hijack();
-      reply.raw.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        'x-request-id': request.id,
-      });
-    };
-    const write = (event: unknown) => reply.raw.write(`data: ${JSON.stringify(event)}\n\n`);
-    try {
-      const outcome = await runChat(deps.ctx, {
+    await streamChat(deps.ctx, {
+      request: {
         requestId: job.request_id,
         payer: client,
         params: job,
         provider: job.provider,
         signal: cancelled,
-        onDelta: (delta) => {
-          start();
-          write({ type: 'delta', index: index++, delta });
-        },
-      });
-      start();
-      write({ type: 'done', response: answer(outcome, client, job.request_id) });
-      reply.raw.end();
-      await settleAfterAnswer(outcome, request.log);
-      return reply;
-    } catch (error) {
-      if (!started) throw error;
-      const e = toFedAiError(error);
-      write({ type: 'error', error: errorBody(e.code, e.message).error });
-      reply.raw.end();
-      return reply;
-    }
+      },
+      reply,
+      log: request.log,
+      wire: {
+        head: () => [],
+        delta: (delta) => JSON.stringify({ type: 'delta', index: index++, delta }),
+        done: (outcome) => ({
+          data: [JSON.stringify({ type: 'done', response: answer(outcome, client, job.request_id) })],
+        }),
+        error: (e) => ({
+          data: [JSON.stringify({ type: 'error', error: errorBody(e.code, e.message).error })],
+        }),
+      },
+    });
+    return reply;
   });
 
   function answer(outcome: Awaited<ReturnType<typeof runChat>>, client: string, requestId: string) {
@@ -176,6 +163,15 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
       throw new FedAiError('INVALID_REQUEST', 'Give messages or prompt_tokens.');
     const ranked = rankFor(deps.ctx, q.model, promptTokens, q.max_tokens, q.provider);
     const best = ranked[0]!;
+    // An honest upper bound: what the router would reserve (the sound prompt bound at the priciest
+    // candidate it may fail over to); with only a token count, that count at the same prices.
+    const maxCost = Math.max(
+      ...ranked.map((c) =>
+        q.messages
+          ? candidateMaxCostMsat(c, { model: q.model, messages: q.messages, max_tokens: q.max_tokens })
+          : maxCostMsat(promptTokens, q.max_tokens, c.node.offer.price, c.node.offer.max_output_tokens),
+      ),
+    );
     return createEnvelope(
       KIND.quoteResponse,
       {
@@ -183,12 +179,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
         prompt_tokens: promptTokens,
         max_tokens: Math.min(q.max_tokens, best.node.offer.max_output_tokens),
         price: best.node.offer.price,
-        max_cost_msat: maxCostMsat(
-          promptTokens,
-          q.max_tokens,
-          best.node.offer.price,
-          best.node.offer.max_output_tokens,
-        ),
+        max_cost_msat: maxCost,
         node: best.node.id,
         candidates: ranked.length,
         expires_at: Math.floor(Date.now() / 1000) + 60,

@@ -1,18 +1,14 @@
 // OpenAI-compatible surface: POST /v1/chat/completions (stream and not) and GET /v1/models.
 // Errors use OpenAI's shape with our reason code in `code`.
 import { randomUUID } from 'node:crypto';
-import { abortOnDisconnect, rawBody, toFedAiError, writeSseData } from '@fed-ai/kit';
-import {
-  encodeEnvelopeHeader,
-  FedAiError,
-  providerPrefsSchema,
-  REASONS,
-  type ReasonCode,
-} from '@fed-ai/protocol';
+import { abortOnDisconnect, rawBody, toFedAiError } from '@fed-ai/kit';
+import { encodeEnvelopeHeader, FedAiError, providerPrefsSchema } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { ApiKeys } from '../apikeys';
-import { type ChatContext, estimatePromptTokens, runChat } from '../chat';
+import { type ChatContext, estimatePromptTokens, runChat, settleAfterAnswer } from '../chat';
+import { openAiError } from '../openai-errors';
+import { streamChat } from '../stream-chat';
 
 const contentPart = z.object({ type: z.literal('text'), text: z.string().max(200_000) });
 const messageSchema = z.object({
@@ -44,21 +40,6 @@ export const openAiChatSchema = z.object({
   user: z.string().max(256).optional(),
   provider: providerPrefsSchema.optional(),
 });
-
-export function openAiError(code: ReasonCode, message?: string) {
-  const status = REASONS[code].status;
-  const type =
-    status === 401
-      ? 'authentication_error'
-      : status === 402
-        ? 'insufficient_quota'
-        : status === 429
-          ? 'rate_limit_error'
-          : status >= 500
-            ? 'api_error'
-            : 'invalid_request_error';
-  return { error: { message: message ?? REASONS[code].message, type, param: null, code } };
-}
 
 function sendOpenAiError(reply: FastifyReply, error: unknown): FastifyReply {
   const e = toFedAiError(error);
@@ -173,91 +154,50 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         return reply;
       }
       // Streaming: headers go out before the first token, so the receipt rides in the stream.
-      let started = false;
-      const start = () => {
-        if (started) return;
-        started = true;
-        reply.hijack();
-        reply.raw.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache, no-transform',
-          connection: 'keep-alive',
-          'x-request-id': requestId,
+      const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+        JSON.stringify({
+          id: completionId,
+          object: 'chat.completion.chunk',
+          created,
+          model: body.model,
+          choices,
+          ...extra,
         });
-        void write({ delta: { role: 'assistant', content: '' }, finish_reason: null });
-      };
-      const write = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-        writeSseData(
-          reply.raw,
-          JSON.stringify({
-            id: completionId,
-            object: 'chat.completion.chunk',
-            created,
-            model: body.model,
-            choices: [{ index: 0, ...choice }],
-            ...extra,
-          }),
-        );
-      try {
-        const outcome = await runChat(deps.ctx, {
-          requestId,
-          payer: key.id,
-          params,
-          provider: body.provider,
-          signal: cancelled,
-          onDelta: async (text) => {
-            start();
-            await write({ delta: { content: text }, finish_reason: null });
+      await streamChat(deps.ctx, {
+        request: { requestId, payer: key.id, params, provider: body.provider, signal: cancelled },
+        reply,
+        log: request.log,
+        onAnswered: (outcome) => {
+          admitted.release(outcome ? outcome.record.tokens_in + outcome.record.tokens_out : 0);
+        },
+        wire: {
+          head: () => [chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }])],
+          delta: (text) => chunk([{ index: 0, delta: { content: text }, finish_reason: null }]),
+          done: (outcome) => {
+            const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
+            const fedai = {
+              request_id: requestId,
+              node: outcome.node.id,
+              cost_msat: outcome.costMsat,
+              overhead_ms: Number(overheadMs.toFixed(2)),
+              receipt: outcome.metering,
+            };
+            const last = [{ index: 0, delta: {}, finish_reason: finish(outcome.finishReason) }];
+            const withUsage = body.stream_options?.include_usage === true;
+            return {
+              data: withUsage
+                ? [chunk(last), chunk([], { usage: usageOf(outcome.record), fedai })]
+                : [chunk(last, { fedai })],
+              trailer: `: x-fedai-receipt ${encodeEnvelopeHeader(outcome.metering)}\n\ndata: [DONE]\n\n`,
+            };
           },
-        });
-        usedTokens = outcome.record.tokens_in + outcome.record.tokens_out;
-        if (cancelled.aborted) {
-          // The client left; the node signed what it generated up to the cancel, and that is paid.
-          admitted.release(usedTokens);
-          await settleAfterAnswer(outcome, request.log);
-          return reply;
-        }
-        start();
-        const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
-        const fedai = {
-          request_id: requestId,
-          node: outcome.node.id,
-          cost_msat: outcome.costMsat,
-          overhead_ms: Number(overheadMs.toFixed(2)),
-          receipt: outcome.metering,
-        };
-        await write(
-          { delta: {}, finish_reason: finish(outcome.finishReason) },
-          body.stream_options?.include_usage ? {} : { fedai },
-        );
-        if (body.stream_options?.include_usage) {
-          await writeSseData(
-            reply.raw,
-            JSON.stringify({
-              id: completionId,
-              object: 'chat.completion.chunk',
-              created,
-              model: body.model,
-              choices: [],
-              usage: usageOf(outcome.record),
-              fedai,
-            }),
-          );
-        }
-        reply.raw.write(`: x-fedai-receipt ${encodeEnvelopeHeader(outcome.metering)}\n\n`);
-        reply.raw.end('data: [DONE]\n\n');
-        admitted.release(usedTokens);
-        await settleAfterAnswer(outcome, request.log);
-        return reply;
-      } catch (error) {
-        if (!started) return sendOpenAiError(reply, error);
-        const e = toFedAiError(error);
-        if (!reply.raw.writableEnded) {
-          reply.raw.write(`data: ${JSON.stringify(openAiError(e.code, e.message))}\n\n`);
-          reply.raw.end('data: [DONE]\n\n');
-        }
-        return reply;
-      }
+          error: (e) => ({
+            data: [JSON.stringify(openAiError(e.code, e.message))],
+            trailer: 'data: [DONE]\n\n',
+          }),
+        },
+      });
+      return reply;
     } catch (error) {
       return sendOpenAiError(reply, error);
     } finally {
@@ -276,19 +216,4 @@ function usageOf(record: { tokens_in: number; tokens_out: number }) {
     completion_tokens: record.tokens_out,
     total_tokens: record.tokens_in + record.tokens_out,
   };
-}
-
-/** Captures after the answer is out; the capture is in the outbox, so a failure here is retried. */
-export async function settleAfterAnswer(
-  outcome: { settle(): Promise<void>; dispatchId: string },
-  log: { warn: (o: object, m: string) => void },
-): Promise<void> {
-  try {
-    await outcome.settle();
-  } catch (error) {
-    log.warn(
-      { err: error, dispatch_id: outcome.dispatchId },
-      'capture not confirmed yet; the outbox retries it',
-    );
-  }
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { request as httpRequest } from 'undici';
 import { z } from 'zod';
 import type { ApiKeys } from '../apikeys';
-import { openAiError } from './openai';
+import { openAiError } from '../openai-errors';
 
 export interface TabRouteDeps {
   apiKeys: ApiKeys;
@@ -15,8 +15,8 @@ export interface TabRouteDeps {
   secretKey: Uint8Array;
 }
 
-const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
-const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
+export const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
+export const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
 
 export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): void {
   async function payer(request: FastifyRequest): Promise<string> {

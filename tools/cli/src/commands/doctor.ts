@@ -27,7 +27,7 @@ export async function runDoctor(options: { ports?: number[]; dir?: string } = {}
   });
 
   const devnet = readDevnet(dir);
-  const ports = options.ports ?? [7447, 7000, 7101, 7102];
+  const ports = options.ports ?? [7447, 7200, 7000, 7101, 7102];
   for (const port of ports) {
     const free = await portFree(port);
     const ours = devnet !== null && JSON.stringify(devnet).includes(`:${port}`);
@@ -38,7 +38,7 @@ export async function runDoctor(options: { ports?: number[]; dir?: string } = {}
       ...(free || ours
         ? {}
         : {
-            fix: `stop what listens on ${port} (ss -ltnp 'sport = :${port}'), or let fedai up pick another port`,
+            fix: `stop what listens on ${port} (ss -ltnp 'sport = :${port}'), or let fedai up bind another one (it prints which)`,
           }),
     });
   }

@@ -2,14 +2,13 @@
 // present) as separate processes on embedded PGlite under ./data — then one real request.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import { loadOrCreateKeyFile } from '@fed-ai/kit';
+import { EXIT_PORT_IN_USE, loadOrCreateKeyFile, type ReadyFacts, readReadyFile } from '@fed-ai/kit';
 import { createNip98Header, publicKeyOf } from '@fed-ai/protocol';
 import { FedAiClient } from '@fed-ai/sdk';
 import { type Devnet, dataDir, devnetPath, readDevnet } from '../devnet-file';
 import { bold, cyan, dim, EXIT, fail, green, yellow } from '../output';
-import { REPO_ROOT, type SpawnedService, spawnService, tsxImport } from '../services';
+import { REPO_ROOT, type ServiceName, type SpawnedService, spawnService, tsxImport } from '../services';
 
 export interface UpOptions {
   detach?: boolean;
@@ -51,6 +50,7 @@ export async function up(options: UpOptions): Promise<void> {
     clearTimeout(deadline);
     const current = readDevnet(dir);
     if (current?.pid === process.pid) rmSync(devnetPath(dir), { force: true });
+    rmSync(resolve(dir, 'run'), { recursive: true, force: true });
     process.stdout.write(`${green('stopped')}: every process exited.\n`);
     process.exit(code);
   };
@@ -71,57 +71,51 @@ export async function up(options: UpOptions): Promise<void> {
   try {
     const operator = loadOrCreateKeyFile(resolve(dir, 'operator.key'));
     const routerKey = loadOrCreateKeyFile(resolve(dir, 'router.key'));
-    const ports = {
-      relay: await freePort(PREFERRED_PORTS.relay),
-      settlement: await freePort(PREFERRED_PORTS.settlement),
-      router: await freePort(PREFERRED_PORTS.router),
-      node1: await freePort(PREFERRED_PORTS.node1),
-      node2: await freePort(PREFERRED_PORTS.node2),
-    };
-    const relayUrl = `ws://127.0.0.1:${ports.relay}`;
-    const routerUrl = `http://127.0.0.1:${ports.router}`;
+    const settlementKey = loadOrCreateKeyFile(resolve(dir, 'settlement.key'));
     const model = await resolveModel(options.model, dir);
     if (model.demo) process.stdout.write(`${yellow('note:')} ${DEMO_NOTICE}\n`);
+    // Each service binds its preferred port, or any free one when that is taken, and reports the
+    // URL it really bound in its ready file; only that URL is used, after an identity check.
+    const launch = (spec: LaunchSpec) =>
+      launchService(spec, { runDir: resolve(dir, 'run'), logsDir, children, onStarted: onChildExit });
 
-    step(`relay on ${relayUrl}`);
-    const relay = spawnService(
-      'relay',
-      'relay',
-      { RELAY_HOST: '127.0.0.1', RELAY_PORT: String(ports.relay) },
-      resolve(logsDir, 'relay.log'),
-    );
-    children.push(relay);
-    void onChildExit(relay);
-    await waitForHttp(`http://127.0.0.1:${ports.relay}/health`, 30_000, relay);
+    const relay = await launch({
+      service: 'relay',
+      name: 'relay',
+      portVar: 'RELAY_PORT',
+      preferredPort: PREFERRED_PORTS.relay,
+      env: { RELAY_HOST: '127.0.0.1' },
+      timeoutMs: 30_000,
+    });
+    const relayUrl = relay.url;
 
-    const settlementUrl = `http://127.0.0.1:${ports.settlement}`;
-    step(`settlement on ${settlementUrl} (ledger, internal Lightning, devnet faucet)`);
-    const settlement = spawnService(
-      'settlement',
-      'settlement',
-      {
+    const settlement = await launch({
+      service: 'settlement',
+      name: 'settlement',
+      portVar: 'SETTLEMENT_PORT',
+      preferredPort: PREFERRED_PORTS.settlement,
+      env: {
         SETTLEMENT_HOST: '127.0.0.1',
-        SETTLEMENT_PORT: String(ports.settlement),
         SETTLEMENT_KEY_FILE: resolve(dir, 'settlement.key'),
         SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
         SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
         FAUCET: 'true',
         DATA_DIR: resolve(dir, 'settlement'),
       },
-      resolve(logsDir, 'settlement.log'),
-    );
-    children.push(settlement);
-    void onChildExit(settlement);
-    await waitForHttp(`${settlementUrl}/ready`, 60_000, settlement);
+      describe: 'ledger, internal Lightning, devnet faucet',
+      identity: { path: '/v1/info', pubkey: publicKeyOf(settlementKey.secretKey) },
+      timeoutMs: 60_000,
+    });
+    const settlementUrl = settlement.url;
 
-    step(`router on ${routerUrl}`);
-    const router = spawnService(
-      'router',
-      'router',
-      {
+    const routerPubkey = publicKeyOf(routerKey.secretKey);
+    const router = await launch({
+      service: 'router',
+      name: 'router',
+      portVar: 'ROUTER_PORT',
+      preferredPort: PREFERRED_PORTS.router,
+      env: {
         ROUTER_HOST: '127.0.0.1',
-        ROUTER_PORT: String(ports.router),
-        ROUTER_PUBLIC_URL: routerUrl,
         ROUTER_KEY_FILE: resolve(dir, 'router.key'),
         ROUTER_NAME: 'fedai-devnet',
         OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
@@ -130,51 +124,39 @@ export async function up(options: UpOptions): Promise<void> {
         RELAY_URLS: relayUrl,
         SETTLEMENT_URL: settlementUrl,
       },
-      resolve(logsDir, 'router.log'),
-    );
-    children.push(router);
-    void onChildExit(router);
-    await waitForHttp(`${routerUrl}/ready`, 60_000, router);
-    const routerInfo = (await (await fetch(`${routerUrl}/v1/router`)).json()) as { pubkey: string };
+      identity: { path: '/v1/router', pubkey: routerPubkey },
+      timeoutMs: 60_000,
+    });
+    const routerUrl = router.url;
 
-    const nodes: Devnet['nodes'] = [];
-    for (const [index, port] of [ports.node1, ports.node2].entries()) {
+    // Both nodes load their model at the same time; each reports once loaded and listening.
+    step(`starting node-1 and node-2 (${model.label})`);
+    const nodeStarts = [PREFERRED_PORTS.node1, PREFERRED_PORTS.node2].map((preferredPort, index) => {
       const name = `node-${index + 1}`;
-      const url = `http://127.0.0.1:${port}`;
-      step(`${name} on ${url} (${model.label})`);
-      const child = spawnService(
-        'node',
+      const key = loadOrCreateKeyFile(resolve(dir, `${name}.key`));
+      return launch({
+        service: 'node',
         name,
-        {
+        portVar: 'NODE_PORT',
+        preferredPort,
+        env: {
           NODE_HOST: '127.0.0.1',
-          NODE_PORT: String(port),
-          NODE_PUBLIC_URL: url,
           NODE_KEY_FILE: resolve(dir, `${name}.key`),
           ROUTER_URLS: routerUrl,
-          ROUTER_PUBKEYS: routerInfo.pubkey,
+          ROUTER_PUBKEYS: routerPubkey,
           DATA_DIR: resolve(dir, name),
           PRICE_INPUT_MSAT_PER_1K: String(1000 + index * 200),
           PRICE_OUTPUT_MSAT_PER_1K: String(2000 + index * 400),
           HEARTBEAT_INTERVAL_S: '5',
           ...model.env,
         },
-        resolve(logsDir, `${name}.log`),
-      );
-      children.push(child);
-      void onChildExit(child);
-      nodes.push({ name, url, pubkey: '' });
-    }
-    for (const node of nodes) {
-      const child = children.find((c) => c.name === node.name)!;
-      await waitForHttp(
-        `${node.url}/ready`,
-        (options.readyTimeoutS ?? 180) * 1000,
-        child,
-        `loading the model on ${node.name}`,
-      );
-      const info = (await (await fetch(`${node.url}/v1/info`)).json()) as { pubkey: string };
-      node.pubkey = info.pubkey;
-    }
+        identity: { path: '/v1/info', pubkey: publicKeyOf(key.secretKey) },
+        timeoutMs: (options.readyTimeoutS ?? 180) * 1000,
+        // Both load at once: one progress line is enough.
+        ...(index === 0 ? { progress: 'loading the model on the nodes' } : {}),
+      }).then((started) => ({ name, url: started.url, pubkey: started.pubkey ?? '' }));
+    });
+    const nodes: Devnet['nodes'] = await Promise.all(nodeStarts);
     step('waiting for nodes to register with the router');
     await waitFor(async () => {
       const list = (await (await fetch(`${routerUrl}/v1/models`)).json()) as { data?: { id: string }[] };
@@ -188,7 +170,7 @@ export async function up(options: UpOptions): Promise<void> {
       pid: process.pid,
       started_at: new Date().toISOString(),
       router_url: routerUrl,
-      router_pubkey: routerInfo.pubkey,
+      router_pubkey: routerPubkey,
       relay_url: relayUrl,
       settlement_url: settlementUrl,
       api_key: apiKey,
@@ -402,33 +384,133 @@ async function firstRequest(devnet: Devnet): Promise<void> {
   }
 }
 
-async function waitForHttp(
-  url: string,
-  timeoutMs: number,
-  child: SpawnedService,
-  label?: string,
-): Promise<void> {
-  const started = Date.now();
-  let lastProgress = 0;
-  let exited = false;
-  void child.exited.then(() => {
-    exited = true;
-  });
-  while (Date.now() - started < timeoutMs) {
-    if (exited) throw new Error(`${child.name} exited while starting`);
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (response.ok) return;
-    } catch {
-      // not listening yet
+interface LaunchSpec {
+  service: ServiceName;
+  name: string;
+  /** The service's port variable; set to the preferred port, or 0 on the retry after PORT_IN_USE. */
+  portVar: string;
+  preferredPort: number;
+  env: Record<string, string>;
+  /** Where the service says who it is, and the key it must have (from its key file). */
+  identity?: { path: '/v1/info' | '/v1/router'; pubkey: string };
+  timeoutMs: number;
+  /** Shown after the URL. */
+  describe?: string;
+  /** Printed every few seconds while waiting (model loading). */
+  progress?: string;
+}
+
+interface Launched {
+  url: string;
+  pubkey?: string | undefined;
+}
+
+/**
+ * Starts one service and returns the URL it reports in its ready file, once that URL is checked to
+ * be this child's: the file names the child's pid, and where the service has a key, the key in the
+ * file, the key the service has in its key file and the key the URL answers with must all agree.
+ * A child that lost its port between its own check and its listen (PORT_IN_USE) is started once
+ * more on port 0.
+ */
+async function launchService(
+  spec: LaunchSpec,
+  ctx: {
+    runDir: string;
+    logsDir: string;
+    children: SpawnedService[];
+    onStarted: (s: SpawnedService) => Promise<void>;
+  },
+): Promise<Launched> {
+  mkdirSync(ctx.runDir, { recursive: true, mode: 0o700 });
+  const readyPath = resolve(ctx.runDir, `${spec.name}.ready.json`);
+  for (const port of [spec.preferredPort, 0]) {
+    rmSync(readyPath, { force: true });
+    const child = spawnService(
+      spec.service,
+      spec.name,
+      {
+        ...spec.env,
+        [spec.portVar]: String(port),
+        FEDAI_READY_FILE: readyPath,
+        FEDAI_PORT_FALLBACK: 'true',
+      },
+      resolve(ctx.logsDir, `${spec.name}.log`),
+    );
+    ctx.children.push(child);
+    const outcome = await waitForReadyFile(readyPath, child, spec);
+    if (outcome === 'port-in-use') {
+      ctx.children.splice(ctx.children.indexOf(child), 1);
+      process.stdout.write(
+        `  ${dim(`${spec.name}: port ${port} was taken while it started; retrying on any free port`)}\n`,
+      );
+      continue;
     }
-    if (label && Date.now() - lastProgress > 3000) {
-      lastProgress = Date.now();
-      process.stdout.write(`  ${dim(`${label}... ${Math.round((Date.now() - started) / 1000)} s`)}\n`);
+    const ready = outcome;
+    void ctx.onStarted(child);
+    if (spec.identity) {
+      if (ready.pubkey !== spec.identity.pubkey)
+        throw new Error(
+          `SERVICE_IDENTITY_MISMATCH: ${spec.name} reported key ${ready.pubkey ?? '(none)'}, its key file holds ${spec.identity.pubkey}`,
+        );
+      const answered = await fetchJson(`${ready.url}${spec.identity.path}`);
+      if (answered.pubkey !== ready.pubkey)
+        throw new Error(
+          `SERVICE_IDENTITY_MISMATCH: ${ready.url}${spec.identity.path} answers with key ${String(answered.pubkey)}, not ${spec.name}'s ${ready.pubkey}`,
+        );
     }
-    await sleep(150);
+    const boundPort = Number(new URL(ready.url).port);
+    const notes = [
+      ...(spec.describe ? [spec.describe] : []),
+      ...(boundPort !== spec.preferredPort ? [yellow(`preferred port ${spec.preferredPort} is busy`)] : []),
+    ];
+    process.stdout.write(
+      `${cyan('›')} ${spec.name} on ${ready.url}${notes.length ? ` (${notes.join('; ')})` : ''}\n`,
+    );
+    return { url: ready.url, pubkey: ready.pubkey };
   }
-  throw new Error(`${child.name} was not ready at ${url} within ${Math.round(timeoutMs / 1000)} s`);
+  throw new Error(`PORT_IN_USE: ${spec.name} could not bind any port`);
+}
+
+/** Waits for the child's ready file (its pid inside), or its exit, or the deadline. */
+async function waitForReadyFile(
+  path: string,
+  child: SpawnedService,
+  spec: LaunchSpec,
+): Promise<ReadyFacts | 'port-in-use'> {
+  const started = Date.now();
+  let lastProgress = Date.now();
+  let exitCode: number | null | undefined;
+  void child.exited.then((code) => {
+    exitCode = code;
+  });
+  while (Date.now() - started < spec.timeoutMs) {
+    const ready = readReadyFile(path);
+    if (ready) {
+      if (ready.pid !== child.child.pid)
+        throw new Error(
+          `READY_FILE_INVALID: ${path} names pid ${ready.pid}, not ${spec.name}'s ${child.child.pid}`,
+        );
+      return ready;
+    }
+    if (exitCode !== undefined) {
+      if (exitCode === EXIT_PORT_IN_USE) return 'port-in-use';
+      throw new Error(`${spec.name} exited while starting (code ${exitCode})`);
+    }
+    if (spec.progress && Date.now() - lastProgress > 3000) {
+      lastProgress = Date.now();
+      process.stdout.write(
+        `  ${dim(`${spec.progress}... ${Math.round((Date.now() - started) / 1000)} s`)}\n`,
+      );
+    }
+    await sleep(100);
+  }
+  throw new Error(`${spec.name} did not report ready within ${Math.round(spec.timeoutMs / 1000)} s`);
+}
+
+async function fetchJson(url: string): Promise<Record<string, unknown>> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+  return (await response.json()) as Record<string, unknown>;
 }
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -438,22 +520,6 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
     await sleep(200);
   }
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s`);
-}
-
-/** The preferred port when free, else any free port on 127.0.0.1. */
-export function freePort(preferred: number): Promise<number> {
-  const tryListen = (port: number) =>
-    new Promise<number | null>((done) => {
-      const server = createServer();
-      server.once('error', () => done(null));
-      server.listen(port, '127.0.0.1', () => {
-        const address = server.address();
-        server.close(() => done(typeof address === 'object' && address ? address.port : null));
-      });
-    });
-  return tryListen(preferred).then(
-    async (port) => port ?? (await tryListen(0)) ?? fail('no free port', EXIT.failure),
-  );
 }
 
 export function isAlive(pid: number): boolean {

@@ -4,10 +4,12 @@ import fc from 'fast-check';
 import {
   ACCOUNT_FLAGS,
   type Account,
+  accountInvariantProblems,
   applyBatch,
+  expireTransfers,
   type LedgerState,
   type TransferInput,
-} from '../src/ledger/rules';
+} from '../src/rules';
 
 const acct = (id: string, flags = 0, creditsPosted = 0, debitsPosted = 0): Account => ({
   id,
@@ -147,7 +149,7 @@ test('table: each result code', () => {
     'EXISTS_WITH_DIFFERENT_FIELDS',
     'ACCOUNTS_MUST_BE_DIFFERENT',
     'AMOUNT_MUST_BE_POSITIVE',
-    'ACCOUNT_NOT_FOUND',
+    'CREDIT_ACCOUNT_NOT_FOUND',
     'EXCEEDS_CREDITS',
     'EXCEEDS_DEBITS',
     'TIMEOUT_REQUIRED',
@@ -164,6 +166,98 @@ test('table: each result code', () => {
   // Posting 25 of a 40 pending released 15: tab has 100 - 60 - 25 = 15 left.
   const tabAccount = s.accounts.get('tab')!;
   assert.equal(tabAccount.creditsPosted - tabAccount.debitsPosted - tabAccount.debitsPending, 15);
+});
+
+test('table: one code per missing account and per bad amount', () => {
+  const flagged = ACCOUNT_FLAGS.debitsMustNotExceedCredits;
+  const pending = (id: string, amount: number): TransferInput => ({
+    id,
+    kind: 'pending',
+    debitAccountId: 'tab',
+    creditAccountId: 'escrow',
+    amountMsat: amount,
+    timeoutS: 10,
+  });
+  const resolve = (id: string, kind: 'post' | 'void', amount: number, pendingId = 'p'): TransferInput => ({
+    id,
+    kind,
+    debitAccountId: 'tab',
+    creditAccountId: 'escrow',
+    amountMsat: amount,
+    pendingId,
+  });
+  const cases: [string, TransferInput, string][] = [
+    ['debit account missing', single('c1', 'nope', 'escrow', 1), 'DEBIT_ACCOUNT_NOT_FOUND'],
+    ['credit account missing', single('c2', 'tab', 'nope', 1), 'CREDIT_ACCOUNT_NOT_FOUND'],
+    ['both missing: the debit is named', single('c3', 'nope1', 'nope2', 1), 'DEBIT_ACCOUNT_NOT_FOUND'],
+    ['fractional amount', single('c4', 'tab', 'escrow', 1.5), 'AMOUNT_MUST_BE_INTEGER'],
+    ['NaN amount', single('c5', 'tab', 'escrow', Number.NaN), 'AMOUNT_MUST_BE_INTEGER'],
+    ['unsafe amount', single('c6', 'tab', 'escrow', 2 ** 53), 'AMOUNT_MUST_BE_INTEGER'],
+    ['negative amount', single('c7', 'tab', 'escrow', -1), 'AMOUNT_MUST_NOT_BE_NEGATIVE'],
+    ['negative void', resolve('c8', 'void', -5), 'AMOUNT_MUST_NOT_BE_NEGATIVE'],
+    ['zero single', single('c9', 'tab', 'escrow', 0), 'AMOUNT_MUST_BE_POSITIVE'],
+    ['zero pending', pending('c10', 0), 'AMOUNT_MUST_BE_POSITIVE'],
+    ['zero post', resolve('c11', 'post', 0), 'AMOUNT_MUST_BE_POSITIVE'],
+    ['post above the pending', resolve('c12', 'post', 41), 'EXCEEDS_PENDING_AMOUNT'],
+    ['void of less than the pending', resolve('c13', 'void', 39), 'PENDING_AMOUNT_MISMATCH'],
+    ['void of more than the pending', resolve('c14', 'void', 41), 'PENDING_AMOUNT_MISMATCH'],
+    ['debits would overflow', single('c15', 'big', 'escrow', 2), 'OVERFLOWS_DEBITS'],
+    ['credits would overflow', single('c16', 'escrow', 'big', 2), 'OVERFLOWS_CREDITS'],
+    ['void of exactly the pending', resolve('c17', 'void', 40), 'OK'],
+  ];
+  for (const [name, transfer, code] of cases) {
+    const s = state(
+      acct('tab', flagged, 100),
+      acct('escrow'),
+      acct('big', 0, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER - 1),
+    );
+    assert.deepEqual(run(s, [[pending('p', 40)]]).flat(), ['OK']);
+    const before = JSON.stringify([...s.accounts.values()]);
+    assert.deepEqual(run(s, [[transfer]]).flat(), [code], name);
+    if (code !== 'OK')
+      assert.equal(JSON.stringify([...s.accounts.values()]), before, `${name}: nothing moved`);
+  }
+});
+
+test('expiry goes through the rules: due holds are released once, others say why', () => {
+  const s = state(acct('tab', ACCOUNT_FLAGS.debitsMustNotExceedCredits, 100), acct('escrow'));
+  const hold = (id: string, timeoutS: number): TransferInput => ({
+    id,
+    kind: 'pending',
+    debitAccountId: 'tab',
+    creditAccountId: 'escrow',
+    amountMsat: 30,
+    timeoutS,
+  });
+  assert.deepEqual(
+    run(s, [[hold('due', 5), hold('later', 50), single('done', 'tab', 'escrow', 10)]]).flat(),
+    ['OK', 'OK', 'OK'],
+  );
+  const out = expireTransfers(s, ['due', 'due', 'later', 'done', 'missing'], 110);
+  assert.deepEqual(
+    out.results.map((r) => r.code),
+    ['EXPIRED', 'ALREADY_RESOLVED', 'NOT_DUE', 'NOT_PENDING', 'PENDING_TRANSFER_NOT_FOUND'],
+  );
+  assert.deepEqual([...out.resolved], [['due', 'expired']]);
+  assert.equal(out.changedAccounts.get('tab')!.debitsPending, 30, 'only the due hold was released');
+  assert.equal(out.changedAccounts.get('escrow')!.creditsPending, 30);
+  assert.equal(s.accounts.get('tab')!.debitsPending, 60, 'the input state is not mutated');
+  for (const [id, a] of out.changedAccounts) s.accounts.set(id, a);
+  s.transfers.set('due', { ...s.transfers.get('due')!, resolution: 'expired' });
+  assert.deepEqual(
+    expireTransfers(s, ['due'], 200).results.map((r) => r.code),
+    ['ALREADY_RESOLVED'],
+  );
+});
+
+test('invariants: negative balances, unsafe balances and broken flags are named', () => {
+  const flagged = ACCOUNT_FLAGS.debitsMustNotExceedCredits;
+  assert.deepEqual(accountInvariantProblems(acct('fine', flagged, 10, 10)), []);
+  const codes = (a: Account) => accountInvariantProblems(a).map((p) => p.code);
+  assert.deepEqual(codes({ ...acct('neg'), debitsPending: -1 }), ['NEGATIVE_BALANCE']);
+  assert.deepEqual(codes({ ...acct('big'), creditsPosted: 2 ** 53 }), ['BALANCE_NOT_SAFE_INTEGER']);
+  assert.deepEqual(codes(acct('over', flagged, 10, 11)), ['FLAG_VIOLATED']);
+  assert.deepEqual(codes(acct('cap', ACCOUNT_FLAGS.creditsMustNotExceedDebits, 11, 10)), ['FLAG_VIOLATED']);
 });
 
 test('pending: void releases, expiry refuses a late post and releases', () => {

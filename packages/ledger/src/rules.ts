@@ -45,15 +45,27 @@ export interface StoredTransfer extends TransferInput {
   resolution: 'posted' | 'voided' | 'expired' | null;
 }
 
+/**
+ * One code per reason, as TigerBeetle: a caller (or a test) can tell every refusal apart.
+ * Amount codes: AMOUNT_MUST_BE_INTEGER (not a safe integer), AMOUNT_MUST_NOT_BE_NEGATIVE,
+ * AMOUNT_MUST_BE_POSITIVE (zero where a transfer must move money: single, pending, post),
+ * EXCEEDS_PENDING_AMOUNT (a post of more than the pending holds), PENDING_AMOUNT_MISMATCH (a void
+ * names an amount that is neither 0 nor the pending amount).
+ */
 export type TransferCode =
   | 'OK'
   | 'EXISTS'
   | 'EXISTS_WITH_DIFFERENT_FIELDS'
   | 'ACCOUNTS_MUST_BE_DIFFERENT'
+  | 'AMOUNT_MUST_BE_INTEGER'
+  | 'AMOUNT_MUST_NOT_BE_NEGATIVE'
   | 'AMOUNT_MUST_BE_POSITIVE'
-  | 'ACCOUNT_NOT_FOUND'
+  | 'DEBIT_ACCOUNT_NOT_FOUND'
+  | 'CREDIT_ACCOUNT_NOT_FOUND'
   | 'EXCEEDS_CREDITS'
   | 'EXCEEDS_DEBITS'
+  | 'OVERFLOWS_DEBITS'
+  | 'OVERFLOWS_CREDITS'
   | 'PENDING_ID_REQUIRED'
   | 'TIMEOUT_REQUIRED'
   | 'PENDING_TRANSFER_NOT_FOUND'
@@ -63,6 +75,7 @@ export type TransferCode =
   | 'PENDING_TRANSFER_EXPIRED'
   | 'PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS'
   | 'EXCEEDS_PENDING_AMOUNT'
+  | 'PENDING_AMOUNT_MISMATCH'
   | 'LINKED_EVENT_FAILED'
   | 'LINKED_EVENT_CHAIN_OPEN';
 
@@ -77,8 +90,8 @@ export interface LedgerState {
   transfers: Map<string, StoredTransfer>;
 }
 
-export interface BatchOutcome {
-  results: TransferResult[];
+/** What a store writes: the same shape for a batch of transfers and for an expiry sweep. */
+export interface LedgerWrites {
   /** Accounts whose balances changed (final values). */
   changedAccounts: Map<string, Account>;
   /** New transfers to insert. */
@@ -87,8 +100,12 @@ export interface BatchOutcome {
   resolved: Map<string, StoredTransfer['resolution']>;
 }
 
+export interface BatchOutcome extends LedgerWrites {
+  results: TransferResult[];
+}
+
 const MAX = Number.MAX_SAFE_INTEGER;
-const MAX_BATCH = 8190; // as TigerBeetle: bounded batches
+export const MAX_BATCH = 8190; // as TigerBeetle: bounded batches
 
 function sameFields(a: TransferInput, b: TransferInput): boolean {
   return (
@@ -100,6 +117,19 @@ function sameFields(a: TransferInput, b: TransferInput): boolean {
     (a.timeoutS ?? null) === (b.timeoutS ?? null) &&
     (a.userData ?? null) === (b.userData ?? null)
   );
+}
+
+function amountCode(t: TransferInput): TransferCode | null {
+  if (!Number.isSafeInteger(t.amountMsat)) return 'AMOUNT_MUST_BE_INTEGER';
+  if (t.amountMsat < 0) return 'AMOUNT_MUST_NOT_BE_NEGATIVE';
+  if (t.amountMsat === 0 && t.kind !== 'void') return 'AMOUNT_MUST_BE_POSITIVE';
+  return null;
+}
+
+/** Releases a pending transfer's hold on both accounts (void and expiry). */
+function releaseHold(pending: StoredTransfer, debit: Account, credit: Account): void {
+  debit.debitsPending -= pending.amountMsat;
+  credit.creditsPending -= pending.amountMsat;
 }
 
 function debitRoom(a: Account, amount: number): boolean {
@@ -126,16 +156,18 @@ function decide(
 ): TransferCode {
   const existing = transfers.get(t.id);
   if (existing) return sameFields(existing, t) ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS';
-  if (!Number.isSafeInteger(t.amountMsat) || t.amountMsat < 0 || t.amountMsat > MAX)
-    return 'AMOUNT_MUST_BE_POSITIVE';
+  const badAmount = amountCode(t);
+  if (badAmount) return badAmount;
 
   if (t.kind === 'single' || t.kind === 'pending') {
-    if (t.amountMsat <= 0) return 'AMOUNT_MUST_BE_POSITIVE';
     if (t.debitAccountId === t.creditAccountId) return 'ACCOUNTS_MUST_BE_DIFFERENT';
     const debit = accounts.get(t.debitAccountId);
+    if (!debit) return 'DEBIT_ACCOUNT_NOT_FOUND';
     const credit = accounts.get(t.creditAccountId);
-    if (!debit || !credit) return 'ACCOUNT_NOT_FOUND';
+    if (!credit) return 'CREDIT_ACCOUNT_NOT_FOUND';
     if (t.kind === 'pending' && !(t.timeoutS && t.timeoutS > 0)) return 'TIMEOUT_REQUIRED';
+    if (debit.debitsPending + debit.debitsPosted + t.amountMsat > MAX) return 'OVERFLOWS_DEBITS';
+    if (credit.creditsPending + credit.creditsPosted + t.amountMsat > MAX) return 'OVERFLOWS_CREDITS';
     if (!debitRoom(debit, t.amountMsat)) return 'EXCEEDS_CREDITS';
     if (!creditRoom(credit, t.amountMsat)) return 'EXCEEDS_DEBITS';
     if (t.kind === 'single') {
@@ -164,13 +196,13 @@ function decide(
   if (pending.resolution === 'posted') return 'PENDING_TRANSFER_ALREADY_POSTED';
   if (pending.resolution === 'voided') return 'PENDING_TRANSFER_ALREADY_VOIDED';
   const debit = accounts.get(pending.debitAccountId);
+  if (!debit) return 'DEBIT_ACCOUNT_NOT_FOUND';
   const credit = accounts.get(pending.creditAccountId);
-  if (!debit || !credit) return 'ACCOUNT_NOT_FOUND';
+  if (!credit) return 'CREDIT_ACCOUNT_NOT_FOUND';
   if (pending.resolution === 'expired') return 'PENDING_TRANSFER_EXPIRED';
-  if (pending.expiresAtS !== null && nowS >= pending.expiresAtS) {
+  if (expiryCode(pending, nowS) === 'EXPIRED') {
     // Expire it on the spot (as the sweeper would) and refuse the late post/void.
-    debit.debitsPending -= pending.amountMsat;
-    credit.creditsPending -= pending.amountMsat;
+    releaseHold(pending, debit, credit);
     pending.resolution = 'expired';
     resolved.set(pending.id, 'expired');
     return 'PENDING_TRANSFER_EXPIRED';
@@ -179,18 +211,15 @@ function decide(
     return 'PENDING_TRANSFER_HAS_DIFFERENT_ACCOUNTS';
   }
   if (t.kind === 'post') {
-    if (t.amountMsat <= 0) return 'AMOUNT_MUST_BE_POSITIVE';
     if (t.amountMsat > pending.amountMsat) return 'EXCEEDS_PENDING_AMOUNT';
     // Posting less than the pending amount releases the rest. Room was reserved by the pending.
-    debit.debitsPending -= pending.amountMsat;
-    credit.creditsPending -= pending.amountMsat;
+    releaseHold(pending, debit, credit);
     debit.debitsPosted += t.amountMsat;
     credit.creditsPosted += t.amountMsat;
     pending.resolution = 'posted';
   } else {
-    if (t.amountMsat !== 0 && t.amountMsat !== pending.amountMsat) return 'EXCEEDS_PENDING_AMOUNT';
-    debit.debitsPending -= pending.amountMsat;
-    credit.creditsPending -= pending.amountMsat;
+    if (t.amountMsat !== 0 && t.amountMsat !== pending.amountMsat) return 'PENDING_AMOUNT_MISMATCH';
+    releaseHold(pending, debit, credit);
     pending.resolution = 'voided';
   }
   resolved.set(pending.id, pending.resolution);
@@ -257,19 +286,120 @@ export function applyBatch(state: LedgerState, batch: readonly TransferInput[], 
     i = end + 1;
   }
 
-  const changedAccounts = new Map<string, Account>();
-  for (const [id, a] of accounts) {
-    const before = state.accounts.get(id)!;
+  return { results, changedAccounts: changedFrom(state.accounts, accounts), created, resolved };
+}
+
+function changedFrom(before: Map<string, Account>, after: Map<string, Account>): Map<string, Account> {
+  const changed = new Map<string, Account>();
+  for (const [id, a] of after) {
+    const b = before.get(id)!;
     if (
-      before.debitsPending !== a.debitsPending ||
-      before.debitsPosted !== a.debitsPosted ||
-      before.creditsPending !== a.creditsPending ||
-      before.creditsPosted !== a.creditsPosted
+      b.debitsPending !== a.debitsPending ||
+      b.debitsPosted !== a.debitsPosted ||
+      b.creditsPending !== a.creditsPending ||
+      b.creditsPosted !== a.creditsPosted
     ) {
-      changedAccounts.set(id, a);
+      changed.set(id, a);
     }
   }
-  return { results, changedAccounts, created, resolved };
+  return changed;
+}
+
+export type ExpiryCode =
+  | 'EXPIRED'
+  | 'NOT_DUE'
+  | 'NO_TIMEOUT'
+  | 'ALREADY_RESOLVED'
+  | 'NOT_PENDING'
+  | 'PENDING_TRANSFER_NOT_FOUND'
+  | 'DEBIT_ACCOUNT_NOT_FOUND'
+  | 'CREDIT_ACCOUNT_NOT_FOUND';
+
+export interface ExpiryOutcome extends LedgerWrites {
+  results: { id: string; code: ExpiryCode }[];
+}
+
+/** Whether a transfer is a pending one that must expire at `nowS` (EXPIRED), or why not. */
+export function expiryCode(t: StoredTransfer, nowS: number): ExpiryCode {
+  if (t.kind !== 'pending') return 'NOT_PENDING';
+  if (t.resolution !== null) return 'ALREADY_RESOLVED';
+  if (t.expiresAtS === null) return 'NO_TIMEOUT';
+  return nowS >= t.expiresAtS ? 'EXPIRED' : 'NOT_DUE';
+}
+
+/**
+ * Expires pending transfers past their deadline: releases each hold on both accounts and marks it
+ * expired. The one rule for expiry: the sweeper and a late post/void both go through it. Transfers
+ * not due (or resolved meanwhile) are left alone and say why.
+ */
+export function expireTransfers(state: LedgerState, ids: readonly string[], nowS: number): ExpiryOutcome {
+  if (ids.length > MAX_BATCH) throw new RangeError(`expiry of ${ids.length} exceeds ${MAX_BATCH}`);
+  const accounts = new Map([...state.accounts].map(([id, a]) => [id, cloneAccount(a)]));
+  const resolved = new Map<string, StoredTransfer['resolution']>();
+  const results: ExpiryOutcome['results'] = [];
+  const seen = new Set<string>();
+  for (const id of ids) {
+    const stored = state.transfers.get(id);
+    if (!stored) {
+      results.push({ id, code: 'PENDING_TRANSFER_NOT_FOUND' });
+      continue;
+    }
+    let code: ExpiryCode = seen.has(id) ? 'ALREADY_RESOLVED' : expiryCode(stored, nowS);
+    const debit = accounts.get(stored.debitAccountId);
+    const credit = accounts.get(stored.creditAccountId);
+    if (code === 'EXPIRED' && !debit) code = 'DEBIT_ACCOUNT_NOT_FOUND';
+    else if (code === 'EXPIRED' && !credit) code = 'CREDIT_ACCOUNT_NOT_FOUND';
+    if (code === 'EXPIRED' && debit && credit) {
+      releaseHold(stored, debit, credit);
+      resolved.set(id, 'expired');
+      seen.add(id);
+    }
+    results.push({ id, code });
+  }
+  return { results, changedAccounts: changedFrom(state.accounts, accounts), created: [], resolved };
+}
+
+export type InvariantCode = 'BALANCE_NOT_SAFE_INTEGER' | 'NEGATIVE_BALANCE' | 'FLAG_VIOLATED';
+
+export interface InvariantProblem {
+  code: InvariantCode;
+  accountId: string;
+  detail: string;
+}
+
+/**
+ * What must hold for every account after every batch: balances are non-negative safe integers and
+ * the account's flags hold. The store checks this inside the transaction and rolls back on a breach.
+ */
+export function accountInvariantProblems(a: Account): InvariantProblem[] {
+  const problems: InvariantProblem[] = [];
+  const fields = [
+    ['debitsPending', a.debitsPending],
+    ['debitsPosted', a.debitsPosted],
+    ['creditsPending', a.creditsPending],
+    ['creditsPosted', a.creditsPosted],
+  ] as const;
+  for (const [name, value] of fields) {
+    if (!Number.isSafeInteger(value))
+      problems.push({
+        code: 'BALANCE_NOT_SAFE_INTEGER',
+        accountId: a.id,
+        detail: `${a.id}.${name} is ${value}`,
+      });
+    else if (value < 0)
+      problems.push({ code: 'NEGATIVE_BALANCE', accountId: a.id, detail: `${a.id}.${name} is ${value}` });
+  }
+  if (
+    a.flags & ACCOUNT_FLAGS.debitsMustNotExceedCredits &&
+    a.debitsPending + a.debitsPosted > a.creditsPosted
+  )
+    problems.push({ code: 'FLAG_VIOLATED', accountId: a.id, detail: `${a.id}: debits exceed credits` });
+  if (
+    a.flags & ACCOUNT_FLAGS.creditsMustNotExceedDebits &&
+    a.creditsPending + a.creditsPosted > a.debitsPosted
+  )
+    problems.push({ code: 'FLAG_VIOLATED', accountId: a.id, detail: `${a.id}: credits exceed debits` });
+  return problems;
 }
 
 /** Balance an account holder can spend: credits minus all debits (pending included). */
@@ -279,7 +409,5 @@ export function availableMsat(a: Account): number {
 
 /** Which pending transfers the sweeper must expire now. */
 export function dueForExpiry(transfers: Iterable<StoredTransfer>, nowS: number): StoredTransfer[] {
-  return [...transfers].filter(
-    (t) => t.kind === 'pending' && t.resolution === null && t.expiresAtS !== null && nowS >= t.expiresAtS,
-  );
+  return [...transfers].filter((t) => expiryCode(t, nowS) === 'EXPIRED');
 }

@@ -4,13 +4,28 @@
 import { type Db, type Migration, migrate, type Queryable } from '@fed-ai/kit';
 import {
   type Account,
+  accountInvariantProblems,
   applyBatch,
-  type BatchOutcome,
-  dueForExpiry,
+  expireTransfers,
+  type InvariantProblem,
+  type LedgerWrites,
   type StoredTransfer,
   type TransferInput,
   type TransferResult,
 } from './rules';
+
+/**
+ * Thrown inside the transaction when an account would break an invariant after a batch (a negative
+ * balance, a flag that no longer holds): the whole batch rolls back. It means the stored state was
+ * changed outside the rules (or a rule is wrong); nothing is written until an operator looks.
+ */
+export class LedgerInvariantError extends Error {
+  readonly code = 'LEDGER_INVARIANT_VIOLATED';
+  constructor(readonly problems: InvariantProblem[]) {
+    super(`ledger invariant violated: ${problems.map((p) => `${p.code} ${p.detail}`).join('; ')}`);
+    this.name = 'LedgerInvariantError';
+  }
+}
 
 export const LEDGER_MIGRATIONS: Migration[] = [
   {
@@ -173,18 +188,40 @@ export class Ledger {
       accountIds.add(t.debitAccountId);
       accountIds.add(t.creditAccountId);
     }
-    const sorted = [...accountIds].sort();
+    const accounts = await this.lockAccounts(tx, accountIds);
+    // Read the transfers again under the account locks: whoever resolved one of them (a post, a
+    // void, the sweeper) held these locks and has committed, so this read is current.
+    if (transfers.size > 0) {
+      const current = await tx.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = ANY($1)', [
+        [...transfers.keys()],
+      ]);
+      for (const r of current.rows) transfers.set(r.id, toTransfer(r));
+    }
+    const outcome = applyBatch({ accounts, transfers }, batch, this.nowS());
+    await this.write(tx, accounts, outcome);
+    return outcome.results;
+  }
+
+  /** Locks accounts FOR UPDATE in id order (no deadlocks between batches) and loads them. */
+  private async lockAccounts(tx: Queryable, ids: Iterable<string>): Promise<Map<string, Account>> {
+    const sorted = [...new Set(ids)].sort();
     const locked = await tx.query<AccountRow>(
       'SELECT * FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE',
       [sorted],
     );
-    const accounts = new Map(locked.rows.map((r) => [r.id, toAccount(r)]));
-    const outcome = applyBatch({ accounts, transfers }, batch, this.nowS());
-    await this.write(tx, outcome);
-    return outcome.results;
+    return new Map(locked.rows.map((r) => [r.id, toAccount(r)]));
   }
 
-  private async write(tx: Queryable, outcome: BatchOutcome): Promise<void> {
+  /**
+   * Writes an outcome, then asserts the invariants over every account the batch locked (their
+   * final state: the rows are locked, so nothing else changed them). A breach throws, and the
+   * transaction rolls back.
+   */
+  private async write(tx: Queryable, locked: Map<string, Account>, outcome: LedgerWrites): Promise<void> {
+    const problems: InvariantProblem[] = [];
+    for (const [id, a] of locked)
+      problems.push(...accountInvariantProblems(outcome.changedAccounts.get(id) ?? a));
+    if (problems.length > 0) throw new LedgerInvariantError(problems);
     for (const t of outcome.created) {
       await tx.query(
         `INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount_msat, pending_id, timeout_s, user_data, created_at_s, expires_at_s, resolution)
@@ -215,33 +252,29 @@ export class Ledger {
     }
   }
 
-  /** Expires every pending transfer past its deadline, releasing its amounts. Idempotent. */
+  /**
+   * Expires every pending transfer past its deadline, releasing its amounts. Idempotent. What an
+   * expiry posts is decided by the rules (`expireTransfers`); this only loads, locks and writes.
+   */
   async expirePending(limit = 500): Promise<number> {
     const now = this.nowS();
-    const due = await this.db.query<TransferRow>(
-      `SELECT * FROM ledger_transfers WHERE kind = 'pending' AND resolution IS NULL AND expires_at_s <= $1 ORDER BY expires_at_s LIMIT $2`,
-      [now, limit],
+    const due = await this.db.query<{ id: string }>(
+      `SELECT id FROM ledger_transfers WHERE kind = 'pending' AND resolution IS NULL AND expires_at_s <= $1 ORDER BY expires_at_s LIMIT $2`,
+      [now, Math.min(Math.max(limit, 1), 8190)],
     );
     let expired = 0;
+    // One transaction per transfer: a sweep never holds many account locks at once.
     for (const row of due.rows) {
       expired += await this.db.transaction(async (tx) => {
         const fresh = await tx.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = $1 FOR UPDATE', [
           row.id,
         ]);
-        const t = fresh.rows[0] ? toTransfer(fresh.rows[0]) : null;
-        if (!t || dueForExpiry([t], now).length === 0) return 0; // resolved meanwhile
-        const ids = [t.debitAccountId, t.creditAccountId].sort();
-        await tx.query('SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE', [ids]);
-        await tx.query('UPDATE ledger_accounts SET debits_pending = debits_pending - $2 WHERE id = $1', [
-          t.debitAccountId,
-          t.amountMsat,
-        ]);
-        await tx.query('UPDATE ledger_accounts SET credits_pending = credits_pending - $2 WHERE id = $1', [
-          t.creditAccountId,
-          t.amountMsat,
-        ]);
-        await tx.query(`UPDATE ledger_transfers SET resolution = 'expired' WHERE id = $1`, [t.id]);
-        return 1;
+        if (!fresh.rows[0]) return 0;
+        const t = toTransfer(fresh.rows[0]);
+        const accounts = await this.lockAccounts(tx, [t.debitAccountId, t.creditAccountId]);
+        const outcome = expireTransfers({ accounts, transfers: new Map([[t.id, t]]) }, [t.id], now);
+        await this.write(tx, accounts, outcome);
+        return outcome.results.filter((r) => r.code === 'EXPIRED').length;
       });
     }
     return expired;

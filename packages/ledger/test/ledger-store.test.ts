@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type Db, openDb, startPostgres } from '@fed-ai/kit';
-import { ACCOUNT_FLAGS, availableMsat, Ledger, type TransferInput, verifyLedger } from '../src/ledger/index';
+import {
+  ACCOUNT_FLAGS,
+  availableMsat,
+  Ledger,
+  LedgerInvariantError,
+  type TransferInput,
+  verifyLedger,
+} from '../src/index';
 
 let pg: Awaited<ReturnType<typeof startPostgres>>;
 before(async () => {
@@ -177,6 +184,133 @@ for (const [name, open] of backends) {
       const [y] = await ledger.lookupAccounts(['b:y']);
       assert.equal(y!.creditsPosted, 0);
       assert.equal((await verifyLedger(db, clock)).ok, true);
+    });
+
+    test('invariants are asserted inside the transaction: a corrupt account rolls the batch back', async () => {
+      await ledger.createAccounts([
+        { id: 'e:asset' },
+        { id: 'e:tab', flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+        { id: 'e:escrow' },
+      ]);
+      await ledger.createTransfers([
+        {
+          id: 'e-fund',
+          kind: 'single',
+          debitAccountId: 'e:asset',
+          creditAccountId: 'e:tab',
+          amountMsat: 100,
+        },
+        {
+          id: 'e-hold',
+          kind: 'pending',
+          debitAccountId: 'e:tab',
+          creditAccountId: 'e:escrow',
+          amountMsat: 30,
+          timeoutS: 600,
+        },
+      ]);
+      const [clean] = await ledger.lookupAccounts(['e:tab']);
+      const rows = async () =>
+        (
+          await db.query<{ n: number }>(
+            `SELECT COUNT(*)::bigint AS n FROM ledger_transfers WHERE id LIKE 'e-%'`,
+          )
+        ).rows[0]!.n;
+      const transfersBefore = await rows();
+
+      // 1. A flag no longer holds (debits 150 > credits): a credit the rules allow is still refused.
+      await db.query(`UPDATE ledger_accounts SET debits_posted = 150 WHERE id = 'e:tab'`);
+      const credit = ledger.createTransfers([
+        { id: 'e-more', kind: 'single', debitAccountId: 'e:asset', creditAccountId: 'e:tab', amountMsat: 10 },
+      ]);
+      await assert.rejects(credit, (error: unknown) => {
+        assert.ok(error instanceof LedgerInvariantError);
+        assert.deepEqual(
+          error.problems.map((p) => p.code),
+          ['FLAG_VIOLATED'],
+        );
+        return true;
+      });
+      const [afterFlag] = await ledger.lookupAccounts(['e:tab']);
+      assert.equal(afterFlag!.creditsPosted, 100, 'the credit rolled back');
+      assert.equal(await rows(), transfersBefore, 'no transfer row was written');
+
+      // 2. The hold's pending balance was wiped: voiding it would go negative, so it rolls back.
+      await db.query(`UPDATE ledger_accounts SET debits_posted = 0, debits_pending = 0 WHERE id = 'e:tab'`);
+      const voided = ledger.createTransfers([
+        {
+          id: 'e-void',
+          kind: 'void',
+          pendingId: 'e-hold',
+          debitAccountId: 'e:tab',
+          creditAccountId: 'e:escrow',
+          amountMsat: 0,
+        },
+      ]);
+      await assert.rejects(voided, (error: unknown) => {
+        assert.ok(error instanceof LedgerInvariantError);
+        assert.ok(error.problems.some((p) => p.code === 'NEGATIVE_BALANCE' && p.accountId === 'e:tab'));
+        return true;
+      });
+      const [hold] = await ledger.lookupTransfers(['e-hold']);
+      assert.equal(hold!.resolution, null, 'the hold is still open');
+      const [escrow] = await ledger.lookupAccounts(['e:escrow']);
+      assert.equal(escrow!.creditsPending, 30, 'the other account of the batch rolled back too');
+      assert.equal(await rows(), transfersBefore);
+
+      // Repair the row; the books verify again and the void now goes through.
+      await db.query(`UPDATE ledger_accounts SET debits_posted = $2, debits_pending = $3 WHERE id = $1`, [
+        'e:tab',
+        clean!.debitsPosted,
+        clean!.debitsPending,
+      ]);
+      assert.deepEqual((await verifyLedger(db, clock)).problems, []);
+      assert.deepEqual(
+        (
+          await ledger.createTransfers([
+            {
+              id: 'e-void',
+              kind: 'void',
+              pendingId: 'e-hold',
+              debitAccountId: 'e:tab',
+              creditAccountId: 'e:escrow',
+              amountMsat: 0,
+            },
+          ])
+        ).map((r) => r.code),
+        ['OK'],
+      );
+      assert.deepEqual((await verifyLedger(db, clock)).problems, []);
+    });
+
+    test('expiry writes what the rules decide and refuses a corrupt account too', async () => {
+      await ledger.createAccounts([
+        { id: 'f:asset' },
+        { id: 'f:tab', flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+        { id: 'f:escrow' },
+      ]);
+      await ledger.createTransfers([
+        { id: 'f-fund', kind: 'single', debitAccountId: 'f:asset', creditAccountId: 'f:tab', amountMsat: 50 },
+        {
+          id: 'f-hold',
+          kind: 'pending',
+          debitAccountId: 'f:tab',
+          creditAccountId: 'f:escrow',
+          amountMsat: 20,
+          timeoutS: 1,
+        },
+      ]);
+      clock += 2;
+      await db.query(`UPDATE ledger_accounts SET credits_pending = 0 WHERE id = 'f:escrow'`);
+      await assert.rejects(ledger.expirePending(), LedgerInvariantError);
+      const [stillOpen] = await ledger.lookupTransfers(['f-hold']);
+      assert.equal(stillOpen!.resolution, null);
+      await db.query(`UPDATE ledger_accounts SET credits_pending = 20 WHERE id = 'f:escrow'`);
+      assert.equal(await ledger.expirePending(), 1);
+      const [tab] = await ledger.lookupAccounts(['f:tab']);
+      assert.equal(tab!.debitsPending, 0);
+      assert.equal(availableMsat(tab!), 50);
+      assert.deepEqual((await verifyLedger(db, clock)).problems, []);
     });
 
     test('concurrency: a tab holding exactly N reservations gets 10N concurrent ones; exactly N succeed', async () => {

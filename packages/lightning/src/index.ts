@@ -1,0 +1,3 @@
+export * from './backend';
+export * from './bolt11';
+export * from './internal';
