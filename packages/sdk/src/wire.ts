@@ -21,7 +21,7 @@ export const envelopeShapeSchema = z.object({
 
 export const routerInfoSchema = z.object({ pubkey: pubkeyHex });
 
-export const modelInfoSchema = z.object({
+const modelInfoSchema = z.object({
   id: z.string().min(1).max(256),
   context_window: z.number().int().nonnegative().optional(),
   nodes: z.number().int().nonnegative().optional(),

@@ -1,7 +1,7 @@
 // Router persistence: registered nodes, API keys, and the shared replay store.
 import { type Db, type Migration, migrate, REPLAY_MIGRATIONS } from '@fed-ai/kit';
 
-export const ROUTER_MIGRATIONS: Migration[] = [
+const ROUTER_MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'nodes_and_api_keys',

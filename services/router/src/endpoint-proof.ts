@@ -9,7 +9,7 @@ import { KIND, type ReasonCode, tagValue, verifyEnvelope } from '@fed-ai/protoco
 import { type Dispatcher, request } from 'undici';
 import { normaliseEndpoint } from './endpoint-safety';
 
-export type EndpointProof = { ok: true } | { ok: false; code: ReasonCode; detail: string };
+type EndpointProof = { ok: true } | { ok: false; code: ReasonCode; detail: string };
 
 /** Proves that whoever answers at `endpoint` holds the key of `nodePubkey`. */
 export type EndpointProver = (endpoint: string, nodePubkey: string) => Promise<EndpointProof>;
@@ -23,7 +23,7 @@ export interface EndpointProverOptions {
   maxAnswerBytes?: number;
 }
 
-export const CHALLENGE_PATH = '/v1/challenge';
+const CHALLENGE_PATH = '/v1/challenge';
 
 export function createEndpointProver(options: EndpointProverOptions): EndpointProver {
   const maxAnswerBytes = options.maxAnswerBytes ?? 64 * 1024;

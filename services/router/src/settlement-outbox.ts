@@ -6,7 +6,7 @@ import type { Db, Migration } from '@fed-ai/kit';
 import { migrate } from '@fed-ai/kit';
 import type { Logger } from 'pino';
 
-export const OUTBOX_MIGRATIONS: Migration[] = [
+const OUTBOX_MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'settlement_outbox',
@@ -53,7 +53,7 @@ export interface OutboxOptions {
 }
 
 /** Next delay: doubling from base, capped. Pure. */
-export function outboxDelayMs(attempts: number, baseMs: number, maxMs: number): number {
+function outboxDelayMs(attempts: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(attempts, 20));
 }
 

@@ -7,7 +7,7 @@ import type { FastifyReply } from 'fastify';
 import { type ChatContext, type ChatOutcome, type ChatRequest, runChat, settleAfterAnswer } from './chat';
 
 /** How one surface spells its events: each returns the `data:` payloads (or raw frames) to send. */
-export interface StreamWire {
+interface StreamWire {
   /** Sent once, right after the headers (e.g. OpenAI's role chunk). */
   head(): string[];
   delta(text: string): string;

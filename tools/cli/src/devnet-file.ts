@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
-export const devnetSchema = z.object({
+const devnetSchema = z.object({
   version: z.literal(1),
   pid: z.number().int(),
   started_at: z.string(),

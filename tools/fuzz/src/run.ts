@@ -14,7 +14,7 @@ export interface TargetReport {
 }
 
 /** mulberry32: a seeded rng so a run can be repeated. */
-export function seededRng(seed: number): () => number {
+function seededRng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -36,7 +36,7 @@ function preview(input: unknown): string {
   return text.length > 200 ? `${text.slice(0, 200)}… (${Buffer.byteLength(text)} bytes)` : text;
 }
 
-export async function runTarget(target: Target, inputs: number, seed: number): Promise<TargetReport> {
+async function runTarget(target: Target, inputs: number, seed: number): Promise<TargetReport> {
   const report: TargetReport = {
     name: target.name,
     inputs: 0,

@@ -6,14 +6,14 @@ import { keyFileProblem, openDb } from '@fed-ai/kit';
 import { dataDir, readDevnet } from '../devnet-file';
 import { EXIT, green, printJson, red, yellow } from '../output';
 
-export interface Finding {
+interface Finding {
   check: string;
   ok: boolean;
   detail: string;
   fix?: string;
 }
 
-export async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Promise<Finding[]> {
+async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Promise<Finding[]> {
   const dir = options.dir ?? dataDir();
   const findings: Finding[] = [];
   const add = (f: Finding) => findings.push(f);

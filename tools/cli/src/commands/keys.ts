@@ -5,7 +5,7 @@ import { parseSecretKey, publicKeyOf, toNpub, toNsec } from '@fed-ai/protocol';
 import { dataDir } from '../devnet-file';
 import { EXIT, fail, printJson } from '../output';
 
-export function defaultKeyPath(): string {
+function defaultKeyPath(): string {
   return resolve(dataDir(), 'user.key');
 }
 
