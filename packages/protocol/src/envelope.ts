@@ -61,8 +61,12 @@ export interface VerifyOptions<K extends PayloadKind> {
   maxBytes?: number;
 }
 
+declare const verifiedBrand: unique symbol;
+/** An envelope that passed verifyEnvelope; code that acts on trust asks for this type. */
+export type VerifiedEnvelope = Envelope & { readonly [verifiedBrand]: true };
+
 export type VerifyResult<K extends PayloadKind> =
-  | { ok: true; envelope: Envelope; kind: K; payload: PayloadOf<K> }
+  | { ok: true; envelope: VerifiedEnvelope; kind: K; payload: PayloadOf<K> }
   | { ok: false; code: ReasonCode; detail: string };
 
 const fail = (code: ReasonCode, detail: string) => ({ ok: false as const, code, detail });
@@ -162,7 +166,12 @@ async function verifyUnchecked<K extends PayloadKind>(
     }
     if (!fresh) return fail('REPLAYED', `id ${event.id} was seen before`);
   }
-  return { ok: true, envelope: event, kind: event.kind as K, payload: parsed.data as PayloadOf<K> };
+  return {
+    ok: true,
+    envelope: event as VerifiedEnvelope,
+    kind: event.kind as K,
+    payload: parsed.data as PayloadOf<K>,
+  };
 }
 
 /** How deep a value may nest: an envelope needs 3 (event -> tags -> tag -> string). */

@@ -21,7 +21,7 @@ export interface ChatContext {
 
 export interface ChatRequest {
   /** The caller's request id (logs, correlation). The dispatch id is always the router's own. */
-  requestId: string;
+  correlationId: string;
   payer: string;
   params: GenerationParams;
   provider?: ProviderPrefs | undefined;
@@ -95,8 +95,8 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   let result: DispatchResult;
   try {
     result = await ctx.dispatcher.run({
-      requestId: dispatchId,
-      correlationId: req.requestId,
+      dispatchId,
+      correlationId: req.correlationId,
       params: req.params,
       candidates: ranked,
       allowFallbacks: req.provider?.allow_fallbacks !== false,

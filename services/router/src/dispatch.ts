@@ -18,6 +18,7 @@ import {
   promptOverheadOf,
   promptTokensBound,
   type ReasonCode,
+  type VerifiedEnvelope,
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
@@ -50,7 +51,7 @@ export type GenerationParams = Pick<
 
 export interface DispatchInput {
   /** Router-generated id of this dispatch (names the node request, metering and reservation). */
-  requestId: string;
+  dispatchId: string;
   /** The caller's request id: sent to the node as x-request-id so logs follow the request. */
   correlationId?: string | undefined;
   params: GenerationParams;
@@ -69,7 +70,8 @@ export interface DispatchResult {
   text: string;
   finishReason: FinishReason;
   record: MeteringRecord;
-  metering: Envelope;
+  /** The node-signed record, verified: the receipt the client gets. */
+  metering: VerifiedEnvelope;
   attempts: number;
   /** Time spent waiting on the node (for the router-overhead header). */
   nodeMs: number;
@@ -108,7 +110,7 @@ interface AttemptOutcome {
   text: string;
   finishReason: FinishReason;
   record: MeteringRecord;
-  metering: Envelope;
+  metering: VerifiedEnvelope;
   ttftMs: number;
   /** Time spent waiting on the node: request sent to stream end. */
   waitMs: number;
@@ -180,14 +182,14 @@ export class Dispatcher {
     const price = candidate.node.offer.price;
     const job: InferenceRequest = {
       ...stripUndefined(input.params),
-      request_id: input.requestId,
+      request_id: input.dispatchId,
       stream: true,
       price,
     };
     const envelope = createEnvelope(
       KIND.inferenceRequest,
       job,
-      { audience: node.id, refs: [input.requestId] },
+      { audience: node.id, refs: [input.dispatchId] },
       this.deps.secretKey,
     );
 
@@ -203,7 +205,7 @@ export class Dispatcher {
     let graceTimer: NodeJS.Timeout | null = null;
     const onClientAbort = () => {
       clientGone = true;
-      this.cancelAtNode(node, input.requestId);
+      this.cancelAtNode(node, input.dispatchId);
       graceTimer = setTimeout(() => hardAbort(null), this.deps.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS);
     };
     input.signal.addEventListener('abort', onClientAbort, { once: true });
@@ -246,7 +248,7 @@ export class Dispatcher {
       const waitMs = performance.now() - started;
       if (!done) throw new AttemptError('NODE_FAILED', 'node stream ended without a signed summary');
       const text = parts.join('');
-      const record = await this.verifyMetering(
+      const verified = await this.verifyMetering(
         node,
         candidate,
         done.metering,
@@ -257,8 +259,8 @@ export class Dispatcher {
       return {
         text,
         finishReason: done.finish_reason,
-        record,
-        metering: done.metering as Envelope,
+        record: verified.record,
+        metering: verified.envelope,
         ttftMs: ttftMs || waitMs,
         waitMs,
       };
@@ -284,7 +286,7 @@ export class Dispatcher {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
-          'x-request-id': input.correlationId ?? input.requestId,
+          'x-request-id': input.correlationId ?? input.dispatchId,
         },
         body: JSON.stringify(envelope),
         dispatcher: this.deps.agent,
@@ -337,7 +339,7 @@ export class Dispatcher {
     input: DispatchInput,
     text: string,
     finishReason: FinishReason,
-  ): Promise<MeteringRecord> {
+  ): Promise<{ record: MeteringRecord; envelope: VerifiedEnvelope }> {
     // No replay-store write here: the record must name the request id this router just created and
     // is accepted once, at the end of that request, so a replayed record can never match.
     const verified = await verifyEnvelope(metering, {
@@ -349,7 +351,7 @@ export class Dispatcher {
     const offer = candidate.node.offer;
     const check = checkMeteringRecord(verified.payload, verified.envelope.pubkey, {
       signer: node.id,
-      requestId: input.requestId,
+      requestId: input.dispatchId,
       router: this.deps.routerPubkey,
       model: input.params.model,
       messages: input.params.messages,
@@ -365,7 +367,7 @@ export class Dispatcher {
         throw new AttemptError('BAD_NODE_SIGNATURE', 'metering signed by another key');
       throw new AttemptError('BAD_METERING', `metering does not match: ${check.problems.join(', ')}`);
     }
-    return verified.payload;
+    return { record: verified.payload, envelope: verified.envelope };
   }
 }
 

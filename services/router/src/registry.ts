@@ -121,7 +121,7 @@ export class Registry {
   private readonly nodes = new Map<string, NodeRecord>();
   private readonly byModel = new Map<string, Map<string, NodeRecord>>();
   private readonly byEndpoint = new Map<string, string>();
-  private readonly now: () => number;
+  readonly now: () => number;
   private readonly limiter: RegistrationLimiter;
   private readonly probationMs: number;
   private readonly probationRequests: number;
@@ -263,33 +263,6 @@ export class Registry {
     node.heartbeat = verified.payload;
     node.lastSeenMs = this.now();
     return { ok: true, node };
-  }
-
-  /**
-   * Active probes: GET /health of every registered node, at most `concurrency` at a time. A failed
-   * probe counts against the node's breaker like a failed request, so a dead node stops receiving
-   * work even before its heartbeat goes stale.
-   */
-  async probeAll(
-    probe: (endpoint: string) => Promise<boolean>,
-    concurrency = 16,
-  ): Promise<{ ok: number; failed: number }> {
-    const nodes = this.all().filter((n) => !n.banned);
-    let ok = 0;
-    let failed = 0;
-    for (let i = 0; i < nodes.length; i += concurrency) {
-      await Promise.all(
-        nodes.slice(i, i + concurrency).map(async (node) => {
-          const healthy = await probe(node.endpoint).catch(() => false);
-          if (healthy) ok += 1;
-          else {
-            failed += 1;
-            node.health.recordFailure(this.now());
-          }
-        }),
-      );
-    }
-    return { ok, failed };
   }
 
   async ban(id: string): Promise<boolean> {

@@ -16,7 +16,6 @@ import {
 import { initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
 import type { FastifyReply } from 'fastify';
 import { Gauge } from 'prom-client';
-import { request } from 'undici';
 import { z } from 'zod';
 import { type ApiKeyCreate, ApiKeys } from './apikeys';
 import type { ChatContext } from './chat';
@@ -27,6 +26,7 @@ import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
 import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
+import { startProber } from './probes';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
 import { registerNativeRoutes } from './routes/native';
@@ -187,28 +187,7 @@ export async function startRouter(
   });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
-  let probing = false;
-  const prober =
-    config.PROBE_INTERVAL_S > 0
-      ? setInterval(() => {
-          if (probing) return;
-          probing = true;
-          registry
-            .probeAll(async (endpoint) => {
-              const response = await request(`${endpoint}/health`, {
-                dispatcher: agent,
-                signal: AbortSignal.timeout(2_000),
-              });
-              await response.body.dump();
-              return response.statusCode === 200;
-            })
-            .catch((error: unknown) => logger.warn({ err: error }, 'probe round failed'))
-            .finally(() => {
-              probing = false;
-            });
-        }, config.PROBE_INTERVAL_S * 1000)
-      : null;
-  prober?.unref();
+  const prober = startProber({ targets: registry, agent, intervalS: config.PROBE_INTERVAL_S, logger });
   logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
   return {
     url,
@@ -217,7 +196,7 @@ export async function startRouter(
     createApiKey: (o) => apiKeys.create(o),
     revokeApiKey: (id) => apiKeys.revoke(id),
     async close() {
-      if (prober) clearInterval(prober);
+      prober.stop();
       await outbox?.stop();
       await app.close();
       await agent.close();

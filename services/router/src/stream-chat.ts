@@ -41,7 +41,7 @@ export async function streamChat(ctx: ChatContext, options: StreamChatOptions): 
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',
-      'x-request-id': options.request.requestId,
+      'x-request-id': options.request.correlationId,
     });
     for (const data of wire.head()) await writeSseData(reply.raw, data);
   };

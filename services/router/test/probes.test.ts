@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { routerConfigSchema } from '../src/config';
+import { probeAll } from '../src/probes';
 import { type RunningRouter, startRouter } from '../src/router';
 import { SigningNodeDouble } from './signing-node-double';
 
@@ -45,4 +46,28 @@ test('active probes open the breaker of a node that stopped answering, before it
   );
   assert.equal(router.registry.get(dying.pubkey)!.health.snapshot().state, 'open');
   assert.equal(router.registry.get(alive.pubkey)!.health.snapshot().state, 'closed');
+});
+
+test('probeAll: banned nodes are skipped, failures count against the breaker, at most `concurrency` at once', async () => {
+  const failures: string[] = [];
+  const node = (id: string, banned = false) =>
+    ({ id, endpoint: `http://${id}`, banned, health: { recordFailure: () => failures.push(id) } }) as never;
+  const targets = { all: () => [node('a'), node('b'), node('c', true), node('d'), node('e')], now: () => 0 };
+  let running = 0;
+  let most = 0;
+  const result = await probeAll(
+    targets,
+    async (endpoint) => {
+      running += 1;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 5));
+      running -= 1;
+      if (endpoint === 'http://d') throw new Error('refused');
+      return endpoint !== 'http://b';
+    },
+    2,
+  );
+  assert.deepEqual(result, { ok: 2, failed: 2 });
+  assert.deepEqual(failures.sort(), ['b', 'd']);
+  assert.equal(most, 2);
 });

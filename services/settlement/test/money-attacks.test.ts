@@ -119,12 +119,17 @@ test('the charge is exactly the node-signed cost, even for prompts whose tokens 
       messages: [{ role: 'user', content: '漢字'.repeat(250) }],
       max_tokens: 4,
     });
-    const fedai = (answer as unknown as { fedai: { cost_msat: number; receipt: { content: string } } }).fedai;
+    const fedai = (
+      answer as unknown as { fedai: { request_id: string; cost_msat: number; receipt: { content: string } } }
+    ).fedai;
     const record = JSON.parse(fedai.receipt.content) as { cost_msat: number; tokens_in: number };
     assert.equal(record.tokens_in, 500);
     assert.equal(fedai.cost_msat, record.cost_msat, 'the answer says what the node signed');
     const tab = await settledTab(key);
     assert.equal(tab.charges[0]!.amount_msat, record.cost_msat, 'charged exactly the signed cost');
+    // One id names the answer, the receipt and the tab charge.
+    assert.equal(fedai.request_id, (JSON.parse(fedai.receipt.content) as { request_id: string }).request_id);
+    assert.equal(tab.charges[0]!.request_id, fedai.request_id);
     assert.equal(tab.balance_msat, 100_000 - record.cost_msat);
   } finally {
     node.tokensInFor = undefined;

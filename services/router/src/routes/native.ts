@@ -86,7 +86,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
     const client = verified.envelope.pubkey;
     const cancelled = abortOnDisconnect(reply);
     const outcome = await runChat(deps.ctx, {
-      requestId: job.request_id,
+      correlationId: job.request_id,
       payer: client,
       params: job,
       provider: job.provider,
@@ -106,7 +106,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
     let index = 0;
     await streamChat(deps.ctx, {
       request: {
-        requestId: job.request_id,
+        correlationId: job.request_id,
         payer: client,
         params: job,
         provider: job.provider,

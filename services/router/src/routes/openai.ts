@@ -116,7 +116,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
     try {
       if (!body.stream) {
         const outcome = await runChat(deps.ctx, {
-          requestId,
+          correlationId: requestId,
           payer: key.id,
           params,
           provider: body.provider,
@@ -142,7 +142,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           ],
           usage: usageOf(outcome.record),
           fedai: {
-            request_id: requestId,
+            request_id: outcome.dispatchId,
             node: outcome.node.id,
             cost_msat: outcome.costMsat,
             receipt: outcome.metering,
@@ -164,7 +164,13 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           ...extra,
         });
       await streamChat(deps.ctx, {
-        request: { requestId, payer: key.id, params, provider: body.provider, signal: cancelled },
+        request: {
+          correlationId: requestId,
+          payer: key.id,
+          params,
+          provider: body.provider,
+          signal: cancelled,
+        },
         reply,
         log: request.log,
         onAnswered: (outcome) => {
@@ -176,7 +182,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
           done: (outcome) => {
             const overheadMs = Math.max(0, performance.now() - receivedAt - outcome.nodeMs);
             const fedai = {
-              request_id: requestId,
+              request_id: outcome.dispatchId,
               node: outcome.node.id,
               cost_msat: outcome.costMsat,
               overhead_ms: Number(overheadMs.toFixed(2)),
