@@ -1,8 +1,11 @@
-// Service configuration from the environment, validated with zod at start. A bad value stops the
-// process with one line that names the variable, so an operator can fix it without reading code.
-import type { z } from 'zod';
+// Service configuration from the environment (and config files, see config-file.ts), validated
+// with zod at start. A bad value stops the process with one line that names the variable and
+// where its value came from, so an operator can fix it without reading code.
+import { parsePublicKey } from '@fed-ai/protocol';
+import { z } from 'zod';
 
 export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
   constructor(
     readonly variable: string,
     message: string,
@@ -12,10 +15,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parses env against a schema whose keys are the variable names. Throws ConfigError on the first problem. */
+/**
+ * Parses env against a schema whose keys are the variable names. Throws ConfigError on the first
+ * problem. `sources` says where each value came from ("fedai.toml [router]", "environment").
+ */
 export function parseConfig<S extends z.ZodObject>(
   schema: S,
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  sources: Readonly<Record<string, string>> = {},
 ): z.infer<S> {
   const input: Record<string, string | undefined> = {};
   for (const key of Object.keys(schema.shape)) {
@@ -27,7 +34,11 @@ export function parseConfig<S extends z.ZodObject>(
     const issue = result.error.issues[0]!;
     const variable = String(issue.path[0] ?? '(config)');
     const shown = input[variable] === undefined ? 'unset' : JSON.stringify(input[variable]);
-    throw new ConfigError(variable, `config error: ${variable} is invalid (${shown}): ${issue.message}`);
+    const from = sources[variable] && sources[variable] !== 'environment' ? ` from ${sources[variable]}` : '';
+    throw new ConfigError(
+      variable,
+      `config error: ${variable} is invalid (${shown}${from}): ${issue.message}`,
+    );
   }
   return result.data;
 }
@@ -35,10 +46,11 @@ export function parseConfig<S extends z.ZodObject>(
 /** For `main.ts` files: parse or print one line and exit 2. */
 export function loadConfigOrExit<S extends z.ZodObject>(
   schema: S,
-  env: NodeJS.ProcessEnv = process.env,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  sources: Readonly<Record<string, string>> = {},
 ): z.infer<S> {
   try {
-    return parseConfig(schema, env);
+    return parseConfig(schema, env, sources);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -47,3 +59,34 @@ export function loadConfigOrExit<S extends z.ZodObject>(
     throw error;
   }
 }
+
+/** A comma-separated list (empty items dropped). */
+export const commaList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
+/** One public key, 64-hex or npub1…, normalised to lower-case hex. */
+export const publicKeyText = z.string().transform((s, ctx) => {
+  try {
+    return parsePublicKey(s);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'expected a 64-hex public key or an npub1… key' });
+    return z.NEVER;
+  }
+});
+
+/** Comma-separated public keys, each 64-hex or npub1…, normalised to hex. */
+export const publicKeyList = commaList.pipe(z.array(publicKeyText));
+
+/** Comma-separated http(s) URLs. */
+export const httpUrlList = commaList.pipe(
+  z.array(
+    z
+      .string()
+      .url('expected http(s) URLs, comma-separated')
+      .refine((u) => /^https?:\/\//i.test(u), 'expected http(s) URLs, comma-separated'),
+  ),
+);

@@ -1,5 +1,6 @@
 export * from './allowed-envelope';
 export * from './config';
+export * from './config-file';
 export * from './connections';
 export * from './db';
 export * from './http';

@@ -1,15 +1,11 @@
-// Node configuration from the environment, validated at start.
+// Node configuration from the environment (or .env / fedai.toml [node]), validated at start.
+// Router keys may be given as 64-hex or npub1…; ROUTER_URLS must be http(s) URLs.
+import { httpUrlList, publicKeyList } from '@fed-ai/kit';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const port = z.coerce.number().int().min(0).max(65535);
 const msatPer1k = z.coerce.number().int().min(0).max(1_000_000_000);
-const list = z.string().transform((s) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean),
-);
 
 export const nodeConfigSchema = z
   .object({
@@ -18,8 +14,9 @@ export const nodeConfigSchema = z
     NODE_PUBLIC_URL: z.string().url().optional(),
     NODE_KEY: z.string().optional(),
     NODE_KEY_FILE: z.string().optional(),
-    ROUTER_URLS: list.default([]),
-    ROUTER_PUBKEYS: list.default([]),
+    ROUTER_URLS: httpUrlList.default([]),
+    /** Keys of ROUTER_URLS in the same order (else learned on first contact). */
+    ROUTER_PUBKEYS: publicKeyList.default([]),
     RUNNER: z.enum(['embedded', 'openai']).default('embedded'),
     MODEL_PATH: z.string().optional(),
     MODEL_ID: z

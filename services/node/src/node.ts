@@ -8,6 +8,7 @@ import {
   migrate,
   openDb,
   REPLAY_MIGRATIONS,
+  StartError,
 } from '@fed-ai/kit';
 import { initCrypto, type ModelOffer, publicKeyOf } from '@fed-ai/protocol';
 import { Admission } from './admission';
@@ -56,6 +57,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const stats = new NodeStats();
   const metrics = createMetricsRegistry('node');
   const capacity = { max_concurrency: config.MAX_CONCURRENCY, queue_max: config.QUEUE_MAX };
+  let registration: RegistrationLoop | null = null;
   const app = createNodeServer({
     secretKey,
     runner,
@@ -68,6 +70,11 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     metrics,
     capacity,
     isReady: () => ready,
+    notReadyReason: () => {
+      const refused = registration?.refusals() ?? [];
+      if (refused.length === 0 || refused.length < config.ROUTER_URLS.length) return null;
+      return `not registered: every router refused this node (${refused.map((r) => r.code).join(', ')}); see the node log`;
+    },
   });
   const url = await app.listen({ host: config.NODE_HOST, port: config.NODE_PORT });
   const address = app.server.address();
@@ -76,8 +83,18 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
 
   // Loading can take a while; /ready says 503 until it is done.
   logger.info({ runner: runner.kind }, 'loading model');
-  await runner.start();
-  for (const model of await runner.listModels()) {
+  let models: Awaited<ReturnType<Runner['listModels']>>;
+  try {
+    await runner.start();
+    if (runner.kind === 'openai-http' && !(await runner.health()).ok) throw new Error('no answer');
+    models = await runner.listModels();
+  } catch (error) {
+    await app.close().catch(() => {});
+    await runner.stop().catch(() => {});
+    await db.close().catch(() => {});
+    throw runnerStartError(config, error);
+  }
+  for (const model of models) {
     const publicId =
       runner.kind === 'openai-http' && config.MODEL_ID && !offers.size ? config.MODEL_ID : model.id;
     offers.set(publicId, {
@@ -94,7 +111,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   }
   ready = true;
 
-  const registration = new RegistrationLoop({
+  registration = new RegistrationLoop({
     secretKey,
     routerUrls: config.ROUTER_URLS,
     routerPubkeys: config.ROUTER_PUBKEYS,
@@ -122,12 +139,29 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     runner,
     admission,
     async close() {
-      registration.stop();
+      // Routers stop sending work before the server goes away.
+      await registration?.stopAndSayGoodbye();
       await app.close();
       await runner.stop();
       await db.close();
     },
   };
+}
+
+/** One line an operator can act on when the runner cannot start. */
+function runnerStartError(config: NodeConfig, error: unknown): StartError {
+  const detail = error instanceof Error ? error.message.split('\n')[0]!.slice(0, 200) : String(error);
+  if (config.RUNNER === 'openai')
+    return new StartError(
+      'RUNNER_UNAVAILABLE',
+      `OPENAI_BASE_URL ${config.OPENAI_BASE_URL} does not answer as an OpenAI-compatible server`,
+      'start the model server first or fix the URL',
+    );
+  return new StartError(
+    'RUNNER_UNAVAILABLE',
+    `the embedded model ${config.MODEL_PATH ?? '(demo)'} did not load (${detail})`,
+    'check MODEL_PATH (a readable .gguf file), CONTEXT_SIZE and free memory',
+  );
 }
 
 function buildRunner(config: NodeConfig, dataDir: string): Runner {

@@ -1,7 +1,11 @@
 // Registration and heartbeats: the node announces itself to each router with signed envelopes
-// and keeps doing so. Failures back off exponentially with jitter; the loop never throws.
+// and keeps doing so. Transient failures back off exponentially with jitter; a refusal that cannot
+// heal by waiting (private or taken endpoint, not admitted, banned...) is logged once with its fix
+// and that router is not tried again. On stop, a last heartbeat says `ready: false`, so routers stop
+// sending work at once. The loop never throws.
 import {
   createEnvelope,
+  isReasonCode,
   KIND,
   type ModelOffer,
   type NodeHeartbeat,
@@ -33,9 +37,64 @@ interface RouterState {
   registered: boolean;
   failures: number;
   timer: NodeJS.Timeout | null;
+  /** Set when the router refused this node for good: no more tries. */
+  refused: RegistrationRefusal | null;
+}
+
+export interface RegistrationRefusal {
+  router: string;
+  code: string;
+  /** What the operator should do, in one sentence. */
+  fix: string;
 }
 
 const REQUEST_TIMEOUT_MS = 5_000;
+const FAREWELL_TIMEOUT_MS = 2_000;
+
+/**
+ * Refusals that waiting does not heal, with the fix to print. Anything else (network errors, 5xx,
+ * RATE_LIMITED, OVERLOADED, ENDPOINT_UNVERIFIED while the endpoint may still be coming up, STALE
+ * clocks) is retried with backoff.
+ */
+const PERMANENT_FIX: Readonly<Record<string, string>> = {
+  PRIVATE_ENDPOINT:
+    'the router refuses private endpoints: set ALLOW_PRIVATE_ENDPOINTS=true on the router, or give NODE_PUBLIC_URL a public address',
+  BAD_ENDPOINT:
+    'the router refuses the endpoint URL: set NODE_PUBLIC_URL to http(s)://host[:port][/path] without query, fragment or credentials',
+  ENDPOINT_TAKEN:
+    'another key already registered this endpoint at the router: give this node its own NODE_PUBLIC_URL, or start it with that key (NODE_KEY_FILE)',
+  NODE_NOT_ALLOWED:
+    "the router admits only nodes on its NODE_ALLOWLIST: ask its operator to add this node's key",
+  NODE_BANNED: "the router's operator banned this node: contact the operator",
+  FORBIDDEN: 'the router refuses this node: ask its operator for access',
+  WRONG_AUDIENCE:
+    "the router's key is not the one in ROUTER_PUBKEYS for this URL: fix ROUTER_PUBKEYS (same order as ROUTER_URLS) or leave it unset to learn the key on first contact",
+  BAD_SIGNATURE:
+    'the router cannot verify this node (different protocol version?): update fed-ai on the node or the router',
+  BAD_SHAPE:
+    'the router cannot read this node (different protocol version?): update fed-ai on the node or the router',
+  BAD_PAYLOAD:
+    'the router cannot read this node (different protocol version?): update fed-ai on the node or the router',
+  UNKNOWN_KIND:
+    'the router cannot read this node (different protocol version?): update fed-ai on the node or the router',
+  NOT_FOUND: 'this URL has no node registration route: check that ROUTER_URLS names a fed-ai router',
+  METHOD_NOT_ALLOWED: 'this URL has no node registration route: check that ROUTER_URLS names a fed-ai router',
+};
+
+/** The refusal's fix when `code` cannot heal by retrying, else null. */
+function permanentRefusalFix(code: string | undefined): string | null {
+  return code ? (PERMANENT_FIX[code] ?? null) : null;
+}
+
+class RouterRefusedError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export class RegistrationLoop {
   private readonly routers: RouterState[];
@@ -48,6 +107,7 @@ export class RegistrationLoop {
       registered: false,
       failures: 0,
       timer: null,
+      refused: null,
     }));
     for (const r of this.routers) if (r.pubkey) deps.onRouterKey(r.pubkey);
   }
@@ -59,6 +119,40 @@ export class RegistrationLoop {
   stop(): void {
     this.stopped = true;
     for (const r of this.routers) if (r.timer) clearTimeout(r.timer);
+  }
+
+  /**
+   * Stops the loop and tells every router that accepted us that we are going: one signed heartbeat
+   * with `ready: false` (the router stops routing to us at once instead of after its TTL). Waits
+   * at most FAREWELL_TIMEOUT_MS per router, all in parallel; failures are only logged.
+   */
+  async stopAndSayGoodbye(): Promise<void> {
+    this.stop();
+    await Promise.all(
+      this.routers
+        .filter((r) => r.registered && r.pubkey)
+        .map(async (router) => {
+          const payload: NodeHeartbeat = { ...this.deps.heartbeat(), ready: false, free_slots: 0 };
+          try {
+            await this.post(
+              router,
+              '/v1/nodes/heartbeat',
+              createEnvelope(KIND.nodeHeartbeat, payload, { audience: router.pubkey }, this.deps.secretKey),
+              FAREWELL_TIMEOUT_MS,
+            );
+          } catch (error) {
+            this.deps.logger.warn(
+              { router: router.url, err: (error as Error).message },
+              'could not tell the router this node is stopping',
+            );
+          }
+        }),
+    );
+  }
+
+  /** Routers that refused this node for good (each logged once with its fix). */
+  refusals(): RegistrationRefusal[] {
+    return this.routers.flatMap((r) => (r.refused ? [r.refused] : []));
   }
 
   /** True once every router accepted the registration at least once. */
@@ -114,8 +208,22 @@ export class RegistrationLoop {
     } catch (error) {
       router.failures += 1;
       const status = (error as { status?: number }).status;
-      // A router that forgot us (restart, TTL) answers 404: register again.
-      if (status === 404) router.registered = false;
+      const code = error instanceof RouterRefusedError ? error.code : undefined;
+      // A router that forgot us (restart, TTL) answers 404 NODE_NOT_REGISTERED: register again.
+      if (router.registered && status === 404) {
+        router.registered = false;
+      } else {
+        const fix =
+          error instanceof RouterRefusedError ? permanentRefusalFix(code ?? notFound(status)) : null;
+        if (fix) {
+          router.refused = { router: router.url, code: code ?? 'NOT_FOUND', fix };
+          this.deps.logger.error(
+            { router: router.url, code: router.refused.code },
+            `router ${router.url} refuses this node (${router.refused.code}), not retrying: ${fix}`,
+          );
+          return;
+        }
+      }
       const base = Math.min(this.deps.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(router.failures, 10));
       const delay = Math.round(base * (0.5 + Math.random() / 2));
       this.deps.logger.warn(
@@ -141,18 +249,41 @@ export class RegistrationLoop {
     return body.pubkey;
   }
 
-  private async post(router: RouterState, path: string, envelope: unknown): Promise<void> {
+  private async post(
+    router: RouterState,
+    path: string,
+    envelope: unknown,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<void> {
     const response = await request(`${router.url}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(envelope),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await response.body.text();
     if (response.statusCode >= 300) {
-      throw Object.assign(new Error(`${path} answered ${response.statusCode}: ${text.slice(0, 200)}`), {
-        status: response.statusCode,
-      });
+      const code = reasonCodeOf(text);
+      throw new RouterRefusedError(
+        response.statusCode,
+        code,
+        `${path} answered ${response.statusCode}${code ? ` ${code}` : ''}`,
+      );
     }
   }
+}
+
+/** The reason code of a fed-ai error body `{error:{code}}`, if the text is one. */
+function reasonCodeOf(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' && isReasonCode(code) ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A bare 404/405 (no fed-ai error body) on registration: the URL is not a fed-ai router. */
+function notFound(status: number | undefined): string | undefined {
+  return status === 404 ? 'NOT_FOUND' : status === 405 ? 'METHOD_NOT_ALLOWED' : undefined;
 }

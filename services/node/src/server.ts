@@ -45,6 +45,8 @@ export interface NodeServerDeps {
   metrics: Registry;
   capacity: { max_concurrency: number; queue_max: number };
   isReady: () => boolean;
+  /** Why the node is not ready although its runner is (a router refused it for good), or null. */
+  notReadyReason?: () => string | null;
   bodyLimitBytes?: number;
 }
 
@@ -80,8 +82,11 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
 
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async (_request, reply) => {
+    if (!deps.isReady()) return sendError(reply, 'NOT_READY', 'starting');
     const health = await deps.runner.health();
-    if (!deps.isReady() || !health.ok) return sendError(reply, 'NOT_READY', health.detail ?? 'starting');
+    if (!health.ok) return sendError(reply, 'NOT_READY', health.detail ?? 'the runner does not answer');
+    const reason = deps.notReadyReason?.();
+    if (reason) return sendError(reply, 'NOT_READY', reason);
     return { ok: true };
   });
   app.get('/v1/info', async () => ({

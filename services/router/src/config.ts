@@ -1,14 +1,9 @@
-// Router configuration from the environment, validated at start.
+// Router configuration from the environment (or .env / fedai.toml [router]), validated at start.
+// Public keys may be given as 64-hex or npub1… (what `fedai keys show` prints first).
+import { publicKeyList, publicKeyText } from '@fed-ai/kit';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const list = z.string().transform((s) =>
-  s
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean),
-);
-const hexKeys = list.pipe(z.array(z.string().regex(/^[0-9a-f]{64}$/, 'expected 64-hex public keys')));
 const ms = (def: number) => z.coerce.number().int().min(1).max(3_600_000).default(def);
 
 export const routerConfigSchema = z.object({
@@ -18,9 +13,9 @@ export const routerConfigSchema = z.object({
   ROUTER_KEY: z.string().optional(),
   ROUTER_KEY_FILE: z.string().optional(),
   ROUTER_NAME: z.string().min(1).max(64).default('fedai-router'),
-  OPERATOR_PUBKEYS: hexKeys.default([]),
+  OPERATOR_PUBKEYS: publicKeyList.default([]),
   ALLOW_PRIVATE_ENDPOINTS: bool.default(false),
-  NODE_ALLOWLIST: hexKeys.default([]),
+  NODE_ALLOWLIST: publicKeyList.default([]),
   HEARTBEAT_TTL_S: z.coerce.number().int().min(1).max(3600).default(30),
   /** Seconds between active /health probes of every node; 0 turns probing off. */
   PROBE_INTERVAL_S: z.coerce.number().int().min(0).max(3600).default(15),
@@ -55,10 +50,7 @@ export const routerConfigSchema = z.object({
   DATABASE_URL: z.string().optional(),
   /** Paid mode: reservations, charges and tabs through this settlement service. */
   SETTLEMENT_URL: z.string().url().optional(),
-  SETTLEMENT_PUBKEY: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .optional(),
+  SETTLEMENT_PUBKEY: publicKeyText.optional(),
   /** After a client leaves, how long a node may take to stop and sign what it generated. */
   CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
   /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */

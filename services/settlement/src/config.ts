@@ -1,15 +1,9 @@
+// Settlement configuration from the environment (or .env / fedai.toml [settlement]), validated at
+// start. Public keys may be given as 64-hex or npub1….
+import { publicKeyList } from '@fed-ai/kit';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const hexKeys = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .pipe(z.array(z.string().regex(/^[0-9a-f]{64}$/, 'expected 64-hex public keys')));
 
 export const settlementConfigSchema = z.object({
   SETTLEMENT_HOST: z.string().default('127.0.0.1'),
@@ -18,9 +12,9 @@ export const settlementConfigSchema = z.object({
   SETTLEMENT_KEY: z.string().optional(),
   SETTLEMENT_KEY_FILE: z.string().optional(),
   /** Routers allowed to move money (their pubkeys). */
-  SETTLEMENT_ROUTER_PUBKEYS: hexKeys.default([]),
+  SETTLEMENT_ROUTER_PUBKEYS: publicKeyList.default([]),
   /** Operators allowed to run ledger checks over HTTP (NIP-98). */
-  SETTLEMENT_OPERATOR_PUBKEYS: hexKeys.default([]),
+  SETTLEMENT_OPERATOR_PUBKEYS: publicKeyList.default([]),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
   /** Only `internal` is built; LND, CLN, LNbits and NWC adapters come later (refused until then). */

@@ -1,4 +1,5 @@
 // Entry point: `fedai settlement start` or `node --import tsx services/settlement/src/main.ts`.
+// Settings: environment, then .env / fedai.toml [settlement] (or FEDAI_CONFIG); see kit's config-file.ts.
 // FEDAI_READY_FILE / FEDAI_PORT_FALLBACK (for supervisors such as `fedai up`): see kit's ready-file.ts.
 import { runService } from '@fed-ai/kit';
 import { settlementConfigSchema } from './config';
@@ -6,4 +7,5 @@ import { startSettlement } from './settlement';
 
 await runService('settlement', settlementConfigSchema, startSettlement, {
   listen: { host: 'SETTLEMENT_HOST', port: 'SETTLEMENT_PORT' },
+  dataDir: 'DATA_DIR',
 });

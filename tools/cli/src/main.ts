@@ -1,17 +1,10 @@
 // fedai: the command line of fed-ai. Exit codes: 0 ok, 1 failure, 2 usage/config, 3 unreachable,
 // 4 doctor found problems.
-import { resolve } from 'node:path';
+// Start time: this file imports only commander and ./output. Each command's implementation (and
+// through it the SDK, zod, settlement...) is imported inside its action, so --version and --help
+// load nothing else (tools/cli/test/cli-start.test.ts checks; pnpm bench:cli measures).
 import { Command, Option } from 'commander';
-import { apikeyCreate, apikeyList, apikeyRevoke } from './commands/apikey';
-import { chat } from './commands/chat';
-import { doctor } from './commands/doctor';
-import { models, nodes, quote, status } from './commands/info';
-import { keysNew, keysShow } from './commands/keys';
-import { ledgerVerify } from './commands/ledger';
-import { down, up } from './commands/up';
-import { dataDir } from './devnet-file';
-import { EXIT } from './output';
-import { REPO_ROOT, SERVICE_ENTRY, type ServiceName } from './services';
+import { EXIT, failUnexpected } from './output';
 
 const program = new Command('fedai')
   .description('fed-ai: a federated pay-as-you-go AI inference network')
@@ -34,12 +27,15 @@ program
     'GGUF path, hf: URI or OpenAI-compatible base URL (default: FEDAI_MODEL, local servers, demo model)',
   )
   .option('--no-first-request', 'skip the first request')
-  .action((flags) => up({ detach: flags.detach, model: flags.model, firstRequest: flags.firstRequest }));
+  .action(async (flags) => {
+    const { up } = await import('./commands/up');
+    await up({ detach: flags.detach, model: flags.model, firstRequest: flags.firstRequest });
+  });
 
 program
   .command('down')
   .description('stop a network started with fedai up --detach')
-  .action(() => down());
+  .action(async () => (await import('./commands/up')).down());
 
 const keys = program
   .command('keys')
@@ -50,14 +46,14 @@ keys
   .option('--file <path>', 'key file (default ./data/user.key)')
   .option('--force', 'show the existing key instead of refusing')
   .option('--json', 'machine-readable output')
-  .action((flags) => keysNew(flags));
+  .action(async (flags) => (await import('./commands/keys')).keysNew(flags));
 keys
   .command('show')
   .description('show the public key (and --secret for the nsec)')
   .option('--file <path>', 'key file (default ./data/user.key)')
   .option('--secret', 'also print the nsec')
   .option('--json', 'machine-readable output')
-  .action((flags) => keysShow(flags));
+  .action(async (flags) => (await import('./commands/keys')).keysShow(flags));
 
 routerOptions(
   program
@@ -69,27 +65,32 @@ routerOptions(
     .option('--temperature <t>', 'sampling temperature 0..2')
     .option('--system <text>', 'system message')
     .addOption(new Option('--sort <mode>', 'prefer nodes by').choices(['price', 'latency', 'throughput'])),
-).action((prompt, flags) => chat(prompt, flags));
+).action(async (prompt, flags) => (await import('./commands/chat')).chat(prompt, flags));
 
 const modelsCmd = routerOptions(
   program.command('models').description('models on the network with prices'),
-).action((flags) => models(flags));
+).action(async (flags) => (await import('./commands/info')).models(flags));
 modelsCmd
   .command('demo')
   .description('write the demo GGUF model (seeded random weights: its output is noise)')
-  .option('--out <dir>', 'folder', resolve(dataDir(), 'models'))
-  .action(async (flags) => {
+  .option('--out <dir>', 'folder (default ./data/models)')
+  .action(async (flags: { out?: string }) => {
+    const { resolve } = await import('node:path');
+    const { dataDir } = await import('./devnet-file');
+    const { REPO_ROOT } = await import('./services');
     const mod = (await import(resolve(REPO_ROOT, 'services/node/src/demo-model.ts'))) as {
       ensureDemoModel: (dir: string) => Promise<string> | string;
     };
-    const path = await mod.ensureDemoModel(flags.out);
+    const path = await mod.ensureDemoModel(flags.out ?? resolve(dataDir(), 'models'));
     process.stdout.write(`${path}\n(demo model: deterministic random weights, answers are noise)\n`);
   });
 
-routerOptions(program.command('nodes').description('nodes known to the router')).action((flags) =>
-  nodes(flags),
+routerOptions(program.command('nodes').description('nodes known to the router')).action(async (flags) =>
+  (await import('./commands/info')).nodes(flags),
 );
-routerOptions(program.command('status').description('router status')).action((flags) => status(flags));
+routerOptions(program.command('status').description('router status')).action(async (flags) =>
+  (await import('./commands/info')).status(flags),
+);
 routerOptions(
   program
     .command('quote')
@@ -97,7 +98,7 @@ routerOptions(
     .argument('<prompt>')
     .option('--model <id>', 'model id')
     .option('--max-tokens <n>', 'most tokens to generate', '128'),
-).action((prompt, flags) => quote(prompt, flags));
+).action(async (prompt, flags) => (await import('./commands/info')).quote(prompt, flags));
 
 const apikey = program
   .command('apikey')
@@ -112,11 +113,37 @@ adminOptions(
     .option('--rpm <n>', 'requests per minute')
     .option('--tpm <n>', 'tokens per minute')
     .option('--parallel <n>', 'max parallel requests'),
-).action((flags) => apikeyCreate(flags));
-adminOptions(apikey.command('list').description('list API keys')).action((flags) => apikeyList(flags));
-adminOptions(apikey.command('revoke').description('revoke an API key').argument('<id>')).action((id, flags) =>
-  apikeyRevoke(id, flags),
+).action(async (flags) => (await import('./commands/apikey')).apikeyCreate(flags));
+adminOptions(apikey.command('list').description('list API keys')).action(async (flags) =>
+  (await import('./commands/apikey')).apikeyList(flags),
 );
+adminOptions(apikey.command('revoke').description('revoke an API key').argument('<id>')).action(
+  async (id, flags) => (await import('./commands/apikey')).apikeyRevoke(id, flags),
+);
+
+const tab = program
+  .command('tab')
+  .description("your API key's prepaid tab: top up, balance, history, refund (amounts in msat)");
+routerOptions(
+  tab
+    .command('topup')
+    .description('ask for a BOLT11 invoice; on the local network (devnet.json) pay it from the faucet')
+    .argument('<amount_msat>', 'msat to add (1 sat = 1000 msat), at least 1000')
+    .option('--faucet', 'pay it from the devnet faucet (default: when the router is the one of devnet.json)')
+    .option('--no-faucet', 'only print the invoice'),
+).action(async (amount, flags) => (await import('./commands/tab')).tabTopup(amount, flags));
+routerOptions(tab.command('balance').description('balance and reserved amount')).action(async (flags) =>
+  (await import('./commands/tab')).tabBalance(flags),
+);
+routerOptions(tab.command('history').description('recent charges, each with its node-signed receipt')).action(
+  async (flags) => (await import('./commands/tab')).tabHistory(flags),
+);
+routerOptions(
+  tab
+    .command('refund')
+    .description('pay the unused balance to a BOLT11 invoice (its amount)')
+    .argument('<bolt11>', 'the invoice to pay'),
+).action(async (bolt11, flags) => (await import('./commands/tab')).tabRefund(bolt11, flags));
 
 for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
   program
@@ -124,7 +151,11 @@ for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
     .description(`run a ${service} (configured by environment variables; see docs/cli.md)`)
     .command('start')
     .description(`start a ${service} in the foreground`)
-    .action(() => startService(service));
+    .action(async () => {
+      const { resolve } = await import('node:path');
+      const { REPO_ROOT, SERVICE_ENTRY } = await import('./services');
+      await import(resolve(REPO_ROOT, SERVICE_ENTRY[service]));
+    });
 }
 
 program
@@ -138,17 +169,17 @@ program
   .option('--settlement <url>', 'a running settlement service (default: ./data/devnet.json)')
   .option('--operator-key <file>', 'operator key file (default ./data/operator.key)')
   .option('--json', 'machine-readable output')
-  .action((flags) => ledgerVerify(flags));
+  .action(async (flags) => (await import('./commands/ledger')).ledgerVerify(flags));
 
 program
   .command('doctor')
   .description('check Node, ports, database, relay, model files, key permissions and clock skew')
   .option('--ports <list>', 'ports to check, comma separated (default 7447,7000,7101,7102)')
   .option('--json', 'machine-readable output')
-  .action((flags) => doctor(flags));
+  .action(async (flags) => (await import('./commands/doctor')).doctor(flags));
 
-async function startService(service: ServiceName): Promise<void> {
-  await import(resolve(REPO_ROOT, SERVICE_ENTRY[service]));
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  failUnexpected(error);
 }
-
-await program.parseAsync(process.argv);

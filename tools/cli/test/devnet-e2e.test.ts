@@ -11,8 +11,10 @@ import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createNip98Header, parseSecretKey } from '@fed-ai/protocol';
 import { FedAiClient, verifyReceipt } from '@fed-ai/sdk';
 import OpenAI from 'openai';
+import { checkApiKey, ensureApiKey } from '../src/commands/devnet-key';
 import type { Devnet } from '../src/devnet-file';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
@@ -40,6 +42,39 @@ function quickstartFirstCommand(): string {
   const block = readme.split(/^## Quickstart/m)[1]?.split('```')[1] ?? '';
   const first = block.trim().split('\n')[0] ?? '';
   return first;
+}
+
+/** Runs the CLI against this network (its devnet.json) without blocking the event loop. */
+function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done, reject) => {
+    const cli = spawn(process.execPath, ['--import', 'tsx', join(root, 'tools/cli/src/main.ts'), ...args], {
+      cwd: root,
+      env: {
+        ...process.env,
+        FEDAI_DATA_DIR: dataDir,
+        NO_COLOR: '1',
+        FEDAI_ROUTER_URL: '',
+        FEDAI_API_KEY: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    cli.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    cli.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    cli.once('error', reject);
+    cli.once('exit', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+async function fedaiJson<T>(args: string[]): Promise<T> {
+  const run = await fedai([...args, '--json']);
+  assert.equal(run.code, 0, `fedai ${args.join(' ')}: ${run.stderr}`);
+  return JSON.parse(run.stdout) as T;
 }
 
 function portOpen(port: number): Promise<boolean> {
@@ -204,6 +239,138 @@ test('requests are paid from the faucet-funded tab; each charge carries its rece
   );
   assert.equal(verify.status, 0, verify.stdout + verify.stderr);
   assert.equal((JSON.parse(verify.stdout) as { ok: boolean }).ok, true);
+});
+
+test('fedai models / nodes / status / apikey list: aligned tables for people, --json exactly the router answer', async () => {
+  const operatorKey = parseSecretKey(readFileSync(join(dataDir, 'operator.key'), 'utf8'));
+  const adminUrl = `${devnet.router_url}/admin/apikeys`;
+  // Human tables where they differ (status reuses the models table), --json for all four.
+  const [models, nodes, keys, modelsJson, nodesJson, statusJson, keysJson] = await Promise.all([
+    fedai(['models']),
+    fedai(['nodes']),
+    fedai(['apikey', 'list']),
+    fedaiJson<unknown>(['models']),
+    fedaiJson<{ id: string }[]>(['nodes']),
+    fedaiJson<Record<string, unknown>>(['status']),
+    fedaiJson<unknown>(['apikey', 'list']),
+  ]);
+  const raw = async (path: string, init?: RequestInit) =>
+    (await (await fetch(`${devnet.router_url}${path}`, init)).json()) as Record<string, unknown>;
+  assert.deepEqual(modelsJson, (await raw('/v1/models')).data);
+  assert.deepEqual(nodesJson.map((n) => n.id).sort(), devnet.nodes.map((n) => n.pubkey).sort());
+  const { nodes_serving: _a, ...statusStable } = statusJson;
+  const { nodes_serving: _b, ...rawStatusStable } = await raw('/status');
+  assert.deepEqual(statusStable, rawStatusStable);
+  assert.deepEqual(
+    keysJson,
+    await raw('/admin/apikeys', {
+      headers: { authorization: createNip98Header(adminUrl, 'GET', undefined, operatorKey) },
+    }),
+  );
+  for (const run of [models, nodes, keys]) assert.equal(run.code, 0, run.stderr);
+  // Tables: a header row, then rows whose columns start where the header's do.
+  const table = (text: string, header: string) => {
+    const lines = text.split('\n');
+    const at = lines.findIndex((l) => l.startsWith(header));
+    assert.ok(at >= 0, `no "${header}" header in:\n${text}`);
+    return lines.slice(at);
+  };
+  const modelRows = table(models.stdout, 'MODEL');
+  assert.match(modelRows[1]!, new RegExp(`^${devnet.model} \\(demo\\)`));
+  // The cheaper node's price, 1,000 msat per 1k input tokens, also per 1M tokens and in sat.
+  assert.match(modelRows[1]!, /1,000 msat \(1 sat\).*1,000,000 msat \(1,000 sat\)/);
+  const nodeRows = table(nodes.stdout, 'NODE');
+  assert.equal(nodeRows.filter((l) => /serving/.test(l)).length, 2);
+  const endpointColumn = nodeRows[0]!.indexOf('ENDPOINT');
+  for (const row of nodeRows.slice(1, 3))
+    assert.match(row.slice(endpointColumn), /^http:\/\/127\.0\.0\.1:\d+/);
+  assert.equal(statusJson.nodes_registered, 2);
+  assert.match(table(keys.stdout, 'ID')[1]!, /^key_\w+\s+devnet\s+active\s+600/);
+});
+
+test('fedai tab topup (devnet faucet) / balance / history / refund against the network', async () => {
+  const [before, other] = await Promise.all([
+    fedaiJson<{ balance_msat: number; reserved_msat: number }>(['tab', 'balance']),
+    fedaiJson<{ key: string }>(['apikey', 'create', '--name', 'refund-target']),
+  ]);
+  const [topup, otherInvoice] = await Promise.all([
+    fedaiJson<{ bolt11: string; amount_msat: number; paid_from_faucet: boolean; balance_msat: number }>([
+      'tab',
+      'topup',
+      '50000',
+    ]),
+    fedaiJson<{ bolt11: string; paid_from_faucet: boolean }>([
+      'tab',
+      'topup',
+      '20000',
+      '--no-faucet',
+      '--api-key',
+      other.key,
+    ]),
+  ]);
+  assert.equal(topup.paid_from_faucet, true, 'devnet.json names this router: the faucet pays');
+  assert.equal(topup.amount_msat, 50_000);
+  assert.match(topup.bolt11, /^ln/);
+  assert.equal(topup.balance_msat, before.balance_msat + 50_000);
+  assert.equal(otherInvoice.paid_from_faucet, false);
+  // Refund 20,000 msat of this tab by paying the other tab's top-up invoice (internal Lightning).
+  const [refund, history, historyText] = await Promise.all([
+    fedaiJson<{ state: string; amount_msat: number; balance_msat: number }>([
+      'tab',
+      'refund',
+      otherInvoice.bolt11,
+    ]),
+    fedaiJson<{ request_id: string; amount_msat: number; receipt: { pubkey: string } }[]>(['tab', 'history']),
+    fedai(['tab', 'history']),
+  ]);
+  assert.equal(refund.state, 'succeeded');
+  assert.equal(refund.amount_msat, 20_000);
+  assert.equal(refund.balance_msat, topup.balance_msat - 20_000);
+  assert.ok(history.length >= 3);
+  assert.ok(
+    history.every((c) => c.amount_msat > 0 && devnet.nodes.some((n) => n.pubkey === c.receipt.pubkey)),
+  );
+  assert.equal(historyText.code, 0, historyText.stderr);
+  assert.match(historyText.stdout, /^\s*WHEN\s+REQUEST\s+NODE\s+TOKENS in\+out\s+COST msat\s+RECEIPT/m);
+  assert.ok(historyText.stdout.includes(history[0]!.request_id));
+  const [after, otherTab] = await Promise.all([
+    fedaiJson<{ balance_msat: number }>(['tab', 'balance']),
+    fedaiJson<{ balance_msat: number }>(['tab', 'balance', '--api-key', other.key]),
+  ]);
+  assert.equal(after.balance_msat, refund.balance_msat);
+  assert.equal(otherTab.balance_msat, 20_000, 'the refund paid the other tab exactly once');
+});
+
+test("fedai up's key check: a revoked saved key is refused and replaced by a newly minted one that works", async () => {
+  const operatorKey = parseSecretKey(readFileSync(join(dataDir, 'operator.key'), 'utf8'));
+  const saved = await ensureApiKey(dataDir, devnet.router_url, operatorKey);
+  assert.deepEqual(saved, { key: devnet.api_key, minted: false }, 'an accepted key is kept');
+  const listUrl = `${devnet.router_url}/admin/apikeys`;
+  const list = (await (
+    await fetch(listUrl, {
+      headers: { authorization: createNip98Header(listUrl, 'GET', undefined, operatorKey) },
+    })
+  ).json()) as { keys: { id: string; name: string; revoked: boolean }[] };
+  const ours = list.keys.filter((k) => k.name === 'devnet' && !k.revoked);
+  assert.equal(ours.length, 1);
+  const revokeUrl = `${listUrl}/${ours[0]!.id}`;
+  const revoked = await fetch(revokeUrl, {
+    method: 'DELETE',
+    headers: { authorization: createNip98Header(revokeUrl, 'DELETE', undefined, operatorKey) },
+  });
+  assert.equal(revoked.status, 200);
+  assert.equal(await checkApiKey(devnet.router_url, devnet.api_key), 'refused');
+
+  const fresh = await ensureApiKey(dataDir, devnet.router_url, operatorKey);
+  assert.equal(fresh.minted, true);
+  assert.notEqual(fresh.key, devnet.api_key);
+  assert.equal(readFileSync(join(dataDir, 'api-key'), 'utf8').trim(), fresh.key, 'the new key is saved');
+  const tab = await fetch(`${devnet.router_url}/v1/tabs/me`, {
+    headers: { authorization: `Bearer ${fresh.key}` },
+  });
+  assert.equal(tab.status, 200, 'the new key works');
+  assert.equal(await checkApiKey(devnet.router_url, fresh.key), 'accepted');
+  devnet.api_key = fresh.key;
 });
 
 test('fedai up printed the first streamed answer with its cost and the summary', () => {

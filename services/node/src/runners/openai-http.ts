@@ -26,6 +26,9 @@ export interface OpenAiRunnerOptions {
 }
 
 const MAX_SSE_LINE_CHARS = 1_000_000;
+/** How long a /ready probe of the upstream is reused, and how long one may take. */
+const HEALTH_CACHE_MS = 2_000;
+const HEALTH_TIMEOUT_MS = 2_000;
 
 export class OpenAiHttpRunner implements Runner {
   readonly kind = 'openai-http' as const;
@@ -33,6 +36,8 @@ export class OpenAiHttpRunner implements Runner {
   private readonly agent: Agent;
   private readonly timeouts: { connectMs: number; firstTokenMs: number; totalMs: number };
   private tokenizeSupported: boolean | undefined;
+  private healthCache: { atMs: number; health: RunnerHealth } | null = null;
+  private healthProbe: Promise<RunnerHealth> | null = null;
 
   constructor(private readonly options: OpenAiRunnerOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -286,12 +291,35 @@ export class OpenAiHttpRunner implements Runner {
     return messages.reduce((sum, m) => sum + Math.ceil(m.content.length / 2) + 8, 0);
   }
 
+  /**
+   * Whether the upstream really answers (GET /models, any HTTP status below 500 counts), also when
+   * the models come from config. One probe at a time, its result kept HEALTH_CACHE_MS so /ready
+   * polls do not hammer the upstream. The detail names no address (/ready is public).
+   */
   async health(): Promise<RunnerHealth> {
+    const now = Date.now();
+    if (this.healthCache && now - this.healthCache.atMs < HEALTH_CACHE_MS) return this.healthCache.health;
+    this.healthProbe ??= this.probeUpstream().then((health) => {
+      this.healthCache = { atMs: Date.now(), health };
+      this.healthProbe = null;
+      return health;
+    });
+    return this.healthProbe;
+  }
+
+  private async probeUpstream(): Promise<RunnerHealth> {
     try {
-      await this.listModels();
+      const response = await request(`${this.baseUrl}/models`, {
+        headers: this.headers(),
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS),
+      });
+      await response.body.dump().catch(() => {});
+      if (response.statusCode >= 500)
+        return { ok: false, detail: `the model server answers ${response.statusCode}` };
       return { ok: true };
-    } catch (error) {
-      return { ok: false, detail: (error as Error).message };
+    } catch {
+      return { ok: false, detail: 'the model server (OPENAI_BASE_URL) does not answer' };
     }
   }
 

@@ -1,6 +1,7 @@
-import { FedAiSdkError } from '@fed-ai/sdk';
-import { dim, EXIT, fail, printJson } from '../output';
-import { clientFor, type RouterFlags } from './client';
+import { dim, fail, printJson } from '../output';
+import type { RouterFlags } from './client';
+import { onlyModel } from './info';
+import { clientFor, failSdk } from './sdk-call';
 
 export interface ChatFlags extends RouterFlags {
   maxTokens: string;
@@ -11,11 +12,15 @@ export interface ChatFlags extends RouterFlags {
 }
 
 export async function chat(prompt: string, flags: ChatFlags): Promise<void> {
-  const { client, model } = clientFor(flags);
-  if (!model) fail('no model: pass --model', EXIT.usage);
   const maxTokens = Number(flags.maxTokens);
   if (!Number.isInteger(maxTokens) || maxTokens < 1)
-    fail('--max-tokens must be a positive integer', EXIT.usage);
+    fail('BAD_OPTION', '--max-tokens must be a positive integer');
+  const temperature = flags.temperature === undefined ? undefined : Number(flags.temperature);
+  if (temperature !== undefined && !(temperature >= 0 && temperature <= 2))
+    fail('BAD_OPTION', '--temperature must be a number from 0 to 2');
+  const { client, routerUrl, model: chosen } = clientFor(flags);
+  // No model named: ask the router (an unreachable router is said as such, exit 3).
+  const model = chosen ?? (await onlyModel(routerUrl));
   const messages = [
     ...(flags.system ? [{ role: 'system' as const, content: flags.system }] : []),
     { role: 'user' as const, content: prompt },
@@ -28,7 +33,7 @@ export async function chat(prompt: string, flags: ChatFlags): Promise<void> {
       messages,
       maxTokens,
       signal: abort.signal,
-      ...(flags.temperature !== undefined ? { temperature: Number(flags.temperature) } : {}),
+      ...(temperature !== undefined ? { temperature } : {}),
       ...(flags.sort ? { provider: { sort: flags.sort } } : {}),
     })) {
       if (event.type === 'delta' && !flags.json) process.stdout.write(event.text);
@@ -49,12 +54,8 @@ export async function chat(prompt: string, flags: ChatFlags): Promise<void> {
       }
     }
   } catch (error) {
-    const e = FedAiSdkError.from(error);
-    fail(
-      `${e.code}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`,
-      e.code === 'NETWORK' ? EXIT.unreachable : EXIT.failure,
-    );
-  } finally {
     await client.close();
+    failSdk(error, routerUrl);
   }
+  await client.close();
 }

@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { KeyFileError, loadOrCreateKeyFile } from '@fed-ai/kit';
-import { parseSecretKey, publicKeyOf, toNpub, toNsec } from '@fed-ai/protocol';
+import { publicKeyOf, toNpub, toNsec } from '@fed-ai/protocol';
 import { dataDir } from '../devnet-file';
-import { EXIT, fail, printJson } from '../output';
+import { fail, printJson } from '../output';
 
 function defaultKeyPath(): string {
   return resolve(dataDir(), 'user.key');
@@ -11,25 +11,24 @@ function defaultKeyPath(): string {
 
 export function keysNew(flags: { file?: string; json?: boolean; force?: boolean }): void {
   const path = resolve(flags.file ?? defaultKeyPath());
-  if (existsSync(path) && !flags.force)
-    fail(`${path} exists; use --force to keep it and show it, or another --file`, EXIT.usage);
+  if (existsSync(path) && !flags.force) fail('KEY_FILE_EXISTS', `${path} exists`);
   try {
     const { secretKey } = loadOrCreateKeyFile(path);
     show(secretKey, path, flags.json ?? false, true);
   } catch (error) {
-    if (error instanceof KeyFileError) fail(`${error.message} (fix: ${error.fix})`, EXIT.failure);
+    if (error instanceof KeyFileError) fail('BAD_KEY', error.message, { fix: error.fix });
     throw error;
   }
 }
 
 export function keysShow(flags: { file?: string; json?: boolean; secret?: boolean }): void {
   const path = resolve(flags.file ?? defaultKeyPath());
-  if (!existsSync(path)) fail(`no key at ${path}; create one with: pnpm fedai keys new`, EXIT.usage);
+  if (!existsSync(path)) fail('NO_KEY_FILE', `no key at ${path}`);
   try {
     const { secretKey } = loadOrCreateKeyFile(path);
     show(secretKey, path, flags.json ?? false, flags.secret ?? false);
   } catch (error) {
-    if (error instanceof KeyFileError) fail(`${error.message} (fix: ${error.fix})`, EXIT.failure);
+    if (error instanceof KeyFileError) fail('BAD_KEY', error.message, { fix: error.fix });
     throw error;
   }
 }
@@ -49,8 +48,4 @@ function show(secretKey: Uint8Array, path: string, json: boolean, withSecret: bo
   for (const [k, v] of Object.entries(facts)) process.stdout.write(`${k.padEnd(7)} ${v}\n`);
   if (withSecret)
     process.stdout.write('keep the nsec secret: it is your identity and signs your payments.\n');
-}
-
-export function readKeyFile(path: string): Uint8Array {
-  return parseSecretKey(readFileSync(path, 'utf8'));
 }

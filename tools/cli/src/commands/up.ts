@@ -4,11 +4,12 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT_PORT_IN_USE, loadOrCreateKeyFile, type ReadyFacts, readReadyFile } from '@fed-ai/kit';
-import { createNip98Header, publicKeyOf } from '@fed-ai/protocol';
+import { publicKeyOf } from '@fed-ai/protocol';
 import { FedAiClient } from '@fed-ai/sdk';
 import { type Devnet, dataDir, devnetPath, readDevnet } from '../devnet-file';
 import { bold, cyan, dim, EXIT, fail, green, yellow } from '../output';
 import { REPO_ROOT, type ServiceName, type SpawnedService, spawnService, tsxImport } from '../services';
+import { ensureApiKey } from './devnet-key';
 
 export interface UpOptions {
   detach?: boolean;
@@ -29,7 +30,7 @@ export async function up(options: UpOptions): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const existing = readDevnet(dir);
   if (existing && isAlive(existing.pid)) {
-    fail(`a network is already running (pid ${existing.pid}); stop it with: pnpm fedai down`, EXIT.usage);
+    fail('NETWORK_RUNNING', `a network is already running (pid ${existing.pid})`);
   }
   if (options.detach) return detach(dir);
 
@@ -163,7 +164,8 @@ export async function up(options: UpOptions): Promise<void> {
       return (list.data ?? []).some((m) => m.id === model.id);
     }, 60_000);
 
-    const apiKey = await ensureApiKey(dir, routerUrl, operator.secretKey);
+    const { key: apiKey, minted } = await ensureApiKey(dir, routerUrl, operator.secretKey);
+    if (minted) step('created an API key (none was saved, or the router refused the saved one)');
     const balanceMsat = await fundFromFaucet(routerUrl, apiKey);
     const devnet: Devnet = {
       version: 1,
@@ -206,7 +208,8 @@ export async function down(): Promise<void> {
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 30_000;
   while (isAlive(pid) && Date.now() < deadline) await sleep(200);
-  if (isAlive(pid)) fail(`network (pid ${pid}) did not stop in 30 s`, EXIT.failure);
+  if (isAlive(pid))
+    fail('NOT_STOPPED', `the network (pid ${pid}) did not stop in 30 s`, { fix: `kill ${pid}` });
   rmSync(pidFile, { force: true });
   process.stdout.write(`${green('stopped')} the network (pid ${pid}).\n`);
 }
@@ -286,32 +289,6 @@ async function openAiModel(base: string, wanted: string | undefined): Promise<Mo
 function modelIdFromPath(path: string): string {
   const base = path.split('/').pop() ?? path;
   return base.replace(/\.gguf$/i, '').replace(/[^A-Za-z0-9_\-:./@+]/g, '-');
-}
-
-async function ensureApiKey(dir: string, routerUrl: string, operatorKey: Uint8Array): Promise<string> {
-  const keyPath = resolve(dir, 'api-key');
-  if (existsSync(keyPath)) {
-    const saved = readFileSync(keyPath, 'utf8').trim();
-    const check = await fetch(`${routerUrl}/v1/models`, { headers: { authorization: `Bearer ${saved}` } });
-    if (check.ok && saved) return saved;
-  }
-  const url = `${routerUrl}/admin/apikeys`;
-  const body = JSON.stringify({ name: 'devnet' });
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      authorization: createNip98Header(url, 'POST', body, operatorKey),
-    },
-    body,
-  });
-  if (!response.ok)
-    throw new Error(`creating the API key failed: HTTP ${response.status} ${await response.text()}`);
-  const created = (await response.json()) as { key?: string; api_key?: string };
-  const key = created.key ?? created.api_key;
-  if (!key) throw new Error('the router did not return an API key');
-  writeFileSync(keyPath, `${key}\n`, { mode: 0o600 });
-  return key;
 }
 
 /** Devnet only: tops the demo key's tab up from the settlement faucet (a real BOLT11, paid internally). */

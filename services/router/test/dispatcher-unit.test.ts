@@ -1,0 +1,145 @@
+// The Dispatcher on its own, over node doubles: attempt limits, skipped nodes, which error the client
+// gets, and what the breaker is told. Kills mutants the end-to-end tests cannot reach.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { createLogger } from '@fed-ai/kit';
+import { FedAiError, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { Dispatcher, type DispatchInput } from '../src/dispatch';
+import { createSafeAgent } from '../src/endpoint-safety';
+import { DEFAULT_HEALTH_CONFIG, NodeHealth } from '../src/health';
+import type { NodeRecord } from '../src/registry';
+import type { RankedCandidate } from '../src/scheduler-types';
+import { SigningNodeDouble } from './signing-node-double';
+
+const routerKey = generateSecretKey();
+const agent = createSafeAgent({ allowPrivate: true });
+const doubles: SigningNodeDouble[] = [];
+after(async () => {
+  for (const d of doubles) await d.stop();
+  await agent.close();
+});
+
+async function nodes(modes: SigningNodeDouble['mode'][]) {
+  const records = new Map<string, NodeRecord>();
+  const list: { double: SigningNodeDouble; record: NodeRecord; candidate: RankedCandidate }[] = [];
+  for (const mode of modes) {
+    const double = new SigningNodeDouble();
+    double.mode = mode;
+    await double.start();
+    doubles.push(double);
+    const offer = { id: 'double-model', context_window: 4096, max_output_tokens: 512, price: double.price };
+    const record = {
+      id: double.pubkey,
+      endpoint: double.url,
+      health: new NodeHealth({ ...DEFAULT_HEALTH_CONFIG, allowedFailures: 1 }),
+      inFlight: 0,
+    } as unknown as NodeRecord;
+    records.set(double.pubkey, record);
+    const candidate = { node: { id: double.pubkey, offer } } as unknown as RankedCandidate;
+    list.push({ double, record, candidate });
+  }
+  return { list, registry: { get: (id: string) => records.get(id) } };
+}
+
+function dispatcher(registry: { get(id: string): NodeRecord | undefined }, maxAttempts = 3) {
+  return new Dispatcher({
+    secretKey: routerKey,
+    routerPubkey: publicKeyOf(routerKey),
+    registry: registry as never,
+    agent,
+    timeouts: { firstTokenMs: 10_000, totalMs: 20_000 },
+    maxAttempts,
+    logger: createLogger('test'),
+  });
+}
+
+const input = (candidates: RankedCandidate[], extra: Partial<DispatchInput> = {}): DispatchInput => ({
+  dispatchId: `rq-${Math.random().toString(16).slice(2, 14)}`,
+  params: { model: 'double-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 8 },
+  candidates,
+  allowFallbacks: true,
+  signal: new AbortController().signal,
+  ...extra,
+});
+
+test('at most maxAttempts nodes are tried; the error says how many', async () => {
+  const { list, registry } = await nodes(['fail-before', 'fail-before', 'fail-before']);
+  await assert.rejects(dispatcher(registry, 2).run(input(list.map((n) => n.candidate))), (e: unknown) => {
+    assert.ok(e instanceof FedAiError);
+    assert.equal(e.code, 'NODE_FAILED');
+    assert.equal(e.details?.attempts, 2);
+    return true;
+  });
+  assert.deepEqual(
+    list.map((n) => n.double.requests),
+    [1, 1, 0],
+  );
+  for (const n of list) assert.equal(n.record.inFlight, 0, 'every lease ended');
+});
+
+test('without fallbacks only the first candidate is tried', async () => {
+  const { list, registry } = await nodes(['fail-before', 'ok']);
+  await assert.rejects(
+    dispatcher(registry).run(
+      input(
+        list.map((n) => n.candidate),
+        { allowFallbacks: false },
+      ),
+    ),
+  );
+  assert.deepEqual(
+    list.map((n) => n.double.requests),
+    [1, 0],
+  );
+});
+
+test('a candidate whose breaker refuses a lease is skipped, not counted, not called', async () => {
+  const { list, registry } = await nodes(['ok', 'ok']);
+  list[0]!.record.health.recordFailure(Date.now()); // open (allowedFailures 1)
+  const result = await dispatcher(registry, 1).run(input(list.map((n) => n.candidate)));
+  assert.equal(result.node.id, list[1]!.double.pubkey);
+  assert.equal(result.attempts, 1);
+  assert.equal(list[0]!.double.requests, 0);
+  // The success is recorded with its timings, and the wait covers the node's time.
+  const snap = list[1]!.record.health.snapshot();
+  assert.ok(snap.ttftMs !== undefined && snap.latencyMs !== undefined);
+  assert.ok(result.nodeMs >= 0 && result.nodeMs >= (result as unknown as { waitMs: number }).waitMs);
+});
+
+test("a client-caused refusal does not hide an earlier node failure; a node's Retry-After reaches its breaker", async () => {
+  const { list, registry } = await nodes(['overloaded', 'context-refused']);
+  await assert.rejects(dispatcher(registry).run(input(list.map((n) => n.candidate))), (e: unknown) => {
+    assert.ok(e instanceof FedAiError);
+    assert.equal(e.code, 'OVERLOADED');
+    return true;
+  });
+  const open = list[0]!.record.health.snapshot();
+  assert.equal(open.state, 'open');
+  assert.ok((open.openUntilMs ?? 0) >= Date.now() + 6_000, 'kept out for the 7 s the node asked');
+  assert.equal(
+    list[1]!.record.health.snapshot().consecutiveFailures,
+    0,
+    'the context refusal is not held against it',
+  );
+});
+
+test('a failure after output is reported as such and never fails over', async () => {
+  const { list, registry } = await nodes(['fail-after', 'ok']);
+  const deltas: string[] = [];
+  await assert.rejects(
+    dispatcher(registry).run(
+      input(
+        list.map((n) => n.candidate),
+        { onDelta: (d) => void deltas.push(d) },
+      ),
+    ),
+    (e: unknown) => {
+      assert.ok(e instanceof FedAiError);
+      assert.equal(e.details?.after_output, true);
+      assert.match(e.message, /after output was sent/);
+      return true;
+    },
+  );
+  assert.ok(deltas.length > 0);
+  assert.equal(list[1]!.double.requests, 0);
+});
