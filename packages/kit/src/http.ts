@@ -129,7 +129,10 @@ export function createServer(options: ServerOptions): FastifyInstance {
     reply.header(REQUEST_ID_HEADER, request.id);
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
+    // Health and readiness polls that succeed are noise at info level.
+    const route = request.routeOptions.url;
+    const quiet = reply.statusCode < 400 && (route === '/health' || route === '/ready');
+    request.log[quiet ? 'debug' : 'info'](
       {
         method: request.method,
         url: request.routeOptions.url ?? request.url.split('?')[0]?.slice(0, 200),

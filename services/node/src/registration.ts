@@ -49,7 +49,7 @@ export interface RegistrationRefusal {
 }
 
 const REQUEST_TIMEOUT_MS = 5_000;
-const FAREWELL_TIMEOUT_MS = 2_000;
+const FAREWELL_TIMEOUT_MS = 5_000;
 
 /**
  * Refusals that waiting does not heal, with the fix to print. Anything else (network errors, 5xx,

@@ -82,7 +82,12 @@ test('PRIVATE_ENDPOINT is permanent: the node stops retrying, /health stays 200,
 test('a stopping node sends ready:false: the router stops routing to it at once (TTL is 30 s)', async () => {
   const r = await router('open-router', true);
   const n = await node('leaving-node', r.url);
-  await until(() => r.registry.views('double-model').length === 1, 'the node to serve');
+  // A heartbeat came: the node knows it is registered (it says goodbye only to routers that accepted it).
+  await until(
+    () => r.registry.all().some((x) => x.id === n.pubkey && x.heartbeat !== undefined),
+    'the first heartbeat',
+  );
+  assert.equal(r.registry.views('double-model').length, 1);
   const record = r.registry.all().find((x) => x.id === n.pubkey)!;
   assert.equal(r.registry.isServing(record), true);
   await n.close();

@@ -48,9 +48,12 @@ before(async () => {
 });
 
 after(async () => {
-  await router?.close();
-  await node.stop();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    await router?.close();
+    await node.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function env(): NodeJS.ProcessEnv {

@@ -98,6 +98,7 @@ export async function up(options: UpOptions): Promise<void> {
       env: {
         SETTLEMENT_HOST: '127.0.0.1',
         SETTLEMENT_KEY_FILE: resolve(dir, 'settlement.key'),
+        CREATE_KEY: 'true',
         SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
         SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
         FAUCET: 'true',
@@ -118,6 +119,7 @@ export async function up(options: UpOptions): Promise<void> {
       env: {
         ROUTER_HOST: '127.0.0.1',
         ROUTER_KEY_FILE: resolve(dir, 'router.key'),
+        CREATE_KEY: 'true',
         ROUTER_NAME: 'fedai-devnet',
         OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
         ALLOW_PRIVATE_ENDPOINTS: 'true',
@@ -143,6 +145,7 @@ export async function up(options: UpOptions): Promise<void> {
         env: {
           NODE_HOST: '127.0.0.1',
           NODE_KEY_FILE: resolve(dir, `${name}.key`),
+          CREATE_KEY: 'true',
           ROUTER_URLS: routerUrl,
           ROUTER_PUBKEYS: routerPubkey,
           DATA_DIR: resolve(dir, name),
