@@ -318,7 +318,12 @@ export async function runService<
  */
 export async function verifyNip98Request(
   request: FastifyRequest,
-  options: { replayStore: ReplayStore; allowed: ReadonlySet<string>; publicUrl?: string | undefined },
+  options: {
+    replayStore: ReplayStore;
+    /** Signers allowed to call; undefined: any signer (the route itself decides what a key may do). */
+    allowed: ReadonlySet<string> | undefined;
+    publicUrl?: string | undefined;
+  },
 ): Promise<string> {
   // The exact bytes received ('' without a body): the payload tag is checked against them.
   const body = receivedBody(request);

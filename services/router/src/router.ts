@@ -159,6 +159,8 @@ export async function startRouter(
         apiKeys,
         settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''),
         secretKey,
+        replayStore,
+        publicUrl: config.ROUTER_PUBLIC_URL,
       });
   });
   // Unknown paths and methods under /v1/ answer 404/405 in OpenAI's shape.

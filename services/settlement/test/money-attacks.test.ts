@@ -9,6 +9,7 @@ import { verifyLedger } from '@fed-ai/ledger';
 import {
   costMsat,
   createEnvelope,
+  createNip98Header,
   generateSecretKey,
   KIND,
   outputSha256,
@@ -17,6 +18,7 @@ import {
   secretKeyHex,
 } from '@fed-ai/protocol';
 import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
+import { FedAiClient } from '@fed-ai/sdk';
 import OpenAI from 'openai';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
 import { settlementConfigSchema } from '../src/config';
@@ -337,4 +339,47 @@ test('tab routes count against the key rate limit (item 15): the 6th call in a m
   const statuses: number[] = [];
   for (let i = 0; i < 8; i++) statuses.push((await tabs(key.key, 'topup', { amount_msat: 1000 })).status);
   assert.deepEqual(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+});
+
+test('a Nostr-key payer funds its tab with NIP-98 and its signed native requests draw on it', async () => {
+  const secret = generateSecretKey();
+  const pubkey = publicKeyOf(secret);
+  const signed = (path: string, body?: unknown) => {
+    const url = `${router.url}/v1/tabs/${path}`;
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    return fetch(url, {
+      method: text === undefined ? 'GET' : 'POST',
+      headers: {
+        authorization: createNip98Header(url, text === undefined ? 'GET' : 'POST', text, secret),
+        'content-type': 'application/json',
+      },
+      ...(text === undefined ? {} : { body: text }),
+    }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+  };
+  const invoice = await signed('topup', { amount_msat: 50_000 });
+  assert.equal(invoice.status, 200, JSON.stringify(invoice.body));
+  assert.equal((await signed('faucet', { bolt11: invoice.body.bolt11 })).status, 200);
+  const before = await signed('me');
+  assert.equal(before.body.account, `tab:${pubkey}`);
+  assert.equal(before.body.balance_msat, 50_000);
+
+  const sdk = new FedAiClient({ routerUrl: router.url, secretKey: secret, maxAttempts: 1 });
+  const answer = await sdk.chat({
+    model: 'double-model',
+    messages: [{ role: 'user', content: 'hi' }],
+    maxTokens: 4,
+  });
+  let after = await signed('me');
+  for (let i = 0; i < 100 && after.body.reserved_msat !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    after = await signed('me');
+  }
+  assert.equal(
+    after.body.balance_msat,
+    50_000 - answer.costMsat,
+    'the signed request was paid from the Nostr tab',
+  );
+  // A stranger's header for another URL, or no credentials, is refused.
+  const bare = await fetch(`${router.url}/v1/tabs/me`);
+  assert.equal(bare.status, 401);
 });

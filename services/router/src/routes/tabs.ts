@@ -1,8 +1,10 @@
-// Prepaid tabs, reached with the caller's API key and served by the settlement service: top up
-// with a BOLT11 invoice, see the balance and recent charges with their node-signed receipts.
+// Prepaid tabs, served by the settlement service: top up with a BOLT11 invoice, see the balance and
+// recent charges with their node-signed receipts, refund. Two kinds of payer: an API key (Bearer),
+// or a Nostr key (NIP-98 `Authorization: Nostr ...`), whose tab is the one its signed native-API
+// requests draw on.
 
-import { rawBody, readErrorCode, toFedAiError } from '@fed-ai/kit';
-import { createNip98Header, FedAiError } from '@fed-ai/protocol';
+import { rawBody, readErrorCode, toFedAiError, verifyNip98Request } from '@fed-ai/kit';
+import { createNip98Header, FedAiError, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { request as httpRequest } from 'undici';
 import { z } from 'zod';
@@ -13,18 +15,65 @@ export interface TabRouteDeps {
   apiKeys: ApiKeys;
   settlementUrl: string;
   secretKey: Uint8Array;
+  replayStore: ReplayStore;
+  publicUrl: string | undefined;
+  /** Tab calls per minute for one Nostr-key payer (API keys use their own limit). */
+  nostrPayerRequestsPerMin?: number;
+}
+
+/** Requests per minute per Nostr payer, in a bounded map (cleared when full). */
+class PayerRateLimit {
+  private readonly windows = new Map<string, { startMs: number; count: number }>();
+
+  constructor(
+    private readonly perMinute: number,
+    private readonly maxPayers = 10_000,
+  ) {}
+
+  admit(payer: string, nowMs = Date.now()): { ok: true } | { ok: false; retryAfterS: number } {
+    let w = this.windows.get(payer);
+    if (!w || nowMs - w.startMs >= 60_000) {
+      if (!w && this.windows.size >= this.maxPayers) this.windows.clear();
+      w = { startMs: nowMs, count: 0 };
+      this.windows.set(payer, w);
+    }
+    if (w.count >= this.perMinute)
+      return { ok: false, retryAfterS: Math.max(1, Math.ceil((w.startMs + 60_000 - nowMs) / 1000)) };
+    w.count += 1;
+    return { ok: true };
+  }
 }
 
 export const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
 export const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
 
 export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): void {
+  const nostrLimit = new PayerRateLimit(deps.nostrPayerRequestsPerMin ?? 60);
+
   async function payer(request: FastifyRequest): Promise<string> {
     const auth = request.headers.authorization;
+    if (auth?.startsWith('Nostr ')) {
+      // A Nostr-key payer: its tab is `tab:<pubkey>`, the one its signed /infer requests draw on.
+      const pubkey = await verifyNip98Request(request, {
+        replayStore: deps.replayStore,
+        allowed: undefined,
+        publicUrl: deps.publicUrl,
+      });
+      const admitted = nostrLimit.admit(pubkey);
+      if (!admitted.ok)
+        throw new FedAiError('RATE_LIMITED', 'Too many tab calls for this key.', {
+          retry_after_s: admitted.retryAfterS,
+        });
+      return pubkey;
+    }
     const key = await deps.apiKeys.authenticate(
       auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
     );
-    if (!key) throw new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.');
+    if (!key)
+      throw new FedAiError(
+        'UNAUTHORIZED',
+        'Missing or invalid credentials: send an API key (Bearer) or a NIP-98 header signed by your Nostr key.',
+      );
     // Tab calls count against the key's requests per minute like chat calls do.
     const admitted = deps.apiKeys.admitRequest(key);
     if (!admitted.ok)
