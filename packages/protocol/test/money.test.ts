@@ -177,6 +177,17 @@ test('split: every invalid part list is refused with its reason', () => {
     /duplicate part a/,
   );
   assert.throws(() => splitMsat(1, [{ id: 'a', bps: 9999 }]), /add up to 10000 bps, got 9999/);
+  // Each bound on its own: a negative part that the others balance, and one part over 10,000.
+  assert.throws(
+    () =>
+      splitMsat(1, [
+        { id: 'a', bps: -1 },
+        { id: 'b', bps: 5000 },
+        { id: 'c', bps: 5001 },
+      ]),
+    /bad bps -1/,
+  );
+  assert.throws(() => splitMsat(1, [{ id: 'a', bps: 10_001 }]), /bad bps 10001/);
   assert.deepEqual(
     [
       ...splitMsat(3, [
