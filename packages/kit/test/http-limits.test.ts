@@ -98,7 +98,7 @@ test('connections over the per-client cap are refused; another client and freed 
       held.push(socket);
     }
     // Wait until the server counts both (the connection event follows the client's connect).
-    for (let i = 0; i < 100 && (await countOpen(app)) < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 1000 && (await countOpen(app)) < 2; i++) await new Promise((r) => setTimeout(r, 20));
     const extra = connect(hostPort(url));
     const extraClosed = untilClosed(extra);
     extra.write('GET /ok HTTP/1.1\r\nHost: x\r\n\r\n');
@@ -106,7 +106,7 @@ test('connections over the per-client cap are refused; another client and freed 
     assert.equal(await get(url, '/ok', '127.0.0.2'), 200, 'another client address is served');
     for (const socket of held) socket.destroy();
     let status = 0;
-    for (let i = 0; i < 100 && status !== 200; i++) {
+    for (let i = 0; i < 1000 && status !== 200; i++) {
       status = await get(url, '/ok').catch(() => 0);
       if (status !== 200) await new Promise((r) => setTimeout(r, 20));
     }

@@ -108,7 +108,7 @@ test('cancelling mid-stream frees the slot', async () => {
   const reader = response.body!.getReader();
   await reader.read();
   abort.abort();
-  for (let i = 0; i < 100 && node.admission.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 1000 && node.admission.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.equal(node.admission.inFlight, 0);
   const next = await postInfer(
     node.url,
@@ -133,7 +133,7 @@ test('a crash of the model process fails the generation with RUNNER_CRASHED and 
     (e: unknown) => e instanceof RunnerError && e.code === 'RUNNER_CRASHED',
   );
   assert.equal((await runner.health()).ok, false);
-  for (let i = 0; i < 200 && !(await runner.health()).ok; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 1200 && !(await runner.health()).ok; i++) await new Promise((r) => setTimeout(r, 50));
   assert.equal((await runner.health()).ok, true, 'restarted');
   assert.equal(runner.restarts, 1);
   const response = await postInfer(

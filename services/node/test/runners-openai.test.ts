@@ -91,7 +91,7 @@ test('abort cancels the upstream request (the upstream sees its connection close
   let step = await generator.next().catch((e: unknown) => e);
   while (step && typeof step === 'object' && 'done' in step && !step.done)
     step = await generator.next().catch((e: unknown) => e);
-  for (let i = 0; i < 50 && upstream.closedConnections === before; i++)
+  for (let i = 0; i < 500 && upstream.closedConnections === before; i++)
     await new Promise((res) => setTimeout(res, 20));
   assert.equal(upstream.closedConnections, before + 1);
   await r.stop();

@@ -83,7 +83,7 @@ test('one client cannot take every connection slot: over its cap it gets 429, an
       first.close();
     });
     let again: WebSocket | undefined;
-    for (let i = 0; i < 100 && !again; i++) {
+    for (let i = 0; i < 1000 && !again; i++) {
       again = await open(relay.url).catch(() => undefined);
       if (!again) await new Promise((r) => setTimeout(r, 20));
     }

@@ -37,7 +37,7 @@ after(async () => {
 test('active probes open the breaker of a node that stopped answering, before its heartbeat is stale', async () => {
   assert.equal(router.registry.views('double-model').length, 2);
   await dying.stop();
-  for (let i = 0; i < 80 && router.registry.views('double-model').length !== 1; i++)
+  for (let i = 0; i < 800 && router.registry.views('double-model').length !== 1; i++)
     await new Promise((r) => setTimeout(r, 100));
   const views = router.registry.views('double-model');
   assert.deepEqual(

@@ -33,7 +33,7 @@ before(async () => {
       HEARTBEAT_INTERVAL_S: '1',
     }),
   );
-  for (let i = 0; i < 100 && router.registry.views(MODEL).length === 0; i++)
+  for (let i = 0; i < 1000 && router.registry.views(MODEL).length === 0; i++)
     await new Promise((r) => setTimeout(r, 50));
   const { key } = await router.createApiKey({ name: 'e2e' });
   client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: key, maxRetries: 0 });

@@ -101,7 +101,7 @@ async function fundedClient(amountMsat: number, limits: { max_parallel?: number 
 
 /** Waits until no hold is left on the tab and returns it. */
 async function settledTab(key: string) {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 1200; i++) {
     const tab = await tabs(key, 'me');
     if (tab.body.reserved_msat === 0) return tab.body as { balance_msat: number; charges: Charge[] };
     await new Promise((r) => setTimeout(r, 50));
@@ -174,7 +174,7 @@ test('a streamed answer abandoned by the client is paid for what the node genera
 });
 
 async function settledTabWithCharges(key: string, n: number) {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 1200; i++) {
     const tab = await settledTab(key);
     if (tab.charges.length >= n) return tab;
     await new Promise((r) => setTimeout(r, 50));
@@ -370,7 +370,7 @@ test('a Nostr-key payer funds its tab with NIP-98 and its signed native requests
     maxTokens: 4,
   });
   let after = await signed('me');
-  for (let i = 0; i < 100 && after.body.reserved_msat !== 0; i++) {
+  for (let i = 0; i < 1000 && after.body.reserved_msat !== 0; i++) {
     await new Promise((r) => setTimeout(r, 50));
     after = await signed('me');
   }

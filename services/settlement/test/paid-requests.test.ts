@@ -66,7 +66,7 @@ const tabs = (key: string, path: string, body?: unknown) =>
 
 /** Charges are captured just after each answer is sent: wait until no hold is left. */
 async function settledTab(key: string) {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 1000; i++) {
     const tab = await tabs(key, 'me');
     if (tab.body.reserved_msat === 0) return tab;
     await new Promise((r) => setTimeout(r, 50));
