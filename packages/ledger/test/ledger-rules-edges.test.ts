@@ -5,7 +5,12 @@ import { test } from 'node:test';
 import {
   ACCOUNT_FLAGS,
   type Account,
+  accountInvariantProblems,
   applyBatch,
+  availableMsat,
+  dueForExpiry,
+  expireTransfers,
+  expiryCode,
   type LedgerState,
   MAX_BATCH,
   type TransferInput,
@@ -146,4 +151,73 @@ test('a batch larger than MAX_BATCH is refused whole; MAX_BATCH itself is accept
   assert.equal(out.results.length, MAX_BATCH);
   assert.equal(out.created.length, MAX_BATCH);
   assert.ok(out.results.every((r) => r.code === 'OK'));
+});
+
+test('a retry of a whole linked chain answers EXISTS for each and moves nothing more', () => {
+  const s = state(acct('a', 0, { creditsPosted: 100 }), acct('b'), acct('c'));
+  const chain = [t('l1', { linked: true }), t('l2', { creditAccountId: 'c' })];
+  assert.deepEqual(run(s, [chain, chain]), [
+    ['OK', 'OK'],
+    ['EXISTS', 'EXISTS'],
+  ]);
+  assert.equal(s.accounts.get('a')!.debitsPosted, 20);
+});
+
+test('only the kind changed is still a different transfer; a negative timeout is no timeout', () => {
+  const s = state(acct('a'), acct('b'));
+  assert.deepEqual(run(s, [[t('k')], [t('k', { kind: 'pending' })]]), [
+    ['OK'],
+    ['EXISTS_WITH_DIFFERENT_FIELDS'],
+  ]);
+  assert.deepEqual(run(s, [[t('n', { kind: 'pending', timeoutS: -5 })]]), [['TIMEOUT_REQUIRED']]);
+});
+
+test('a post is stored with its own fields; expiry is due exactly at the deadline and creates nothing', () => {
+  const s = state(acct('a', 0, { creditsPosted: 100 }), acct('b'));
+  run(
+    s,
+    [[t('p', { kind: 'pending', timeoutS: 10 })], [t('x', { kind: 'post', pendingId: 'p', amountMsat: 7 })]],
+    100,
+  );
+  const post = s.transfers.get('x')!;
+  assert.equal(post.kind, 'post');
+  assert.equal(post.pendingId, 'p');
+  assert.equal(post.amountMsat, 7);
+  assert.equal(post.createdAtS, 100);
+  run(s, [[t('q', { kind: 'pending', timeoutS: 10 })]], 100);
+  const q = s.transfers.get('q')!;
+  assert.equal(expiryCode(q, 109), 'NOT_DUE');
+  assert.equal(expiryCode(q, 110), 'EXPIRED');
+  assert.equal(expiryCode(s.transfers.get('x')!, 10_000), 'NOT_PENDING');
+  assert.equal(expiryCode({ ...q, expiresAtS: null }, 10_000), 'NO_TIMEOUT', 'a row from before timeouts');
+  assert.deepEqual(
+    dueForExpiry(s.transfers.values(), 110).map((d) => d.id),
+    ['q'],
+  );
+  const out = expireTransfers(s, ['q'], 110);
+  assert.deepEqual(out.created, []);
+  assert.equal(out.resolved.get('q'), 'expired');
+  assert.throws(
+    () =>
+      expireTransfers(
+        s,
+        Array.from({ length: MAX_BATCH + 1 }, (_, i) => `z${i}`),
+        110,
+      ),
+    /exceeds 8190/,
+  );
+});
+
+test('available balance and the credits flag invariant', () => {
+  assert.equal(availableMsat(acct('a', 0, { creditsPosted: 100, debitsPosted: 30, debitsPending: 20 })), 50);
+  const ln = ACCOUNT_FLAGS.creditsMustNotExceedDebits;
+  assert.deepEqual(accountInvariantProblems(acct('l', ln, { debitsPosted: 10, creditsPosted: 10 })), []);
+  const over = accountInvariantProblems(
+    acct('l', ln, { debitsPosted: 10, creditsPosted: 10, creditsPending: 1 }),
+  );
+  assert.deepEqual(
+    over.map((p) => p.code),
+    ['FLAG_VIOLATED'],
+  );
+  assert.match(over[0]!.detail, /l: credits exceed debits/);
 });
