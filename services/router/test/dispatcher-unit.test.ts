@@ -31,7 +31,7 @@ async function nodes(modes: SigningNodeDouble['mode'][]) {
     const record = {
       id: double.pubkey,
       endpoint: double.url,
-      health: new NodeHealth({ ...DEFAULT_HEALTH_CONFIG, allowedFailures: 1 }),
+      health: new NodeHealth({ ...DEFAULT_HEALTH_CONFIG, allowedFailures: 1, cooldownMs: 1000 }),
       inFlight: 0,
     } as unknown as NodeRecord;
     records.set(double.pubkey, record);
