@@ -46,6 +46,20 @@ test('streams deltas as they arrive and passes the upstream usage through; maps 
   await r.stop();
 });
 
+test('a multi-byte character split across network chunks arrives whole', async () => {
+  upstream.mode = 'split-utf8';
+  upstream.tokens = ['Café', ' é', ' 🎉'];
+  try {
+    const r = runner();
+    const { deltas, result } = await drain(r);
+    assert.deepEqual(deltas, ['Café', ' é', ' 🎉']);
+    assert.equal(result.text, 'Café é 🎉');
+    await r.stop();
+  } finally {
+    upstream.tokens = ['Hi', ' there', '!'];
+  }
+});
+
 test('upstream 500 => RUNNER_UPSTREAM_ERROR with the status', async () => {
   upstream.mode = 'error500';
   const r = runner();

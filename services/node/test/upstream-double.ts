@@ -2,7 +2,8 @@
 // server on 127.0.0.1 whose behaviour each test scripts. Lives only under test/.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage';
+/** `split-utf8`: each event's bytes go out in two writes cut inside a multi-byte character. */
+export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage' | 'split-utf8';
 
 export class OpenAiUpstreamDouble {
   mode: UpstreamMode = 'stream';
@@ -51,9 +52,16 @@ export class OpenAiUpstreamDouble {
     for (const [i, token] of this.tokens.entries()) {
       await new Promise((r) => setTimeout(r, this.delayMs));
       if (res.destroyed) return;
-      res.write(
+      const event = Buffer.from(
         `data: ${JSON.stringify({ id: 'x', choices: [{ index: 0, delta: { content: token }, finish_reason: i === this.tokens.length - 1 ? 'stop' : null }] })}\n\n`,
       );
+      const lead = this.mode === 'split-utf8' ? event.findIndex((b) => b >= 0xc0) : -1;
+      if (lead < 0) res.write(event);
+      else {
+        res.write(event.subarray(0, lead + 1));
+        await new Promise((r) => setTimeout(r, 2));
+        res.write(event.subarray(lead + 1));
+      }
     }
     if (this.mode !== 'no-usage') {
       res.write(

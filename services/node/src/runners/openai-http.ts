@@ -1,6 +1,7 @@
 // Runner for any OpenAI-compatible server: llama.cpp server, vLLM, Ollama (/v1), LM Studio.
 // Streams SSE deltas as they arrive, takes token counts from the upstream's usage block (or
 // llama.cpp's /tokenize), and cancels the upstream request when the caller aborts.
+import { readSseData, SseError } from '@fed-ai/protocol';
 import { Agent, request } from 'undici';
 import {
   type ChatMessage,
@@ -172,45 +173,37 @@ export class OpenAiHttpRunner implements Runner {
         );
       }
       try {
-        let buffer = '';
-        for await (const chunk of response.body) {
-          buffer += chunk.toString();
-          if (buffer.length > MAX_SSE_LINE_CHARS)
-            throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream SSE line too long');
-          let newline = buffer.indexOf('\n');
-          while (newline !== -1) {
-            const line = buffer.slice(0, newline).trim();
-            buffer = buffer.slice(newline + 1);
-            newline = buffer.indexOf('\n');
-            if (!line.startsWith('data:')) continue;
-            const data = line.slice(5).trim();
-            if (data === '[DONE]') continue;
-            let event: {
-              choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
-              usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
-              error?: { message?: string };
-            };
-            try {
-              event = JSON.parse(data);
-            } catch {
-              throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent invalid JSON in its stream');
-            }
-            if (event.error)
-              throw new RunnerError('RUNNER_UPSTREAM_ERROR', event.error.message ?? 'upstream error');
-            const choice = event.choices?.[0];
-            const delta = choice?.delta?.content;
-            if (delta) {
-              clearFirst();
-              deltas += 1;
-              text += delta;
-              yield { text: delta };
-            }
-            if (choice?.finish_reason) finish = choice.finish_reason;
-            if (event.usage) usage = event.usage;
+        // The shared byte-safe SSE reader: multi-byte characters split across chunks survive.
+        for await (const raw of readSseData(response.body, { maxEventBytes: MAX_SSE_LINE_CHARS })) {
+          const data = raw.trim();
+          if (data === '[DONE]') continue;
+          let event: {
+            choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+            usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+            error?: { message?: string };
+          };
+          try {
+            event = JSON.parse(data);
+          } catch {
+            throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent invalid JSON in its stream');
           }
+          if (event.error)
+            throw new RunnerError('RUNNER_UPSTREAM_ERROR', event.error.message ?? 'upstream error');
+          const choice = event.choices?.[0];
+          const delta = choice?.delta?.content;
+          if (delta) {
+            clearFirst();
+            deltas += 1;
+            text += delta;
+            yield { text: delta };
+          }
+          if (choice?.finish_reason) finish = choice.finish_reason;
+          if (event.usage) usage = event.usage;
         }
       } catch (error) {
         if (error instanceof RunnerError) throw error;
+        if (error instanceof SseError)
+          throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream SSE line too long');
         if (params.signal.aborted) return this.cancelledResult(params, text, deltas);
         throw this.mapError(error, timeoutCode, params.signal);
       }
