@@ -120,9 +120,12 @@ export class ApiKeys {
     };
   }
 
-  /** Requests and tokens only (for routes that have no token use, e.g. tab top-ups). */
+  /**
+   * Requests per minute only (routes without token use, e.g. tab calls). Also counts payers that
+   * are not API keys (a Nostr pubkey), under an id of their own.
+   */
   admitRequest(
-    record: ApiKeyRecord,
+    record: Pick<ApiKeyRecord, 'id' | 'requests_per_min'>,
     nowMs = Date.now(),
   ): { ok: true } | { ok: false; retryAfterS: number; detail: string } {
     const u = this.window(record.id, nowMs);

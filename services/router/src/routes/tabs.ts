@@ -21,35 +21,10 @@ export interface TabRouteDeps {
   nostrPayerRequestsPerMin?: number;
 }
 
-/** Requests per minute per Nostr payer, in a bounded map (cleared when full). */
-class PayerRateLimit {
-  private readonly windows = new Map<string, { startMs: number; count: number }>();
-
-  constructor(
-    private readonly perMinute: number,
-    private readonly maxPayers = 10_000,
-  ) {}
-
-  admit(payer: string, nowMs = Date.now()): { ok: true } | { ok: false; retryAfterS: number } {
-    let w = this.windows.get(payer);
-    if (!w || nowMs - w.startMs >= 60_000) {
-      if (!w && this.windows.size >= this.maxPayers) this.windows.clear();
-      w = { startMs: nowMs, count: 0 };
-      this.windows.set(payer, w);
-    }
-    if (w.count >= this.perMinute)
-      return { ok: false, retryAfterS: Math.max(1, Math.ceil((w.startMs + 60_000 - nowMs) / 1000)) };
-    w.count += 1;
-    return { ok: true };
-  }
-}
-
 export const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
 export const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
 
 export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): void {
-  const nostrLimit = new PayerRateLimit(deps.nostrPayerRequestsPerMin ?? 60);
-
   async function payer(request: FastifyRequest): Promise<string> {
     const auth = request.headers.authorization;
     if (auth?.startsWith('Nostr ')) {
@@ -59,11 +34,12 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
         allowed: undefined,
         publicUrl: deps.publicUrl,
       });
-      const admitted = nostrLimit.admit(pubkey);
+      const admitted = deps.apiKeys.admitRequest({
+        id: `nostr:${pubkey}`,
+        requests_per_min: deps.nostrPayerRequestsPerMin ?? 60,
+      });
       if (!admitted.ok)
-        throw new FedAiError('RATE_LIMITED', 'Too many tab calls for this key.', {
-          retry_after_s: admitted.retryAfterS,
-        });
+        throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
       return pubkey;
     }
     const key = await deps.apiKeys.authenticate(
