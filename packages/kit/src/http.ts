@@ -308,7 +308,7 @@ export function sendError(
   message?: string,
   details?: Record<string, unknown>,
 ): FastifyReply {
-  if (code === 'RATE_LIMITED' || code === 'OVERLOADED') {
+  if (code === 'RATE_LIMITED' || code === 'OVERLOADED' || code === 'BUDGET_EXHAUSTED') {
     const retry = details?.retry_after_s;
     reply.header('retry-after', String(typeof retry === 'number' ? retry : 1));
   }

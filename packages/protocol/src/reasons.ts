@@ -92,6 +92,11 @@ export const REASONS = define({
     message: 'Too many requests.',
     hint: 'Wait for Retry-After seconds and try again.',
   },
+  BUDGET_EXHAUSTED: {
+    status: 429,
+    message: "The API key's spend budget for this period is used up.",
+    hint: 'Wait for the next period (Retry-After) or ask the operator to raise the budget (fedai apikey budget).',
+  },
   OVERLOADED: {
     status: 429,
     message: 'The server is at capacity.',

@@ -11,6 +11,7 @@ import {
 import type { Payments } from './payments';
 import type { Registry } from './registry';
 import { schedule, weightsFor } from './scheduler';
+import type { SpendHold } from './spend-budget';
 
 export interface ChatContext {
   registry: Registry;
@@ -27,6 +28,8 @@ export interface ChatRequest {
   provider?: ProviderPrefs | undefined;
   signal: AbortSignal;
   onDelta?: (text: string) => void | Promise<void>;
+  /** Holds the reservation against the payer's spend budgets (paid mode); throws when over. */
+  holdSpend?: ((amountMsat: number) => Promise<SpendHold>) | undefined;
 }
 
 export interface ChatOutcome extends DispatchResult {
@@ -59,9 +62,10 @@ export function rankFor(
   if (views.length === 0) {
     // A model whose nodes are all down or tripped is an outage (503), not an unknown model (404).
     const known = ctx.registry.all().some((n) => n.registration.models.some((m) => m.id === model));
-    throw new FedAiError(
-      known ? 'NO_ELIGIBLE_NODE' : 'MODEL_NOT_FOUND',
-      known ? undefined : `No node serves ${model}.`,
+    if (known) throw new FedAiError('NO_ELIGIBLE_NODE');
+    throw modelNotFound(
+      model,
+      ctx.registry.models().map((m) => m.id),
     );
   }
   const result = schedule({ model, promptTokens, maxTokens, provider }, views, {
@@ -79,6 +83,18 @@ export function rankFor(
   return result.ranked;
 }
 
+/** MODEL_NOT_FOUND naming what is served (bounded: a long list is cut). */
+export function modelNotFound(model: string, served: string[]): FedAiError {
+  const shown = served.slice(0, 20).map((id) => JSON.stringify(id));
+  const list =
+    served.length === 0
+      ? 'No model is served right now.'
+      : `Served: ${shown.join(', ')}${served.length > shown.length ? ` and ${served.length - shown.length} more` : ''}.`;
+  return new FedAiError('MODEL_NOT_FOUND', `No node serves ${JSON.stringify(model.slice(0, 200))}. ${list}`, {
+    models: served.slice(0, 100),
+  });
+}
+
 export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
   const promptTokensEstimate = estimatePromptTokens(req.params.messages);
   const ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
@@ -87,11 +103,19 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   const maxCost = Math.max(...ranked.map((c) => candidateMaxCostMsat(c, req.params)));
   // Never the caller's id: a reused id must not find an existing reservation or receipt.
   const dispatchId = `rq-${randomUUID()}`;
-  const reservation = await ctx.payments.reserve({
-    requestId: dispatchId,
-    payer: req.payer,
-    amountMsat: maxCost,
-  });
+  const paid = ctx.payments.mode === 'settlement';
+  const spend = paid && req.holdSpend ? await req.holdSpend(maxCost) : null;
+  let reservation: Awaited<ReturnType<Payments['reserve']>>;
+  try {
+    reservation = await ctx.payments.reserve({
+      requestId: dispatchId,
+      payer: req.payer,
+      amountMsat: maxCost,
+    });
+  } catch (error) {
+    await spend?.release().catch(() => {});
+    throw error;
+  }
   let result: DispatchResult;
   try {
     result = await ctx.dispatcher.run({
@@ -102,11 +126,12 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       allowFallbacks: req.provider?.allow_fallbacks !== false,
       signal: req.signal,
       ...(req.onDelta ? { onDelta: req.onDelta } : {}),
-      ...(ctx.payments.mode === 'settlement' ? { reservedMsat: reservation.amountMsat } : {}),
+      ...(paid ? { reservedMsat: reservation.amountMsat } : {}),
     });
   } catch (error) {
     // Release failures are healed by the reservation's timeout; the client sees the real error.
     await ctx.payments.release(reservation).catch(() => {});
+    await spend?.release().catch(() => {});
     throw error;
   }
   // The charge is exactly what the node signed; dispatch refused any record above the reservation.
@@ -115,11 +140,15 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   // generated up to the cancel): a crash before that leaves the reservation to expire unpaid.
   let settled: Promise<void> | null = null;
   const settle = () => {
-    settled ??= ctx.payments.capture(reservation, {
-      amountMsat: costMsat,
-      node: result.node.id,
-      metering: result.metering,
-    });
+    settled ??= Promise.all([
+      ctx.payments.capture(reservation, {
+        amountMsat: costMsat,
+        node: result.node.id,
+        metering: result.metering,
+      }),
+      // The budget keeps the hold (fails closed) if this write fails.
+      spend?.settle(costMsat),
+    ]).then(() => {});
     return settled;
   };
   return {

@@ -24,6 +24,19 @@ const ROUTER_MIGRATIONS: Migration[] = [
       revoked_at TIMESTAMPTZ
     );`,
   },
+  {
+    version: 2,
+    name: 'api_key_spend_budgets',
+    sql: `ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS budget_msat_per_day BIGINT CHECK (budget_msat_per_day > 0);
+    ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS budget_msat_per_month BIGINT CHECK (budget_msat_per_month > 0);
+    CREATE TABLE IF NOT EXISTS api_key_spend (
+      key_id TEXT NOT NULL,
+      period TEXT NOT NULL,
+      spent_msat BIGINT NOT NULL DEFAULT 0 CHECK (spent_msat >= 0),
+      held_msat BIGINT NOT NULL DEFAULT 0 CHECK (held_msat >= 0),
+      PRIMARY KEY (key_id, period)
+    );`,
+  },
 ];
 
 export async function migrateRouter(db: Db): Promise<void> {

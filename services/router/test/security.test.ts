@@ -208,6 +208,8 @@ test('API keys: the parallel limit holds under concurrency (unit)', async () => 
     requests_per_min: 100,
     tokens_per_min: 1_000_000,
     max_parallel: 2,
+    budget_msat_per_day: null,
+    budget_msat_per_month: null,
     revoked: false,
   };
   const a = keys.admit(record, 10, 0);

@@ -6,7 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { verifyLedger } from '@fed-ai/ledger';
-import { createEnvelope, generateSecretKey, KIND, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import {
+  createEnvelope,
+  createNip98Header,
+  generateSecretKey,
+  KIND,
+  publicKeyOf,
+  secretKeyHex,
+} from '@fed-ai/protocol';
 import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
 import OpenAI from 'openai';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
@@ -15,6 +22,7 @@ import { type RunningSettlement, startSettlement } from '../src/settlement';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-paid-'));
 const routerKey = generateSecretKey();
+const operatorKey = generateSecretKey();
 let settlement: RunningSettlement;
 let router: RunningRouter;
 const node = new SigningNodeDouble();
@@ -38,6 +46,7 @@ before(async () => {
       DATA_DIR: join(dir, 'router'),
       ALLOW_PRIVATE_ENDPOINTS: 'true',
       SETTLEMENT_URL: settlement.url,
+      OPERATOR_PUBKEYS: publicKeyOf(operatorKey),
     }),
   );
   node.price = { input_msat_per_1k: 0, output_msat_per_1k: 31_250 };
@@ -196,5 +205,62 @@ test('refund: unused balance pays an invoice the client gives, atomically and on
   await tabs(bob.key, 'faucet', { bolt11: tooBig.body.bolt11 });
   assert.equal((await tabs(bob.key, 'me')).body.balance_msat, 12_000);
   assert.equal((await tabs(alice.key, 'me')).body.balance_msat, 2000);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
+
+test('spend budget per key: 20 concurrent requests on a day budget of 3 requests -> exactly 3 answered, the rest 429 BUDGET_EXHAUSTED with Retry-After; raising it admits more', async () => {
+  const key = await router.createApiKey({
+    name: 'budgeted',
+    requests_per_min: 10_000,
+    max_parallel: 1000,
+    budget_msat_per_day: 3 * PER_REQUEST_MSAT,
+  });
+  const client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: key.key, maxRetries: 0 });
+  const invoice = await tabs(key.key, 'topup', { amount_msat: 20 * PER_REQUEST_MSAT });
+  await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+  const results = await Promise.allSettled(Array.from({ length: 20 }, () => ask(client)));
+  const answered = results.filter((r) => r.status === 'fulfilled');
+  const refused = results.filter((r) => {
+    const e = r.status === 'rejected' ? (r.reason as InstanceType<typeof OpenAI.APIError>) : null;
+    return e?.status === 429 && e.code === 'BUDGET_EXHAUSTED' && Number(e.headers?.get('retry-after')) >= 1;
+  });
+  assert.equal(answered.length, 3);
+  assert.equal(refused.length, 17);
+  const tab = await settledTab(key.key);
+  assert.equal(tab.body.balance_msat, 17 * PER_REQUEST_MSAT, 'refused requests charged nothing');
+  const budgets = tab.body.budgets as {
+    period: string;
+    limit_msat: number;
+    spent_msat: number;
+    held_msat: number;
+  }[];
+  assert.equal(budgets.length, 1);
+  assert.match(budgets[0]!.period, /^d:\d{4}-\d{2}-\d{2}$/);
+  assert.equal(budgets[0]!.spent_msat, 3 * PER_REQUEST_MSAT);
+  assert.equal(budgets[0]!.held_msat, 0);
+  // The operator raises the day budget over NIP-98 (`fedai apikey budget`); another key is refused.
+  const url = `${router.url}/admin/apikeys/${key.id}/budgets`;
+  const body = JSON.stringify({ budget_msat_per_day: 4 * PER_REQUEST_MSAT });
+  const setBudget = (signer: Uint8Array) =>
+    fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: createNip98Header(url, 'POST', body, signer),
+      },
+      body,
+    });
+  assert.equal((await setBudget(generateSecretKey())).status, 403);
+  const raised = await setBudget(operatorKey);
+  assert.equal(raised.status, 200);
+  assert.equal(
+    ((await raised.json()) as { budget_msat_per_day: number }).budget_msat_per_day,
+    4 * PER_REQUEST_MSAT,
+  );
+  await ask(client);
+  await assert.rejects(
+    ask(client),
+    (e: unknown) => e instanceof OpenAI.APIError && e.code === 'BUDGET_EXHAUSTED',
+  );
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });

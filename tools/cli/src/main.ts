@@ -112,8 +112,18 @@ adminOptions(
     .requiredOption('--name <name>', 'label')
     .option('--rpm <n>', 'requests per minute')
     .option('--tpm <n>', 'tokens per minute')
-    .option('--parallel <n>', 'max parallel requests'),
+    .option('--parallel <n>', 'max parallel requests')
+    .option('--budget-day <msat>', 'spend budget in msat per UTC day')
+    .option('--budget-month <msat>', 'spend budget in msat per UTC month'),
 ).action(async (flags) => (await import('./commands/apikey')).apikeyCreate(flags));
+adminOptions(
+  apikey
+    .command('budget')
+    .description('set (or with "none" remove) a key\'s spend budgets')
+    .argument('<id>')
+    .option('--day <msat|none>', 'msat per UTC day')
+    .option('--month <msat|none>', 'msat per UTC month'),
+).action(async (id, flags) => (await import('./commands/apikey')).apikeyBudget(id, flags));
 adminOptions(apikey.command('list').description('list API keys')).action(async (flags) =>
   (await import('./commands/apikey')).apikeyList(flags),
 );

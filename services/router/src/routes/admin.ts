@@ -51,6 +51,18 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       return { ok: true };
     });
 
+    scope.post(
+      '/admin/apikeys/:id/budgets',
+      async (request: FastifyRequest<{ Params: { id: string } }>, reply) => {
+        const updated = await deps.apiKeys.setBudgets(
+          request.params.id,
+          JSON.parse(rawBody(request) || '{}'),
+        );
+        if (!updated) return sendError(reply, 'NOT_FOUND', 'No active key with this id.');
+        return updated;
+      },
+    );
+
     scope.post('/admin/nodes/:id/ban', async (request: FastifyRequest<{ Params: { id: string } }>) => {
       if (!/^[0-9a-f]{64}$/.test(request.params.id))
         throw new FedAiError('INVALID_REQUEST', 'node id must be 64 hex');

@@ -43,7 +43,7 @@ export const openAiChatSchema = z.object({
 
 function sendOpenAiError(reply: FastifyReply, error: unknown): FastifyReply {
   const e = toFedAiError(error);
-  if (e.code === 'RATE_LIMITED' || e.code === 'OVERLOADED')
+  if (e.code === 'RATE_LIMITED' || e.code === 'OVERLOADED' || e.code === 'BUDGET_EXHAUSTED')
     reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
   return reply.code(e.status).send(openAiError(e.code, e.message));
 }
@@ -118,6 +118,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         const outcome = await runChat(deps.ctx, {
           correlationId: requestId,
           payer: key.id,
+          holdSpend: deps.apiKeys.spendHolder(key),
           params,
           provider: body.provider,
           signal: cancelled,
@@ -167,6 +168,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         request: {
           correlationId: requestId,
           payer: key.id,
+          holdSpend: deps.apiKeys.spendHolder(key),
           params,
           provider: body.provider,
           signal: cancelled,

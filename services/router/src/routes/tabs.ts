@@ -8,7 +8,7 @@ import { createNip98Header, FedAiError, type ReplayStore } from '@fed-ai/protoco
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { request as httpRequest } from 'undici';
 import { z } from 'zod';
-import type { ApiKeys } from '../apikeys';
+import type { ApiKeyRecord, ApiKeys } from '../apikeys';
 import { openAiError } from '../openai-errors';
 
 export interface TabRouteDeps {
@@ -26,6 +26,11 @@ export const faucetSchema = z.object({ bolt11: z.string().min(10).max(4096) });
 
 export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): void {
   async function payer(request: FastifyRequest): Promise<string> {
+    return (await caller(request)).id;
+  }
+
+  /** Who calls: a Nostr-key payer (NIP-98) or an API key. */
+  async function caller(request: FastifyRequest): Promise<{ id: string; key: ApiKeyRecord | null }> {
     const auth = request.headers.authorization;
     if (auth?.startsWith('Nostr ')) {
       // A Nostr-key payer: its tab is `tab:<pubkey>`, the one its signed /infer requests draw on.
@@ -40,7 +45,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
       });
       if (!admitted.ok)
         throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
-      return pubkey;
+      return { id: pubkey, key: null };
     }
     const key = await deps.apiKeys.authenticate(
       auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
@@ -54,7 +59,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     const admitted = deps.apiKeys.admitRequest(key);
     if (!admitted.ok)
       throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
-    return key.id;
+    return { id: key.id, key };
   }
 
   async function settlement(
@@ -98,7 +103,8 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
         // Short reason-coded messages: never a zod dump or the JSON parser's text.
         const e = toFedAiError(error);
         if (e.status >= 500) request.log.error({ code: e.code }, 'tab request failed');
-        if (e.code === 'RATE_LIMITED') reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
+        if (e.code === 'RATE_LIMITED' || e.code === 'BUDGET_EXHAUSTED')
+          reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
         return reply.code(e.status).send(openAiError(e.code, e.message));
       }
     };
@@ -113,9 +119,12 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
   );
   app.get(
     '/v1/tabs/me',
-    handle(async (request) =>
-      settlement(request, 'GET', `/v1/tabs/${encodeURIComponent(await payer(request))}`),
-    ),
+    handle(async (request) => {
+      const who = await caller(request);
+      const tab = (await settlement(request, 'GET', `/v1/tabs/${encodeURIComponent(who.id)}`)) as object;
+      // An API key's spend budgets, with what the current periods have spent and hold.
+      return who.key ? { ...tab, budgets: await deps.apiKeys.spendUsage(who.key) } : tab;
+    }),
   );
   // Refund unused balance by paying an invoice the client gives.
   app.post(

@@ -23,6 +23,8 @@ const listAnswer = z.looseObject({
       requests_per_min: z.number().int(),
       tokens_per_min: z.number().int(),
       max_parallel: z.number().int(),
+      budget_msat_per_day: z.number().int().nullable().optional(),
+      budget_msat_per_month: z.number().int().nullable().optional(),
       created_at: z.union([z.string(), z.number()]),
       revoked: z.boolean(),
     }),
@@ -56,17 +58,34 @@ function optionalCount(flag: string | undefined, name: string): number | undefin
   return n;
 }
 
+/** A budget flag: a positive msat amount, or "none" (null: remove the budget). */
+function budgetFlag(flag: string | undefined, name: string): number | null | undefined {
+  if (flag === 'none') return null;
+  return optionalCount(flag, name);
+}
+
 export async function apikeyCreate(
-  flags: AdminFlags & { name: string; rpm?: string; tpm?: string; parallel?: string },
+  flags: AdminFlags & {
+    name: string;
+    rpm?: string;
+    tpm?: string;
+    parallel?: string;
+    budgetDay?: string;
+    budgetMonth?: string;
+  },
 ): Promise<void> {
   const rpm = optionalCount(flags.rpm, 'rpm');
   const tpm = optionalCount(flags.tpm, 'tpm');
   const parallel = optionalCount(flags.parallel, 'parallel');
+  const day = optionalCount(flags.budgetDay, 'budget-day');
+  const month = optionalCount(flags.budgetMonth, 'budget-month');
   const body = {
     name: flags.name,
     ...(rpm ? { requests_per_min: rpm } : {}),
     ...(tpm ? { tokens_per_min: tpm } : {}),
     ...(parallel ? { max_parallel: parallel } : {}),
+    ...(day ? { budget_msat_per_day: day } : {}),
+    ...(month ? { budget_msat_per_month: month } : {}),
   };
   const created = await admin(flags, 'POST', '/admin/apikeys', createdAnswer, body);
   if (flags.json) return printJson(created);
@@ -89,6 +108,8 @@ export async function apikeyList(flags: AdminFlags): Promise<void> {
         { header: 'REQ/MIN', align: 'right' },
         { header: 'TOKENS/MIN', align: 'right' },
         { header: 'PARALLEL', align: 'right' },
+        { header: 'BUDGET/DAY', align: 'right' },
+        { header: 'BUDGET/MONTH', align: 'right' },
         { header: 'CREATED' },
       ],
       list.keys.map((k) => [
@@ -98,10 +119,41 @@ export async function apikeyList(flags: AdminFlags): Promise<void> {
         groupDigits(k.requests_per_min),
         groupDigits(k.tokens_per_min),
         groupDigits(k.max_parallel),
+        k.budget_msat_per_day == null ? '-' : groupDigits(k.budget_msat_per_day),
+        k.budget_msat_per_month == null ? '-' : groupDigits(k.budget_msat_per_month),
         dateText(k.created_at),
       ]),
     ),
   );
+}
+
+export async function apikeyBudget(
+  id: string,
+  flags: AdminFlags & { day?: string; month?: string },
+): Promise<void> {
+  const day = budgetFlag(flags.day, 'day');
+  const month = budgetFlag(flags.month, 'month');
+  if (day === undefined && month === undefined)
+    fail('BAD_OPTION', 'give --day and/or --month (msat, or none)');
+  const body = {
+    ...(day !== undefined ? { budget_msat_per_day: day } : {}),
+    ...(month !== undefined ? { budget_msat_per_month: month } : {}),
+  };
+  const answer = await admin(
+    flags,
+    'POST',
+    `/admin/apikeys/${encodeURIComponent(id)}/budgets`,
+    listAnswer.shape.keys.element,
+    body,
+  );
+  if (flags.json) return printJson(answer);
+  process.stdout.write(
+    `${id}: per day ${budgetText(answer.budget_msat_per_day)}, per month ${budgetText(answer.budget_msat_per_month)}\n`,
+  );
+}
+
+function budgetText(msat: number | null | undefined): string {
+  return msat == null ? 'no budget' : `${groupDigits(msat)} msat`;
 }
 
 export async function apikeyRevoke(id: string, flags: AdminFlags): Promise<void> {
