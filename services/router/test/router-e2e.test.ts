@@ -132,7 +132,13 @@ test('GET /v1/models lists the model with price and context; bad key and bad bod
   await assert.rejects(
     client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] }),
     (e: unknown) => {
-      return e instanceof OpenAI.APIError && e.status === 404 && e.code === 'MODEL_NOT_FOUND';
+      // The message names what is served, so the caller can fix the model id at once.
+      return (
+        e instanceof OpenAI.APIError &&
+        e.status === 404 &&
+        e.code === 'MODEL_NOT_FOUND' &&
+        e.message.includes(`Served: "${MODEL}"`)
+      );
     },
   );
 });
