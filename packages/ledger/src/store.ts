@@ -171,6 +171,14 @@ export class Ledger {
     }
   }
 
+  /**
+   * Applies a batch inside the caller's open transaction, so the caller's own rows (a payment, a
+   * decision) and the ledger commit together. The caller owns retries; lock order is the same.
+   */
+  createTransfersIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
+    return this.applyIn(tx, batch);
+  }
+
   private async applyIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
     const ids = batch.map((t) => t.id);
     const pendingIds = batch.map((t) => t.pendingId).filter((id): id is string => Boolean(id));

@@ -6,7 +6,16 @@
 // they front, and report settled invoices. Whoever uses one (settlement) keeps its own invoice and
 // payment state in its own tables and asks the backend again after a crash (`lookupPayment`).
 
-export const LIGHTNING_BACKENDS = ['internal', 'lnd', 'cln', 'lnbits', 'nwc'] as const;
+export const LIGHTNING_BACKENDS = [
+  'internal',
+  'lnd',
+  'cln',
+  'lnbits',
+  'nwc',
+  // An account at a fed-ai settlement service (settlement-account.ts), for services such as the
+  // wallet fleet. Never settlement's own backend: its config accepts only `internal`.
+  'settlement',
+] as const;
 export type LightningBackendName = (typeof LIGHTNING_BACKENDS)[number];
 
 export interface Invoice {
@@ -44,6 +53,8 @@ export type PaymentFailureCode =
   | 'ALREADY_PAID'
   | 'NO_ROUTE'
   | 'FEE_TOO_HIGH'
+  /** The account the backend pays from cannot cover the amount (and the most fee). */
+  | 'INSUFFICIENT_BALANCE'
   | 'BACKEND_ERROR';
 
 /**

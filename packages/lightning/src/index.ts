@@ -1,3 +1,4 @@
 export * from './backend';
 export * from './bolt11';
 export * from './internal';
+export * from './settlement-account';

@@ -103,6 +103,15 @@ export const BOOKS_MIGRATIONS: Migration[] = [
     );
     CREATE INDEX IF NOT EXISTS payments_pending ON payments (created_at_s) WHERE state = 'pending';`,
   },
+  {
+    // Accounts look their invoices up by hash: settlement answers with the invoice itself, from
+    // its own table. Rows before version 3 have NULLs (they are answered from the backend).
+    version: 3,
+    name: 'topup_invoice_text',
+    sql: `ALTER TABLE topups ADD COLUMN IF NOT EXISTS bolt11 TEXT;
+    ALTER TABLE topups ADD COLUMN IF NOT EXISTS description TEXT;
+    ALTER TABLE topups ADD COLUMN IF NOT EXISTS created_at_s BIGINT;`,
+  },
 ];
 
 const ok = (r: TransferResult) => r.code === 'OK' || r.code === 'EXISTS';
@@ -117,6 +126,39 @@ export interface BooksOptions {
   /** Most routing fee a refund to another node may cost (held on top of the amount). */
   refundMaxFeeMsat?: number;
   nowS?: () => number;
+}
+
+export interface TopupOptions {
+  /** The invoice's description (default: names the tab). */
+  description?: string | undefined;
+  expirySeconds?: number | undefined;
+  /** Smallest amount accepted (default 1000 msat, the tab top-up minimum). */
+  minAmountMsat?: number | undefined;
+}
+
+/** An account's invoice as settlement records it. */
+export interface AccountInvoice {
+  paymentHash: string;
+  bolt11: string;
+  amountMsat: number;
+  description: string;
+  createdAtS: number;
+  expiresAtS: number;
+  state: 'open' | 'settled' | 'expired';
+  preimage: string | null;
+  settledAtS: number | null;
+}
+
+interface InvoiceRow {
+  payment_hash: string;
+  account: string;
+  amount_msat: number;
+  bolt11: string | null;
+  description: string | null;
+  created_at_s: number | null;
+  expires_at_s: number | null;
+  settled_at_s: number | null;
+  preimage: string | null;
 }
 
 export type PaymentState = 'pending' | 'succeeded' | 'failed';
@@ -159,6 +201,7 @@ const FAILURE_REASON: Record<PaymentFailureCode | 'NOT_SENT', ReasonCode> = {
   ALREADY_PAID: 'ALREADY_PAID',
   NO_ROUTE: 'SETTLEMENT_UNAVAILABLE',
   FEE_TOO_HIGH: 'SETTLEMENT_UNAVAILABLE',
+  INSUFFICIENT_BALANCE: 'SETTLEMENT_UNAVAILABLE',
   BACKEND_ERROR: 'SETTLEMENT_UNAVAILABLE',
   NOT_SENT: 'SETTLEMENT_UNAVAILABLE',
 };
@@ -200,21 +243,34 @@ export class Books {
     return id;
   }
 
-  /** A BOLT11 invoice that credits `payer`'s tab exactly once when paid. */
-  async openTopup(payer: string, amountMsat: number): Promise<Invoice> {
+  /**
+   * A BOLT11 invoice that credits `payer`'s tab exactly once when paid. `options` serve accounts
+   * (the invoices an account gives out): their own description, expiry and smallest amount.
+   */
+  async openTopup(payer: string, amountMsat: number, options: TopupOptions = {}): Promise<Invoice> {
     const max = this.options.maxTopupMsat ?? 100_000_000_000;
-    if (!Number.isSafeInteger(amountMsat) || amountMsat < 1000 || amountMsat > max) {
-      throw new FedAiError('INVALID_REQUEST', `amount_msat must be 1000..${max}`);
+    const min = options.minAmountMsat ?? 1000;
+    if (!Number.isSafeInteger(amountMsat) || amountMsat < min || amountMsat > max) {
+      throw new FedAiError('INVALID_REQUEST', `amount_msat must be ${min}..${max}`);
     }
     const account = await this.ensureTab(payer);
     const invoice = await this.lightning.createInvoice({
       amountMsat,
-      description: `fed-ai tab top-up ${account}`,
-      expirySeconds: this.options.topupExpiryS ?? 3600,
+      description: options.description ?? `fed-ai tab top-up ${account}`,
+      expirySeconds: options.expirySeconds ?? this.options.topupExpiryS ?? 3600,
     });
     await this.db.query(
-      'INSERT INTO topups (payment_hash, account, amount_msat, expires_at_s) VALUES ($1, $2, $3, $4)',
-      [invoice.paymentHash, account, amountMsat, invoice.expiresAtS],
+      `INSERT INTO topups (payment_hash, account, amount_msat, expires_at_s, bolt11, description, created_at_s)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [
+        invoice.paymentHash,
+        account,
+        amountMsat,
+        invoice.expiresAtS,
+        invoice.bolt11,
+        invoice.description,
+        invoice.createdAtS,
+      ],
     );
     return invoice;
   }
@@ -315,6 +371,11 @@ export class Books {
    */
   async creditSettledTopups(limit = 200): Promise<number> {
     await this.pollOpenTopups(limit);
+    return this.creditSettled(limit);
+  }
+
+  /** Credits settled, not yet credited top-ups (all, or the one of `hash`). */
+  private async creditSettled(limit: number, hash: string | null = null): Promise<number> {
     const rows = await this.db.query<{
       payment_hash: string;
       account: string;
@@ -325,8 +386,9 @@ export class Books {
        WHERE t.settled_at_s IS NOT NULL
          AND NOT EXISTS (SELECT 1 FROM ledger_transfers x WHERE x.id = 'topup:' || t.payment_hash)
          AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.payment_hash = t.payment_hash AND p.state <> 'failed')
+         AND ($2::text IS NULL OR t.payment_hash = $2::text)
        LIMIT $1`,
-      [limit],
+      [limit, hash],
     );
     let credited = 0;
     for (const t of rows.rows) {
@@ -375,8 +437,121 @@ export class Books {
     };
   }
 
+  // Accounts: services (the wallet fleet) that keep their money here, as a wallet lives on an
+  // LNbits server. An account is a tab like any other; these methods answer only about the
+  // caller's own invoices and payments (someone else's read as unknown).
+
+  /** An invoice `payer` opened, its state brought up to date from the backend; null otherwise. */
+  async accountInvoice(payer: string, hash: string): Promise<AccountInvoice | null> {
+    let row = await this.invoiceRow(hash);
+    if (!row || row.account !== ACCOUNTS.tab(payer)) return null;
+    const now = this.nowS();
+    const open = row.settled_at_s === null && (row.expires_at_s === null || row.expires_at_s > now);
+    const backend = open || row.bolt11 === null ? await this.lightning.lookupInvoice(hash) : null;
+    if (open && backend?.state === 'settled' && backend.preimage) {
+      await this.markTopupSettled(hash, backend.preimage, backend.settledAtS ?? now);
+      // Credited here and now (not only by the sweeper), unless a payment of ours credits it.
+      await this.creditSettled(1, hash);
+      row = (await this.invoiceRow(hash)) ?? row;
+    }
+    const expiresAtS = row.expires_at_s ?? backend?.expiresAtS ?? 0;
+    const settled = row.settled_at_s !== null;
+    return {
+      paymentHash: row.payment_hash,
+      bolt11: row.bolt11 ?? backend?.bolt11 ?? '',
+      amountMsat: row.amount_msat,
+      description: row.description ?? backend?.description ?? '',
+      createdAtS: row.created_at_s ?? backend?.createdAtS ?? 0,
+      expiresAtS,
+      state: settled ? 'settled' : expiresAtS <= now ? 'expired' : 'open',
+      preimage: settled ? row.preimage : null,
+      settledAtS: row.settled_at_s,
+    };
+  }
+
+  private async invoiceRow(hash: string): Promise<InvoiceRow | null> {
+    const rows = await this.db.query<InvoiceRow>(
+      `SELECT payment_hash, account, amount_msat, bolt11, description, created_at_s, expires_at_s,
+        settled_at_s, preimage FROM topups WHERE payment_hash = $1`,
+      [hash],
+    );
+    return rows.rows[0] ?? null;
+  }
+
+  /**
+   * Pays an invoice from `payer`'s account with the refund machinery (hold, pay, post or void).
+   * Idempotent for the same account: an invoice it already paid, or is paying, answers that
+   * payment's current state (never a second debit), so a client retrying after a crash learns the
+   * outcome. A payment that failed throws its failure again (the hold was voided). Another
+   * account's payment of the invoice is a conflict. Answers the payment row (succeeded or pending).
+   */
+  async accountPay(
+    payer: string,
+    bolt11: string,
+    options: { maxFeeMsat?: number | undefined } = {},
+  ): Promise<PaymentRow> {
+    const hash = decodeOrRefuse(bolt11).paymentHash;
+    const account = ACCOUNTS.tab(payer);
+    const prior = await this.paymentRow(hash);
+    if (prior?.account === account) return this.ownPaymentOutcome(prior);
+    let held: PaymentRow;
+    try {
+      held = await this.holdForRefund(payer, bolt11, options);
+    } catch (error) {
+      // A concurrent call of the same account placed the hold first: answer with its payment.
+      if (error instanceof FedAiError && error.code === 'IDEMPOTENCY_CONFLICT') {
+        const winner = await this.paymentRow(hash);
+        if (winner?.account === account) return this.ownPaymentOutcome(winner);
+      }
+      throw error;
+    }
+    const state = await this.payHeld(held);
+    const row = (await this.paymentRow(hash)) ?? held;
+    if (state === 'failed') throw failureError(row.failure_code, 'The Lightning payment failed');
+    return row;
+  }
+
+  private async ownPaymentOutcome(prior: PaymentRow): Promise<PaymentRow> {
+    const row = await this.refreshPayment(prior);
+    if (row.state === 'failed')
+      throw failureError(row.failure_code, 'This payment failed before; ask for a new invoice');
+    return row;
+  }
+
+  /** A payment `payer` made, brought up to date; null for none (or another account's). */
+  async accountPayment(payer: string, hash: string): Promise<PaymentRow | null> {
+    const row = await this.paymentRow(hash);
+    if (!row || row.account !== ACCOUNTS.tab(payer)) return null;
+    return this.refreshPayment(row);
+  }
+
+  /**
+   * A pending payment not in flight here (a crash, or a backend that could not say): asks the
+   * backend and records a final answer. An unknown or pending answer changes nothing (the
+   * sweeper's `resolvePendingPayments` decides those, after its grace period).
+   */
+  private async refreshPayment(row: PaymentRow): Promise<PaymentRow> {
+    if (row.state !== 'pending' || this.inFlight.has(row.payment_hash)) return row;
+    const status = await this.lightning
+      .lookupPayment(row.payment_hash)
+      .catch((): PaymentStatus => ({ state: 'pending', paymentHash: row.payment_hash }));
+    if (status.state !== 'succeeded' && status.state !== 'failed') return row;
+    await this.applyPaymentStatus(row, status);
+    return (await this.paymentRow(row.payment_hash)) ?? row;
+  }
+
+  /** What an account holds: available, and held (reservations and payments in flight). */
+  async balance(payer: string): Promise<{ balanceMsat: number; reservedMsat: number }> {
+    const [tab] = await this.ledger.lookupAccounts([ACCOUNTS.tab(payer)]);
+    return { balanceMsat: tab ? availableMsat(tab) : 0, reservedMsat: tab?.debitsPending ?? 0 };
+  }
+
   /** Refund step 1: the hold on the tab and the pending payment row, in one transaction. */
-  async holdForRefund(payer: string, bolt11: string): Promise<PaymentRow> {
+  async holdForRefund(
+    payer: string,
+    bolt11: string,
+    options: { maxFeeMsat?: number | undefined } = {},
+  ): Promise<PaymentRow> {
     const decoded = decodeOrRefuse(bolt11);
     const hash = decoded.paymentHash;
     const account = ACCOUNTS.tab(payer);
@@ -397,7 +572,8 @@ export class Books {
     if (decoded.expiresAtS <= now) throw new FedAiError('INVOICE_EXPIRED', 'The invoice has expired.');
     if (this.inFlight.size >= MAX_PAYMENTS_IN_FLIGHT)
       throw new FedAiError('OVERLOADED', 'Too many Lightning payments in flight; retry shortly.');
-    const maxFeeMsat = topup ? 0 : (this.options.refundMaxFeeMsat ?? 0);
+    // Invoices of this system settle internally: no routing fee.
+    const maxFeeMsat = topup ? 0 : (options.maxFeeMsat ?? this.options.refundMaxFeeMsat ?? 0);
     const row: PaymentRow = {
       payment_hash: hash,
       account,

@@ -13,6 +13,11 @@ export const settlementConfigSchema = z.object({
   SETTLEMENT_KEY_FILE: z.string().optional(),
   /** Routers allowed to move money (their pubkeys). */
   SETTLEMENT_ROUTER_PUBKEYS: publicKeyList.default([]),
+  /**
+   * Services (the wallet fleet) that keep an account here (NIP-98, `/v1/account/*`): each key
+   * holds the account `svc:<pubkey>` and sees only its own invoices and payments.
+   */
+  SETTLEMENT_WALLET_PUBKEYS: publicKeyList.default([]),
   /** Operators allowed to run ledger checks over HTTP (NIP-98). */
   SETTLEMENT_OPERATOR_PUBKEYS: publicKeyList.default([]),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),

@@ -1,6 +1,7 @@
 // Settlement HTTP API. Routers move money with signed settlement envelopes (kind 28123, audience =
-// this service); tab and faucet calls are NIP-98 signed by an allowed router. Everything is
-// idempotent by its operation id.
+// this service); tab and faucet calls are NIP-98 signed by an allowed router; accounts of
+// services (`/v1/account/*`, account-routes.ts) are NIP-98 signed by an allowed wallet key.
+// Everything is idempotent by its operation id.
 import {
   addMetricsRoute,
   addRawJsonParser,
@@ -15,12 +16,15 @@ import { type Envelope, FedAiError, KIND, type ReplayStore } from '@fed-ai/proto
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import { addAccountRoutes } from './account-routes';
 import type { Books } from './books';
 
 export interface SettlementServerDeps {
   books: Books;
   pubkey: string;
   routers: Set<string>;
+  /** Services with an account here (`/v1/account/*`); none by default. */
+  wallets?: Set<string> | undefined;
   operators: Set<string>;
   verify: () => Promise<unknown>;
   replayStore: ReplayStore;
@@ -144,6 +148,13 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   app.get('/v1/tabs/:payer', async (request: FastifyRequest<{ Params: { payer: string } }>) => {
     await routerAuth(request);
     return deps.books.tab(request.params.payer);
+  });
+
+  addAccountRoutes(app, {
+    books: deps.books,
+    wallets: deps.wallets ?? new Set(),
+    replayStore: deps.replayStore,
+    publicUrl: deps.publicUrl,
   });
   return app;
 }

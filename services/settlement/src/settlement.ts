@@ -70,6 +70,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     books,
     pubkey,
     routers: new Set(config.SETTLEMENT_ROUTER_PUBKEYS),
+    wallets: new Set(config.SETTLEMENT_WALLET_PUBKEYS),
     operators: new Set(config.SETTLEMENT_OPERATOR_PUBKEYS),
     verify: () => verifyLedger(db),
     replayStore: new DbReplayStore(db),

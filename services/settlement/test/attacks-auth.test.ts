@@ -13,6 +13,7 @@ import { type RunningSettlement, startSettlement } from '../src/settlement';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-settlement-attacks-'));
 const routerKey = generateSecretKey();
+const walletKey = generateSecretKey();
 let settlement: RunningSettlement;
 
 before(async () => {
@@ -22,6 +23,7 @@ before(async () => {
       DATA_DIR: dir,
       SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey),
       SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(routerKey),
+      SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(walletKey),
       FAUCET: 'true',
     }),
   );
@@ -93,6 +95,11 @@ const PROTECTED: { method: string; path: string; body?: string }[] = [
   { method: 'POST', path: '/v1/refunds', body: JSON.stringify({ payer: 'p', bolt11: 'lnbcrt1xxxxxxxxx' }) },
   { method: 'GET', path: '/v1/ledger/verify' },
   { method: 'GET', path: '/v1/tabs/some-payer' },
+  { method: 'POST', path: '/v1/account/invoices', body: JSON.stringify({ amount_msat: 5000 }) },
+  { method: 'GET', path: `/v1/account/invoices/${'a'.repeat(64)}` },
+  { method: 'POST', path: '/v1/account/payments', body: JSON.stringify({ bolt11: 'lnbcrt1xxxxxxxxx' }) },
+  { method: 'GET', path: `/v1/account/payments/${'a'.repeat(64)}` },
+  { method: 'GET', path: '/v1/account/balance' },
 ];
 
 test('every protected route, under every spelling of its path, refuses a caller without credentials', async () => {
@@ -196,4 +203,47 @@ test('NIP-98 GET without a payload tag is accepted; error messages carry no JSON
   const error = (JSON.parse(broken.text) as { error: { code: string; message: string } }).error;
   assert.equal(error.code, 'INVALID_REQUEST');
   assert.doesNotMatch(error.message, /position|Unexpected|JSON at/);
+});
+
+test("account routes: a router's or a stranger's key is refused and leaves no replay rows; a wallet key cannot use router routes", async () => {
+  const sign = (key: Uint8Array, method: string, path: string, body?: string) =>
+    raw(method, path, body, {
+      authorization: createNip98Header(`${settlement.url}${path}`, method, body, key),
+    });
+  const before = await replayRows();
+  const hash = 'b'.repeat(64);
+  for (const key of [routerKey, generateSecretKey()]) {
+    for (const [method, path, body] of [
+      ['POST', '/v1/account/invoices', JSON.stringify({ amount_msat: 5000 })],
+      ['GET', `/v1/account/invoices/${hash}`, undefined],
+      ['POST', '/v1/account/payments', JSON.stringify({ bolt11: 'lnbcrt1xxxxxxxxx' })],
+      ['GET', `/v1/account/payments/${hash}`, undefined],
+      ['GET', '/v1/account/balance', undefined],
+    ] as const) {
+      const answer = await sign(key, method, path, body);
+      assert.equal(answer.status, 403, `${method} ${path}: ${answer.text}`);
+      assert.equal((JSON.parse(answer.text) as { error: { code: string } }).error.code, 'FORBIDDEN');
+    }
+  }
+  assert.equal(await replayRows(), before, 'no row written for a refused key');
+  // A wallet key names no payer: the router routes (which take one) refuse it.
+  for (const [path, body] of [
+    ['/v1/refunds', JSON.stringify({ payer: 'victim', bolt11: 'lnbcrt1xxxxxxxxx' })],
+    ['/v1/topups', JSON.stringify({ payer: 'victim', amount_msat: 5000 })],
+    ['/v1/faucet/pay', JSON.stringify({ bolt11: 'lnbcrt1xxxxxxxxx' })],
+  ] as const) {
+    const answer = await sign(walletKey, 'POST', path, body);
+    assert.equal(answer.status, 403, `${path}: ${answer.text}`);
+  }
+  const tab = await sign(walletKey, 'GET', '/v1/tabs/victim');
+  assert.equal(tab.status, 403, tab.text);
+  // A signature for one account route does not open another (the URL is signed).
+  const url = `${settlement.url}/v1/account/balance`;
+  const moved = await raw('GET', `/v1/account/payments/${hash}`, undefined, {
+    authorization: createNip98Header(url, 'GET', undefined, walletKey),
+  });
+  assert.equal(moved.status, 401, moved.text);
+  const own = await sign(walletKey, 'GET', '/v1/account/balance');
+  assert.equal(own.status, 200, own.text);
+  assert.deepEqual(JSON.parse(own.text), { balance_msat: 0, reserved_msat: 0 });
 });

@@ -236,7 +236,7 @@ test('top-ups from a version-1 database are looked up in the backend once, never
         userData: invoice.paymentHash,
       },
     ]);
-    assert.deepEqual(await migrate(old, 'settlement-books', BOOKS_MIGRATIONS), [2]);
+    assert.deepEqual(await migrate(old, 'settlement-books', BOOKS_MIGRATIONS), [2, 3]);
     assert.equal(await oldBooks.creditSettledTopups(), 0);
     const row = await old.query<{ settled_at_s: number | null; expires_at_s: number | null }>(
       'SELECT settled_at_s, expires_at_s FROM topups WHERE payment_hash = $1',
@@ -257,7 +257,7 @@ test('LIGHTNING_BACKEND: only internal is accepted, with one line naming the var
     parseConfig(settlementConfigSchema, { LIGHTNING_BACKEND: 'internal' }).LIGHTNING_BACKEND,
     'internal',
   );
-  for (const value of ['lnd', 'cln', 'LNbits', 'nwc', 'internal ']) {
+  for (const value of ['lnd', 'cln', 'LNbits', 'nwc', 'settlement', 'internal ']) {
     assert.throws(
       () => parseConfig(settlementConfigSchema, { LIGHTNING_BACKEND: value }),
       (error: unknown) => {

@@ -31,7 +31,7 @@ export interface AuditInput {
   data: Record<string, unknown>;
 }
 
-export type AuditProblem = 'EDITED' | 'REORDERED' | 'MISSING' | 'BAD_LINK';
+type AuditProblem = 'EDITED' | 'REORDERED' | 'MISSING' | 'BAD_LINK';
 
 export type VerifyResult =
   | { ok: true; count: number; headHash: string }
@@ -42,9 +42,9 @@ export const GENESIS_HASH = '0'.repeat(64);
 /** Audit data is for small facts; a bigger one is a caller putting a prompt or a blob in it. */
 export const MAX_AUDIT_DATA_BYTES = 8 * 1024;
 /** Nesting bound: also stops a cyclic object before it overflows the stack. */
-export const MAX_AUDIT_DATA_DEPTH = 32;
+const MAX_AUDIT_DATA_DEPTH = 32;
 /** Rows per query when exporting or verifying, so memory stays bounded on any log size. */
-export const AUDIT_PAGE_ROWS = 1000;
+const AUDIT_PAGE_ROWS = 1000;
 
 const MAX_SUBJECT_CHARS = 256;
 const ACTOR_PATTERN = /^(?:[0-9a-f]{64}|system)$/;
@@ -223,7 +223,7 @@ function recomputedHash(entry: AuditEntry): string | null {
  * REORDERED; a gap: MISSING), then its prevHash against the previous hash (BAD_LINK). A gap is
  * judged on the next entry: if that one goes back below the gap's end, rows were moved, not removed.
  */
-export class ChainVerifier {
+class ChainVerifier {
   private prev = { seq: 0, hash: GENESIS_HASH };
   private count = 0;
   private gap: { missingSeq: number; openedBySeq: number } | null = null;
@@ -282,7 +282,7 @@ export function verifyChain(entries: Iterable<AuditEntry>): VerifyResult {
  * canonical JSON of the parsed value round-trips (tested on both). The strings JSONB cannot hold
  * (U+0000, unpaired surrogates) are refused on append.
  */
-export const AUDIT_MIGRATIONS: Migration[] = [
+const AUDIT_MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'audit_log',

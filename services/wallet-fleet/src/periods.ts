@@ -8,7 +8,7 @@
 // day, so periods never overlap and every instant is in exactly one.
 import { z } from 'zod';
 
-export const CALENDAR_UNITS = ['day', 'week', 'month'] as const;
+const CALENDAR_UNITS = ['day', 'week', 'month'] as const;
 export type CalendarUnit = (typeof CALENDAR_UNITS)[number];
 
 /** Longest rolling window or cooldown a policy may name: 400 days, so every window stays bounded. */
@@ -20,7 +20,7 @@ export interface CalendarPeriod {
   /** IANA name such as 'Europe/Berlin' or 'UTC'; kept as written, so keys survive ICU renames. */
   timeZone: string;
 }
-export interface RollingPeriod {
+interface RollingPeriod {
   kind: 'rolling';
   windowS: number;
 }

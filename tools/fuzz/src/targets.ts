@@ -23,6 +23,11 @@ import {
   topupSchema as tabTopupSchema,
 } from '../../../services/router/src/routes/tabs';
 import {
+  accountInvoiceSchema as settlementAccountInvoiceSchema,
+  accountPaymentSchema as settlementAccountPaymentSchema,
+  paymentHashSchema as settlementPaymentHashSchema,
+} from '../../../services/settlement/src/account-routes';
+import {
   faucetSchema as settlementFaucetSchema,
   refundSchema as settlementRefundSchema,
   topupSchema as settlementTopupSchema,
@@ -295,6 +300,17 @@ function schemaTarget(): Target {
     ['settlement topup', settlementTopupSchema, { payer: 'key-0001', amount_msat: 1_000_000 }],
     ['settlement faucet', settlementFaucetSchema, { bolt11: BOLT11_EXAMPLE }],
     ['settlement refund', settlementRefundSchema, { payer: 'key-0001', bolt11: BOLT11_EXAMPLE }],
+    [
+      'settlement account invoice',
+      settlementAccountInvoiceSchema,
+      { amount_msat: 1_000, description: 'deposit', expiry_s: 600 },
+    ],
+    [
+      'settlement account payment',
+      settlementAccountPaymentSchema,
+      { bolt11: BOLT11_EXAMPLE, max_fee_msat: 0 },
+    ],
+    ['settlement account payment hash', settlementPaymentHashSchema, 'a'.repeat(64)],
     ...Object.entries(PAYLOAD_SCHEMAS).map(
       ([kind, schema]) => [`payload ${kind}`, schema as z.ZodType, {}] as [string, z.ZodType, unknown],
     ),

@@ -1,0 +1,5 @@
+export * from './config';
+export * from './fleet';
+export * from './payments';
+export * from './policy';
+export * from './wallet-fleet';

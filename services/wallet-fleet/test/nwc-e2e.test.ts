@@ -1,0 +1,398 @@
+// The unmodified @getalby/sdk NWCClient against the wallet fleet over a real relay process on
+// 127.0.0.1, with the fleet's money in an account at a real settlement service: info, balance,
+// invoices, paying a router tab top-up exactly once, approvals, kill switch, dry run, and the
+// request checks (unknown client, expired request, duplicate event, NIP-04 when disabled).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { verifyLedger } from '@fed-ai/ledger';
+import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import { type RunningRelay, startRelay } from '@fed-ai/relay';
+import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
+import { nip04, nip44 } from 'nostr-tools';
+import { finalizeEvent } from 'nostr-tools/pure';
+import WebSocket from 'ws';
+import { walletFleetConfigSchema } from '../src/config';
+import { type RunningWalletFleet, startWalletFleet } from '../src/wallet-fleet';
+
+(globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket; // @getalby/sdk on Node 20
+const { NWCClient } = await import('@getalby/sdk/nwc');
+
+const dir = mkdtempSync(join(tmpdir(), 'fedai-wf-'));
+const ownerKey = generateSecretKey();
+const owner = publicKeyOf(ownerKey);
+const fleetKey = generateSecretKey();
+let relay: RunningRelay;
+let settlement: RunningSettlement;
+let fleet: RunningWalletFleet;
+const clients: { close(): void }[] = [];
+
+const fleetConfig = () =>
+  walletFleetConfigSchema.parse({
+    WALLET_FLEET_PORT: '0',
+    WALLET_FLEET_KEY: secretKeyHex(fleetKey),
+    FLEET_OWNER_PUBKEYS: owner,
+    RELAY_URLS: relay.url,
+    SETTLEMENT_URL: settlement.url,
+    DATA_DIR: join(dir, 'fleet'),
+    SWEEP_INTERVAL_MS: '200',
+  });
+
+before(async () => {
+  relay = await startRelay({ port: 0 });
+  settlement = await startSettlement(
+    settlementConfigSchema.parse({
+      SETTLEMENT_PORT: '0',
+      DATA_DIR: join(dir, 'settlement'),
+      FAUCET: 'true',
+      SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey),
+    }),
+  );
+  fleet = await startWalletFleet(fleetConfig());
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  await fleet.close();
+  await settlement.close();
+  await relay.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function ownerCall(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown, key = ownerKey) {
+  const url = `${fleet.url}${path}`;
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const response = await fetch(url, {
+    method,
+    headers: { 'content-type': 'application/json', authorization: createNip98Header(url, method, text, key) },
+    ...(text === undefined ? {} : { body: text }),
+  });
+  const type = response.headers.get('content-type') ?? '';
+  return {
+    status: response.status,
+    body: type.startsWith('application/json')
+      ? ((await response.json()) as Record<string, unknown>)
+      : await response.text(),
+  };
+}
+
+async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | null | false>,
+  limitMs = 30_000,
+): Promise<T> {
+  const started = Date.now();
+  while (Date.now() - started < limitMs) {
+    const value = await check();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`waited ${limitMs} ms for ${what}`);
+}
+
+const policy = (extra: Record<string, unknown> = {}) => ({
+  version: 1,
+  mode: 'live',
+  maxPaymentMsat: 60_000,
+  budgets: [
+    { id: 'daily', limitMsat: 100_000, period: { kind: 'calendar', unit: 'day', timeZone: 'Europe/Berlin' } },
+  ],
+  approvalAboveMsat: 20_000,
+  methods: [
+    'pay_invoice',
+    'make_invoice',
+    'lookup_invoice',
+    'list_transactions',
+    'get_balance',
+    'get_info',
+    'get_budget',
+  ],
+  ...extra,
+});
+
+async function fundedWallet(name: string, amountMsat: number, walletPolicy = policy()) {
+  const created = await ownerCall('POST', '/v1/wallets', { name, policy: walletPolicy });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const id = (created.body as { id: string }).id;
+  const invoice = await ownerCall('POST', '/v1/treasury/invoices', { amount_msat: amountMsat });
+  assert.equal(invoice.status, 200, JSON.stringify(invoice.body));
+  await settlement.books.faucetPay((invoice.body as { bolt11: string }).bolt11);
+  await until('treasury credited', async () => {
+    const t = await ownerCall('GET', '/v1/treasury');
+    return (t.body as { balance_msat: number }).balance_msat >= amountMsat;
+  });
+  const moved = await ownerCall('POST', `/v1/wallets/${id}/fund`, {
+    amount_msat: amountMsat,
+    op_id: `fund-${name}`,
+  });
+  assert.equal(moved.status, 200, JSON.stringify(moved.body));
+  // The same move again (a retried call) moves nothing.
+  await ownerCall('POST', `/v1/wallets/${id}/fund`, { amount_msat: amountMsat, op_id: `fund-${name}` });
+  const connection = await ownerCall('POST', `/v1/wallets/${id}/connections`, { name: `${name}-agent` });
+  const { uri, client_pubkey } = connection.body as { uri: string; client_pubkey: string };
+  assert.match(uri, /^nostr\+walletconnect:\/\/[0-9a-f]{64}\?relay=.+&secret=[0-9a-f]{64}$/);
+  const client = new NWCClient({ nostrWalletConnectUrl: uri });
+  clients.push(client);
+  return { id, client, clientPubkey: client_pubkey, uri };
+}
+
+const tabBalance = async (payer: string) => (await settlement.books.tab(payer)).balance_msat;
+
+test('NWCClient: info, balance, make/lookup invoice with a notification, pay a router tab top-up exactly once, list', async () => {
+  const { id, client } = await fundedWallet('alice', 80_000);
+  const info = await client.getInfo();
+  assert.equal(info.pubkey, fleet.pubkey);
+  assert.ok(info.methods.includes('pay_invoice'));
+  const walletInfo = await client.getWalletServiceInfo();
+  assert.deepEqual(walletInfo.encryptions, ['nip44_v2']);
+  assert.equal((await client.getBalance()).balance, 80_000);
+
+  const received: string[] = [];
+  const unsubscribe = await client.subscribeNotifications((n) =>
+    received.push(`${n.notification_type}:${n.notification.payment_hash}`),
+  );
+  const incoming = await client.makeInvoice({ amount: 5_000, description: 'for alice' });
+  assert.match(incoming.invoice, /^lnbcrt/);
+  await settlement.books.faucetPay(incoming.invoice);
+  await until('invoice credited', async () => (await client.getBalance()).balance === 85_000);
+  const looked = await client.lookupInvoice({ payment_hash: incoming.payment_hash });
+  assert.equal(looked.state, 'settled');
+  assert.equal(
+    createHash('sha256').update(Buffer.from(looked.preimage, 'hex')).digest('hex'),
+    incoming.payment_hash,
+  );
+  await until('payment_received notification', async () =>
+    received.includes(`payment_received:${incoming.payment_hash}`),
+  );
+
+  // A router's tab top-up invoice (what POST /v1/tabs/topup returns), paid over NWC.
+  const topup = await settlement.books.openTopup('key_alice_app', 10_000);
+  const paid = await client.payInvoice({ invoice: topup.bolt11 });
+  assert.equal(
+    createHash('sha256').update(Buffer.from(paid.preimage, 'hex')).digest('hex'),
+    topup.paymentHash,
+  );
+  assert.equal(await tabBalance('key_alice_app'), 10_000, 'tab credited');
+  assert.equal((await client.getBalance()).balance, 75_000);
+  await until('payment_sent notification', async () =>
+    received.includes(`payment_sent:${topup.paymentHash}`),
+  );
+  // The same invoice again: refused, no second debit anywhere.
+  await assert.rejects(client.payInvoice({ invoice: topup.bolt11 }), (e: Error & { code?: string }) =>
+    /ALREADY_PAID/.test(e.message),
+  );
+  assert.equal(await tabBalance('key_alice_app'), 10_000);
+  assert.equal((await client.getBalance()).balance, 75_000);
+
+  const listed = await client.listTransactions({});
+  const hashes = listed.transactions.map((t) => `${t.type}:${t.payment_hash}:${t.state}`);
+  assert.ok(hashes.includes(`incoming:${incoming.payment_hash}:settled`));
+  assert.ok(hashes.includes(`outgoing:${topup.paymentHash}:settled`));
+  const budget = await client.getBudget();
+  assert.equal((budget as { used_budget: number }).used_budget, 10_000);
+  assert.equal((budget as { total_budget: number }).total_budget, 100_000);
+  unsubscribe();
+
+  const view = await ownerCall('GET', `/v1/wallets/${id}`);
+  assert.equal((view.body as { balance_msat: number }).balance_msat, 75_000);
+  assert.deepEqual((await fleet.verifyLedger()).problems, []);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
+
+test('policy over NWC: cap and budget answer QUOTA_EXCEEDED; above the threshold a payment waits for the owner, then goes through once', async () => {
+  const { client } = await fundedWallet('bob', 90_000);
+  const tooBig = await settlement.books.openTopup('key_bob', 70_000);
+  await assert.rejects(
+    client.payInvoice({ invoice: tooBig.bolt11 }),
+    (e: Error & { code?: string }) => e.code === 'QUOTA_EXCEEDED' && /OVER_PAYMENT_CAP/.test(e.message),
+  );
+  const big = await settlement.books.openTopup('key_bob', 25_000);
+  let approvalId = '';
+  await assert.rejects(client.payInvoice({ invoice: big.bolt11 }), (e: Error & { code?: string }) => {
+    approvalId = /approval id (ap_[0-9a-f]+)/.exec(e.message)?.[1] ?? '';
+    return e.code === 'RESTRICTED' && approvalId !== '';
+  });
+  assert.equal(await tabBalance('key_bob'), 0, 'a challenged payment moves nothing');
+  const pending = await ownerCall('GET', '/v1/approvals');
+  assert.ok((pending.body as { approvals: { id: string }[] }).approvals.some((a) => a.id === approvalId));
+  // Another key cannot approve.
+  assert.equal(
+    (await ownerCall('POST', `/v1/approvals/${approvalId}/approve`, undefined, generateSecretKey())).status,
+    403,
+  );
+  assert.equal((await ownerCall('POST', `/v1/approvals/${approvalId}/approve`)).status, 200);
+  const paid = await client.payInvoice({ invoice: big.bolt11 });
+  assert.ok(paid.preimage);
+  assert.equal(await tabBalance('key_bob'), 25_000);
+  // The approval was for that invoice once: a new invoice above the threshold is challenged again.
+  const next = await settlement.books.openTopup('key_bob', 21_000);
+  await assert.rejects(
+    client.payInvoice({ invoice: next.bolt11 }),
+    (e: Error & { code?: string }) => e.code === 'RESTRICTED',
+  );
+  assert.deepEqual((await fleet.verifyLedger()).problems, []);
+});
+
+test('kill switch: after the kill nothing pays (RESTRICTED), reads still answer; revive is explicit', async () => {
+  const { id, client } = await fundedWallet('carol', 30_000);
+  const first = await settlement.books.openTopup('key_carol', 1_000);
+  await client.payInvoice({ invoice: first.bolt11 });
+  const killed = await ownerCall('POST', '/v1/switches', { target: { fleet: true }, status: 'killed' });
+  assert.equal(killed.status, 200, JSON.stringify(killed.body));
+  const second = await settlement.books.openTopup('key_carol', 1_000);
+  await assert.rejects(
+    client.payInvoice({ invoice: second.bolt11 }),
+    (e: Error & { code?: string }) => e.code === 'RESTRICTED' && /WALLET_KILLED/.test(e.message),
+  );
+  assert.equal((await client.getBalance()).balance, 29_000);
+  // Pausing a killed fleet is refused: revive first.
+  assert.equal(
+    (await ownerCall('POST', '/v1/switches', { target: { fleet: true }, status: 'paused' })).status,
+    400,
+  );
+  assert.equal(
+    (await ownerCall('POST', '/v1/switches', { target: { fleet: true }, status: 'active' })).status,
+    200,
+  );
+  await client.payInvoice({ invoice: second.bolt11 });
+  assert.equal(await tabBalance('key_carol'), 2_000);
+  const audit = await ownerCall('GET', '/v1/audit/export');
+  const actions = String(audit.body)
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { action: string; subject: string });
+  assert.ok(actions.some((a) => a.action === 'kill' && a.subject === `fleet:${owner}`));
+  assert.ok(actions.some((a) => a.action === 'revive'));
+  assert.ok(id);
+});
+
+test('dry run: decided and audited like live, no msat moves, and the answer says it was a dry run', async () => {
+  const { id, client } = await fundedWallet('dave', 10_000, policy({ mode: 'dry-run' }));
+  const invoice = await settlement.books.openTopup('key_dave', 2_000);
+  await assert.rejects(
+    client.payInvoice({ invoice: invoice.bolt11 }),
+    (e: Error & { code?: string }) => e.code === 'OTHER' && /DRY_RUN/.test(e.message),
+  );
+  assert.equal(await tabBalance('key_dave'), 0);
+  assert.equal((await client.getBalance()).balance, 10_000);
+  const audit = await ownerCall('GET', '/v1/audit/export');
+  const decisions = String(audit.body)
+    .trim()
+    .split('\n')
+    .map(
+      (l) =>
+        JSON.parse(l) as { action: string; subject: string; data: { dry_run?: boolean; outcome?: string } },
+    )
+    .filter((e) => e.action === 'decision' && e.subject === id);
+  assert.equal(decisions.length, 1);
+  assert.equal(decisions[0]?.data.dry_run, true);
+  assert.equal(decisions[0]?.data.outcome, 'allow');
+});
+
+/** A raw NIP-47 request event, as a client would sign it. */
+function requestEvent(
+  clientKey: Uint8Array,
+  body: unknown,
+  options: { encryption?: 'nip44_v2' | 'nip04' | null; expiration?: number } = {},
+) {
+  const encryption = options.encryption === undefined ? 'nip44_v2' : options.encryption;
+  const text = JSON.stringify(body);
+  const content =
+    encryption === 'nip04'
+      ? nip04.encrypt(clientKey, fleet.pubkey, text)
+      : nip44.v2.encrypt(text, nip44.v2.utils.getConversationKey(clientKey, fleet.pubkey));
+  return finalizeEvent(
+    {
+      kind: 23194,
+      created_at: Math.floor(Date.now() / 1000),
+      tags: [
+        ['p', fleet.pubkey],
+        ...(encryption ? [['encryption', encryption]] : []),
+        ...(options.expiration ? [['expiration', String(options.expiration)]] : []),
+      ],
+      content,
+    },
+    clientKey,
+  );
+}
+
+async function storedResponse(
+  eventId: string,
+  clientKey: Uint8Array,
+  encryption: 'nip44_v2' | 'nip04' = 'nip44_v2',
+) {
+  const rows = await fleet.fleet.db.query<{ response: string | null }>(
+    'SELECT response FROM wf_nwc_requests WHERE event_id = $1',
+    [eventId],
+  );
+  const response = rows.rows[0]?.response;
+  if (!response) return null;
+  const event = JSON.parse(response) as { content: string };
+  const text =
+    encryption === 'nip04'
+      ? nip04.decrypt(clientKey, fleet.pubkey, event.content)
+      : nip44.v2.decrypt(event.content, nip44.v2.utils.getConversationKey(clientKey, fleet.pubkey));
+  return JSON.parse(text) as {
+    result_type: string;
+    error: { code: string; message: string } | null;
+    result: unknown;
+  };
+}
+
+test('request checks: unknown client UNAUTHORIZED; expired request ignored; NIP-04 UNSUPPORTED_ENCRYPTION; a duplicate event pays once, also after a restart', async () => {
+  // Unknown client key, through the unmodified client.
+  const stranger = new NWCClient({
+    nostrWalletConnectUrl: `nostr+walletconnect://${fleet.pubkey}?relay=${encodeURIComponent(relay.url)}&secret=${secretKeyHex(generateSecretKey())}`,
+  });
+  clients.push(stranger);
+  await assert.rejects(stranger.getBalance(), (e: Error & { code?: string }) => e.code === 'UNAUTHORIZED');
+
+  const created = await fundedWallet('erin', 20_000);
+  const clientKey = Uint8Array.from(
+    Buffer.from(
+      new URL(created.uri.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret')!,
+      'hex',
+    ),
+  );
+  // Expired: ignored, never paid, no row.
+  const invoice = await settlement.books.openTopup('key_erin', 3_000);
+  const expired = requestEvent(
+    clientKey,
+    { method: 'pay_invoice', params: { invoice: invoice.bolt11 } },
+    { expiration: Math.floor(Date.now() / 1000) - 5 },
+  );
+  await fleet.nwc.handle(expired);
+  assert.equal(await storedResponse(expired.id, clientKey), null);
+  assert.equal(await tabBalance('key_erin'), 0);
+  // NIP-04 while disabled (the default): refused with UNSUPPORTED_ENCRYPTION, readable by that client.
+  const old = requestEvent(clientKey, { method: 'get_balance', params: {} }, { encryption: 'nip04' });
+  await fleet.nwc.handle(old);
+  assert.equal((await storedResponse(old.id, clientKey, 'nip04'))?.error?.code, 'UNSUPPORTED_ENCRYPTION');
+  // A duplicate event (a relay re-delivers it, or someone replays it): handled once.
+  const pay = requestEvent(clientKey, { method: 'pay_invoice', params: { invoice: invoice.bolt11 } });
+  await Promise.all([fleet.nwc.handle(pay), fleet.nwc.handle(pay), fleet.nwc.handle(pay)]);
+  assert.ok((await storedResponse(pay.id, clientKey))?.result);
+  assert.equal(await tabBalance('key_erin'), 3_000);
+  await fleet.close();
+  fleet = await startWalletFleet(fleetConfig());
+  await fleet.nwc.handle(pay);
+  assert.equal(await tabBalance('key_erin'), 3_000, 'still once after a restart');
+  assert.equal(await fleet.fleet.balanceMsat(`wallet:${created.id}`), 17_000);
+  assert.deepEqual((await fleet.verifyLedger()).problems, []);
+});
+
+test('audit verify: the chain verifies, and an edited row is caught', async () => {
+  const ok = await ownerCall('GET', '/v1/audit/verify');
+  assert.equal((ok.body as { ok: boolean }).ok, true);
+  await fleet.fleet.db.query(
+    `UPDATE audit_log SET data = jsonb_set(data, '{amount_msat}', '1') WHERE seq = (SELECT min(seq) FROM audit_log WHERE action = 'funding.move')`,
+  );
+  const bad = await ownerCall('GET', '/v1/audit/verify');
+  assert.deepEqual(
+    { ok: (bad.body as { ok: boolean }).ok, problem: (bad.body as { problem: string }).problem },
+    { ok: false, problem: 'EDITED' },
+  );
+});
