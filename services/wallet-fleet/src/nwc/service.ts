@@ -291,4 +291,3 @@ function encryptionOf(event: Event): Encryption | null {
   if (tag === 'nip44_v2' || tag === 'nip04') return tag;
   return null;
 }
-
