@@ -11,6 +11,12 @@ const devnetSchema = z.object({
   router_pubkey: z.string(),
   relay_url: z.string(),
   settlement_url: z.string().optional(),
+  /** The wallet fleet of the local network, its owner's key file, and the demo agent's wallet. */
+  wallet_fleet_url: z.string().optional(),
+  wallet_owner_key_file: z.string().optional(),
+  agent_wallet_id: z.string().optional(),
+  /** The demo agent's Nostr Wallet Connect URI (holds the connection secret: keep it private). */
+  agent_nwc_uri: z.string().optional(),
   api_key: z.string(),
   model: z.string(),
   model_is_demo: z.boolean(),
