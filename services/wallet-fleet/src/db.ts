@@ -81,6 +81,32 @@ const MIGRATIONS: Migration[] = [
       response TEXT
     );`,
   },
+  {
+    version: 2,
+    name: 'funding_requests_and_topups',
+    sql: `CREATE TABLE IF NOT EXISTS wf_funding_requests (
+      id TEXT PRIMARY KEY,
+      wallet_id TEXT NOT NULL REFERENCES wf_wallets (id),
+      client_pubkey TEXT NOT NULL,
+      amount_msat BIGINT NOT NULL CHECK (amount_msat > 0),
+      reason TEXT NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied')),
+      created_at_s BIGINT NOT NULL,
+      decided_at_s BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS wf_funding_requests_wallet ON wf_funding_requests (wallet_id, state);
+    ALTER TABLE wf_wallets ADD COLUMN IF NOT EXISTS topup_low_msat BIGINT;
+    ALTER TABLE wf_wallets ADD COLUMN IF NOT EXISTS topup_high_msat BIGINT;
+    ALTER TABLE wf_wallets ADD COLUMN IF NOT EXISTS topup_budget_msat_per_day BIGINT;
+    CREATE TABLE IF NOT EXISTS wf_topups (
+      wallet_id TEXT NOT NULL REFERENCES wf_wallets (id),
+      day TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      amount_msat BIGINT NOT NULL CHECK (amount_msat > 0),
+      created_at_s BIGINT NOT NULL,
+      PRIMARY KEY (wallet_id, day, seq)
+    );`,
+  },
 ];
 
 export async function migrateWalletFleet(db: Db): Promise<void> {

@@ -9,6 +9,7 @@ import type { LightningBackend } from '@fed-ai/lightning';
 import { FedAiError, publicKeyOf } from '@fed-ai/protocol';
 import { WF_ACCOUNTS, WF_TRANSFERS } from './accounts';
 import type { AuditLog } from './audit';
+import type { FleetMetrics } from './metrics';
 import { type Policy, policyHash, policySchema } from './policy';
 
 export type SwitchStatus = 'active' | 'paused' | 'killed';
@@ -31,7 +32,11 @@ export interface FleetOptions {
   approvalTtlS?: number;
   /** Most wallets one owner may hold (a bound on every list). */
   maxWalletsPerOwner?: number;
+  metrics?: FleetMetrics;
 }
+
+/** Most funding requests a wallet may have waiting (an agent cannot flood the owner's inbox). */
+const MAX_PENDING_FUNDING_REQUESTS = 16;
 
 export const fleetScope = (owner: string) => `fleet:${owner}`;
 export const groupScope = (owner: string, group: string) => `group:${owner}:${group}`;
@@ -42,6 +47,7 @@ export class Fleet {
   readonly nowS: () => number;
   private readonly approvalTtlS: number;
   private readonly maxWalletsPerOwner: number;
+  readonly metrics: FleetMetrics | undefined;
 
   constructor(
     readonly db: Db,
@@ -53,6 +59,7 @@ export class Fleet {
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
     this.approvalTtlS = options.approvalTtlS ?? 3600;
     this.maxWalletsPerOwner = options.maxWalletsPerOwner ?? 10_000;
+    this.metrics = options.metrics;
   }
 
   async init(): Promise<void> {
@@ -270,6 +277,7 @@ export class Fleet {
         subject: scope,
         data: { previous, status },
       });
+      this.metrics?.switches.inc({ status });
       return { scope, status, previous };
     });
   }
@@ -457,6 +465,76 @@ export class Fleet {
       [owner, this.nowS()],
     );
     return rows.rows;
+  }
+
+  /** An agent asks its owner for funds (authenticated by its connection key). */
+  async requestFunding(clientPubkey: string, amountMsat: number, reason: string): Promise<{ id: string }> {
+    const wallet = await this.walletForClient(clientPubkey);
+    if (!wallet) throw new FedAiError('UNAUTHORIZED', 'No wallet is connected to this key.');
+    const id = `fr_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+    await this.db.transaction(async (tx) => {
+      await this.walletIn(tx, wallet.id, true);
+      const pending = await tx.query<{ n: string }>(
+        "SELECT count(*) AS n FROM wf_funding_requests WHERE wallet_id = $1 AND state = 'pending'",
+        [wallet.id],
+      );
+      if (Number(pending.rows[0]?.n ?? 0) >= MAX_PENDING_FUNDING_REQUESTS)
+        throw new FedAiError(
+          'RATE_LIMITED',
+          `at most ${MAX_PENDING_FUNDING_REQUESTS} funding requests may wait`,
+        );
+      await tx.query(
+        `INSERT INTO wf_funding_requests (id, wallet_id, client_pubkey, amount_msat, reason, state, created_at_s)
+         VALUES ($1,$2,$3,$4,$5,'pending',$6)`,
+        [id, wallet.id, clientPubkey, amountMsat, reason, this.nowS()],
+      );
+      await this.audit.append(tx, {
+        actor: clientPubkey,
+        action: 'funding.request',
+        subject: wallet.id,
+        data: { request_id: id, amount_msat: amountMsat, reason },
+      });
+    });
+    this.metrics?.fundingRequests.inc({ state: 'requested' });
+    return { id };
+  }
+
+  async fundingRequests(owner: string) {
+    const rows = await this.db.query(
+      `SELECT f.id, f.wallet_id, f.amount_msat, f.reason, f.created_at_s FROM wf_funding_requests f
+       JOIN wf_wallets w ON w.id = f.wallet_id WHERE w.owner = $1 AND f.state = 'pending' ORDER BY f.created_at_s LIMIT 500`,
+      [owner],
+    );
+    return rows.rows;
+  }
+
+  /** Approving moves the amount from the treasury (op id = the request id: approved twice, moved once). */
+  async decideFunding(owner: string, requestId: string, approve: boolean): Promise<{ state: string }> {
+    const rows = await this.db.query<{ wallet_id: string; amount_msat: string; state: string }>(
+      `SELECT f.wallet_id, f.amount_msat, f.state FROM wf_funding_requests f JOIN wf_wallets w ON w.id = f.wallet_id
+       WHERE f.id = $1 AND w.owner = $2`,
+      [requestId, owner],
+    );
+    const row = rows.rows[0];
+    if (!row) throw new FedAiError('NOT_FOUND', 'No funding request of yours has this id.');
+    if (row.state !== 'pending')
+      throw new FedAiError('INVALID_REQUEST', `The request is already ${row.state}.`);
+    if (approve) await this.moveFunds(owner, row.wallet_id, Number(row.amount_msat), `fr-${requestId}`);
+    const state = approve ? 'approved' : 'denied';
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        "UPDATE wf_funding_requests SET state = $2, decided_at_s = $3 WHERE id = $1 AND state = 'pending'",
+        [requestId, state, this.nowS()],
+      );
+      await this.audit.append(tx, {
+        actor: owner,
+        action: approve ? 'funding.approve' : 'funding.deny',
+        subject: row.wallet_id,
+        data: { request_id: requestId, amount_msat: Number(row.amount_msat) },
+      });
+    });
+    this.metrics?.fundingRequests.inc({ state });
+    return { state };
   }
 
   get approvalTtl(): number {

@@ -135,6 +135,10 @@ export class Payments {
         dry_run: decision.dryRun,
       },
     });
+    this.fleet.metrics?.decisions.inc({
+      outcome: decision.dryRun ? `${decision.outcome}-dry-run` : decision.outcome,
+      code: decision.code,
+    });
     if (decision.outcome === 'deny') return done({ kind: 'denied', decision });
     if (decision.outcome === 'challenge') {
       const id = await this.parkForApproval(tx, wallet.id, hash, invoice.amountMsat, state.nowS, audits);
@@ -451,6 +455,7 @@ export class Payments {
       return true;
     });
     if (!changed) return this.outcomeOf(hash);
+    this.fleet.metrics?.payments.inc({ result: succeeded ? 'succeeded' : 'failed' });
     return succeeded
       ? { kind: 'paid', paymentHash: hash, preimage: status.preimage, amountMsat: row.amount_msat, feeMsat }
       : { kind: 'failed', paymentHash: hash, message: `the payment failed (${status.code})` };

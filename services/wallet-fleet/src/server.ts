@@ -17,6 +17,7 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { WF_ACCOUNTS } from './accounts';
 import type { Fleet, WalletRow } from './fleet';
+import { setTopup } from './topup';
 
 export interface WalletFleetServerDeps {
   fleet: Fleet;
@@ -44,6 +45,10 @@ const schemas = {
   fund: z.strictObject({
     amount_msat: z.number().int().positive().max(100_000_000_000),
     op_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  }),
+  fundingRequest: z.strictObject({
+    amount_msat: z.number().int().min(1000).max(100_000_000_000),
+    reason: z.string().min(1).max(280),
   }),
   switch: z.strictObject({
     target: z.union([
@@ -173,6 +178,20 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
         input.status,
       );
     });
+    scope.put('/v1/wallets/:id/topup', async (request: FastifyRequest<{ Params: { id: string } }>) => ({
+      topup: await setTopup(fleet, owner(request), request.params.id, JSON.parse(rawBody(request) || 'null')),
+    }));
+    scope.get('/v1/funding-requests', async (request) => ({
+      requests: await fleet.fundingRequests(owner(request)),
+    }));
+    scope.post(
+      '/v1/funding-requests/:id/approve',
+      async (request: FastifyRequest<{ Params: { id: string } }>) =>
+        fleet.decideFunding(owner(request), request.params.id, true),
+    );
+    scope.post('/v1/funding-requests/:id/deny', async (request: FastifyRequest<{ Params: { id: string } }>) =>
+      fleet.decideFunding(owner(request), request.params.id, false),
+    );
     scope.get('/v1/audit/verify', async () => fleet.audit.verify());
     scope.get('/v1/audit/export', async (_request, reply) => {
       // Streamed page by page: the log grows without bound, the answer's memory does not.
@@ -180,6 +199,33 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
         for await (const line of fleet.audit.export()) yield `${line}\n`;
       };
       return reply.type('application/x-ndjson').send(Readable.from(lines()));
+    });
+  });
+  // An agent's own route: NIP-98 signed by its NWC connection key (any signer passes the signature
+  // check; the fleet then requires a live connection of that key).
+  app.register(async (scope) => {
+    scope.addHook('onRequest', async (request, reply) => {
+      if (!request.headers.authorization?.startsWith('Nostr '))
+        return sendError(
+          reply,
+          'UNAUTHORIZED',
+          'missing "Authorization: Nostr <base64>" header (NIP-98, your connection key)',
+        );
+    });
+    scope.post('/v1/agent/funding-requests', async (request, reply) => {
+      let client: string;
+      try {
+        client = await verifyNip98Request(request, {
+          replayStore: deps.replayStore,
+          allowed: undefined,
+          publicUrl: deps.publicUrl,
+        });
+      } catch (error) {
+        const e = toFedAiError(error);
+        return sendError(reply, e.code, e.message);
+      }
+      const input = parse(schemas.fundingRequest, request);
+      return fleet.requestFunding(client, input.amount_msat, input.reason);
     });
   });
   return app;

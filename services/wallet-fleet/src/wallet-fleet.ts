@@ -18,9 +18,11 @@ import { AuditLog } from './audit';
 import type { WalletFleetConfig } from './config';
 import { migrateWalletFleet } from './db';
 import { Fleet } from './fleet';
+import { FleetMetrics } from './metrics';
 import { NwcService } from './nwc/service';
 import { Payments } from './payments';
 import { createWalletFleetServer } from './server';
+import { runTopups } from './topup';
 
 export interface RunningWalletFleet {
   url: string;
@@ -56,7 +58,12 @@ export async function startWalletFleet(
   await migrateWalletFleet(db);
   await migrate(db, 'wallet-fleet-replay', REPLAY_MIGRATIONS);
   const backend = options.backend ?? new SettlementAccountBackend({ url: config.SETTLEMENT_URL, secretKey });
-  const fleet = new Fleet(db, ledger, audit, backend, { approvalTtlS: config.APPROVAL_TTL_S });
+  const metrics = createMetricsRegistry('wallet_fleet');
+  const fleetMetrics = new FleetMetrics(metrics, db);
+  const fleet = new Fleet(db, ledger, audit, backend, {
+    approvalTtlS: config.APPROVAL_TTL_S,
+    metrics: fleetMetrics,
+  });
   await fleet.init();
   const payments = new Payments(fleet);
   const nwc = new NwcService({
@@ -75,7 +82,7 @@ export async function startWalletFleet(
     fleet,
     owners: new Set(config.FLEET_OWNER_PUBKEYS),
     replayStore: new DbReplayStore(db),
-    metrics: createMetricsRegistry('wallet_fleet'),
+    metrics,
     publicUrl: config.WALLET_FLEET_PUBLIC_URL,
     connectionUri: (secretHex) => `nostr+walletconnect://${pubkey}?${relayQuery}&secret=${secretHex}`,
   });
@@ -88,6 +95,8 @@ export async function startWalletFleet(
       if (credited.walletId)
         await nwc.notifyPayment(credited.walletId, credited.paymentHash, 'payment_received');
     await payments.recoverPayments();
+    await runTopups(fleet);
+    fleetMetrics.sweepLastSuccessS.set(Math.floor(Date.now() / 1000));
   };
   const sweeper = setInterval(() => {
     if (sweeping) return;

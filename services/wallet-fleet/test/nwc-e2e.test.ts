@@ -396,3 +396,78 @@ test('audit verify: the chain verifies, and an edited row is caught', async () =
     { ok: false, problem: 'EDITED' },
   );
 });
+
+test('funding: an agent asks (NIP-98 with its connection key), the owner approves once; the top-up loop refills within its day budget; metrics count it', async () => {
+  const { id, uri } = await fundedWallet('frank', 5_000);
+  const clientKey = Uint8Array.from(
+    Buffer.from(new URL(uri.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret')!, 'hex'),
+  );
+  const treasury = await ownerCall('POST', '/v1/treasury/invoices', { amount_msat: 50_000 });
+  await settlement.books.faucetPay((treasury.body as { bolt11: string }).bolt11);
+  await until(
+    'treasury funded',
+    async () =>
+      ((await ownerCall('GET', '/v1/treasury')).body as { balance_msat: number }).balance_msat >= 50_000,
+  );
+  const ask = async (key: Uint8Array) => {
+    const url = `${fleet.url}/v1/agent/funding-requests`;
+    const body = JSON.stringify({ amount_msat: 4_000, reason: 'tokens for the nightly report' });
+    const r = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: createNip98Header(url, 'POST', body, key),
+      },
+      body,
+    });
+    return { status: r.status, body: (await r.json()) as { id?: string; error?: { code: string } } };
+  };
+  assert.equal(
+    (await ask(generateSecretKey())).body.error?.code,
+    'UNAUTHORIZED',
+    'a key with no connection cannot ask',
+  );
+  const asked = await ask(clientKey);
+  assert.equal(asked.status, 200, JSON.stringify(asked.body));
+  const listed = await ownerCall('GET', '/v1/funding-requests');
+  assert.ok((listed.body as { requests: { id: string }[] }).requests.some((r) => r.id === asked.body.id));
+  assert.equal((await ownerCall('POST', `/v1/funding-requests/${asked.body.id}/approve`)).status, 200);
+  assert.equal(
+    (await ownerCall('POST', `/v1/funding-requests/${asked.body.id}/approve`)).status,
+    400,
+    'approved once',
+  );
+  assert.equal(await fleet.fleet.balanceMsat(`wallet:${id}`), 9_000);
+
+  // Top-up loop: below 20,000 refill to 30,000, at most 25,000 a day.
+  const set = await ownerCall('PUT', `/v1/wallets/${id}/topup`, {
+    low_msat: 20_000,
+    high_msat: 30_000,
+    budget_msat_per_day: 25_000,
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  await until(
+    'topped up to the high watermark',
+    async () => (await fleet.fleet.balanceMsat(`wallet:${id}`)) === 30_000,
+  );
+  // Spend below the low watermark: the next top-up is capped by what is left of the day budget.
+  const bill = await settlement.books.openTopup('key_frank', 15_000);
+  const paid = await fleet.payments.pay(id, bill.bolt11, 'system');
+  assert.equal(paid.kind, 'paid');
+  // 15,000 left, wanted 15,000 more, but 21,000 of today's 25,000 are used: exactly 4,000 move.
+  await until('capped top-up', async () => (await fleet.fleet.balanceMsat(`wallet:${id}`)) === 19_000);
+  const topups = await fleet.fleet.db.query<{ amount_msat: string }>(
+    'SELECT amount_msat FROM wf_topups WHERE wallet_id = $1 ORDER BY seq',
+    [id],
+  );
+  assert.deepEqual(
+    topups.rows.map((r) => Number(r.amount_msat)),
+    [21_000, 4_000],
+  );
+  const metrics = await (await fetch(`${fleet.url}/metrics`)).text();
+  assert.match(metrics, /wallet_fleet_topups_total\{[^}]*\} 2/);
+  assert.match(metrics, /wallet_fleet_funding_requests_total\{[^}]*state="approved"[^}]*\} 1/);
+  assert.match(metrics, /wallet_fleet_decisions_total\{[^}]*outcome="allow"/);
+  assert.match(metrics, /wallet_fleet_approvals_pending\{[^}]*\} \d+/);
+  assert.deepEqual((await fleet.verifyLedger()).problems, []);
+});
