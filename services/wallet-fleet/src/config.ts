@@ -42,6 +42,8 @@ export const walletFleetConfigSchema = z.object({
     .min(60)
     .max(7 * 86400)
     .default(3600),
+  /** A payment with no known outcome this long is looked up at the backend (above its 10 s timeout). */
+  PAYMENT_RECOVER_AFTER_S: z.coerce.number().int().min(11).max(86_400).default(30),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(1_000),
   DATA_DIR: z.string().default('./data/wallet-fleet'),
   DATABASE_URL: z.string().optional(),

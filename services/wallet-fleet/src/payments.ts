@@ -38,8 +38,11 @@ interface PaymentRow {
 
 type Start = { kind: 'send'; row: PaymentRow; accounts: string[] } | { kind: 'done'; outcome: PayOutcome };
 
-/** A payment still `sending` this long after it started may be resolved from the backend's answer. */
-export const RECOVER_AFTER_S = 30;
+/**
+ * A payment still `sending` this long after it started may be resolved from the backend's answer:
+ * longer than a send's timeout (the backend adapter's 10 s), so a send on its way is not raced.
+ */
+const DEFAULT_RECOVER_AFTER_S = 30;
 
 export class Payments {
   /** Most payments in flight in this process: more wait for the backend's answer elsewhere. */
@@ -47,7 +50,7 @@ export class Payments {
 
   constructor(
     private readonly fleet: Fleet,
-    private readonly options: { maxFeeMsat?: number; maxInFlight?: number } = {},
+    private readonly options: { maxFeeMsat?: number; maxInFlight?: number; recoverAfterS?: number } = {},
   ) {}
 
   async pay(walletId: string, bolt11: string, actor: string): Promise<PayOutcome> {
@@ -484,7 +487,7 @@ export class Payments {
   /**
    * Resolves payments left `sending` (a crash, a backend that could not answer) from the backend's
    * answer. A payment the backend never saw is failed: nothing else will send it. Only payments older
-   * than RECOVER_AFTER_S (longer than any send's timeout), so a send still on its way is not raced.
+   * than `recoverAfterS` (longer than any send's timeout), so a send still on its way is not raced.
    */
   async recoverPayments(limit = 100): Promise<number> {
     const rows = await this.fleet.db.query<
@@ -492,7 +495,10 @@ export class Payments {
     >(
       `SELECT payment_hash, wallet_id, bolt11, amount_msat, max_fee_msat, budget_ids, created_at_s FROM wf_payments
        WHERE state = 'sending' AND created_at_s <= $1 ORDER BY created_at_s LIMIT $2`,
-      [this.fleet.nowS() - RECOVER_AFTER_S, Math.min(Math.max(limit, 1), 1000)],
+      [
+        this.fleet.nowS() - (this.options.recoverAfterS ?? DEFAULT_RECOVER_AFTER_S),
+        Math.min(Math.max(limit, 1), 1000),
+      ],
     );
     let resolved = 0;
     for (const r of rows.rows) {

@@ -21,6 +21,8 @@ import { setTopup } from './topup';
 
 export interface WalletFleetServerDeps {
   fleet: Fleet;
+  /** The NWC service key (also the settlement account's key). */
+  pubkey: string;
   owners: Set<string>;
   replayStore: ReplayStore;
   metrics: Registry;
@@ -78,6 +80,7 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
   addMetricsRoute(app, deps.metrics);
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async () => ({ ok: true }));
+  app.get('/v1/info', async () => ({ pubkey: deps.pubkey }));
   const { fleet } = deps;
 
   app.register(async (scope) => {

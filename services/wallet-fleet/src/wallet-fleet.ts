@@ -65,7 +65,7 @@ export async function startWalletFleet(
     metrics: fleetMetrics,
   });
   await fleet.init();
-  const payments = new Payments(fleet);
+  const payments = new Payments(fleet, { recoverAfterS: config.PAYMENT_RECOVER_AFTER_S });
   const nwc = new NwcService({
     fleet,
     payments,
@@ -80,6 +80,7 @@ export async function startWalletFleet(
   const relayQuery = config.RELAY_URLS.map((r) => `relay=${encodeURIComponent(r)}`).join('&');
   const app = createWalletFleetServer({
     fleet,
+    pubkey,
     owners: new Set(config.FLEET_OWNER_PUBKEYS),
     replayStore: new DbReplayStore(db),
     metrics,

@@ -184,7 +184,7 @@ test('a crash after the hold and before the answer: after a restart the payment 
   assert.equal(await replicas[0]!.fleet.balanceMsat(`wallet:${walletId}`), 8_000);
   nowS += 60;
   const restarted = await start('restart');
-  // Recovery looks the payment up only once it is older than any send (RECOVER_AFTER_S).
+  // Recovery looks the payment up only once it is older than any send (PAYMENT_RECOVER_AFTER_S).
   const clock = restarted.fleet as unknown as { nowS: () => number };
   clock.nowS = () => nowS;
   // (A replica's own sweeper may get there first on a slow machine: either way it resolves once.)

@@ -11,6 +11,7 @@ export const SERVICE_ENTRY = {
   router: 'services/router/src/main.ts',
   node: 'services/node/src/main.ts',
   settlement: 'services/settlement/src/main.ts',
+  'wallet-fleet': 'services/wallet-fleet/src/main.ts',
 } as const;
 export type ServiceName = keyof typeof SERVICE_ENTRY;
 

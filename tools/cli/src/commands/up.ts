@@ -10,6 +10,7 @@ import { type Devnet, dataDir, devnetPath, readDevnet } from '../devnet-file';
 import { bold, cyan, dim, EXIT, fail, green, yellow } from '../output';
 import { REPO_ROOT, type ServiceName, type SpawnedService, spawnService, tsxImport } from '../services';
 import { ensureApiKey } from './devnet-key';
+import { setupDemoAgent } from './devnet-wallet';
 
 export interface UpOptions {
   detach?: boolean;
@@ -18,7 +19,14 @@ export interface UpOptions {
   readyTimeoutS?: number;
 }
 
-const PREFERRED_PORTS = { relay: 7447, router: 7000, node1: 7101, node2: 7102, settlement: 7200 };
+const PREFERRED_PORTS = {
+  relay: 7447,
+  router: 7000,
+  node1: 7101,
+  node2: 7102,
+  settlement: 7200,
+  walletFleet: 7300,
+};
 const DEMO_NOTICE =
   'No model configured and no local Ollama or llama.cpp server found: serving the generated DEMO model.\n' +
   '  Its answers are random noise; it exists to show the network working end to end.\n' +
@@ -73,6 +81,8 @@ export async function up(options: UpOptions): Promise<void> {
     const operator = loadOrCreateKeyFile(resolve(dir, 'operator.key'));
     const routerKey = loadOrCreateKeyFile(resolve(dir, 'router.key'));
     const settlementKey = loadOrCreateKeyFile(resolve(dir, 'settlement.key'));
+    const fleetKey = loadOrCreateKeyFile(resolve(dir, 'wallet-fleet.key'));
+    const ownerKey = loadOrCreateKeyFile(resolve(dir, 'owner.key'));
     const model = await resolveModel(options.model, dir);
     if (model.demo) process.stdout.write(`${yellow('note:')} ${DEMO_NOTICE}\n`);
     // Each service binds its preferred port, or any free one when that is taken, and reports the
@@ -101,6 +111,8 @@ export async function up(options: UpOptions): Promise<void> {
         CREATE_KEY: 'true',
         SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
         SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
+        // The wallet fleet banks here (its account: /v1/account/*).
+        SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey.secretKey),
         FAUCET: 'true',
         DATA_DIR: resolve(dir, 'settlement'),
       },
@@ -131,6 +143,26 @@ export async function up(options: UpOptions): Promise<void> {
       timeoutMs: 60_000,
     });
     const routerUrl = router.url;
+
+    // The wallet fleet starts while the nodes load their model.
+    const fleetStart = launch({
+      service: 'wallet-fleet',
+      name: 'wallet-fleet',
+      portVar: 'WALLET_FLEET_PORT',
+      preferredPort: PREFERRED_PORTS.walletFleet,
+      env: {
+        WALLET_FLEET_HOST: '127.0.0.1',
+        WALLET_FLEET_KEY_FILE: resolve(dir, 'wallet-fleet.key'),
+        CREATE_KEY: 'true',
+        FLEET_OWNER_PUBKEYS: publicKeyOf(ownerKey.secretKey),
+        RELAY_URLS: relayUrl,
+        SETTLEMENT_URL: settlementUrl,
+        DATA_DIR: resolve(dir, 'wallet-fleet'),
+      },
+      describe: 'agent wallets over Nostr Wallet Connect',
+      identity: { path: '/v1/info', pubkey: publicKeyOf(fleetKey.secretKey) },
+      timeoutMs: 60_000,
+    });
 
     // Both nodes load their model at the same time; each reports once loaded and listening.
     step(`starting node-1 and node-2 (${model.label})`);
@@ -170,6 +202,16 @@ export async function up(options: UpOptions): Promise<void> {
     const { key: apiKey, minted } = await ensureApiKey(dir, routerUrl, operator.secretKey);
     if (minted) step('created an API key (none was saved, or the router refused the saved one)');
     const balanceMsat = await fundFromFaucet(routerUrl, apiKey);
+    const fleet = await fleetStart;
+    const agent = await setupDemoAgent({
+      dir,
+      fleetUrl: fleet.url,
+      fleetPubkey: publicKeyOf(fleetKey.secretKey),
+      relayUrl,
+      ownerKey: ownerKey.secretKey,
+      routerUrl,
+      apiKey,
+    });
     const devnet: Devnet = {
       version: 1,
       pid: process.pid,
@@ -178,6 +220,10 @@ export async function up(options: UpOptions): Promise<void> {
       router_pubkey: routerPubkey,
       relay_url: relayUrl,
       settlement_url: settlementUrl,
+      wallet_fleet_url: fleet.url,
+      wallet_owner_key_file: resolve(dir, 'owner.key'),
+      agent_wallet_id: agent.walletId,
+      agent_nwc_uri: agent.nwcUri,
       api_key: apiKey,
       model: model.id,
       model_is_demo: model.demo,
@@ -186,7 +232,7 @@ export async function up(options: UpOptions): Promise<void> {
       logs_dir: logsDir,
     };
     writeFileSync(devnetPath(dir), `${JSON.stringify(devnet, null, 2)}\n`, { mode: 0o600 });
-    printSummary(devnet, Date.now() - started, balanceMsat);
+    printSummary(devnet, Date.now() - started, balanceMsat, agent.balanceMsat);
 
     if (options.firstRequest !== false) await firstRequest(devnet);
     process.stdout.write(`\n${green('network running')} — press Ctrl-C to stop.\n`);
@@ -313,7 +359,7 @@ async function fundFromFaucet(routerUrl: string, apiKey: string): Promise<number
   return Number((await call('me')).balance_msat);
 }
 
-function printSummary(devnet: Devnet, elapsedMs: number, balanceMsat: number): void {
+function printSummary(devnet: Devnet, elapsedMs: number, balanceMsat: number, agentMsat: number): void {
   const line = (k: string, v: string) => process.stdout.write(`  ${k.padEnd(10)} ${v}\n`);
   process.stdout.write(`\n${bold('fed-ai local network ready')} in ${(elapsedMs / 1000).toFixed(1)} s\n`);
   line('router', devnet.router_url);
@@ -322,6 +368,11 @@ function printSummary(devnet: Devnet, elapsedMs: number, balanceMsat: number): v
   for (const n of devnet.nodes) line(n.name, `${n.url}  ${dim(n.pubkey.slice(0, 16))}…`);
   line('api key', `${devnet.api_key}  (tab: ${balanceMsat} msat from the devnet faucet)`);
   if (devnet.settlement_url) line('settlement', devnet.settlement_url);
+  if (devnet.wallet_fleet_url)
+    line(
+      'wallets',
+      `${devnet.wallet_fleet_url}  (agent ${devnet.agent_wallet_id}: ${agentMsat} msat; its NWC URI is in the facts file)`,
+    );
   line('facts', devnetPath(devnet.data_dir));
   line('logs', devnet.logs_dir);
   process.stdout.write(`\n${bold('try it')}\n`);
