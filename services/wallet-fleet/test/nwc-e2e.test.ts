@@ -471,3 +471,44 @@ test('funding: an agent asks (NIP-98 with its connection key), the owner approve
   assert.match(metrics, /wallet_fleet_approvals_pending\{[^}]*\} \d+/);
   assert.deepEqual((await fleet.verifyLedger()).problems, []);
 });
+
+test('group kill: every wallet of the group refuses, other wallets pay; reviving the group restores it', async () => {
+  const created = await ownerCall('POST', '/v1/wallets', {
+    name: 'grouped',
+    group: 'research',
+    policy: policy(),
+  });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const grouped = (created.body as { id: string }).id;
+  const treasury = await ownerCall('POST', '/v1/treasury/invoices', { amount_msat: 10_000 });
+  await settlement.books.faucetPay((treasury.body as { bolt11: string }).bolt11);
+  await until(
+    'treasury',
+    async () =>
+      ((await ownerCall('GET', '/v1/treasury')).body as { balance_msat: number }).balance_msat >= 10_000,
+  );
+  await ownerCall('POST', `/v1/wallets/${grouped}/fund`, { amount_msat: 5_000, op_id: 'grouped-1' });
+  const outsider = await fundedWallet('outsider', 5_000);
+  assert.equal(
+    (await ownerCall('POST', '/v1/switches', { target: { group: 'research' }, status: 'killed' })).status,
+    200,
+  );
+  const a = await settlement.books.openTopup('key_group', 1_000);
+  const refused = await fleet.payments.pay(grouped, a.bolt11, 'system');
+  assert.equal(refused.kind === 'denied' && refused.decision.code, 'WALLET_KILLED');
+  const b = await settlement.books.openTopup('key_group', 1_000);
+  assert.ok(
+    (await outsider.client.payInvoice({ invoice: b.bolt11 })).preimage,
+    'another group is not touched',
+  );
+  assert.equal(
+    (await ownerCall('POST', '/v1/switches', { target: { group: 'nosuch' }, status: 'killed' })).status,
+    404,
+  );
+  assert.equal(
+    (await ownerCall('POST', '/v1/switches', { target: { group: 'research' }, status: 'active' })).status,
+    200,
+  );
+  assert.equal((await fleet.payments.pay(grouped, a.bolt11, 'system')).kind, 'paid');
+  assert.equal(await tabBalance('key_group'), 2_000);
+});
