@@ -68,7 +68,10 @@ export async function up(options: UpOptions): Promise<void> {
 
   const step = (text: string) => process.stdout.write(`${cyan('›')} ${text}\n`);
   const onChildExit = (s: SpawnedService) =>
-    s.exited.then((code) => {
+    s.exited.then(async (code) => {
+      // A Ctrl-C reaches the children too (one process group), and a fast one may exit before this
+      // process has run its own SIGINT handler: give that a moment before calling the exit unexpected.
+      await sleep(500);
       if (!stopping) {
         process.stderr.write(
           `${s.name} exited unexpectedly (code ${code}); see ${resolve(logsDir, `${s.name}.log`)}\n`,
