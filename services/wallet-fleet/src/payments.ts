@@ -117,13 +117,18 @@ export class Payments {
       [wallet.id, hash, invoice.amountMsat, state.nowS],
     );
     const approvalId = approval.rows[0]?.id;
-    const decision = decide(wallet.policy, state, {
-      method: 'pay_invoice',
-      amountMsat,
-      payee,
-      paymentHash: hash,
-      approved: approvalId !== undefined,
-    });
+    const decision = decide(
+      wallet.policy,
+      state,
+      {
+        method: 'pay_invoice',
+        amountMsat,
+        payee,
+        paymentHash: hash,
+        approved: approvalId !== undefined,
+      },
+      wallet.policy_hash,
+    );
     audits.push({
       actor,
       action: 'decision',

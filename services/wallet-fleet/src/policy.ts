@@ -129,10 +129,19 @@ export interface Decision {
 
 type Verdict = Pick<Decision, 'outcome' | 'code' | 'message'>;
 
-export function decide(policy: Policy, state: WalletState, request: PaymentRequest): Decision {
+/**
+ * `knownHash`: the policy's hash as stored when it was set (policyHash of this very policy), so a
+ * caller deciding many requests under one policy does not re-hash it each time (2/3 of a call).
+ */
+export function decide(
+  policy: Policy,
+  state: WalletState,
+  request: PaymentRequest,
+  knownHash?: string,
+): Decision {
   return {
     ...judge(policy, state, request),
-    policyHash: policyHash(policy),
+    policyHash: knownHash ?? policyHash(policy),
     dryRun: policy.mode === 'dry-run',
   };
 }

@@ -747,3 +747,24 @@ test('canonicalJson sorts keys at every depth, keeps array order and drops undef
   );
   assert.notEqual(policyHash(policyWith()), policyHash(policyWith({ maxPaymentMsat: undefined })));
 });
+
+test('decide() takes the stored hash of the policy instead of hashing it again', () => {
+  const policy = policySchema.parse({ version: 1, mode: 'live', budgets: [], methods: ['get_balance'] });
+  const state = {
+    nowS: 1,
+    lastPaymentAtS: null,
+    paymentsInWindow: 0,
+    spentByBudgetMsat: {},
+    balanceMsat: 0,
+    status: 'active' as const,
+  };
+  const request = {
+    method: 'get_balance' as const,
+    amountMsat: 0,
+    payee: null,
+    paymentHash: '',
+    approved: false,
+  };
+  assert.equal(decide(policy, state, request).policyHash, policyHash(policy));
+  assert.equal(decide(policy, state, request, 'f'.repeat(64)).policyHash, 'f'.repeat(64));
+});

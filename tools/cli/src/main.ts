@@ -155,6 +155,114 @@ routerOptions(
     .argument('<bolt11>', 'the invoice to pay'),
 ).action(async (bolt11, flags) => (await import('./commands/tab')).tabRefund(bolt11, flags));
 
+const wallet = program
+  .command('wallet')
+  .description(
+    "agents' wallets in a wallet fleet (owner: NIP-98 signed with ./data/owner.key; amounts in msat)",
+  );
+const walletOptions = (cmd: Command) =>
+  cmd
+    .option('--fleet <url>', 'wallet fleet URL (default: FEDAI_WALLET_FLEET_URL or ./data/devnet.json)')
+    .option(
+      '--owner-key <file>',
+      'owner key file (default: devnet.json wallet_owner_key_file or ./data/owner.key)',
+    )
+    .option('--json', 'machine-readable output');
+const walletCommands = () => import('./commands/wallet');
+walletOptions(
+  wallet
+    .command('create')
+    .description('create a wallet (default policy: live, 100,000 msat a UTC day, approval above 50,000)')
+    .requiredOption('--name <name>', 'label')
+    .option('--group <group>', 'group (for group switches)')
+    .option('--policy <file>', 'policy JSON file, or - for stdin'),
+).action(async (flags) => (await walletCommands()).walletCreate(flags));
+walletOptions(wallet.command('list').description('your wallets with balance and policy')).action(
+  async (flags) => (await walletCommands()).walletList(flags),
+);
+walletOptions(wallet.command('show').description('one wallet, with its policy').argument('<id>')).action(
+  async (id, flags) => (await walletCommands()).walletShow(id, flags),
+);
+walletOptions(
+  wallet
+    .command('policy')
+    .description("a wallet's policy")
+    .command('set')
+    .description('a new policy version')
+    .argument('<id>')
+    .requiredOption('--file <file>', 'policy JSON file, or - for stdin'),
+).action(async (id, flags) => (await walletCommands()).walletPolicySet(id, flags));
+walletOptions(
+  wallet
+    .command('connect')
+    .description('a new NWC connection: prints its nostr+walletconnect:// URI (the secret is shown once)')
+    .argument('<id>')
+    .option('--name <name>', 'label (default agent)')
+    .option('--expires-in <seconds>', 'the connection expires after this many seconds'),
+).action(async (id, flags) => (await walletCommands()).walletConnect(id, flags));
+walletOptions(
+  wallet.command('revoke').description('revoke an NWC connection').argument('<client-pubkey>'),
+).action(async (pubkey, flags) => (await walletCommands()).walletRevoke(pubkey, flags));
+walletOptions(
+  wallet
+    .command('fund')
+    .description('move msat from your treasury to a wallet (idempotent by op id)')
+    .argument('<id>')
+    .argument('<amount_msat>')
+    .option('--op-id <id>', 'operation id; reuse it to retry (default: random, printed)'),
+).action(async (id, amount, flags) => (await walletCommands()).walletFund(id, amount, flags));
+const treasury = walletOptions(wallet.command('treasury').description('your treasury balance')).action(
+  async (flags) => (await walletCommands()).walletTreasury(flags),
+);
+walletOptions(
+  treasury
+    .command('topup')
+    .description('a treasury invoice (BOLT11); --faucet pays it from the local network faucet')
+    .argument('<amount_msat>', 'at least 1000')
+    .option(
+      '--faucet',
+      'pay it through the devnet router faucet (./data/devnet.json) and wait for the credit',
+    ),
+).action(async (amount, _flags, cmd: Command) =>
+  // --json, --fleet and --owner-key may also land on `treasury` (it has them too): take both.
+  (await walletCommands()).walletTreasuryTopup(amount, cmd.optsWithGlobals()),
+);
+walletOptions(wallet.command('approvals').description('payments waiting for your approval')).action(
+  async (flags) => (await walletCommands()).walletApprovals(flags),
+);
+for (const [name, approve] of [
+  ['approve', true],
+  ['deny', false],
+] as const)
+  walletOptions(
+    wallet.command(name).description(`${name} a pending payment`).argument('<approval-id>'),
+  ).action(async (id, flags) => (await walletCommands()).walletDecide(id, approve, flags));
+for (const [name, what] of [
+  ['kill', 'stop payments and cancel pending approvals'],
+  ['pause', 'stop payments for now'],
+  ['revive', 'let payments through again'],
+] as const)
+  walletOptions(
+    wallet
+      .command(name)
+      .description(`${what}: one wallet, a group, or --all of yours`)
+      .argument('[wallet-id]')
+      .option('--group <group>', 'every wallet of this group')
+      .option('--all', 'every wallet of yours (the fleet switch)'),
+  ).action(async (id, flags) => (await walletCommands()).walletSwitch(name, id, flags));
+const audit = wallet.command('audit').description("the fleet's hash-chained audit log");
+walletOptions(
+  audit
+    .command('export')
+    .description('every entry as JSON lines (stdout or --out)')
+    .option('--out <file>', 'write to this file (mode 0600)'),
+).action(async (flags) => (await walletCommands()).walletAuditExport(flags));
+walletOptions(
+  audit
+    .command('verify')
+    .description('check the chain: ok with count and head hash, or the first bad seq (exit 4)'),
+).action(async (flags) => (await walletCommands()).walletAuditVerify(flags));
+
 for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
   program
     .command(service)

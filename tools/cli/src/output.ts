@@ -43,6 +43,22 @@ const CLI_REASONS = {
   },
   KEY_FILE_EXISTS: { exit: EXIT.usage, fix: 'use --force to keep it and show it, or another --file' },
   NO_KEY_FILE: { exit: EXIT.usage, fix: 'create one with: pnpm fedai keys new' },
+  NO_WALLET_FLEET: {
+    exit: EXIT.usage,
+    fix: 'pass --fleet URL, set FEDAI_WALLET_FLEET_URL, or start a local network with: pnpm fedai up',
+  },
+  NO_OWNER_KEY: {
+    exit: EXIT.usage,
+    fix: "pass --owner-key FILE (a key in the fleet's FLEET_OWNER_PUBKEYS; pnpm fedai up writes ./data/owner.key)",
+  },
+  NO_DEVNET_FAUCET: {
+    exit: EXIT.usage,
+    fix: "the faucet is the local network's (pnpm fedai up); elsewhere pay the invoice with a Lightning wallet",
+  },
+  TREASURY_NOT_CREDITED: {
+    exit: EXIT.failure,
+    fix: 'see pnpm fedai wallet treasury in a while; the fleet credits paid invoices on its sweep',
+  },
   NETWORK_RUNNING: { exit: EXIT.usage, fix: 'stop it with: pnpm fedai down' },
   NO_LEDGER: {
     exit: EXIT.usage,

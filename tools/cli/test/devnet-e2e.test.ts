@@ -341,6 +341,34 @@ test('fedai tab topup (devnet faucet) / balance / history / refund against the n
   assert.equal(otherTab.balance_msat, 20_000, 'the refund paid the other tab exactly once');
 });
 
+test("the demo agent pays a router tab top-up over Nostr Wallet Connect with devnet.json's URI (unmodified @getalby/sdk)", async () => {
+  assert.match(
+    devnet.agent_nwc_uri ?? '',
+    /^nostr\+walletconnect:\/\/[0-9a-f]{64}\?relay=.+&secret=[0-9a-f]{64}$/,
+  );
+  (globalThis as { WebSocket?: unknown }).WebSocket ??= (await import('ws')).WebSocket;
+  const { NWCClient } = await import('@getalby/sdk/nwc');
+  const client = new NWCClient({ nostrWalletConnectUrl: devnet.agent_nwc_uri! });
+  try {
+    const before = (await client.getBalance()).balance;
+    assert.ok(before >= 10_000, `agent balance ${before}`);
+    const tab = (path: string, body?: unknown) =>
+      fetch(`${devnet.router_url}/v1/tabs/${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${devnet.api_key}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      }).then((r) => r.json() as Promise<{ bolt11?: string; balance_msat?: number }>);
+    const invoice = await tab('topup', { amount_msat: 5_000 });
+    const tabBefore = (await tab('me')).balance_msat!;
+    const paid = await client.payInvoice({ invoice: invoice.bolt11! });
+    assert.match(paid.preimage, /^[0-9a-f]{64}$/);
+    assert.equal((await tab('me')).balance_msat, tabBefore + 5_000, 'the tab got exactly the invoice');
+    assert.equal((await client.getBalance()).balance, before - 5_000);
+  } finally {
+    client.close();
+  }
+});
+
 test("fedai up's key check: a revoked saved key is refused and replaced by a newly minted one that works", async () => {
   const operatorKey = parseSecretKey(readFileSync(join(dataDir, 'operator.key'), 'utf8'));
   const saved = await ensureApiKey(dataDir, devnet.router_url, operatorKey);
@@ -406,9 +434,12 @@ test('the relay from devnet.json accepts and serves a signed event (nostr-tools)
 });
 
 test('SIGINT stops every process and frees every port', async () => {
-  const ports = [devnet.router_url, devnet.relay_url, ...devnet.nodes.map((n) => n.url)].map((u) =>
-    Number(new URL(u).port),
-  );
+  const ports = [
+    devnet.router_url,
+    devnet.relay_url,
+    devnet.wallet_fleet_url!,
+    ...devnet.nodes.map((n) => n.url),
+  ].map((u) => Number(new URL(u).port));
   for (const port of ports) assert.equal(await portOpen(port), true, `port ${port} open while running`);
   process.kill(-child.pid!, 'SIGINT');
   const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

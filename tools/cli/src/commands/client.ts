@@ -43,12 +43,12 @@ function connectionProblem(error: unknown): string {
 }
 
 export interface CallOptions {
-  method?: 'GET' | 'POST' | 'DELETE';
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
   headers?: Record<string, string>;
   /** JSON text (already serialized, so a NIP-98 header can hash exactly these bytes). */
   body?: string;
   /** Names the far side in errors. */
-  service?: 'router' | 'settlement';
+  service?: 'router' | 'settlement' | 'wallet fleet';
   timeoutMs?: number;
 }
 

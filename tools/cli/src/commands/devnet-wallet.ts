@@ -5,7 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createNip98Header, publicKeyOf } from '@fed-ai/protocol';
 
-export const DEMO_AGENT_POLICY = {
+const DEMO_AGENT_POLICY = {
   version: 1,
   mode: 'live',
   maxPaymentMsat: 100_000,
