@@ -768,3 +768,34 @@ test('decide() takes the stored hash of the policy instead of hashing it again',
   assert.equal(decide(policy, state, request).policyHash, policyHash(policy));
   assert.equal(decide(policy, state, request, 'f'.repeat(64)).policyHash, 'f'.repeat(64));
 });
+
+// Added after mutation testing (tools/mutation/wallet-policy.config.json): each kills a survivor.
+test('payee keys are exactly 64 hex: longer keys and keys with a prefix or suffix are refused', () => {
+  for (const key of ['a'.repeat(65), `z${'a'.repeat(64)}`, `${'a'.repeat(64)}z`])
+    assert.equal(policySchema.safeParse({ ...basePolicyInput, allowPayees: [key] }).success, false, key);
+});
+
+test('state figures that are not whole non-negative msat fail closed', () => {
+  const policy = policyWith({
+    budgets: [{ id: 'day', limitMsat: 10_000, period: BERLIN_DAY }],
+    maxPayments: { count: 5, windowS: 60 },
+  });
+  const code = (state: Partial<WalletState>) =>
+    decide(policy, stateWith(state), payWith({ amountMsat: 100 })).code;
+  assert.equal(code({ spentByBudgetMsat: { day: 0.5 } }), 'OVER_BUDGET');
+  assert.equal(code({ spentByBudgetMsat: { day: -1 } }), 'OVER_BUDGET');
+  assert.equal(code({ spentByBudgetMsat: { day: 0 }, paymentsInWindow: -1 }), 'TOO_MANY_PAYMENTS');
+  assert.equal(code({ spentByBudgetMsat: { day: 0 }, balanceMsat: 1_000.5 }), 'INSUFFICIENT_BALANCE');
+});
+
+test('a zero cooldown never delays, even when the last payment looks later than now (clock skew)', () => {
+  const policy = policyWith({ cooldownS: 0 });
+  const decision = decide(policy, stateWith({ lastPaymentAtS: NOW_S + 30 }), payWith({ amountMsat: 100 }));
+  assert.notEqual(decision.code, 'COOLDOWN');
+});
+
+test('canonicalJson writes null and refuses what JSON cannot hold', () => {
+  assert.equal(canonicalJson({ a: null, b: [null] }), '{"a":null,"b":[null]}');
+  assert.throws(() => canonicalJson(() => 1), TypeError);
+  assert.throws(() => canonicalJson(Number.NaN), TypeError);
+});
