@@ -3,7 +3,6 @@
 // matches decoded paths, so `/%61dmin/apikeys` reaches `/admin/apikeys` and must be checked too.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -17,6 +16,7 @@ import {
 import { routerConfigSchema } from '../src/config';
 import { FreePayments } from '../src/payments';
 import { type RunningRouter, startRouter } from '../src/router';
+import { pathVariants, rawRequest } from './raw-http';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-router-attacks-'));
 const operatorKey = generateSecretKey();
@@ -42,54 +42,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function raw(
-  method: string,
-  path: string,
-  body?: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; text: string }> {
-  const url = new URL(router.url);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        method,
-        path,
-        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          text += chunk;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function pathVariants(path: string): string[] {
-  const segments = path.split('/').filter(Boolean);
-  const encodeFirst = (s: string) => `%${s.charCodeAt(0).toString(16)}${s.slice(1)}`;
-  return [
-    path,
-    `/${segments.map(encodeFirst).join('/')}`,
-    `/${encodeFirst(segments[0]!)}/${segments.slice(1).join('/')}`,
-    `/${segments.join('%2F')}`,
-    `/${path}`,
-    `/${segments.join('//')}`,
-    `/x/..${path}`,
-    `/.${path}`,
-    path.toUpperCase(),
-    `${path}/`,
-    `${path}?`,
-    `${path}%20`,
-  ];
-}
+const raw = (method: string, path: string, body?: string, headers: Record<string, string> = {}) =>
+  rawRequest(router.url, method, path, body, headers);
 
 const NODE_ID = 'c'.repeat(64);
 const PROTECTED: { method: string; path: string; body?: string }[] = [

@@ -3,11 +3,11 @@
 // in the replay store; malformed captures and repeated faucet payments get reason-coded answers.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createEnvelope, createNip98Header, generateSecretKey, KIND, publicKeyOf } from '@fed-ai/protocol';
+import { pathVariants, rawRequest } from '../../router/test/raw-http';
 import { settlementConfigSchema } from '../src/config';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
 
@@ -34,59 +34,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A request with the path sent exactly as written (fetch would normalize it). */
-function raw(
-  method: string,
-  path: string,
-  body?: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; text: string }> {
-  const url = new URL(settlement.url);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        method,
-        path,
-        headers: {
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...headers,
-        },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          text += chunk;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-/** Other spellings of a path that a careless check might treat differently from the router. */
-export function pathVariants(path: string): string[] {
-  const segments = path.split('/').filter(Boolean);
-  const encodeFirst = (s: string) => `%${s.charCodeAt(0).toString(16)}${s.slice(1)}`;
-  return [
-    path,
-    `/${segments.map(encodeFirst).join('/')}`,
-    `/${encodeFirst(segments[0]!)}/${segments.slice(1).join('/')}`,
-    `/${segments.join('%2F')}`,
-    `/${path}`,
-    `/${segments.join('//')}`,
-    `/x/..${path}`,
-    `/.${path}`,
-    path.toUpperCase(),
-    `${path}/`,
-    `${path}?`,
-    `${path}%20`,
-  ];
-}
+const raw = (method: string, path: string, body?: string, headers: Record<string, string> = {}) =>
+  rawRequest(settlement.url, method, path, body, headers);
 
 const PROTECTED: { method: string; path: string; body?: string }[] = [
   { method: 'POST', path: '/v1/ops', body: '{}' },

@@ -37,6 +37,7 @@ const NWC_KIND = {
 const MAX_EVENT_BYTES = 64 * 1024;
 const MAX_CLOCK_SKEW_S = 600;
 const MAX_RATE_ENTRIES = 10_000;
+const INFO_REPUBLISH_MS = 5 * 60_000;
 
 export interface NwcServiceOptions {
   fleet: Fleet;
@@ -55,7 +56,9 @@ const requestSchema = z.object({ method: z.string().max(64), params: z.unknown()
 type Encryption = 'nip44_v2' | 'nip04';
 
 export class NwcService {
-  private readonly pool = new SimplePool();
+  // Reconnects (and resubscribes) after a relay restart; pings find dead connections.
+  private readonly pool = new SimplePool({ enableReconnect: true, enablePing: true });
+  private infoTimer: NodeJS.Timeout | null = null;
   private closer: { close(): void } | null = null;
   private readonly rate = new Map<string, { windowStartS: number; count: number }>();
   private readonly pending = new Set<Promise<void>>();
@@ -63,7 +66,15 @@ export class NwcService {
   constructor(private readonly o: NwcServiceOptions) {}
 
   async start(): Promise<void> {
-    await this.publishInfo();
+    // A relay that is down at start must not stop the service: the info event (replaceable) is
+    // published again every few minutes, which also restores it after a relay lost its store.
+    const publish = () =>
+      this.publishInfo().catch(() =>
+        this.o.logger.warn({ relays: this.o.relays.length }, 'nwc info event not published yet'),
+      );
+    await publish();
+    this.infoTimer = setInterval(publish, INFO_REPUBLISH_MS);
+    this.infoTimer.unref();
     this.closer = this.pool.subscribe(
       this.o.relays,
       { kinds: [NWC_KIND.request], '#p': [this.o.pubkey], since: this.o.fleet.nowS() - 60 },
@@ -81,6 +92,7 @@ export class NwcService {
   }
 
   async close(): Promise<void> {
+    if (this.infoTimer) clearInterval(this.infoTimer);
     this.closer?.close();
     await Promise.allSettled([...this.pending]);
     this.pool.destroy();
