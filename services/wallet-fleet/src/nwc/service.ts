@@ -38,6 +38,7 @@ const MAX_EVENT_BYTES = 64 * 1024;
 const MAX_CLOCK_SKEW_S = 600;
 const MAX_RATE_ENTRIES = 10_000;
 const INFO_REPUBLISH_MS = 5 * 60_000;
+const RELAY_CHECK_MS = 2_000;
 
 export interface NwcServiceOptions {
   fleet: Fleet;
@@ -66,14 +67,26 @@ export class NwcService {
   constructor(private readonly o: NwcServiceOptions) {}
 
   async start(): Promise<void> {
-    // A relay that is down at start must not stop the service: the info event (replaceable) is
-    // published again every few minutes, which also restores it after a relay lost its store.
+    // A relay that is down at start must not stop the service. The info event (replaceable) is
+    // published again when a relay comes back (a restarted relay may have lost its store, and
+    // clients read it before every first request) and every few minutes anyway.
     const publish = () =>
       this.publishInfo().catch(() =>
         this.o.logger.warn({ relays: this.o.relays.length }, 'nwc info event not published yet'),
       );
     await publish();
-    this.infoTimer = setInterval(publish, INFO_REPUBLISH_MS);
+    let connected = this.connectedRelays();
+    let sinceInfoMs = 0;
+    this.infoTimer = setInterval(() => {
+      const now = this.connectedRelays();
+      sinceInfoMs += RELAY_CHECK_MS;
+      const cameBack = [...now].some((url) => !connected.has(url));
+      connected = now;
+      if (cameBack || sinceInfoMs >= INFO_REPUBLISH_MS) {
+        sinceInfoMs = 0;
+        void publish();
+      }
+    }, RELAY_CHECK_MS);
     this.infoTimer.unref();
     this.closer = this.pool.subscribe(
       this.o.relays,
@@ -96,6 +109,10 @@ export class NwcService {
     this.closer?.close();
     await Promise.allSettled([...this.pending]);
     this.pool.destroy();
+  }
+
+  private connectedRelays(): Set<string> {
+    return new Set([...this.pool.listConnectionStatus()].filter(([, up]) => up).map(([url]) => url));
   }
 
   private async publishInfo(): Promise<void> {
