@@ -21,6 +21,7 @@ import { finalizeEvent } from 'nostr-tools/pure';
 import WebSocket from 'ws';
 import { AuditLog } from '../src/audit';
 import { Fleet } from '../src/fleet';
+import { fundedAgentWallet } from './fleet-setup';
 
 useWebSocketImplementation(WebSocket);
 const root = resolve(new URL('../../..', import.meta.url).pathname);
@@ -138,35 +139,11 @@ async function publishPay(clientKey: Uint8Array, bolt11: string): Promise<string
   return event.id;
 }
 
-/**
- * The owner's setup, done on the shared database with the service's own classes (what the owner API
- * runs): a wallet, a treasury invoice paid by the faucet (a running process' sweeper credits it),
- * a move to the wallet and one NWC connection.
- */
+/** The owner's setup on the shared database with the service's own classes (what the owner API runs). */
 async function agentWallet(name: string, fundMsat: number, dailyMsat: number) {
   const backend = new SettlementAccountBackend({ url: settlement.url, secretKey: fleetKey });
   const fleet = new Fleet(db, await Ledger.open(db), await AuditLog.open(db), backend);
-  const wallet = await fleet.createWallet(owner, {
-    name,
-    policy: {
-      version: 1,
-      mode: 'live',
-      budgets: [
-        { id: 'daily', limitMsat: dailyMsat, period: { kind: 'calendar', unit: 'day', timeZone: 'UTC' } },
-      ],
-      methods: ['pay_invoice', 'get_balance'],
-    },
-  });
-  const invoice = await fleet.makeInvoice(owner, null, {
-    amountMsat: fundMsat,
-    description: 'treasury',
-    expirySeconds: 600,
-  });
-  await settlement.books.faucetPay(invoice.bolt11);
-  await until('treasury credited', async () => (await fleet.balanceMsat(`treasury:${owner}`)) >= fundMsat);
-  await fleet.moveFunds(owner, wallet.id, fundMsat, `fund-${name}`);
-  const { secretHex } = await fleet.connect(owner, wallet.id, { name });
-  return { fleet, walletId: wallet.id, clientKey: Uint8Array.from(Buffer.from(secretHex, 'hex')) };
+  return { fleet, ...(await fundedAgentWallet(fleet, settlement, owner, { name, fundMsat, dailyMsat })) };
 }
 
 const tab = async (payer: string) => (await settlement.books.tab(payer)).balance_msat;

@@ -15,6 +15,7 @@ import { type RunningSettlement, settlementConfigSchema, startSettlement } from 
 import { walletFleetConfigSchema } from '../src/config';
 import type { PayOutcome } from '../src/payments';
 import { type RunningWalletFleet, type StartWalletFleetOptions, startWalletFleet } from '../src/wallet-fleet';
+import { fundedAgentWallet } from './fleet-setup';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-wf-race-'));
 const ownerKey = generateSecretKey();
@@ -62,30 +63,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function fundedWallet(name: string, amountMsat: number, dailyMsat: number) {
-  const fleet = replicas[0]!.fleet;
-  const wallet = await fleet.createWallet(owner, {
-    name,
-    policy: {
-      version: 1,
-      mode: 'live',
-      budgets: [
-        { id: 'daily', limitMsat: dailyMsat, period: { kind: 'calendar', unit: 'day', timeZone: 'UTC' } },
-      ],
-      methods: ['pay_invoice', 'get_balance'],
-    },
-  });
-  const invoice = await fleet.makeInvoice(owner, null, {
-    amountMsat,
-    description: 'treasury',
-    expirySeconds: 600,
-  });
-  await settlement.books.faucetPay(invoice.bolt11);
-  for (let i = 0; i < 300 && (await fleet.balanceMsat(`treasury:${owner}`)) < amountMsat; i++)
-    await new Promise((r) => setTimeout(r, 100));
-  await fleet.moveFunds(owner, wallet.id, amountMsat, `fund-${name}`);
-  return wallet.id;
-}
+const fundedWallet = async (name: string, fundMsat: number, dailyMsat: number) =>
+  (await fundedAgentWallet(replicas[0]!.fleet, settlement, owner, { name, fundMsat, dailyMsat })).walletId;
 
 const invoices = (payer: string, n: number, msat: number) =>
   Promise.all(Array.from({ length: n }, () => settlement.books.openTopup(payer, msat)));
