@@ -107,6 +107,15 @@ const MIGRATIONS: Migration[] = [
       PRIMARY KEY (wallet_id, day, seq)
     );`,
   },
+  {
+    version: 3,
+    name: 'nwc_request_recovery',
+    // The request event itself, so a request a crashed process had taken can be run again (once
+    // its claim is stale); attempts bound how often.
+    sql: `ALTER TABLE wf_nwc_requests ADD COLUMN IF NOT EXISTS event TEXT;
+    ALTER TABLE wf_nwc_requests ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX IF NOT EXISTS wf_nwc_requests_unanswered ON wf_nwc_requests (received_at_s) WHERE response IS NULL;`,
+  },
 ];
 
 export async function migrateWalletFleet(db: Db): Promise<void> {

@@ -53,7 +53,17 @@ export class Payments {
     private readonly options: { maxFeeMsat?: number; maxInFlight?: number; recoverAfterS?: number } = {},
   ) {}
 
-  async pay(walletId: string, bolt11: string, actor: string): Promise<PayOutcome> {
+  /**
+   * `rerun`: this is the same request again (a crashed process had taken it): if the fleet already
+   * started paying this invoice from this wallet, answer that payment's outcome instead of
+   * ALREADY_PAID. A new request for a paid invoice is still refused.
+   */
+  async pay(
+    walletId: string,
+    bolt11: string,
+    actor: string,
+    options: { rerun?: boolean } = {},
+  ): Promise<PayOutcome> {
     let decoded: ReturnType<typeof decodeInvoice>;
     try {
       decoded = decodeInvoice(bolt11);
@@ -63,6 +73,10 @@ export class Payments {
         code: 'INVALID_INVOICE',
         message: `not a payable BOLT11 invoice: ${(error as Error).message}`,
       };
+    }
+    if (options.rerun) {
+      const prior = await this.priorOutcome(walletId, decoded.paymentHash);
+      if (prior) return prior;
     }
     if (decoded.expiresAtS <= this.fleet.nowS())
       return { kind: 'refused', code: 'INVOICE_EXPIRED', message: 'the invoice has expired' };
@@ -467,6 +481,15 @@ export class Payments {
     return succeeded
       ? { kind: 'paid', paymentHash: hash, preimage: status.preimage, amountMsat: row.amount_msat, feeMsat }
       : { kind: 'failed', paymentHash: hash, message: `the payment failed (${status.code})` };
+  }
+
+  /** This wallet's payment of that invoice, if it has one (succeeded, failed or still in flight). */
+  private async priorOutcome(walletId: string, hash: string): Promise<PayOutcome | null> {
+    const rows = await this.fleet.db.query(
+      'SELECT 1 FROM wf_payments WHERE payment_hash = $1 AND wallet_id = $2',
+      [hash, walletId],
+    );
+    return rows.rows.length > 0 ? this.outcomeOf(hash) : null;
   }
 
   private async outcomeOf(hash: string): Promise<PayOutcome> {

@@ -96,6 +96,7 @@ export async function startWalletFleet(
       if (credited.walletId)
         await nwc.notifyPayment(credited.walletId, credited.paymentHash, 'payment_received');
     await payments.recoverPayments();
+    await nwc.recoverRequests(config.PAYMENT_RECOVER_AFTER_S);
     await runTopups(fleet);
     fleetMetrics.sweepLastSuccessS.set(Math.floor(Date.now() / 1000));
   };

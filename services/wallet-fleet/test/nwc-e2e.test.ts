@@ -512,3 +512,32 @@ test('group kill: every wallet of the group refuses, other wallets pay; reviving
   assert.equal((await fleet.payments.pay(grouped, a.bolt11, 'system')).kind, 'paid');
   assert.equal(await tabBalance('key_group'), 2_000);
 });
+
+test('a request taken but never answered (its process died) is run again once: a payment that happened answers its preimage, never pays twice', async () => {
+  const created = await fundedWallet('gina', 10_000);
+  const clientKey = Uint8Array.from(
+    Buffer.from(
+      new URL(created.uri.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret')!,
+      'hex',
+    ),
+  );
+  const invoice = await settlement.books.openTopup('key_gina', 2_000);
+  const pay = requestEvent(clientKey, { method: 'pay_invoice', params: { invoice: invoice.bolt11 } });
+  await fleet.nwc.handle(pay);
+  // As if the process had crashed after paying and before answering: no answer, an old claim.
+  await fleet.fleet.db.query(
+    'UPDATE wf_nwc_requests SET response = NULL, received_at_s = 0 WHERE event_id = $1',
+    [pay.id],
+  );
+  assert.equal(await fleet.nwc.recoverRequests(60), 1);
+  const answer = await storedResponse(pay.id, clientKey);
+  const preimage = (answer?.result as { preimage?: string } | null)?.preimage ?? '';
+  assert.equal(createHash('sha256').update(Buffer.from(preimage, 'hex')).digest('hex'), invoice.paymentHash);
+  assert.equal(await fleet.nwc.recoverRequests(60), 0, 'answered now: not run again');
+  assert.equal(await tabBalance('key_gina'), 2_000, 'paid once');
+  // A new request for the same invoice is still refused.
+  const again = requestEvent(clientKey, { method: 'pay_invoice', params: { invoice: invoice.bolt11 } });
+  await fleet.nwc.handle(again);
+  assert.match((await storedResponse(again.id, clientKey))?.error?.message ?? '', /ALREADY_PAID/);
+  assert.equal(await tabBalance('key_gina'), 2_000);
+});

@@ -48,6 +48,8 @@ export interface MethodContext {
   clientPubkey: string;
   servicePubkey: string;
   network: string;
+  /** A request run again after a crash: a payment that already started answers its outcome. */
+  rerun?: boolean;
   /** Called after a payment succeeded (payment_sent notification). */
   onPaid?: (walletId: string, paymentHash: string) => void;
 }
@@ -186,7 +188,9 @@ async function makeInvoice(
 }
 
 async function payInvoice(ctx: MethodContext, p: { invoice: string; amount?: number | undefined }) {
-  const outcome = await ctx.payments.pay(ctx.wallet.id, p.invoice, ctx.clientPubkey);
+  const outcome = await ctx.payments.pay(ctx.wallet.id, p.invoice, ctx.clientPubkey, {
+    rerun: ctx.rerun === true,
+  });
   if (outcome.kind === 'paid') {
     if (p.amount !== undefined && p.amount !== outcome.amountMsat) {
       // Cannot happen for invoices with an amount (the only ones paid); kept as a guard.

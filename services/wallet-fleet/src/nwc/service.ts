@@ -39,6 +39,8 @@ const MAX_CLOCK_SKEW_S = 600;
 const MAX_RATE_ENTRIES = 10_000;
 const INFO_REPUBLISH_MS = 5 * 60_000;
 const RELAY_CHECK_MS = 2_000;
+/** How often a request taken but never answered is run (the first time included). */
+const MAX_ATTEMPTS = 3;
 
 export interface NwcServiceOptions {
   fleet: Fleet;
@@ -145,10 +147,40 @@ export class NwcService {
     if (Number.isFinite(expiration) && expiration <= nowS) return; // NIP-47: an expired request is ignored
     if (!verifyEvent(event)) return;
     const first = await this.o.fleet.db.query(
-      'INSERT INTO wf_nwc_requests (event_id, client_pubkey, received_at_s) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING RETURNING event_id',
-      [event.id, event.pubkey, nowS],
+      'INSERT INTO wf_nwc_requests (event_id, client_pubkey, received_at_s, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING event_id',
+      [event.id, event.pubkey, nowS, text],
     );
     if (first.rows.length === 0) return this.resendStored(event);
+    return this.run(event, false);
+  }
+
+  /**
+   * Runs again the requests a process took but never answered (it crashed), once its claim is
+   * older than `staleAfterS`: the claim is renewed atomically (one replica takes each), at most
+   * MAX_ATTEMPTS times. Safe because a payment is idempotent by its payment hash: a re-run of a
+   * payment that already started answers with that payment's outcome, never pays twice.
+   */
+  async recoverRequests(staleAfterS: number, limit = 20): Promise<number> {
+    const nowS = this.o.fleet.nowS();
+    const claimed = await this.o.fleet.db.query<{ event: string }>(
+      `UPDATE wf_nwc_requests SET received_at_s = $1, attempts = attempts + 1
+       WHERE event_id IN (SELECT event_id FROM wf_nwc_requests WHERE response IS NULL AND event IS NOT NULL
+         AND received_at_s <= $2 AND attempts < $3 ORDER BY received_at_s LIMIT $4 FOR UPDATE SKIP LOCKED)
+       RETURNING event`,
+      [nowS, nowS - staleAfterS, MAX_ATTEMPTS, Math.min(Math.max(limit, 1), 100)],
+    );
+    for (const row of claimed.rows) {
+      const event = JSON.parse(row.event) as Event;
+      const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
+      if (Number.isFinite(expiration) && expiration <= nowS) continue; // expired meanwhile: ignored
+      await this.run(event, true);
+    }
+    return claimed.rows.length;
+  }
+
+  /** The request after its dedupe row is written: encryption, connection, rate, method. */
+  private async run(event: Event, rerun: boolean): Promise<void> {
+    const nowS = this.o.fleet.nowS();
     const encryption = encryptionOf(event);
     if (encryption === null || (encryption === 'nip04' && !this.o.allowNip04)) {
       // Answered in the scheme the client asked for, so it can read why.
@@ -188,6 +220,7 @@ export class NwcService {
           clientPubkey: event.pubkey,
           servicePubkey: this.o.pubkey,
           network: this.o.network,
+          rerun,
           onPaid: (walletId, hash) => void this.notifyPayment(walletId, hash, 'payment_sent'),
         },
         method,
