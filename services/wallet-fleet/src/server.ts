@@ -12,7 +12,7 @@ import {
   verifyNip98Request,
 } from '@fed-ai/kit';
 import { FedAiError, type ReplayStore } from '@fed-ai/protocol';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { WF_ACCOUNTS } from './accounts';
@@ -74,6 +74,18 @@ const parse = <T>(schema: z.ZodType<T>, request: FastifyRequest): T => {
 
 type OwnerRequest = FastifyRequest & { owner?: string };
 
+/** Refuses a request without a NIP-98 header before its body is read (the signature is checked later). */
+function requireNostrHeader(signer: string) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    if (!request.headers.authorization?.startsWith('Nostr '))
+      return sendError(
+        reply,
+        'UNAUTHORIZED',
+        `missing "Authorization: Nostr <base64>" header (NIP-98, ${signer})`,
+      );
+  };
+}
+
 export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyInstance {
   const app = createServer({ name: 'wallet-fleet', bodyLimitBytes: 64 * 1024 });
   addRawJsonParser(app);
@@ -84,14 +96,7 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
   const { fleet } = deps;
 
   app.register(async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
-      if (!request.headers.authorization?.startsWith('Nostr '))
-        return sendError(
-          reply,
-          'UNAUTHORIZED',
-          'missing "Authorization: Nostr <base64>" header (NIP-98, an owner key)',
-        );
-    });
+    scope.addHook('onRequest', requireNostrHeader('an owner key'));
     scope.addHook('preHandler', async (request, reply) => {
       try {
         (request as OwnerRequest).owner = await verifyNip98Request(request, {
@@ -207,14 +212,7 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
   // An agent's own route: NIP-98 signed by its NWC connection key (any signer passes the signature
   // check; the fleet then requires a live connection of that key).
   app.register(async (scope) => {
-    scope.addHook('onRequest', async (request, reply) => {
-      if (!request.headers.authorization?.startsWith('Nostr '))
-        return sendError(
-          reply,
-          'UNAUTHORIZED',
-          'missing "Authorization: Nostr <base64>" header (NIP-98, your connection key)',
-        );
-    });
+    scope.addHook('onRequest', requireNostrHeader('your connection key'));
     scope.post('/v1/agent/funding-requests', async (request, reply) => {
       let client: string;
       try {

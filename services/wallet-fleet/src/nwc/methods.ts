@@ -87,6 +87,8 @@ const paramsSchemas = {
 } satisfies Record<Method, z.ZodType>;
 
 export async function runMethod(ctx: MethodContext, method: string, params: unknown): Promise<unknown> {
+  // NIP-47's own code for a method this wallet service does not offer (pay_keysend, hold invoices,
+  // sign_message…): the info event lists the ones it does.
   if (!(METHODS as readonly string[]).includes(method))
     throw new NwcError('NOT_IMPLEMENTED', `method ${JSON.stringify(method.slice(0, 64))} is not implemented`);
   const m = method as Method;

@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createNip98Header, publicKeyOf } from '@fed-ai/protocol';
+import { DEFAULT_POLICY } from './wallet';
 
 const DEMO_AGENT_POLICY = {
   version: 1,
@@ -12,15 +13,7 @@ const DEMO_AGENT_POLICY = {
   budgets: [{ id: 'daily', limitMsat: 500_000, period: { kind: 'calendar', unit: 'day', timeZone: 'UTC' } }],
   maxPayments: { count: 120, windowS: 60 },
   approvalAboveMsat: 50_000,
-  methods: [
-    'pay_invoice',
-    'make_invoice',
-    'lookup_invoice',
-    'list_transactions',
-    'get_balance',
-    'get_info',
-    'get_budget',
-  ],
+  methods: DEFAULT_POLICY.methods,
 } as const;
 
 const AGENT_NAME = 'demo-agent';
