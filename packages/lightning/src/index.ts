@@ -1,4 +1,5 @@
 export * from './backend';
 export * from './bolt11';
 export * from './internal';
+export * from './lnbits';
 export * from './settlement-account';
