@@ -13,3 +13,4 @@ export * from './prompt-bound';
 export * from './reasons';
 export * from './replay';
 export * from './sse';
+export * from './offload';

@@ -284,6 +284,18 @@ export const settlementRequestSchema = z.discriminatedUnion('op', [
     metering: z.string().max(16_384),
   }),
   z.object({ op: z.literal('release'), op_id: requestId }),
+  /**
+   * A request a peer router served (federation offload): charges the peer's signed cost plus this
+   * network's offload fee, and pays the peer's part back to the router's own account.
+   */
+  z.object({
+    op: z.literal('capture_offload'),
+    op_id: requestId,
+    amount_msat: msat,
+    peer: hex64,
+    /** The peer router's signed offload result (its receipt), holding the node-signed metering. */
+    result: z.string().max(32_000),
+  }),
 ]);
 export type SettlementRequest = z.infer<typeof settlementRequestSchema>;
 
@@ -321,13 +333,21 @@ export const routerStatusSchema = z.object({
 });
 export type RouterStatus = z.infer<typeof routerStatusSchema>;
 
-// The request-for-bids auction.
+// The request-for-bids auction (docs/protocol.md, "Federation: auction and offload"). An RFB never
+// carries the prompt: only the model, a token bound and the ceiling.
 export const rfbSchema = z.object({
   rfb_id: requestId,
   model: modelId,
+  /**
+   * A sound bound on the prompt's text tokens (sum of textTokensBound over the messages), before
+   * any chat-template overhead: each bidder adds its own nodes' overhead for `messages`.
+   */
   prompt_tokens: tokens,
+  messages: z.number().int().positive().max(LIMITS.maxMessages),
   max_tokens: z.number().int().positive().max(LIMITS.maxTokens),
-  max_price: priceSchema.optional(),
+  /** The highest price the requester accepts (its client's `max_price`), if any. */
+  max_price: z.object({ input_msat_per_1k: msat.optional(), output_msat_per_1k: msat.optional() }).optional(),
+  /** How long the requester waits for bids. */
   deadline_ms: z.number().int().positive().max(60_000),
 });
 export type Rfb = z.infer<typeof rfbSchema>;
@@ -335,9 +355,17 @@ export type Rfb = z.infer<typeof rfbSchema>;
 export const bidSchema = z.object({
   rfb_id: requestId,
   bid_id: requestId,
+  /** The highest price of any node the bidder may use for this job: its metering never exceeds it. */
   price: priceSchema,
+  /** The most the job can cost at the bidder (its own sound bound); the requester reserves this. */
+  max_cost_msat: msat,
+  /** Output tokens the bidder will generate at most (its nodes' cap applied). */
+  max_tokens: z.number().int().positive().max(LIMITS.maxTokens),
+  context_window: z.number().int().positive().max(LIMITS.maxContextWindow),
+  free_slots: z.number().int().nonnegative().max(10_000_000),
   ttft_ms_estimate: durationMs,
   tokens_per_s_estimate: z.number().nonnegative().max(1_000_000),
+  /** Where the offload goes: must be the bidder's announced router URL + /v1/federation/offload. */
   endpoint: httpUrl,
   expires_at: unixS,
 });
@@ -349,17 +377,31 @@ export type Award = z.infer<typeof awardSchema>;
 export const cancelSchema = z.object({ id: requestId, reason: shortText });
 export type Cancel = z.infer<typeof cancelSchema>;
 
-/** Offloaded work travels NIP-44 encrypted to the peer router. */
+/**
+ * Offloaded work travels NIP-44 v2 encrypted to the peer router, in chunks (offload.ts): the
+ * inference request's UTF-8 JSON is cut into slices, each base64-encoded and encrypted on its own,
+ * because one NIP-44 plaintext holds at most 65,535 bytes.
+ */
 export const offloadJobSchema = z.object({
   job_id: requestId,
   bid_id: requestId,
-  ciphertext: z.string().max(LIMITS.maxCiphertextChars),
+  rfb_id: requestId,
+  chunks: z.array(z.string().max(100_000)).min(1).max(64),
 });
 export type OffloadJob = z.infer<typeof offloadJobSchema>;
 
+/**
+ * The peer router's signed receipt for an offloaded job (no text: the tokens arrived as deltas,
+ * and the node-signed metering binds their hash). What the offloading router pays on.
+ */
 export const offloadResultSchema = z.object({
   job_id: requestId,
-  ciphertext: z.string().max(LIMITS.maxCiphertextChars),
+  model: modelId,
+  node: hex64,
+  cost_msat: msat,
+  finish_reason: finishReasonSchema,
+  /** The node-signed metering envelope (JSON), addressed to the peer router. */
+  metering: z.string().max(16_384),
 });
 export type OffloadResult = z.infer<typeof offloadResultSchema>;
 

@@ -154,6 +154,21 @@ export const REASONS = define({
     message: 'No node serves this model.',
     hint: 'List models with GET /v1/models.',
   },
+  BID_MISMATCH: {
+    status: 409,
+    message: 'The offload job does not match a bid this router made to you.',
+    hint: 'Offload only within an open, unused bid: same model and RFB, no larger than the RFB said.',
+  },
+  NO_PEER_BID: {
+    status: 503,
+    message: 'No node here can serve the request, and no peer router bid for it.',
+    hint: 'Retry later, relax max_price, or ask the operator which models peers serve (fedai peers).',
+  },
+  PEER_FAILED: {
+    status: 502,
+    message: 'The peer router this request was offloaded to failed or sent a result that does not verify.',
+    hint: 'Retry; the router tries the next bid before the first token and records the peer failure.',
+  },
   NO_ELIGIBLE_NODE: {
     status: 503,
     message: 'No node meets the request constraints right now.',

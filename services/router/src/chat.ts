@@ -1,7 +1,7 @@
 // One chat request through the router, shared by the OpenAI-compatible and native routes:
 // estimate, schedule, reserve, dispatch with failover, verify, capture.
 import { randomUUID } from 'node:crypto';
-import { FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
+import { type Envelope, FedAiError, type ProviderPrefs } from '@fed-ai/protocol';
 import {
   candidateMaxCostMsat,
   type Dispatcher,
@@ -18,7 +18,12 @@ export interface ChatContext {
   dispatcher: Dispatcher;
   payments: Payments;
   rng?: () => number;
+  /** Federation: serves through a peer router what no local node can (auction + offload). */
+  offload?: ((req: ChatRequest) => Promise<ChatOutcome>) | undefined;
 }
+
+/** Local refusals a peer router may still be able to serve. */
+const OFFLOADABLE: ReadonlySet<string> = new Set(['MODEL_NOT_FOUND', 'NO_ELIGIBLE_NODE', 'PRICE_TOO_HIGH']);
 
 export interface ChatRequest {
   /** The caller's request id (logs, correlation). The dispatch id is always the router's own. */
@@ -30,9 +35,15 @@ export interface ChatRequest {
   onDelta?: (text: string) => void | Promise<void>;
   /** Holds the reservation against the payer's spend budgets (paid mode); throws when over. */
   holdSpend?: ((amountMsat: number) => Promise<SpendHold>) | undefined;
+  /** False for work that was itself offloaded to us: never passed on to a third router. */
+  allowOffload?: boolean | undefined;
 }
 
-export interface ChatOutcome extends DispatchResult {
+export interface ChatOutcome extends Omit<DispatchResult, 'node'> {
+  /** The node that served (for an offloaded request, the peer's node). */
+  node: { id: string };
+  /** Set when a peer router served the request. */
+  offload?: OffloadInfo | undefined;
   /** Router-generated, unique: names the reservation, the node request and the metering record. */
   dispatchId: string;
   /** Exactly the node-signed cost (never more than the reservation). */
@@ -41,6 +52,14 @@ export interface ChatOutcome extends DispatchResult {
   promptTokensEstimate: number;
   /** Captures the charge durably; call once the answer has been sent. Idempotent. */
   settle(): Promise<void>;
+}
+
+export interface OffloadInfo {
+  peer: string;
+  /** The peer's signed offload result: its receipt, holding the node-signed metering. */
+  result: Envelope;
+  peerCostMsat: number;
+  feeMsat: number;
 }
 
 /**
@@ -97,7 +116,20 @@ export function modelNotFound(model: string, served: string[]): FedAiError {
 
 export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
   const promptTokensEstimate = estimatePromptTokens(req.params.messages);
-  const ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
+  let ranked: ReturnType<typeof rankFor>;
+  try {
+    ranked = rankFor(ctx, req.params.model, promptTokensEstimate, req.params.max_tokens, req.provider);
+  } catch (error) {
+    const offloadable =
+      ctx.offload &&
+      req.allowOffload !== false &&
+      req.provider?.allow_fallbacks !== false &&
+      !req.provider?.only &&
+      error instanceof FedAiError &&
+      OFFLOADABLE.has(error.code);
+    if (!offloadable) throw error;
+    return ctx.offload!(req);
+  }
   // Reserve a true upper bound of what the most expensive candidate we may fail over to could
   // cost; dispatch never tries a candidate this does not cover.
   const maxCost = Math.max(...ranked.map((c) => candidateMaxCostMsat(c, req.params)));

@@ -25,6 +25,11 @@ export interface Payments {
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void>;
   release(reservation: Reservation): Promise<void>;
+  /** Charges a request a peer router served: its signed cost plus the offload fee (durable). */
+  captureOffload(
+    reservation: Reservation,
+    input: { amountMsat: number; peer: string; result: Envelope },
+  ): Promise<void>;
 }
 
 const opAnswerSchema = z.object({
@@ -46,6 +51,7 @@ export class FreePayments implements Payments {
   }
   async capture(): Promise<void> {}
   async release(): Promise<void> {}
+  async captureOffload(): Promise<void> {}
 }
 
 /**
@@ -156,6 +162,22 @@ export class SettlementPayments implements Payments {
       metering: JSON.stringify(input.metering),
     };
     // Written before the first try: from here on a crash or an outage only delays the charge.
+    await this.options.outbox.add(reservation.opId, 'capture', payload);
+    await this.op(payload);
+    await this.options.outbox.remove(reservation.opId, 'capture');
+  }
+
+  async captureOffload(
+    reservation: Reservation,
+    input: { amountMsat: number; peer: string; result: Envelope },
+  ): Promise<void> {
+    const payload: SettlementRequest = {
+      op: 'capture_offload',
+      op_id: reservation.opId,
+      amount_msat: input.amountMsat,
+      peer: input.peer,
+      result: JSON.stringify(input.result),
+    };
     await this.options.outbox.add(reservation.opId, 'capture', payload);
     await this.op(payload);
     await this.options.outbox.remove(reservation.opId, 'capture');

@@ -289,6 +289,9 @@ class RecordingPayments implements Payments {
     this.captured.push(input.amountMsat);
   }
   async release(): Promise<void> {}
+  async captureOffload(): Promise<void> {
+    throw new Error('no offload in these tests');
+  }
 }
 
 async function paidNetwork(nodes: SigningNodeDouble[], payments: Payments) {

@@ -118,6 +118,8 @@ const ok = (r: TransferResult) => r.code === 'OK' || r.code === 'EXISTS';
 
 export interface BooksOptions {
   routerFeeBps: number;
+  /** Fee on a peer router's cost when a request was offloaded (federation). */
+  offloadFeeBps?: number;
   topupExpiryS?: number;
   faucetEnabled?: boolean;
   maxTopupMsat?: number;
@@ -820,6 +822,58 @@ export class Books {
     }
     await this.ledger.createAccounts([{ id: ACCOUNTS.earnings(node) }]);
     const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
+    await this.commitCharge(opId, pending, charge, [
+      { id: `pay:${opId}`, account: ACCOUNTS.earnings(node), amountMsat: nodeMsat },
+      { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: routerMsat },
+    ], { node, metering });
+    return { chargedMsat: charge };
+  }
+
+  /**
+   * Charges a request a peer router served (federation offload): the peer's cost, recomputed from
+   * the node-signed record inside the peer's signed receipt, plus this network's offload fee. The
+   * peer's part goes to the offloading router's own account (`tab:svc:<router>`), which paid the
+   * peer ahead (a prepaid tab there, funded by a paid Lightning invoice); the fee to router fees.
+   */
+  async captureOffload(
+    opId: string,
+    peer: string,
+    result: unknown,
+    routerPubkey: string,
+  ): Promise<{ chargedMsat: number; peerCostMsat: number; feeMsat: number }> {
+    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    if (pending?.kind !== 'pending') throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
+    const served = await verifiedOffloadResult(result, { peer, opId, routerPubkey });
+    const peerCostMsat = served.record.cost_msat;
+    const feeMsat = offloadFeeMsat(peerCostMsat, this.options.offloadFeeBps ?? 0);
+    const charge = peerCostMsat + feeMsat;
+    if (charge > pending.amountMsat)
+      throw new FedAiError('BAD_METERING', 'offload result: cost plus fee is over the reservation', {
+        problems: ['METERING_OVER_RESERVED'],
+      });
+    if (charge === 0) {
+      await this.release(opId);
+      return { chargedMsat: 0, peerCostMsat, feeMsat };
+    }
+    const float = await this.ensureTab(`svc:${routerPubkey}`);
+    await this.commitCharge(opId, pending, charge, [
+      { id: `pay:${opId}`, account: float, amountMsat: peerCostMsat },
+      { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: feeMsat },
+    ], { node: peer, metering: result });
+    return { chargedMsat: charge, peerCostMsat, feeMsat };
+  }
+
+  /**
+   * Posts `charge` of a reservation (or charges the tab directly when the reservation expired on
+   * its way) and moves it out of escrow to `parts`, in one linked batch with the charge record.
+   */
+  private async commitCharge(
+    opId: string,
+    pending: { debitAccountId: string; resolution?: string | null | undefined },
+    charge: number,
+    parts: { id: string; account: string; amountMsat: number }[],
+    record: { node: string; metering: unknown },
+  ): Promise<void> {
     const expired = pending.resolution === 'expired';
     const batch: TransferInput[] = [
       expired
@@ -841,30 +895,31 @@ export class Books {
             userData: opId,
           },
     ];
-    if (nodeMsat > 0)
-      batch.push({
-        id: `pay:${opId}`,
-        kind: 'single',
-        debitAccountId: ACCOUNTS.escrow,
-        creditAccountId: ACCOUNTS.earnings(node),
-        amountMsat: nodeMsat,
-        userData: opId,
-      });
-    if (routerMsat > 0)
-      batch.push({
-        id: `fee:${opId}`,
-        kind: 'single',
-        debitAccountId: ACCOUNTS.escrow,
-        creditAccountId: ACCOUNTS.routerFees,
-        amountMsat: routerMsat,
-        userData: opId,
-      });
+    for (const part of parts)
+      if (part.amountMsat > 0)
+        batch.push({
+          id: part.id,
+          kind: 'single',
+          debitAccountId: ACCOUNTS.escrow,
+          creditAccountId: part.account,
+          amountMsat: part.amountMsat,
+          userData: opId,
+        });
     for (let i = 0; i < batch.length - 1; i++) batch[i]!.linked = true;
+    const [first, second] = parts;
     const results = await this.ledger.createTransfers(batch, async (tx, r) => {
       if (!r.every(ok)) return;
       await tx.query(
         `INSERT INTO charges (op_id, account, node, amount_msat, node_msat, router_msat, metering) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (op_id) DO NOTHING`,
-        [opId, pending.debitAccountId, node, charge, nodeMsat, routerMsat, JSON.stringify(metering)],
+        [
+          opId,
+          pending.debitAccountId,
+          record.node,
+          charge,
+          first?.amountMsat ?? 0,
+          second?.amountMsat ?? 0,
+          JSON.stringify(record.metering),
+        ],
       );
     });
     if (!results.every(ok)) {
@@ -874,7 +929,6 @@ export class Books {
         `capture: ${failed?.code}`,
       );
     }
-    return { chargedMsat: charge };
   }
 
   /** Gives a reservation back (failure, cancellation). Idempotent; a no-op once captured. */
@@ -940,6 +994,55 @@ async function verifiedRecord(
       problems: check.problems,
     });
   return verified.payload;
+}
+
+/** The offload fee on a peer's cost (floor: the client is never charged a fraction up). */
+export function offloadFeeMsat(peerCostMsat: number, feeBps: number): number {
+  return Math.floor((peerCostMsat * feeBps) / 10_000);
+}
+
+/**
+ * The peer's signed offload result for this request, and the node-signed record inside it:
+ * both signatures, the binding to this request, and the cost recomputed from price x tokens.
+ */
+async function verifiedOffloadResult(
+  result: unknown,
+  expect: { peer: string; opId: string; routerPubkey: string },
+): Promise<{ record: MeteringRecord }> {
+  const createdAtS = (result as { created_at?: unknown } | null)?.created_at;
+  const verified = await verifyEnvelope(result, {
+    me: expect.routerPubkey,
+    kinds: [KIND.offloadResult],
+    ...(typeof createdAtS === 'number' ? { nowS: createdAtS } : {}),
+  });
+  if (!verified.ok) throw new FedAiError('BAD_METERING', `offload result: ${verified.code}`);
+  if (verified.envelope.pubkey !== expect.peer)
+    throw new FedAiError('BAD_METERING', 'offload result: not signed by the peer');
+  const served = verified.payload;
+  if (served.job_id !== expect.opId) throw new FedAiError('BAD_METERING', 'offload result: another request');
+  let metering: unknown;
+  try {
+    metering = JSON.parse(served.metering);
+  } catch {
+    throw new FedAiError('BAD_METERING', 'offload result: metering is not JSON');
+  }
+  const meteringAtS = (metering as { created_at?: unknown } | null)?.created_at;
+  const record = await verifyEnvelope(metering, {
+    me: expect.peer,
+    kinds: [KIND.meteringRecord],
+    ...(typeof meteringAtS === 'number' ? { nowS: meteringAtS } : {}),
+  });
+  if (!record.ok) throw new FedAiError('BAD_METERING', `offload metering: ${record.code}`);
+  const check = checkMeteringRecord(record.payload, record.envelope.pubkey, {
+    signer: served.node,
+    router: expect.peer,
+    model: served.model,
+  });
+  if (!check.ok || record.payload.cost_msat !== served.cost_msat)
+    throw new FedAiError('BAD_METERING', 'offload metering: does not match the receipt', {
+      problems: check.ok ? ['METERING_COST'] : check.problems,
+    });
+  return { record: record.payload };
 }
 
 function decodeOrRefuse(bolt11: string): ReturnType<typeof decodeInvoice> {

@@ -30,6 +30,8 @@ export interface SettlementServerDeps {
   replayStore: ReplayStore;
   metrics: Registry;
   publicUrl?: string | undefined;
+  /** The fee on a peer router's cost for offloaded requests (routers reserve with it). */
+  offloadFeeBps?: number;
 }
 
 export const topupSchema = z.object({
@@ -51,7 +53,7 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   addMetricsRoute(app, deps.metrics);
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async () => ({ ok: true }));
-  app.get('/v1/info', async () => ({ pubkey: deps.pubkey }));
+  app.get('/v1/info', async () => ({ pubkey: deps.pubkey, offload_fee_bps: deps.offloadFeeBps ?? 0 }));
 
   /** NIP-98 by an allowed router (or operator); returns the signer's pubkey. */
   const routerAuth = (request: FastifyRequest, allowed: Set<string> = deps.routers) =>
@@ -96,6 +98,27 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
         throw error;
       }
       return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+    }
+    if (op.op === 'capture_offload') {
+      let result: unknown;
+      try {
+        result = JSON.parse(op.result);
+      } catch {
+        return reply.code(400).send(errorBody('BAD_METERING', 'result is not JSON'));
+      }
+      try {
+        const { chargedMsat } = await deps.books.captureOffload(
+          op.op_id,
+          op.peer,
+          result,
+          verified.envelope.pubkey,
+        );
+        return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+      } catch (error) {
+        if (error instanceof FedAiError && error.code === 'BAD_METERING')
+          return reply.code(400).send(errorBody('BAD_METERING', error.message));
+        throw error;
+      }
     }
     await deps.books.release(op.op_id);
     return { op_id: op.op_id, ok: true };
@@ -152,7 +175,8 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
 
   addAccountRoutes(app, {
     books: deps.books,
-    wallets: deps.wallets ?? new Set(),
+    // Routers hold an account too: the float that pays peer routers for offloaded requests.
+    wallets: new Set([...(deps.wallets ?? []), ...deps.routers]),
     replayStore: deps.replayStore,
     publicUrl: deps.publicUrl,
   });

@@ -57,6 +57,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
   const books = new Books(db, ledger, lightning, {
     routerFeeBps: config.ROUTER_FEE_BPS,
+    offloadFeeBps: config.OFFLOAD_FEE_BPS,
     faucetEnabled: config.FAUCET,
   });
   await books.init();
@@ -76,6 +77,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     replayStore: new DbReplayStore(db),
     metrics: createMetricsRegistry('settlement'),
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
+    offloadFeeBps: config.OFFLOAD_FEE_BPS,
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;
