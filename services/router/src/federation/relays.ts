@@ -1,0 +1,394 @@
+// The router's connections to its federation relays: a thin shell over nostr-tools' SimplePool.
+// What nostr-tools already does: reconnect a relay that had connected once (backoff schedule
+// `resubscribeBackoff`) and re-send its open subscriptions with `since = lastEmitted + 1`, ping.
+// What this adds: retry of a relay that was down when we first asked (nostr-tools gives up on it),
+// a catch-up query with `since = last seen - marginS` after a relay comes back (the +1 misses
+// events dated in the same second or by a peer whose clock lags), a "relay came back" hook so
+// announcements are republished (a restarted relay may have lost its store), a bounded LRU of
+// event ids so an event seen on several relays is delivered once, and bounds on subscriptions.
+import type { Event, Filter } from 'nostr-tools';
+import { type AbstractPoolConstructorOptions, AbstractSimplePool } from 'nostr-tools/abstract-pool';
+import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
+import { verifyEvent } from 'nostr-tools/pure';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+
+export const RELAYS_DEFAULTS = {
+  maxRelays: 16,
+  maxSubscriptions: 16,
+  dedupeSize: 10_000,
+  /** Catch-up after a reconnect asks from this many seconds before the last event seen. */
+  sinceMarginS: 60,
+  /** nostr-tools' reconnect schedule for a relay that dropped (ms per attempt, last repeats). */
+  reconnectBackoffMs: [1000, 2000, 5000, 10_000, 30_000, 60_000],
+  /** How often relay connections are looked at (came back? first connect still failing?). */
+  checkIntervalMs: 500,
+  connectTimeoutMs: 3000,
+  /** Largest WebSocket frame taken from a relay; bigger closes the connection. */
+  maxMessageBytes: 256 * 1024,
+  publishTimeoutMs: 4000,
+} as const;
+
+export interface FederationRelaysOptions {
+  urls: readonly string[];
+  logger: Logger;
+  maxSubscriptions?: number;
+  dedupeSize?: number;
+  sinceMarginS?: number;
+  reconnectBackoffMs?: readonly number[];
+  checkIntervalMs?: number;
+  connectTimeoutMs?: number;
+  maxMessageBytes?: number;
+}
+
+export interface PublishResult {
+  /** Relays that answered OK true. */
+  accepted: string[];
+  /** Relays that refused, timed out or were unreachable, with the reason. */
+  failed: { url: string; reason: string }[];
+}
+
+export interface Closer {
+  close(): void;
+}
+
+/** A bounded set that forgets the least recently added or touched key first. */
+export class LruSet {
+  private readonly keys = new Map<string, true>();
+  constructor(private readonly max: number) {
+    if (!Number.isSafeInteger(max) || max < 1) throw new Error('LruSet size must be a positive integer');
+  }
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+  /** Adds the key; true when it was new. */
+  add(key: string): boolean {
+    const had = this.keys.delete(key);
+    this.keys.set(key, true);
+    while (this.keys.size > this.max) this.keys.delete(this.keys.keys().next().value as string);
+    return !had;
+  }
+  get size(): number {
+    return this.keys.size;
+  }
+}
+
+interface SubEntry {
+  id: number;
+  filters: Filter[];
+  onEvent: (event: Event, url: string) => void;
+  /** Newest created_at delivered on this subscription (seconds). */
+  lastSeenS: number;
+  perRelay: Map<string, Subscription>;
+}
+
+interface RelayState {
+  url: string;
+  relay: AbstractRelay | undefined;
+  connecting: boolean;
+  wasConnected: boolean;
+  /** First-connect retries (nostr-tools does not retry a relay that never connected). */
+  attempt: number;
+  retryAtMs: number;
+}
+
+type SocketImplementation = AbstractPoolConstructorOptions['websocketImplementation'];
+
+/** The `ws` client with a frame size bound (its default is 100 MiB). */
+function boundedWebSocket(maxPayload: number): SocketImplementation {
+  class BoundedWebSocket extends WebSocket {
+    constructor(address: string | URL, protocols?: string | string[]) {
+      super(address, protocols, { maxPayload });
+    }
+  }
+  // ws implements the browser WebSocket surface nostr-tools uses; its types differ in details.
+  return BoundedWebSocket as unknown as SocketImplementation;
+}
+
+/** Normalises a relay URL the way nostr-tools does (trailing slash dropped). */
+function normalise(url: string): string {
+  const u = new URL(url);
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new Error(`relay URL must be ws(s): ${url}`);
+  u.hash = '';
+  return u.toString().replace(/\/+$/, '');
+}
+
+export class FederationRelays {
+  readonly urls: readonly string[];
+  private readonly pool: AbstractSimplePool;
+  private readonly states = new Map<string, RelayState>();
+  private readonly subs = new Map<number, SubEntry>();
+  private readonly seen: LruSet;
+  private readonly reconnectListeners = new Set<(url: string) => void>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly o: Required<Omit<FederationRelaysOptions, 'urls' | 'logger'>> & { logger: Logger };
+  private nextSubId = 1;
+  private closed = false;
+
+  constructor(options: FederationRelaysOptions) {
+    this.o = {
+      logger: options.logger,
+      maxSubscriptions: options.maxSubscriptions ?? RELAYS_DEFAULTS.maxSubscriptions,
+      dedupeSize: options.dedupeSize ?? RELAYS_DEFAULTS.dedupeSize,
+      sinceMarginS: options.sinceMarginS ?? RELAYS_DEFAULTS.sinceMarginS,
+      reconnectBackoffMs: options.reconnectBackoffMs ?? RELAYS_DEFAULTS.reconnectBackoffMs,
+      checkIntervalMs: options.checkIntervalMs ?? RELAYS_DEFAULTS.checkIntervalMs,
+      connectTimeoutMs: options.connectTimeoutMs ?? RELAYS_DEFAULTS.connectTimeoutMs,
+      maxMessageBytes: options.maxMessageBytes ?? RELAYS_DEFAULTS.maxMessageBytes,
+    };
+    const urls = [...new Set(options.urls.map(normalise))];
+    if (urls.length === 0) throw new Error('at least one federation relay is needed');
+    if (urls.length > RELAYS_DEFAULTS.maxRelays)
+      throw new Error(`at most ${RELAYS_DEFAULTS.maxRelays} federation relays`);
+    this.urls = urls;
+    this.seen = new LruSet(this.o.dedupeSize);
+    // SimplePool's own base, so the options SimplePool's constructor hides (idle close, socket) can be set.
+    this.pool = new AbstractSimplePool({
+      verifyEvent,
+      enableReconnect: true,
+      enablePing: true,
+      // Connections are held for the router's life; the pool's 20 s idle close would look like a drop.
+      idleTimeout: 24 * 3600 * 1000,
+      maxWaitForConnection: this.o.connectTimeoutMs,
+      websocketImplementation: boundedWebSocket(this.o.maxMessageBytes),
+    });
+    for (const url of urls) {
+      this.states.set(url, {
+        url,
+        relay: undefined,
+        connecting: false,
+        wasConnected: false,
+        attempt: 0,
+        retryAtMs: 0,
+      });
+    }
+    this.timer = setInterval(() => this.check(), this.o.checkIntervalMs);
+    this.timer.unref();
+    this.check();
+  }
+
+  /** Called with the relay's URL each time a relay that had dropped (or never connected) is up. */
+  onReconnect(listener: (url: string) => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
+  }
+
+  /** Relays connected now. */
+  connected(): string[] {
+    return [...this.states.values()].filter((s) => s.relay?.connected === true).map((s) => s.url);
+  }
+
+  /**
+   * Sends the event to every connected relay; resolves when all answered (or timed out). Never
+   * throws: a dead relay is a `failed` entry. Relays that are down get it from the reconnect hook.
+   */
+  async publish(event: Event): Promise<PublishResult> {
+    const result: PublishResult = { accepted: [], failed: [] };
+    await Promise.all(
+      [...this.states.values()].map(async (state) => {
+        const relay = state.relay;
+        if (!relay?.connected) {
+          result.failed.push({ url: state.url, reason: 'not connected' });
+          return;
+        }
+        try {
+          await relay.publish(event);
+          result.accepted.push(state.url);
+        } catch (error) {
+          result.failed.push({
+            url: state.url,
+            reason: String(error instanceof Error ? error.message : error),
+          });
+        }
+      }),
+    );
+    if (result.failed.length > 0) {
+      this.o.logger.debug(
+        { kind: event.kind, id: event.id, accepted: result.accepted.length, failed: result.failed },
+        'federation publish not taken by every relay',
+      );
+    }
+    return result;
+  }
+
+  /**
+   * Subscribes on every relay. `onEvent` gets each event once (signature checked by nostr-tools,
+   * deduplicated across relays by id). Returns a closer.
+   */
+  subscribe(filters: Filter[], onEvent: (event: Event, url: string) => void): Closer {
+    if (this.closed) throw new Error('federation relays are closed');
+    if (filters.length === 0) throw new Error('a subscription needs a filter');
+    if (this.subs.size >= this.o.maxSubscriptions)
+      throw new Error(`at most ${this.o.maxSubscriptions} federation subscriptions`);
+    const entry: SubEntry = {
+      id: this.nextSubId++,
+      filters: filters.map((f) => ({ ...f })),
+      onEvent,
+      lastSeenS: 0,
+      perRelay: new Map(),
+    };
+    this.subs.set(entry.id, entry);
+    for (const state of this.states.values()) {
+      if (state.relay?.connected) this.openOn(state, entry, entry.filters);
+    }
+    return {
+      close: () => {
+        if (!this.subs.delete(entry.id)) return;
+        for (const sub of entry.perRelay.values()) sub.close('closed by caller');
+        entry.perRelay.clear();
+      },
+    };
+  }
+
+  /** Events matching the filters stored on the relays now (one-shot; waits for EOSE or maxWaitMs). */
+  async query(filters: Filter[], maxWaitMs = 3000): Promise<Event[]> {
+    const out: Event[] = [];
+    const ids = new Set<string>();
+    for (const filter of filters) {
+      const events = await this.pool.querySync(this.connected(), filter, { maxWait: maxWaitMs });
+      for (const e of events) if (!ids.has(e.id)) ids.add(e.id) && out.push(e);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const entry of this.subs.values()) {
+      for (const sub of entry.perRelay.values()) sub.close('closing');
+    }
+    this.subs.clear();
+    this.reconnectListeners.clear();
+    for (const state of this.states.values()) state.relay?.close();
+    this.pool.destroy();
+  }
+
+  private openOn(state: RelayState, entry: SubEntry, filters: Filter[], oneShot = false): void {
+    const relay = state.relay;
+    if (!relay) return;
+    let sub: Subscription | undefined;
+    try {
+      sub = relay.subscribe(filters, {
+        alreadyHaveEvent: (id) => this.seen.has(id),
+        onevent: (event) => {
+          // Signature and filter were checked by nostr-tools before this is called.
+          if (!this.seen.add(event.id)) return;
+          if (event.created_at > entry.lastSeenS) entry.lastSeenS = event.created_at;
+          if (!this.subs.has(entry.id)) return;
+          try {
+            entry.onEvent(event, state.url);
+          } catch (error) {
+            this.o.logger.warn({ err: error, relay: state.url }, 'federation event handler failed');
+          }
+        },
+        oneose: oneShot ? () => sub?.close('catch-up done') : undefined,
+        onclose: (reason) => {
+          if (oneShot || this.closed) return;
+          if (entry.perRelay.get(state.url) === sub) entry.perRelay.delete(state.url);
+          if (reason !== 'closed by caller' && reason !== 'closing' && this.subs.has(entry.id)) {
+            this.o.logger.info({ relay: state.url, reason }, 'federation subscription closed by relay');
+          }
+        },
+      });
+    } catch (error) {
+      this.o.logger.warn({ relay: state.url, err: error }, 'federation subscribe failed');
+      return;
+    }
+    if (!oneShot) entry.perRelay.set(state.url, sub);
+  }
+
+  /** Looks at every relay: first connects (with our own backoff), comebacks, lost subscriptions. */
+  private check(): void {
+    if (this.closed) return;
+    const nowMs = Date.now();
+    for (const state of this.states.values()) {
+      const relay = state.relay;
+      if (!relay) {
+        if (!state.connecting && nowMs >= state.retryAtMs) void this.connect(state);
+        continue;
+      }
+      if (relay.connected && !state.wasConnected) {
+        state.wasConnected = true;
+        this.cameBack(state);
+      } else if (!relay.connected && state.wasConnected) {
+        state.wasConnected = false;
+        this.o.logger.info({ relay: state.url }, 'federation relay connection lost; reconnecting');
+      } else if (relay.connected) {
+        // A subscription the relay closed (CLOSED) is opened again on the next check.
+        for (const entry of this.subs.values()) {
+          if (!entry.perRelay.has(state.url)) this.openOn(state, entry, entry.filters);
+        }
+      }
+    }
+  }
+
+  private async connect(state: RelayState): Promise<void> {
+    state.connecting = true;
+    try {
+      const relay = await this.pool.ensureRelay(state.url, { connectionTimeout: this.o.connectTimeoutMs });
+      if (this.closed) {
+        relay.close();
+        return;
+      }
+      relay.resubscribeBackoff = [...this.o.reconnectBackoffMs];
+      relay.publishTimeout = RELAYS_DEFAULTS.publishTimeoutMs;
+      const previous = relay.onclose;
+      // A final close (not a drop that nostr-tools reconnects): connect anew on a later check.
+      relay.onclose = () => {
+        previous?.();
+        if (state.relay === relay) {
+          state.relay = undefined;
+          state.wasConnected = false;
+          state.retryAtMs = Date.now() + this.backoff(0);
+          for (const entry of this.subs.values()) entry.perRelay.delete(state.url);
+        }
+      };
+      state.relay = relay;
+      state.attempt = 0;
+      this.check();
+    } catch (error) {
+      state.attempt += 1;
+      state.retryAtMs = Date.now() + this.backoff(state.attempt - 1);
+      if (state.attempt === 1 || state.attempt % 10 === 0) {
+        this.o.logger.warn(
+          { relay: state.url, attempt: state.attempt, reason: String(error) },
+          'federation relay unreachable; retrying',
+        );
+      }
+    } finally {
+      state.connecting = false;
+    }
+  }
+
+  private backoff(attempt: number): number {
+    const schedule = this.o.reconnectBackoffMs;
+    return schedule[Math.min(attempt, schedule.length - 1)] ?? 1000;
+  }
+
+  private cameBack(state: RelayState): void {
+    for (const entry of this.subs.values()) {
+      const live = entry.perRelay.get(state.url);
+      if (!live) {
+        // First connection of this relay for this subscription.
+        this.openOn(state, entry, entry.filters);
+      } else if (entry.lastSeenS > 0) {
+        // nostr-tools re-sent the subscription from lastEmitted + 1; ask once more with a margin.
+        const since = Math.max(0, entry.lastSeenS - this.o.sinceMarginS);
+        this.openOn(
+          state,
+          entry,
+          entry.filters.map((f) => ({ ...f, since: Math.max(f.since ?? 0, since) })),
+          true,
+        );
+      }
+    }
+    for (const listener of this.reconnectListeners) {
+      try {
+        listener(state.url);
+      } catch (error) {
+        this.o.logger.warn({ err: error, relay: state.url }, 'federation reconnect hook failed');
+      }
+    }
+  }
+}
