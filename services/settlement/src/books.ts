@@ -122,6 +122,8 @@ export interface BooksOptions {
   offloadFeeBps?: number;
   topupExpiryS?: number;
   faucetEnabled?: boolean;
+  /** Devnet faucet that pays over Lightning (the LNbits mint wallet); default: the faucet account. */
+  faucetLightning?: LightningBackend | undefined;
   maxTopupMsat?: number;
   /** How long a refund's hold lasts: longer than any Lightning payment can stay in flight. */
   refundHoldS?: number;
@@ -285,13 +287,22 @@ export class Books {
     const paying = await this.paymentRow(topup.payment_hash);
     if (paying && paying.state !== 'failed')
       throw new FedAiError('ALREADY_PAID', 'A refund pays this invoice; nothing more was credited.');
-    await this.db.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1 AND paid_by IS NULL', [
-      topup.payment_hash,
-      ACCOUNTS.faucet,
-    ]);
+    // With a faucet wallet of its own (the devnet mint on LNbits) the money arrives over Lightning
+    // and is credited from `lightning` like any paid invoice; otherwise the faucet account pays.
+    const payer = this.options.faucetLightning;
+    // An LNbits payment is idempotent (paying again answers the first payment): refuse here.
+    if (payer && topup.settled_at_s !== null) {
+      await this.creditSettledTopups();
+      throw new FedAiError('ALREADY_PAID', 'This invoice was already paid; nothing more was credited.');
+    }
+    if (!payer)
+      await this.db.query('UPDATE topups SET paid_by = $2 WHERE payment_hash = $1 AND paid_by IS NULL', [
+        topup.payment_hash,
+        ACCOUNTS.faucet,
+      ]);
     let alreadyPaid = false;
     try {
-      const paid = await this.lightning.payInvoice(bolt11, { maxFeeMsat: 0 });
+      const paid = await (payer ?? this.lightning).payInvoice(bolt11, { maxFeeMsat: 0 });
       await this.markTopupSettled(topup.payment_hash, paid.preimage);
     } catch (error) {
       if (!(error instanceof LightningPaymentError)) throw error;

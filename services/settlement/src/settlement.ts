@@ -9,9 +9,10 @@ import {
   migrate,
   openDb,
   REPLAY_MIGRATIONS,
+  StartError,
 } from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
-import { InternalLightning, type LightningBackend } from '@fed-ai/lightning';
+import { InternalLightning, type LightningBackend, LnbitsBackend, LnbitsError } from '@fed-ai/lightning';
 import { bytesToHex, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
@@ -19,14 +20,48 @@ import { createSettlementServer } from './server';
 
 /** The Lightning backend `LIGHTNING_BACKEND` names (config refuses the ones not built yet). */
 export async function openLightningBackend(
-  name: SettlementConfig['LIGHTNING_BACKEND'],
+  config: Pick<SettlementConfig, 'LIGHTNING_BACKEND' | 'LNBITS_URL' | 'LNBITS_ADMIN_KEY'>,
   db: Db,
   secretKeyHex: string,
 ): Promise<LightningBackend> {
-  switch (name) {
+  switch (config.LIGHTNING_BACKEND) {
     case 'internal':
       return InternalLightning.open(db, secretKeyHex);
+    case 'lnbits':
+      return openLnbits('LNBITS_ADMIN_KEY', config.LNBITS_URL, config.LNBITS_ADMIN_KEY);
   }
+}
+
+/**
+ * An LNbits wallet, checked at start (its balance): an unreachable server or a refused key stops
+ * settlement with one line naming the variable (never the key).
+ */
+async function openLnbits(
+  keyVariable: 'LNBITS_ADMIN_KEY' | 'LNBITS_FAUCET_KEY',
+  url: string | undefined,
+  apiKey: string | undefined,
+): Promise<LnbitsBackend> {
+  if (!url || !apiKey)
+    throw new StartError('CONFIG_INVALID', `LNBITS_URL and ${keyVariable} are required`, 'set both');
+  const backend = new LnbitsBackend({ url, apiKey });
+  try {
+    await backend.balanceMsat();
+  } catch (error) {
+    if (error instanceof LnbitsError && error.status === 0)
+      throw new StartError(
+        'UPSTREAM_UNREACHABLE',
+        `LNBITS_URL ${url} is unreachable`,
+        'start LNbits (or the devnet Lightning service) first, or fix LNBITS_URL',
+      );
+    if (error instanceof LnbitsError && (error.status === 401 || error.status === 403))
+      throw new StartError(
+        'LNBITS_KEY_REFUSED',
+        `LNbits at ${url} refused ${keyVariable}`,
+        `set ${keyVariable} to the wallet's admin key`,
+      );
+    throw error;
+  }
+  return backend;
 }
 
 /** A payment still pending this long after it started is resolved from the backend's answer. */
@@ -52,13 +87,24 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const pubkey = publicKeyOf(secretKey);
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db'), maxConnections: 20 });
   const ledger = await Ledger.open(db);
-  const lightning = await openLightningBackend(config.LIGHTNING_BACKEND, db, bytesToHex(secretKey));
+  let lightning: LightningBackend;
+  // Devnet faucet on LNbits: top-ups are paid from the devnet mint wallet, as real Lightning money.
+  let faucetLightning: LightningBackend | undefined;
+  try {
+    lightning = await openLightningBackend(config, db, bytesToHex(secretKey));
+    if (config.FAUCET && config.LIGHTNING_BACKEND === 'lnbits')
+      faucetLightning = await openLnbits('LNBITS_FAUCET_KEY', config.LNBITS_URL, config.LNBITS_FAUCET_KEY);
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
   await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
   await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
   const books = new Books(db, ledger, lightning, {
     routerFeeBps: config.ROUTER_FEE_BPS,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
     faucetEnabled: config.FAUCET,
+    faucetLightning,
   });
   await books.init();
   // Heal anything a crash left half done before serving: payments left between hold and
