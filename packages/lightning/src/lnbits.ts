@@ -332,7 +332,15 @@ export class LnbitsBackend implements LightningBackend {
     } catch (error) {
       throw unknown((error as Error).message);
     }
-    if (answer.status !== 201 && answer.status !== 200) throw paymentRefusal(answer);
+    if (answer.status !== 201 && answer.status !== 200) {
+      const refusal = paymentRefusal(answer);
+      // A concurrent call of this same wallet may have paid it a moment ago: that payment is ours.
+      if (refusal.code === 'ALREADY_PAID') {
+        const ours = await this.lookupPayment(hash).catch(() => null);
+        if (ours?.state === 'succeeded') return resultOf(ours);
+      }
+      throw refusal;
+    }
     const sent = paidAnswer.safeParse(answer.body);
     if (!sent.success || sent.data.payment_hash !== hash)
       throw unknown('unreadable answer to the payment (the outcome is unknown)');

@@ -206,6 +206,31 @@ test('refusals: insufficient balance, expired, a foreign invoice, an invoice key
   assert.equal(await payer.ln.balanceMsat(), 1000);
 });
 
+test('racing payments of one invoice: exactly one debit; the same wallet racing itself gets its one payment twice', async () => {
+  const payee = await funded('race-payee', 0);
+  const one = await funded('race-one', 5000);
+  const two = await funded('race-two', 5000);
+  const contested = await payee.ln.createInvoice({ amountMsat: 3000, description: '', expirySeconds: 600 });
+  const results = await Promise.allSettled([
+    one.ln.payInvoice(contested.bolt11, { maxFeeMsat: 0 }),
+    two.ln.payInvoice(contested.bolt11, { maxFeeMsat: 0 }),
+  ]);
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+  const lost = results.find((r) => r.status === 'rejected');
+  assert.ok(lost && paymentError('ALREADY_PAID', true)(lost.reason));
+  assert.equal((await one.ln.balanceMsat()) + (await two.ln.balanceMsat()), 7000);
+  assert.equal(await payee.ln.balanceMsat(), 3000);
+  const mine = await payee.ln.createInvoice({ amountMsat: 1000, description: '', expirySeconds: 600 });
+  // One wallet racing itself (two adapters): one debit, and both calls answer that payment.
+  const twins = await Promise.all([
+    one.ln.payInvoice(mine.bolt11, { maxFeeMsat: 0 }),
+    adapter(one.keys.adminkey).payInvoice(mine.bolt11, { maxFeeMsat: 0 }),
+  ]);
+  assert.equal(twins[0].preimage, twins[1].preimage);
+  assert.equal(await payee.ln.balanceMsat(), 4000);
+  assert.equal(await devnet.store.totalMsat(), 0);
+});
+
 test('after a "crash" a new adapter finds the payment by hash and does not pay again', async () => {
   const payer = await funded('crasher', 10_000);
   const payee = await funded('shop', 0);
