@@ -155,14 +155,22 @@ export class LnbitsBackend implements LightningBackend {
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       });
-      const raw = await response.body.text();
-      let parsed: unknown = null;
-      if (raw.length <= MAX_ANSWER_BYTES) {
-        try {
-          parsed = JSON.parse(raw);
-        } catch {
-          parsed = null;
+      // Read at most MAX_ANSWER_BYTES: a larger answer is unreadable (and not held in memory).
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of response.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_ANSWER_BYTES) {
+          response.body.destroy();
+          return { status: response.statusCode, body: null };
         }
+        chunks.push(chunk as Buffer);
+      }
+      let parsed: unknown = null;
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        parsed = null;
       }
       return { status: response.statusCode, body: parsed };
     } catch (error) {

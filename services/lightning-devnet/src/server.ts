@@ -11,6 +11,7 @@
 //
 // Every failure answers LNbits' shape `{"detail": "..."}`; keys never reach the logs (the key
 // headers are redacted, and keys are stored only as hashes).
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createLogger, createServer, loadServiceKey, migrate, openDb, StartError } from '@fed-ai/kit';
@@ -198,7 +199,7 @@ function loadAdminKey(config: DevnetConfig, dataDir: string): string {
         'fix the path, or set DEVNET_ADMIN_KEY',
       );
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(path, `${bytesToHex(crypto.getRandomValues(new Uint8Array(24)))}\n`, {
+    writeFileSync(path, `${randomBytes(24).toString('hex')}\n`, {
       mode: 0o600,
       flag: 'wx',
     });

@@ -20,6 +20,7 @@ import {
 import { FedAiError } from '@fed-ai/protocol';
 import { devnetConfigSchema } from '../src/config';
 import { type RunningDevnet, startLightningDevnet } from '../src/server';
+import { startHostileLnbits } from './hostile-lnbits-double';
 
 const ADMIN = 'devnet-admin-key-for-tests-0123456789';
 const dir = mkdtempSync(join(tmpdir(), 'fedai-lnbits-'));
@@ -349,4 +350,65 @@ test('hostile requests: bad keys, oversized and ill-typed bodies, all answered a
   });
   const anonymous = await call('GET', `/api/v1/payments/${invoice.paymentHash}`);
   assert.deepEqual(anonymous.body, { paid: false, status: 'pending', preimage: null });
+});
+
+test('a lying or hostile LNbits: wrong preimage, wrong amount, oversized and ill-typed answers are refused', async () => {
+  const { encodeInvoice } = await import('@fed-ai/lightning');
+  const real = encodeInvoice({
+    amountMsat: 5000,
+    description: 'x',
+    expirySeconds: 600,
+    nodeSecretKeyHex: '33'.repeat(32),
+  });
+  let script: (method: string, url: string) => { status: number; body: string } = () => ({
+    status: 500,
+    body: '',
+  });
+  const hostile = await startHostileLnbits((request) => script(request.method ?? '', request.url ?? ''));
+  try {
+    const ln = new LnbitsBackend({ url: hostile.url, apiKey: 'k'.repeat(32), timeoutMs: 2000 });
+    // An invoice of another amount than asked for.
+    script = () => ({
+      status: 201,
+      body: JSON.stringify({ payment_hash: real.paymentHash, payment_request: real.bolt11 }),
+    });
+    await assert.rejects(
+      ln.createInvoice({ amountMsat: 6000, description: 'x', expirySeconds: 600 }),
+      /5000 msat, not 6000/,
+    );
+    // A paid payment whose preimage does not hash to the payment hash.
+    const lie = {
+      paid: true,
+      status: 'success',
+      preimage: '00'.repeat(32),
+      details: { amount: -5000, fee: 0, bolt11: real.bolt11 },
+    };
+    script = () => ({ status: 200, body: JSON.stringify(lie) });
+    await assert.rejects(ln.lookupPayment(real.paymentHash), /does not hash/);
+    await assert.rejects(ln.payInvoice(real.bolt11, { maxFeeMsat: 0 }), paymentError('BACKEND_ERROR', false));
+    // Wrong types and an oversized answer: unreadable, never trusted.
+    script = () => ({ status: 200, body: JSON.stringify({ paid: 'yes', details: { amount: '5000' } }) });
+    await assert.rejects(ln.lookupInvoice(real.paymentHash), LnbitsError);
+    script = () => ({ status: 200, body: JSON.stringify({ name: 'w', balance: 1.5 }) });
+    await assert.rejects(ln.balanceMsat(), LnbitsError);
+    script = () => ({ status: 200, body: `{"name":"${'x'.repeat(300_000)}","balance":1}` });
+    await assert.rejects(ln.balanceMsat(), LnbitsError);
+    // The send answered with a 5xx that says nothing: the outcome is unknown (not definite).
+    script = (method) =>
+      method === 'GET'
+        ? { status: 404, body: '{"detail":"Payment does not exist."}' }
+        : { status: 502, body: 'bad gateway' };
+    await assert.rejects(ln.payInvoice(real.bolt11, { maxFeeMsat: 0 }), paymentError('BACKEND_ERROR', false));
+    // A 520 with LNbits' sentence for a balance that cannot cover: definite.
+    script = (method) =>
+      method === 'GET'
+        ? { status: 404, body: '{"detail":"Payment does not exist."}' }
+        : { status: 520, body: '{"detail":"Insufficient balance."}' };
+    await assert.rejects(
+      ln.payInvoice(real.bolt11, { maxFeeMsat: 0 }),
+      paymentError('INSUFFICIENT_BALANCE', true),
+    );
+  } finally {
+    await hostile.close();
+  }
 });
