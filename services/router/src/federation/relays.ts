@@ -2,8 +2,9 @@
 // What nostr-tools already does: reconnect a relay that had connected once (backoff schedule
 // `resubscribeBackoff`) and re-send its open subscriptions with `since = lastEmitted + 1`, ping.
 // What this adds: retry of a relay that was down when we first asked (nostr-tools gives up on it),
-// a catch-up query with `since = last seen - marginS` after a relay comes back (the +1 misses
-// events dated in the same second or by a peer whose clock lags), a "relay came back" hook so
+// after a relay comes back the subscription re-sent with `since = last seen - marginS` (nostr-tools'
+// +1 stays on the live subscription and drops events dated in the same second or by a peer whose
+// clock lags), a "relay came back" hook so
 // announcements are republished (a restarted relay may have lost its store), a bounded LRU of
 // event ids so an event seen on several relays is delivered once, and bounds on subscriptions.
 import type { Event, Filter } from 'nostr-tools';
@@ -264,38 +265,42 @@ export class FederationRelays {
     this.pool.destroy();
   }
 
-  private openOn(state: RelayState, entry: SubEntry, filters: Filter[], oneShot = false): void {
+  private openOn(state: RelayState, entry: SubEntry, filters: Filter[]): void {
     const relay = state.relay;
     if (!relay) return;
     let sub: Subscription | undefined;
     try {
-      sub = relay.subscribe(filters, {
-        alreadyHaveEvent: (id) => this.seen.has(id),
-        onevent: (event) => {
-          // Signature and filter were checked by nostr-tools before this is called.
-          if (!this.seen.add(event.id)) return;
-          if (event.created_at > entry.lastSeenS) entry.lastSeenS = event.created_at;
-          if (!this.subs.has(entry.id)) return;
-          try {
-            entry.onEvent(event, state.url);
-          } catch (error) {
-            this.o.logger.warn({ err: error, relay: state.url }, 'federation event handler failed');
-          }
+      // A copy per relay: nostr-tools writes `since` into the filters it holds on reconnect.
+      sub = relay.subscribe(
+        filters.map((f) => ({ ...f })),
+        {
+          // Per subscription: an event that matches two subscriptions reaches both, once each.
+          alreadyHaveEvent: (id) => this.seen.has(`${entry.id}:${id}`),
+          onevent: (event) => {
+            // Signature and filter were checked by nostr-tools before this is called.
+            if (!this.seen.add(`${entry.id}:${event.id}`)) return;
+            if (event.created_at > entry.lastSeenS) entry.lastSeenS = event.created_at;
+            if (!this.subs.has(entry.id)) return;
+            try {
+              entry.onEvent(event, state.url);
+            } catch (error) {
+              this.o.logger.warn({ err: error, relay: state.url }, 'federation event handler failed');
+            }
+          },
+          onclose: (reason) => {
+            if (this.closed) return;
+            if (entry.perRelay.get(state.url) === sub) entry.perRelay.delete(state.url);
+            if (reason !== 'closed by caller' && reason !== 'closing' && this.subs.has(entry.id)) {
+              this.o.logger.info({ relay: state.url, reason }, 'federation subscription closed by relay');
+            }
+          },
         },
-        oneose: oneShot ? () => sub?.close('catch-up done') : undefined,
-        onclose: (reason) => {
-          if (oneShot || this.closed) return;
-          if (entry.perRelay.get(state.url) === sub) entry.perRelay.delete(state.url);
-          if (reason !== 'closed by caller' && reason !== 'closing' && this.subs.has(entry.id)) {
-            this.o.logger.info({ relay: state.url, reason }, 'federation subscription closed by relay');
-          }
-        },
-      });
+      );
     } catch (error) {
       this.o.logger.warn({ relay: state.url, err: error }, 'federation subscribe failed');
       return;
     }
-    if (!oneShot) entry.perRelay.set(state.url, sub);
+    entry.perRelay.set(state.url, sub);
   }
 
   /** Looks at every relay: first connects (with our own backoff), comebacks, lost subscriptions. */
@@ -372,15 +377,24 @@ export class FederationRelays {
       if (!live) {
         // First connection of this relay for this subscription.
         this.openOn(state, entry, entry.filters);
-      } else if (entry.lastSeenS > 0) {
-        // nostr-tools re-sent the subscription from lastEmitted + 1; ask once more with a margin.
-        const since = Math.max(0, entry.lastSeenS - this.o.sinceMarginS);
-        this.openOn(
-          state,
-          entry,
-          entry.filters.map((f) => ({ ...f, since: Math.max(f.since ?? 0, since) })),
-          true,
+      } else {
+        // nostr-tools re-sent the subscription with `since = lastEmitted + 1`, and that since stays
+        // on the live subscription: an event dated at or before the last one seen (same second, a
+        // peer whose clock lags) would be dropped for good. Re-send it (same id: the relay
+        // replaces it) from the last event seen minus a margin; duplicates are dropped by id.
+        live.filters = entry.filters.map((f) =>
+          entry.lastSeenS > 0
+            ? { ...f, since: Math.max(f.since ?? 0, entry.lastSeenS - this.o.sinceMarginS) }
+            : { ...f },
         );
+        try {
+          // The EOSE timer of nostr-tools' own re-send is replaced, not left to run out.
+          live.receivedEose();
+          live.eosed = false;
+          live.fire();
+        } catch (error) {
+          this.o.logger.warn({ relay: state.url, err: error }, 'federation resubscribe failed');
+        }
       }
     }
     for (const listener of this.reconnectListeners) {

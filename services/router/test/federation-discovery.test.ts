@@ -1,0 +1,352 @@
+// Federation presence over real relays (services/relay, in-process on 127.0.0.1): routers announce
+// themselves and discover each other; the inbound gate and the peer policy hold on the wire; a relay
+// restart is survived (announcements republished, discovery resumes, duplicates counted once).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import {
+  createEnvelope,
+  generateSecretKey,
+  KIND,
+  type PriceSheet,
+  publicKeyOf,
+  type RouterStatus,
+  type SignedEvent,
+} from '@fed-ai/protocol';
+import { type RunningRelay, startRelay } from '@fed-ai/relay';
+import type { Event } from 'nostr-tools';
+import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
+import pino from 'pino';
+import WebSocket from 'ws';
+import type { AnnounceModel } from '../src/federation/announce';
+import {
+  type FederationPresence,
+  type FederationPresenceOptions,
+  startFederationPresence,
+} from '../src/federation/index';
+import type { PeerPolicyOptions } from '../src/federation/peer-policy';
+
+useWebSocketImplementation(WebSocket);
+
+const logger = pino({ level: 'silent' });
+const relayLogger = pino({ level: 'silent' }) as unknown as NonNullable<
+  Parameters<typeof startRelay>[0]
+>['logger'];
+const FAST = { reconnectBackoffMs: [100, 200, 400], checkIntervalMs: 50, connectTimeoutMs: 1000 };
+
+const relays: RunningRelay[] = [];
+const presences: FederationPresence[] = [];
+const pools: SimplePool[] = [];
+
+async function relay(port = 0): Promise<RunningRelay> {
+  const r = await startRelay({ port, logger: relayLogger });
+  relays.push(r);
+  return r;
+}
+
+function client(): SimplePool {
+  const pool = new SimplePool();
+  pools.push(pool);
+  return pool;
+}
+
+/** A mutable announcement source. */
+function source(models: AnnounceModel[]) {
+  const state = {
+    models,
+    status: { nodes_online: 1, free_slots: 2, load: 0.5, accepting_offload: true } as RouterStatus,
+  };
+  return { state, models: () => state.models, status: () => state.status };
+}
+
+const model = (id: string, input = 100): AnnounceModel => ({
+  id,
+  price: { input_msat_per_1k: input, output_msat_per_1k: 2 * input },
+  context_window: 4096,
+  nodes: 1,
+});
+
+function presence(
+  urls: string[],
+  name: string,
+  models: AnnounceModel[],
+  extra: Partial<FederationPresenceOptions> & { policy?: Omit<PeerPolicyOptions, 'self'> } = {},
+) {
+  const src = source(models);
+  const secretKey = generateSecretKey();
+  const p = startFederationPresence({
+    relays: urls,
+    secretKey,
+    publicUrl: `http://${name}.example`,
+    name,
+    source: src,
+    policy: { mode: 'open' },
+    logger,
+    refreshS: 60,
+    changeCheckMs: 50,
+    relayOptions: FAST,
+    ...extra,
+  });
+  presences.push(p);
+  return { p, src, secretKey };
+}
+
+/** Waits for a condition with a bounded poll (never a fixed sleep that asserts timing). */
+async function until<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 8000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function publishTo(urls: string[], event: SignedEvent): Promise<void> {
+  await Promise.any(client().publish(urls, event as Event));
+}
+
+const sheet = (m: string, input = 100): PriceSheet => ({
+  model: m,
+  price: { input_msat_per_1k: input, output_msat_per_1k: input },
+  context_window: 2048,
+  nodes: 1,
+});
+
+function announce(
+  sk: Uint8Array,
+  models: string[],
+  options: { nowS?: number; expiresInS?: number; input?: number } = {},
+) {
+  const common = {
+    nowS: options.nowS ?? Math.floor(Date.now() / 1000),
+    expiresInS: options.expiresInS ?? 600,
+  };
+  return [
+    createEnvelope(
+      KIND.routerCapabilities,
+      { name: 'x', url: 'http://x.example', models, features: ['offload'] },
+      { ...common, tags: [['d', 'capabilities']] },
+      sk,
+    ),
+    ...models.map((m) =>
+      createEnvelope(KIND.priceSheet, sheet(m, options.input), { ...common, tags: [['d', m]] }, sk),
+    ),
+  ];
+}
+
+let main: RunningRelay;
+
+before(async () => {
+  main = await relay();
+});
+
+after(async () => {
+  await Promise.all(presences.map((p) => p.close()));
+  for (const pool of pools) pool.destroy();
+  await Promise.all(relays.map((r) => r.close().catch(() => undefined)));
+});
+
+test('two routers discover each other; plain Nostr clients find the handler and price sheets', async () => {
+  const a = presence([main.url], 'alpha', [model('m-a', 100)]);
+  const b = presence([main.url], 'beta', [model('m-b', 300), model('shared', 50)]);
+  const seenB = await until('alpha sees beta', () => a.p.peers.peersFor('m-b', Date.now())[0]);
+  assert.equal(seenB.pubkey, b.p.pubkey);
+  assert.equal(seenB.url, 'http://beta.example');
+  assert.deepEqual(seenB.price, { input_msat_per_1k: 300, output_msat_per_1k: 600 });
+  assert.equal(seenB.context_window, 4096);
+  await until('beta status at alpha', () => a.p.peers.peersFor('m-b', Date.now())[0]?.status);
+  assert.deepEqual(a.p.peers.peersFor('m-b', Date.now())[0]?.status, b.src.state.status);
+  await until('beta sees alpha', () => b.p.peers.peersFor('m-a', Date.now()).length === 1);
+  assert.deepEqual(a.p.peers.peersFor('m-a', Date.now()), [], 'a router is not its own peer');
+  const snap = a.p.peers.snapshot(Date.now());
+  assert.deepEqual(
+    snap.map((s) => [s.pubkey, s.prices.map((p) => p.model)]),
+    [[b.p.pubkey, ['m-b', 'shared']]],
+  );
+
+  const pool = client();
+  const handlers = await pool.querySync([main.url], { kinds: [KIND.handlerInfo], '#k': ['5050'] });
+  const mine = handlers.filter((e) => e.pubkey === a.p.pubkey || e.pubkey === b.p.pubkey);
+  assert.equal(mine.length, 2);
+  for (const h of mine) {
+    assert.deepEqual(
+      h.tags.filter((t) => t[0] === 'k').map((t) => t[1]),
+      ['5050', '28100'],
+    );
+    assert.ok(h.tags.some((t) => t[0] === 'expiration'));
+    assert.match(JSON.parse(h.content).openai_base_url, /^http:\/\/(alpha|beta)\.example\/v1$/);
+  }
+  const rfbHandlers = await pool.querySync([main.url], {
+    kinds: [KIND.handlerInfo],
+    '#k': ['28100'],
+    authors: [a.p.pubkey],
+  });
+  assert.equal(rfbHandlers.length, 1);
+  const sheets = await pool.querySync([main.url], { kinds: [KIND.priceSheet], '#d': ['shared'] });
+  assert.deepEqual(
+    sheets.map((e) => e.pubkey),
+    [b.p.pubkey],
+  );
+  assert.equal(JSON.parse(sheets[0]!.content).model, 'shared');
+
+  // Refresh on change: a new model appears -> a new price sheet, seen by the peer.
+  b.src.state.models = [...b.src.state.models, model('m-new', 70)];
+  const fresh = await until('alpha sees the new model', () => a.p.peers.peersFor('m-new', Date.now())[0]);
+  assert.equal(fresh.price.input_msat_per_1k, 70);
+  const newSheets = await pool.querySync([main.url], {
+    kinds: [KIND.priceSheet],
+    '#d': ['m-new'],
+    authors: [b.p.pubkey],
+  });
+  assert.equal(newSheets.length, 1);
+  // A price change replaces the sheet (newest wins at the relay and at the peer).
+  b.src.state.models = b.src.state.models.map((m) => (m.id === 'm-new' ? model('m-new', 90) : m));
+  await until(
+    'alpha sees the new price',
+    () => a.p.peers.peersFor('m-new', Date.now())[0]?.price.input_msat_per_1k === 90,
+  );
+});
+
+test('inbound gate and policy on the wire: oversized, expired, older, forged, muted, flood', async () => {
+  const muted = generateSecretKey();
+  const flooder = generateSecretKey();
+  const honest = generateSecretKey();
+  const big = generateSecretKey();
+  const expiring = generateSecretKey();
+  const observer = presence([main.url], 'observer', [], {
+    policy: { mode: 'open', mute: [publicKeyOf(muted)] },
+    inbound: { maxBytes: 8 * 1024, burst: 8, refillPerS: 0.001 },
+  });
+  const at = () => observer.p.peers;
+  const now = () => Date.now();
+
+  // Oversized: a valid capabilities event over the observer's 8 KiB bound (the relay takes it).
+  const manyModels = Array.from({ length: 300 }, (_, i) => `model-number-${i}-with-a-long-name`);
+  await publishTo([main.url], announce(big, manyModels.slice(0, 1))[1]!);
+  await publishTo([main.url], announce(big, manyModels)[0]!);
+  // Expiring soon: taken, then dropped once its expiration passes.
+  for (const e of announce(expiring, ['m-exp'], { expiresInS: 2 })) await publishTo([main.url], e);
+  // Muted key.
+  for (const e of announce(muted, ['m-muted'])) await publishTo([main.url], e);
+  // Flood: 20 price sheets from one key (8 is its budget).
+  const nowS = Math.floor(Date.now() / 1000);
+  const flood = announce(
+    flooder,
+    Array.from({ length: 20 }, (_, i) => `f${i}`),
+    { nowS },
+  );
+  for (const e of flood) await publishTo([main.url], e);
+  // Honest key after the flood.
+  for (const e of announce(honest, ['m-honest'])) await publishTo([main.url], e);
+
+  await until('honest peer taken after the flood', () => at().peersFor('m-honest', now()).length === 1);
+  await until('expiring peer taken', () => at().peersFor('m-exp', now()).length === 1);
+  const stats = observer.p.discovery.stats;
+  await until('oversized refused', () => (stats.refused.ENVELOPE_TOO_LARGE ?? 0) >= 1);
+  assert.equal(
+    at()
+      .snapshot(now())
+      .find((s) => s.pubkey === publicKeyOf(big))?.capabilities,
+    undefined,
+  );
+  await until('flood rate-limited', () => (stats.refused.RATE_LIMITED ?? 0) >= 1);
+  const floodSnap = at()
+    .snapshot(now())
+    .find((s) => s.pubkey === publicKeyOf(flooder));
+  assert.ok(floodSnap && floodSnap.prices.length <= 8, `flooder kept ${floodSnap?.prices.length}`);
+  assert.equal(at().has(publicKeyOf(muted)), false, 'muted key ignored');
+
+  // Forged signature, fed straight to discovery (the relay refuses forgeries itself).
+  const forged = { ...announce(honest, ['m-forged'])[1]!, sig: 'ab'.repeat(64) };
+  await observer.p.discovery.handle(forged);
+  assert.equal((stats.refused.BAD_SIGNATURE ?? 0) >= 1, true);
+  // An older addressable event does not replace a newer one.
+  const honestKey = publicKeyOf(honest);
+  const older = announce(honest, ['m-honest'], { nowS: Math.floor(Date.now() / 1000) - 30, input: 1 })[1]!;
+  await observer.p.discovery.handle(older);
+  assert.equal(at().peersFor('m-honest', now())[0]?.price.input_msat_per_1k, 100);
+  assert.equal(at().peersFor('m-honest', now())[0]?.pubkey, honestKey);
+  // Expired: gone once its expiration passed (the relay stops serving it too).
+  await until('expired dropped', () => at().peersFor('m-exp', now()).length === 0, 6000);
+});
+
+test('allowlist mode takes only the listed routers', async () => {
+  const listed = generateSecretKey();
+  const other = generateSecretKey();
+  const watcher = presence([main.url], 'watcher', [], {
+    policy: { mode: 'allowlist', allowlist: [publicKeyOf(listed)] },
+  });
+  for (const e of announce(other, ['m-allow'])) await publishTo([main.url], e);
+  for (const e of announce(listed, ['m-allow'])) await publishTo([main.url], e);
+  await until('listed peer', () => watcher.p.peers.peersFor('m-allow', Date.now()).length === 1);
+  await until('other refused', () => (watcher.p.discovery.stats.refused.POLICY ?? 0) >= 2);
+  assert.deepEqual(
+    watcher.p.peers.peersFor('m-allow', Date.now()).map((p) => p.pubkey),
+    [publicKeyOf(listed)],
+  );
+  assert.equal(watcher.p.peers.has(publicKeyOf(other)), false);
+});
+
+test('two relays, one restarted: announcements republished, discovery resumes, duplicates once', async () => {
+  const r1 = await relay();
+  const r2 = await relay();
+  const urls = [r1.url, r2.url];
+  const p = presence(urls, 'pub', [model('m-two')]);
+  const q = presence(urls, 'sub', []);
+  await until('q sees p', () => q.p.peers.peersFor('m-two', Date.now()).length === 1);
+
+  // One event on both relays reaches a subscriber once.
+  const third = generateSecretKey();
+  const [capsEvent] = announce(third, ['m-third']);
+  let deliveries = 0;
+  const counter = q.p.relays.subscribe([{ ids: [capsEvent!.id] }], () => {
+    deliveries += 1;
+  });
+  const pool = client();
+  await Promise.all(pool.publish(urls, capsEvent as Event));
+  for (const url of urls)
+    await until(
+      `stored on ${url}`,
+      async () => (await pool.querySync([url], { ids: [capsEvent!.id] })).length === 1,
+    );
+  await until('delivered', () => deliveries >= 1);
+  const dupBefore = q.p.discovery.stats.refused.REPLAYED ?? 0;
+  // Another event to both relays as a barrier: once it arrived, both copies of the first have too.
+  const [barrier] = announce(generateSecretKey(), ['m-barrier']);
+  let barrierSeen = 0;
+  const barrierSub = q.p.relays.subscribe([{ ids: [barrier!.id] }], () => {
+    barrierSeen += 1;
+  });
+  await Promise.all(pool.publish(urls, barrier as Event));
+  await until('barrier', () => barrierSeen >= 1);
+  assert.equal(deliveries, 1, 'seen on two relays, delivered once');
+  assert.equal(barrierSeen, 1);
+  assert.equal(q.p.discovery.stats.refused.REPLAYED ?? 0, dupBefore);
+  counter.close();
+  barrierSub.close();
+
+  // Restart r2 on the same port with an empty store.
+  const port = r2.port;
+  await r2.close();
+  relays.splice(relays.indexOf(r2), 1);
+  await until('p notices the drop', () => !p.p.relays.connected().includes(r2.url.replace(/\/$/, '')));
+  const r2b = await relay(port);
+  // p republishes to the new relay (its store was empty).
+  await until(
+    'announcements republished to the restarted relay',
+    async () =>
+      (await client().querySync([r2b.url], { kinds: [KIND.routerCapabilities], authors: [p.p.pubkey] }))
+        .length === 1,
+  );
+  // Discovery on the restarted relay resumes: an event published only there reaches q.
+  const late = generateSecretKey();
+  for (const e of announce(late, ['m-late'])) await publishTo([r2b.url], e);
+  await until(
+    'q discovers through the restarted relay',
+    () => q.p.peers.peersFor('m-late', Date.now()).length === 1,
+  );
+});
