@@ -18,7 +18,7 @@ import {
 import type { Logger } from 'pino';
 import type { Registry } from '../registry';
 
-export const ANNOUNCE_DEFAULTS = {
+const ANNOUNCE_DEFAULTS = {
   refreshS: 300,
   expiryFactor: 3,
   changeCheckMs: 5000,
@@ -117,7 +117,7 @@ export function announcementHash(snapshot: AnnounceSnapshot): string {
 }
 
 /** The OpenAI-compatible base URL of a router. */
-export function openAiUrl(publicUrl: string): string {
+function openAiUrl(publicUrl: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/v1`;
 }
 

@@ -10,7 +10,7 @@ import { listedKeys, type PeerPolicy } from './peer-policy';
 import type { Announcement, PeerTable } from './peers';
 import type { Closer, FederationRelays } from './relays';
 
-export const DISCOVERY_DEFAULTS = {
+const DISCOVERY_DEFAULTS = {
   /** Stored announcements asked for when subscribing. */
   limit: 2000,
   /** Contact lists of direct follows subscribed to (follows of follows). */

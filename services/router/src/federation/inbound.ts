@@ -21,23 +21,23 @@ import { LruSet } from './relays';
 
 /** Federation kinds with a fed-ai payload. */
 export const ANNOUNCEMENT_KINDS = [KIND.routerCapabilities, KIND.priceSheet, KIND.routerStatus] as const;
-export type AnnouncementKind = (typeof ANNOUNCEMENT_KINDS)[number];
+type AnnouncementKind = (typeof ANNOUNCEMENT_KINDS)[number];
 
 /** Standard kinds the federation reads: NIP-02 contact list, NIP-51 mute list, NIP-89 handler. */
 export const STANDARD_KINDS = { contacts: 3, muteList: 10000, handlerInfo: KIND.handlerInfo } as const;
 type StandardKind = (typeof STANDARD_KINDS)[keyof typeof STANDARD_KINDS];
 const STANDARD = new Set<number>(Object.values(STANDARD_KINDS));
 
-export const INBOUND_DEFAULTS = {
+const INBOUND_DEFAULTS = {
   /** Raw JSON bigger than this is refused unparsed. Announcements are a few KiB. */
   maxBytes: 64 * 1024,
   /** Oldest created_at accepted (relays hold addressable events until they expire). */
   maxAgeS: 3600,
   /** Newest created_at accepted ahead of our clock, so a future date cannot pin "newest". */
   maxFutureS: 120,
-  /** Token bucket per author: burst and refill. */
-  burst: 60,
-  refillPerS: 1,
+  /** Token bucket per author: one full round of announcements (256 models + 3) fits the burst. */
+  burst: 300,
+  refillPerS: 2,
   maxAuthors: 10_000,
   dedupeSize: 10_000,
 };
@@ -52,7 +52,7 @@ export interface InboundOptions {
   dedupeSize?: number;
 }
 
-export type InboundEvent =
+type InboundEvent =
   | { kind: AnnouncementKind; event: SignedEvent; payload: PayloadOf<AnnouncementKind> }
   | { kind: StandardKind; event: SignedEvent; payload: undefined };
 

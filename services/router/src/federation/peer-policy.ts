@@ -8,7 +8,7 @@
 
 export type PeerMode = 'follows' | 'allowlist' | 'open';
 
-export const PEER_POLICY_DEFAULTS = {
+const PEER_POLICY_DEFAULTS = {
   mode: 'follows' as PeerMode,
   /** Trust of a follow-of-a-follow. */
   decay: 0.5,

@@ -6,7 +6,7 @@
 // trust, then longest unseen) is evicted, and a newcomer less useful than all is refused.
 import { KIND, type PriceSheet, type RouterCapabilities, type RouterStatus } from '@fed-ai/protocol';
 
-export const PEERS_DEFAULTS = {
+const PEERS_DEFAULTS = {
   maxPeers: 1000,
   maxPriceSheetsPerPeer: 256,
   /** Weight of the newest sample in the latency moving average. */
@@ -33,7 +33,7 @@ interface Item<T> {
   payload: T;
 }
 
-export interface Reputation {
+interface Reputation {
   answered: number;
   failed: number;
   /** Moving average of answered requests' latency; undefined until one answered. */

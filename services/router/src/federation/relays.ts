@@ -14,7 +14,7 @@ import { verifyEvent } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 
-export const RELAYS_DEFAULTS = {
+const RELAYS_DEFAULTS = {
   maxRelays: 16,
   maxSubscriptions: 16,
   dedupeSize: 10_000,
@@ -28,6 +28,7 @@ export const RELAYS_DEFAULTS = {
   /** Largest WebSocket frame taken from a relay; bigger closes the connection. */
   maxMessageBytes: 256 * 1024,
   publishTimeoutMs: 4000,
+  reopenClosedMs: 5000,
 } as const;
 
 export interface FederationRelaysOptions {
@@ -91,6 +92,8 @@ interface RelayState {
   /** First-connect retries (nostr-tools does not retry a relay that never connected). */
   attempt: number;
   retryAtMs: number;
+  /** Earliest time to re-open subscriptions the relay closed (CLOSED), so a refusing relay is not hammered. */
+  reopenAtMs: number;
 }
 
 type SocketImplementation = AbstractPoolConstructorOptions['websocketImplementation'];
@@ -161,6 +164,7 @@ export class FederationRelays {
         wasConnected: false,
         attempt: 0,
         retryAtMs: 0,
+        reopenAtMs: 0,
       });
     }
     this.timer = setInterval(() => this.check(), this.o.checkIntervalMs);
@@ -180,36 +184,49 @@ export class FederationRelays {
   }
 
   /**
-   * Sends the event to every connected relay; resolves when all answered (or timed out). Never
-   * throws: a dead relay is a `failed` entry. Relays that are down get it from the reconnect hook.
+   * Sends the event to every connected relay. Resolves as soon as one relay accepted it (the
+   * others finish in the background), or when every relay answered. Never throws: a dead relay is a
+   * `failed` entry; relays that are down get the announcements again from the reconnect hook.
    */
-  async publish(event: Event): Promise<PublishResult> {
+  publish(event: Event): Promise<PublishResult> {
     const result: PublishResult = { accepted: [], failed: [] };
-    await Promise.all(
-      [...this.states.values()].map(async (state) => {
+    const states = [...this.states.values()];
+    return new Promise((resolve) => {
+      let pending = states.length;
+      const settle = () => {
+        pending -= 1;
+        if (pending > 0) return;
+        if (result.failed.length > 0) {
+          this.o.logger.debug(
+            { kind: event.kind, id: event.id, accepted: result.accepted.length, failed: result.failed },
+            'federation publish not taken by every relay',
+          );
+        }
+        resolve(result);
+      };
+      for (const state of states) {
         const relay = state.relay;
         if (!relay?.connected) {
           result.failed.push({ url: state.url, reason: 'not connected' });
-          return;
+          settle();
+          continue;
         }
-        try {
-          await relay.publish(event);
-          result.accepted.push(state.url);
-        } catch (error) {
-          result.failed.push({
-            url: state.url,
-            reason: String(error instanceof Error ? error.message : error),
-          });
-        }
-      }),
-    );
-    if (result.failed.length > 0) {
-      this.o.logger.debug(
-        { kind: event.kind, id: event.id, accepted: result.accepted.length, failed: result.failed },
-        'federation publish not taken by every relay',
-      );
-    }
-    return result;
+        relay.publish(event).then(
+          () => {
+            result.accepted.push(state.url);
+            if (result.accepted.length === 1) resolve(result);
+            settle();
+          },
+          (error: unknown) => {
+            result.failed.push({
+              url: state.url,
+              reason: String(error instanceof Error ? error.message : error),
+            });
+            settle();
+          },
+        );
+      }
+    });
   }
 
   /**
@@ -319,11 +336,15 @@ export class FederationRelays {
       } else if (!relay.connected && state.wasConnected) {
         state.wasConnected = false;
         this.o.logger.info({ relay: state.url }, 'federation relay connection lost; reconnecting');
-      } else if (relay.connected) {
-        // A subscription the relay closed (CLOSED) is opened again on the next check.
+      } else if (relay.connected && nowMs >= state.reopenAtMs) {
+        // A subscription the relay closed (CLOSED) is opened again, at most every few seconds.
+        let reopened = false;
         for (const entry of this.subs.values()) {
-          if (!entry.perRelay.has(state.url)) this.openOn(state, entry, entry.filters);
+          if (entry.perRelay.has(state.url)) continue;
+          this.openOn(state, entry, entry.filters);
+          reopened = true;
         }
+        if (reopened) state.reopenAtMs = nowMs + RELAYS_DEFAULTS.reopenClosedMs;
       }
     }
   }
