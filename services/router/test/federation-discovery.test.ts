@@ -228,8 +228,8 @@ test('inbound gate and policy on the wire: oversized, expired, older, forged, mu
   const manyModels = Array.from({ length: 300 }, (_, i) => `model-number-${i}-with-a-long-name`);
   await publishTo([main.url], announce(big, manyModels.slice(0, 1))[1]!);
   await publishTo([main.url], announce(big, manyModels)[0]!);
-  // Expiring soon: taken, then dropped once its expiration passes.
-  for (const e of announce(expiring, ['m-exp'], { expiresInS: 2 })) await publishTo([main.url], e);
+  // Expiring in 30 s: taken now, no longer offered once its expiration passed.
+  for (const e of announce(expiring, ['m-exp'], { expiresInS: 30 })) await publishTo([main.url], e);
   // Muted key.
   for (const e of announce(muted, ['m-muted'])) await publishTo([main.url], e);
   // Flood: 20 price sheets from one key (8 is its budget).
@@ -270,8 +270,15 @@ test('inbound gate and policy on the wire: oversized, expired, older, forged, mu
   await observer.p.discovery.handle(older);
   assert.equal(at().peersFor('m-honest', now())[0]?.price.input_msat_per_1k, 100);
   assert.equal(at().peersFor('m-honest', now())[0]?.pubkey, honestKey);
-  // Expired: gone once its expiration passed (the relay stops serving it too).
-  await until('expired dropped', () => at().peersFor('m-exp', now()).length === 0, 6000);
+  // Expired: not offered past its expiration (the clock is an argument), and an event that is
+  // already expired when it arrives is refused.
+  assert.deepEqual(at().peersFor('m-exp', now() + 31_000), []);
+  const expired = announce(expiring, ['m-exp2'], {
+    nowS: Math.floor(Date.now() / 1000) - 20,
+    expiresInS: 10,
+  })[1]!;
+  await observer.p.discovery.handle(expired);
+  assert.ok((stats.refused.EXPIRED ?? 0) >= 1);
 });
 
 test('allowlist mode takes only the listed routers', async () => {
@@ -349,4 +356,19 @@ test('two relays, one restarted: announcements republished, discovery resumes, d
     'q discovers through the restarted relay',
     () => q.p.peers.peersFor('m-late', Date.now()).length === 1,
   );
+});
+
+test('a relay that is down when the router starts is connected once it is up', async () => {
+  const probe = await relay();
+  const port = probe.port;
+  await probe.close();
+  relays.splice(relays.indexOf(probe), 1);
+  const early = presence([`ws://127.0.0.1:${port}`], 'early', [model('m-early')]);
+  const later = await relay(port);
+  await until(
+    'announced on the relay that came up late',
+    async () =>
+      (await client().querySync([later.url], { kinds: [KIND.priceSheet], '#d': ['m-early'] })).length === 1,
+  );
+  assert.ok(early.p.relays.connected().length === 1);
 });

@@ -370,6 +370,26 @@ export class FederationRelays {
           for (const entry of this.subs.values()) entry.perRelay.delete(state.url);
         }
       };
+      // nostr-tools reconnects by calling `this.connect()` again; wrapping it tells us the moment a
+      // dropped relay is back (a poll alone could miss a drop and return between two looks).
+      // While connected, connect() hands back the same promise; a new one is a new connection.
+      const connect = relay.connect.bind(relay);
+      let current: Promise<void> = connect();
+      relay.connect = (opts) => {
+        const opened = connect(opts);
+        if (opened !== current) {
+          current = opened;
+          opened.then(
+            () => {
+              if (state.relay !== relay || this.closed) return;
+              state.wasConnected = true;
+              this.cameBack(state);
+            },
+            () => undefined,
+          );
+        }
+        return opened;
+      };
       state.relay = relay;
       state.attempt = 0;
       this.check();
