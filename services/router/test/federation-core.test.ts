@@ -278,6 +278,12 @@ test('inbound gate: size, shape, signature, kind, expiration, age, dedupe, rate 
   // Standard kinds: contact list verified by id and signature.
   const contacts = finalizeEvent({ kind: 3, created_at: nowS, tags: [['p', A]], content: '' }, other);
   assert.equal((await gate.check(contacts, nowMs)).ok, true);
+  const oldContacts = finalizeEvent(
+    { kind: 3, created_at: nowS - 365 * 86400, tags: [['p', B]], content: '' },
+    generateSecretKey(),
+  );
+  const oldList = await gate.check(oldContacts, nowMs + 1_000_000);
+  assert.equal(oldList.ok, true, 'a contact list a year old is still the operator list');
   const forgedContacts = {
     ...finalizeEvent({ kind: 3, created_at: nowS, tags: [['p', B]], content: '' }, other),
   };

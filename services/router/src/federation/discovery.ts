@@ -78,6 +78,9 @@ export class Discovery {
 
   /** One event from a relay (or anywhere): gate, policy, table. Never throws. */
   async handle(raw: unknown): Promise<void> {
+    // Our own announcements come back from the relays: skip them before the signature check.
+    if (typeof raw === 'object' && raw !== null && (raw as { pubkey?: unknown }).pubkey === this.o.self)
+      return;
     const nowMs = this.now();
     const checked = await this.o.gate.check(raw, nowMs);
     if (!checked.ok) return this.refuse(checked.code);

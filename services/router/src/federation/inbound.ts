@@ -169,10 +169,13 @@ export class InboundGate {
     const nowS = Math.floor(nowMs / 1000);
     if (event.created_at > nowS + this.o.maxFutureS)
       return { ok: false, code: 'STALE', detail: 'created_at is in the future' };
-    if (event.created_at < nowS - this.o.maxAgeS) return { ok: false, code: 'STALE', detail: 'too old' };
+    // Contact and mute lists are replaceable and may be years old; only announcements age out.
+    const isAnnouncement = (ANNOUNCEMENT_KINDS as readonly number[]).includes(event.kind);
+    if (isAnnouncement && event.created_at < nowS - this.o.maxAgeS)
+      return { ok: false, code: 'STALE', detail: 'too old' };
 
     let result: InboundEvent;
-    if ((ANNOUNCEMENT_KINDS as readonly number[]).includes(event.kind)) {
+    if (isAnnouncement) {
       const verified = await verifyEnvelope<PayloadKind & AnnouncementKind>(text, {
         me: null,
         kinds: ANNOUNCEMENT_KINDS,

@@ -51,8 +51,9 @@ export function startFederationPresence(options: FederationPresenceOptions): Fed
   const policy = new PeerPolicy({ ...options.policy, self: pubkey });
   const peers = new PeerTable({ policy, ...options.peers });
   const refreshS = options.refreshS;
-  // The gate must accept stored announcements as old as they may be before they expire.
-  const maxAgeS = (refreshS ?? 300) * (options.expiryFactor ?? 3);
+  // The gate must accept stored announcements as old as ours may be before they expire (peers
+  // with a longer refresh are covered up to an hour).
+  const maxAgeS = Math.max(3600, (refreshS ?? 300) * (options.expiryFactor ?? 3));
   const gate = new InboundGate({ maxAgeS, ...options.inbound });
   const discovery = new Discovery({ relays, gate, policy, peers, self: pubkey, logger });
   const announcer = new Announcer(relays, options.source, {
