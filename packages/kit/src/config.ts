@@ -87,6 +87,11 @@ export const publicKeyText = z.string().transform((s, ctx) => {
 /** Comma-separated public keys, each 64-hex or npub1…, normalised to hex. */
 export const publicKeyList = commaList.pipe(z.array(publicKeyText));
 
+/** Comma-separated Nostr relay URLs (ws:// or wss://), at most 8. */
+export const relayUrlList = commaList.pipe(
+  z.array(z.string().regex(/^wss?:\/\/[^\s]+$/, 'relay URLs start with ws:// or wss://')).max(8),
+);
+
 /** Comma-separated http(s) URLs. */
 export const httpUrlList = commaList.pipe(
   z.array(

@@ -19,7 +19,7 @@ export interface ChatContext {
   payments: Payments;
   rng?: () => number;
   /** Federation: serves through a peer router what no local node can (auction + offload). */
-  offload?: ((req: ChatRequest) => Promise<ChatOutcome>) | undefined;
+  offload?: ((req: ChatRequest, localError: FedAiError) => Promise<ChatOutcome>) | undefined;
 }
 
 /** Local refusals a peer router may still be able to serve. */
@@ -128,7 +128,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       error instanceof FedAiError &&
       OFFLOADABLE.has(error.code);
     if (!offloadable) throw error;
-    return ctx.offload!(req);
+    return ctx.offload!(req, error);
   }
   // Reserve a true upper bound of what the most expensive candidate we may fail over to could
   // cost; dispatch never tries a candidate this does not cover.

@@ -1,6 +1,6 @@
 // Router configuration from the environment (or .env / fedai.toml [router]), validated at start.
 // Public keys may be given as 64-hex or npub1… (what `fedai keys show` prints first).
-import { publicKeyList, publicKeyText } from '@fed-ai/kit';
+import { publicKeyList, publicKeyText, relayUrlList } from '@fed-ai/kit';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -56,6 +56,27 @@ export const routerConfigSchema = z.object({
   /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */
   OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
+
+  // Federation (docs/federation.md). Off until FEDERATION_RELAYS names at least one relay.
+  FEDERATION_RELAYS: relayUrlList.default([]),
+  /** Who counts as a peer: `allowlist` (FEDERATION_ALLOWLIST only), `follows` (the operator's kind-3 contacts and their web of trust), or `open` (anyone not muted). */
+  FEDERATION_PEER_MODE: z.enum(['allowlist', 'follows', 'open']).default('allowlist'),
+  FEDERATION_ALLOWLIST: publicKeyList.default([]),
+  FEDERATION_MUTE: publicKeyList.default([]),
+  /** The key whose kind-3 follow list (and kind-10000 mute list) defines peers in `follows` mode. */
+  FEDERATION_FOLLOWS_OF: publicKeyText.optional(),
+  ANNOUNCE_REFRESH_S: z.coerce.number().int().min(5).max(86_400).default(300),
+  /** Offload work no local node can serve to peers (auction). */
+  FEDERATION_OFFLOAD: bool.default(true),
+  /** Bid for and serve peers' offloaded work. */
+  FEDERATION_ACCEPT_OFFLOAD: bool.default(true),
+  AUCTION_WINDOW_MS: z.coerce.number().int().min(20).max(10_000).default(400),
+  /** Each top-up of a prepaid tab at a peer buys at least this much. */
+  PEER_TOPUP_MSAT: z.coerce.number().int().min(1_000).max(1_000_000_000).default(200_000),
+  /** The most kept at any one peer (exposure cap). */
+  PEER_MAX_TAB_MSAT: z.coerce.number().int().min(1_000).max(100_000_000_000).default(5_000_000),
+  PEER_TOPUP_MAX_FEE_MSAT: z.coerce.number().int().min(0).max(10_000_000).default(10_000),
+  PEER_CREDIT_WAIT_MS: ms(15_000),
 });
 
 export type RouterConfig = z.infer<typeof routerConfigSchema>;

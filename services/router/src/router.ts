@@ -24,6 +24,7 @@ import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
 import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
+import { setupFederation } from './federation/wire';
 import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { startProber } from './probes';
@@ -104,6 +105,8 @@ export async function startRouter(
   });
   let outbox: SettlementOutbox | null = null;
   let payments: Payments;
+  // Unknown (settlement unreachable at start): no offload, since reserve and charge could disagree.
+  let offloadFeeBps: number | null = 0;
   if (options.payments) payments = options.payments;
   else if (config.SETTLEMENT_URL) {
     let settlement: SettlementPayments | null = null;
@@ -113,7 +116,9 @@ export async function startRouter(
       send: (row) => settlement!.sendOutboxRow(row),
       baseDelayMs: config.OUTBOX_RETRY_MS,
     });
-    settlement = await settlementPayments(config, secretKey, outbox);
+    const started = await settlementPayments(config, secretKey, outbox);
+    settlement = started.payments;
+    offloadFeeBps = started.info.offload_fee_bps < 0 ? null : started.info.offload_fee_bps;
     payments = settlement;
     outbox.start(config.OUTBOX_RETRY_MS);
   } else payments = new FreePayments();
@@ -180,6 +185,16 @@ export async function startRouter(
     },
     { prefix: '/v1' },
   );
+  const federation = setupFederation(app, {
+    config,
+    secretKey,
+    pubkey,
+    ctx,
+    replayStore,
+    agent,
+    logger,
+    offloadFeeBps,
+  });
   registerAdminRoutes(app, {
     apiKeys,
     registry,
@@ -190,6 +205,7 @@ export async function startRouter(
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
   const prober = startProber({ targets: registry, agent, intervalS: config.PROBE_INTERVAL_S, logger });
+  federation?.start(url);
   logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
   return {
     url,
@@ -199,6 +215,7 @@ export async function startRouter(
     revokeApiKey: (id) => apiKeys.revoke(id),
     async close() {
       prober.stop();
+      await federation?.close();
       await outbox?.stop();
       await app.close();
       await agent.close();
@@ -217,29 +234,35 @@ function sendOpenAiShaped(reply: FastifyReply, code: ReasonCode, message?: strin
   return reply.code(REASONS[code].status).send({ error: { ...body.error, hint: REASONS[code].hint } });
 }
 
+const settlementInfoSchema = z.object({
+  pubkey: z.string().regex(/^[0-9a-f]{64}$/),
+  offload_fee_bps: z.number().int().min(0).max(10_000).default(0),
+});
+type SettlementInfo = z.infer<typeof settlementInfoSchema>;
+
 async function settlementPayments(
   config: RouterConfig,
   secretKey: Uint8Array,
   outbox: SettlementOutbox,
-): Promise<SettlementPayments> {
+): Promise<{ payments: SettlementPayments; info: SettlementInfo }> {
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
-  let settlementPubkey = config.SETTLEMENT_PUBKEY;
-  if (!settlementPubkey) {
-    const body: unknown = await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })
-      .then((r) => r.json())
-      .catch(() => null);
-    const info = z.object({ pubkey: z.string().regex(/^[0-9a-f]{64}$/) }).safeParse(body);
-    if (!info.success)
-      throw new Error(
-        `SETTLEMENT_URL: ${url}/v1/info gave no settlement pubkey (is settlement running there? or set SETTLEMENT_PUBKEY)`,
-      );
-    settlementPubkey = info.data.pubkey;
-  }
-  return new SettlementPayments({
+  const body: unknown = await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })
+    .then((r) => r.json())
+    .catch(() => null);
+  const parsed = settlementInfoSchema.safeParse(body);
+  if (!parsed.success && !config.SETTLEMENT_PUBKEY)
+    throw new Error(
+      `SETTLEMENT_URL: ${url}/v1/info gave no settlement pubkey (is settlement running there? or set SETTLEMENT_PUBKEY)`,
+    );
+  const info = parsed.success ? parsed.data : { pubkey: config.SETTLEMENT_PUBKEY!, offload_fee_bps: -1 };
+  if (config.SETTLEMENT_PUBKEY && parsed.success && parsed.data.pubkey !== config.SETTLEMENT_PUBKEY)
+    throw new Error(`SETTLEMENT_PUBKEY: ${url} answers with another key`);
+  const payments = new SettlementPayments({
     url,
-    settlementPubkey,
+    settlementPubkey: config.SETTLEMENT_PUBKEY ?? info.pubkey,
     secretKey,
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
     outbox,
   });
+  return { payments, info };
 }

@@ -833,10 +833,16 @@ export class Books {
     }
     await this.ledger.createAccounts([{ id: ACCOUNTS.earnings(node) }]);
     const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
-    await this.commitCharge(opId, pending, charge, [
-      { id: `pay:${opId}`, account: ACCOUNTS.earnings(node), amountMsat: nodeMsat },
-      { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: routerMsat },
-    ], { node, metering });
+    await this.commitCharge(
+      opId,
+      pending,
+      charge,
+      [
+        { id: `pay:${opId}`, account: ACCOUNTS.earnings(node), amountMsat: nodeMsat },
+        { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: routerMsat },
+      ],
+      { node, metering },
+    );
     return { chargedMsat: charge };
   }
 
@@ -867,10 +873,16 @@ export class Books {
       return { chargedMsat: 0, peerCostMsat, feeMsat };
     }
     const float = await this.ensureTab(`svc:${routerPubkey}`);
-    await this.commitCharge(opId, pending, charge, [
-      { id: `pay:${opId}`, account: float, amountMsat: peerCostMsat },
-      { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: feeMsat },
-    ], { node: peer, metering: result });
+    await this.commitCharge(
+      opId,
+      pending,
+      charge,
+      [
+        { id: `pay:${opId}`, account: float, amountMsat: peerCostMsat },
+        { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: feeMsat },
+      ],
+      { node: peer, metering: result },
+    );
     return { chargedMsat: charge, peerCostMsat, feeMsat };
   }
 

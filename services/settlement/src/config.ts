@@ -15,12 +15,16 @@ const settlementFields = z.object({
   SETTLEMENT_ROUTER_PUBKEYS: publicKeyList.default([]),
   /**
    * Services (the wallet fleet) that keep an account here (NIP-98, `/v1/account/*`): each key
-   * holds the account `svc:<pubkey>` and sees only its own invoices and payments.
+   * holds the account `svc:<pubkey>` and sees only its own invoices and payments. A federating
+   * router is listed here too: its account is the float it pays peer routers from, and offload
+   * captures credit the peer's cost back to it.
    */
   SETTLEMENT_WALLET_PUBKEYS: publicKeyList.default([]),
   /** Operators allowed to run ledger checks over HTTP (NIP-98). */
   SETTLEMENT_OPERATOR_PUBKEYS: publicKeyList.default([]),
   ROUTER_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
+  /** Fee, on top of a peer router's cost, for a request offloaded to that peer (federation). */
+  OFFLOAD_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
   /**
    * `internal` (default: invoices settle between accounts of this system) or `lnbits` (one LNbits

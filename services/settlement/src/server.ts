@@ -175,8 +175,7 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
 
   addAccountRoutes(app, {
     books: deps.books,
-    // Routers hold an account too: the float that pays peer routers for offloaded requests.
-    wallets: new Set([...(deps.wallets ?? []), ...deps.routers]),
+    wallets: deps.wallets ?? new Set(),
     replayStore: deps.replayStore,
     publicUrl: deps.publicUrl,
   });

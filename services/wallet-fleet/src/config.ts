@@ -1,24 +1,9 @@
 // Wallet-fleet configuration from the environment (or .env / fedai.toml [wallet-fleet]), validated at
 // start. Public keys may be 64-hex or npub1….
-import { publicKeyList } from '@fed-ai/kit';
+import { publicKeyList, relayUrlList } from '@fed-ai/kit';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const urlList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((u) => u.trim())
-      .filter(Boolean),
-  )
-  .pipe(
-    z
-      .array(z.string().regex(/^wss?:\/\/[^\s]+$/, 'relay URLs start with ws:// or wss://'))
-      .min(1)
-      .max(8),
-  );
-
 export const walletFleetConfigSchema = z.object({
   WALLET_FLEET_HOST: z.string().default('127.0.0.1'),
   WALLET_FLEET_PORT: z.coerce.number().int().min(0).max(65535).default(7300),
@@ -29,7 +14,7 @@ export const walletFleetConfigSchema = z.object({
   /** Owners allowed to hold wallets here (NIP-98 on the owner API). */
   FLEET_OWNER_PUBKEYS: publicKeyList.default([]),
   /** Relays the NWC service listens and answers on. */
-  RELAY_URLS: urlList,
+  RELAY_URLS: relayUrlList.pipe(z.array(z.string()).min(1, 'give at least one relay URL')),
   /** The settlement service holding the fleet's money (its account there). */
   SETTLEMENT_URL: z.string().url(),
   /** NIP-04 for old clients: off by default (NIP-44 v2 only; NIP-04 requests get UNSUPPORTED_ENCRYPTION). */

@@ -78,7 +78,10 @@ export function bidTermsFor(rfb: Rfb, views: readonly NodeView[]): BidTerms | nu
       output_msat_per_1k: max((v) => v.offer.price.output_msat_per_1k),
     },
     max_cost_msat: max((v) => offerMaxCostMsat(rfb, v.offer)),
-    max_tokens: Math.min(rfb.max_tokens, max((v) => v.offer.max_output_tokens)),
+    max_tokens: Math.min(
+      rfb.max_tokens,
+      max((v) => v.offer.max_output_tokens),
+    ),
     context_window: max((v) => v.offer.context_window),
     free_slots: eligible.reduce((n, v) => n + v.freeSlots, 0),
     ttft_ms_estimate: Math.round(ttfts.length > 0 ? Math.min(...ttfts) : 1_000),
@@ -175,11 +178,10 @@ export function rankBids(
   const byBidder = new Map(bids.map((b) => [b.bidder, b]));
   const views = bids.map((b) => bidView(b, rfb.model, peerRecord(b.bidder)));
   // The prompt's context filter already happened at each bidder (it knows its template).
-  const result = schedule(
-    { model: rfb.model, promptTokens: 0, maxTokens: rfb.max_tokens },
-    views,
-    { weights: weightsFor(provider?.sort), rng },
-  );
+  const result = schedule({ model: rfb.model, promptTokens: 0, maxTokens: rfb.max_tokens }, views, {
+    weights: weightsFor(provider?.sort),
+    rng,
+  });
   return result.ranked.map((candidate) => {
     const received = byBidder.get(candidate.node.id)!;
     return { candidate: { ...candidate, maxCostMsat: received.bid.max_cost_msat }, received };

@@ -2,7 +2,14 @@
 // ceiling, deadline; never the prompt), collect signed bids addressed to us that reference it, and
 // stop at the deadline or as soon as every peer we expect has answered. Each bid is verified
 // (signature, audience, expiry, replay) and checked (checkBid) before it counts.
-import { createEnvelope, KIND, type ReplayStore, type Rfb, verifyEnvelope } from '@fed-ai/protocol';
+import {
+  createEnvelope,
+  FedAiError,
+  KIND,
+  type ReplayStore,
+  type Rfb,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
 import { type BidRefusal, checkBid, type ReceivedBid } from './auction-core';
 import type { RelayBus } from './bus';
 
@@ -10,8 +17,43 @@ const MAX_BID_BYTES = 8_192;
 /** At most this many bids are considered per auction; the rest are ignored. */
 const MAX_BIDS = 64;
 
+/**
+ * One subscription for every bid addressed to this router; each open auction registers for the
+ * bids that reference its RFB (by `e` tag). Bids for no open auction are dropped unread.
+ */
+export class BidInbox {
+  private readonly open = new Map<string, (event: unknown) => void>();
+  private readonly closer: { close(): void };
+
+  constructor(
+    bus: RelayBus,
+    pubkey: string,
+    private readonly maxOpen = 1_000,
+  ) {
+    this.closer = bus.subscribe(
+      [{ kinds: [KIND.bid], '#p': [pubkey], since: Math.floor(Date.now() / 1000) - 5 }],
+      (event) => {
+        const ref = event.tags.find((t) => t[0] === 'e')?.[1];
+        if (ref) this.open.get(ref)?.(event);
+      },
+    );
+  }
+
+  register(rfbEventId: string, onBid: (event: unknown) => void): () => void {
+    if (this.open.size >= this.maxOpen) throw new FedAiError('OVERLOADED', 'too many auctions open');
+    this.open.set(rfbEventId, onBid);
+    return () => this.open.delete(rfbEventId);
+  }
+
+  close(): void {
+    this.closer.close();
+    this.open.clear();
+  }
+}
+
 export interface AuctionDeps {
   bus: RelayBus;
+  inbox: BidInbox;
   secretKey: Uint8Array;
   pubkey: string;
   replayStore: ReplayStore;
@@ -53,17 +95,6 @@ export async function runAuction(
     finish = resolve;
   });
   let pending = 0;
-  const subscription = deps.bus.subscribe(
-    { kinds: [KIND.bid], '#p': [deps.pubkey], '#e': [rfbEvent.id], since: nowS() - 5 },
-    (event) => {
-      if (bids.length + pending >= MAX_BIDS) return;
-      pending++;
-      void take(event).finally(() => {
-        pending--;
-        if (options.expectedBidders !== undefined && bids.length >= options.expectedBidders) finish();
-      });
-    },
-  );
   const take = async (event: unknown) => {
     const verified = await verifyEnvelope(event, {
       me: deps.pubkey,
@@ -90,16 +121,23 @@ export async function runAuction(
     seen.add(received.bidder);
     bids.push(received);
   };
+  const unregister = deps.inbox.register(rfbEvent.id, (event) => {
+    if (bids.length + pending >= MAX_BIDS) return;
+    pending++;
+    void take(event).finally(() => {
+      pending--;
+      if (options.expectedBidders !== undefined && bids.length >= options.expectedBidders) finish();
+    });
+  });
   const startedAt = performance.now();
+  const timer = setTimeout(finish, rfb.deadline_ms);
   try {
-    await subscription.ready;
-    await deps.bus.publish(rfbEvent);
-    const timer = setTimeout(finish, rfb.deadline_ms);
     options.signal?.addEventListener('abort', finish, { once: true });
+    await deps.bus.publish(rfbEvent);
     await done;
-    clearTimeout(timer);
   } finally {
-    subscription.close();
+    clearTimeout(timer);
+    unregister();
   }
   return { rfbEventId: rfbEvent.id, bids, refused, elapsedMs: performance.now() - startedAt };
 }

@@ -2,17 +2,10 @@
 // peers, bids from this router's own serving nodes (kind 28101, addressed to the requester), and
 // remembers its open bids so that an offload job can only claim a bid it was given.
 import { randomUUID } from 'node:crypto';
-import {
-  type Bid,
-  createEnvelope,
-  KIND,
-  type ReplayStore,
-  type Rfb,
-  verifyEnvelope,
-} from '@fed-ai/protocol';
+import { type Bid, createEnvelope, KIND, type ReplayStore, type Rfb, verifyEnvelope } from '@fed-ai/protocol';
 import type { Registry } from '../registry';
 import { type BidTerms, bidTermsFor } from './auction-core';
-import type { BusSubscription, RelayBus } from './bus';
+import type { RelayBus } from './bus';
 
 export interface OpenBid {
   peer: string;
@@ -69,9 +62,9 @@ export interface BidderOptions {
   nowS?: () => number;
 }
 
-export function startBidder(options: BidderOptions): BusSubscription {
+export function startBidder(options: BidderOptions): { close(): void } {
   const nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
-  return options.bus.subscribe({ kinds: [KIND.rfb], since: nowS() - 5 }, (event) => {
+  return options.bus.subscribe([{ kinds: [KIND.rfb], since: nowS() - 5 }], (event) => {
     void onRfb(options, event, nowS()).catch((error: unknown) =>
       options.log.warn({ err: error }, 'bid not sent'),
     );
@@ -107,5 +100,11 @@ async function onRfb(options: BidderOptions, event: unknown, nowS: number): Prom
 }
 
 function bidFor(rfb: Rfb, terms: BidTerms, endpoint: string, nowS: number): Bid {
-  return { rfb_id: rfb.rfb_id, bid_id: `bid-${randomUUID()}`, ...terms, endpoint, expires_at: nowS + BID_TTL_S };
+  return {
+    rfb_id: rfb.rfb_id,
+    bid_id: `bid-${randomUUID()}`,
+    ...terms,
+    endpoint,
+    expires_at: nowS + BID_TTL_S,
+  };
 }

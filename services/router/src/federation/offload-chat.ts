@@ -8,10 +8,10 @@ import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { ChatOutcome, ChatRequest } from '../chat';
 import type { Payments } from '../payments';
 import type { SpendHold } from '../spend-budget';
+import { type BidInbox, runAuction } from './auction';
 import { type PeerRecord, type ReceivedBid, rankBids, rfbFor } from './auction-core';
-import { runAuction } from './auction';
 import type { RelayBus } from './bus';
-import { isRetryable, OffloadError, offloadOnce, type OffloadServed } from './offload-client';
+import { isRetryable, OffloadError, type OffloadServed, offloadOnce } from './offload-client';
 import type { PeerTabs } from './peer-tabs';
 
 export interface PeerDirectory {
@@ -28,6 +28,7 @@ export interface PeerDirectory {
 
 export interface OffloadDeps {
   bus: RelayBus;
+  inbox: BidInbox;
   secretKey: Uint8Array;
   pubkey: string;
   replayStore: ReplayStore;
@@ -52,13 +53,21 @@ export const offloadFeeMsat = (peerCostMsat: number, feeBps: number): number =>
 export const bidChargeBoundMsat = (bidMaxCostMsat: number, feeBps: number): number =>
   bidMaxCostMsat + offloadFeeMsat(bidMaxCostMsat, feeBps);
 
-export async function offloadChat(deps: OffloadDeps, req: ChatRequest): Promise<ChatOutcome> {
+export async function offloadChat(
+  deps: OffloadDeps,
+  req: ChatRequest,
+  localError: FedAiError,
+): Promise<ChatOutcome> {
   const params = req.params;
+  // No peer announces the model: the local answer stands (no auction window for a typo).
+  const expectedBidders = deps.peers.expectedBidders(params.model);
+  if (expectedBidders === 0) throw localError;
   const dispatchId = `rq-${randomUUID()}`;
   const rfb = rfbFor(`rfb-${randomUUID()}`, params, req.provider, deps.auctionWindowMs);
   const auction = await runAuction(
     {
       bus: deps.bus,
+      inbox: deps.inbox,
       secretKey: deps.secretKey,
       pubkey: deps.pubkey,
       replayStore: deps.replayStore,
@@ -67,30 +76,50 @@ export async function offloadChat(deps: OffloadDeps, req: ChatRequest): Promise<
       maxOverheadTokens: deps.maxOverheadTokens,
     },
     rfb,
-    { expectedBidders: deps.peers.expectedBidders(params.model), signal: req.signal },
+    { expectedBidders, signal: req.signal },
   );
-  const ranked = rankBids(auction.bids, rfb, req.provider, (p) => deps.peers.record(p), deps.rng ?? Math.random).slice(
-    0,
-    deps.maxAttempts,
-  );
+  const ranked = rankBids(
+    auction.bids,
+    rfb,
+    req.provider,
+    (p) => deps.peers.record(p),
+    deps.rng ?? Math.random,
+  ).slice(0, deps.maxAttempts);
   deps.log.info(
-    { rfb: rfb.rfb_id, bids: auction.bids.length, refused: auction.refused, ms: Math.round(auction.elapsedMs) },
+    {
+      rfb: rfb.rfb_id,
+      bids: auction.bids.length,
+      refused: auction.refused,
+      ms: Math.round(auction.elapsedMs),
+    },
     'auction closed',
   );
   if (ranked.length === 0) throw new FedAiError('NO_PEER_BID');
-  const reservedBound = Math.max(...ranked.map((r) => bidChargeBoundMsat(r.received.bid.max_cost_msat, deps.offloadFeeBps)));
+  const reservedBound = Math.max(
+    ...ranked.map((r) => bidChargeBoundMsat(r.received.bid.max_cost_msat, deps.offloadFeeBps)),
+  );
   const paid = deps.payments.mode === 'settlement';
   const spend: SpendHold | null = paid && req.holdSpend ? await req.holdSpend(reservedBound) : null;
   let reservation: Awaited<ReturnType<Payments['reserve']>>;
   try {
-    reservation = await deps.payments.reserve({ requestId: dispatchId, payer: req.payer, amountMsat: reservedBound });
+    reservation = await deps.payments.reserve({
+      requestId: dispatchId,
+      payer: req.payer,
+      amountMsat: reservedBound,
+    });
   } catch (error) {
     await spend?.release().catch(() => {});
     throw error;
   }
   let served: { winner: ReceivedBid; out: OffloadServed; attempts: number; ms: number };
   try {
-    served = await tryBids(deps, req, dispatchId, rfb.rfb_id, ranked.map((r) => r.received));
+    served = await tryBids(
+      deps,
+      req,
+      dispatchId,
+      rfb.rfb_id,
+      ranked.map((r) => r.received),
+    );
   } catch (error) {
     await deps.payments.release(reservation).catch(() => {});
     await spend?.release().catch(() => {});

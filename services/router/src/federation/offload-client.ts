@@ -9,15 +9,15 @@ import {
   type ChatMessage,
   checkMeteringRecord,
   createEnvelope,
-  encryptOffloadPayload,
   type Envelope,
+  encryptOffloadPayload,
   type FinishReason,
   KIND,
   type MeteringRecord,
   type VerifiedEnvelope,
   verifyEnvelope,
 } from '@fed-ai/protocol';
-import { type Dispatcher as UndiciDispatcher, request } from 'undici';
+import { request, type Dispatcher as UndiciDispatcher } from 'undici';
 import { z } from 'zod';
 import type { GenerationParams } from '../dispatch';
 import { withinPrice } from './auction-core';
@@ -27,7 +27,10 @@ const MAX_SSE_EVENT_BYTES = 2_000_000;
 const streamEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('delta'), index: z.number().int().nonnegative(), delta: z.string() }),
   z.object({ type: z.literal('done'), result: z.unknown() }),
-  z.object({ type: z.literal('error'), error: z.object({ code: z.string().max(64), message: z.string().max(1_000) }) }),
+  z.object({
+    type: z.literal('error'),
+    error: z.object({ code: z.string().max(64), message: z.string().max(1_000) }),
+  }),
 ]);
 
 export interface OffloadAttempt {

@@ -8,7 +8,7 @@ import { abortOnDisconnect, errorBody, rawBody, sendError } from '@fed-ai/kit';
 import {
   createEnvelope,
   decryptOffloadPayload,
-  FedAiError,
+  type FedAiError,
   generationParamsSchema,
   KIND,
   type ReplayStore,
@@ -48,11 +48,15 @@ export function registerOffloadRoute(app: FastifyInstance, deps: OffloadRouteDep
     if (!deps.mayPeer(peer)) return sendError(reply, 'FORBIDDEN', 'not a peer of this router');
     const job = verified.payload;
     const claimed = deps.bids.claim(job.bid_id, peer, nowS());
-    if (typeof claimed === 'string') return sendError(reply, 'BID_MISMATCH', claimed.toLowerCase().replace('_', ' '));
-    if (claimed.rfb.rfb_id !== job.rfb_id) return sendError(reply, 'BID_MISMATCH', 'the job names another RFB');
+    if (typeof claimed === 'string')
+      return sendError(reply, 'BID_MISMATCH', claimed.toLowerCase().replace('_', ' '));
+    if (claimed.rfb.rfb_id !== job.rfb_id)
+      return sendError(reply, 'BID_MISMATCH', 'the job names another RFB');
     let params: ReturnType<typeof generationParamsSchema.parse>;
     try {
-      params = generationParamsSchema.parse(JSON.parse(decryptOffloadPayload(job.chunks, deps.secretKey, peer)));
+      params = generationParamsSchema.parse(
+        JSON.parse(decryptOffloadPayload(job.chunks, deps.secretKey, peer)),
+      );
     } catch {
       return sendError(reply, 'BAD_PAYLOAD', 'the job does not decrypt to an inference request');
     }

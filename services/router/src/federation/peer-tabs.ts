@@ -5,11 +5,17 @@
 // Exposure to any one peer is capped (`maxTabMsat`); one top-up per peer runs at a time.
 import { type DecodedInvoice, decodeInvoice, type LightningBackend } from '@fed-ai/lightning';
 import { createNip98Header, FedAiError } from '@fed-ai/protocol';
-import { type Dispatcher as UndiciDispatcher, request } from 'undici';
+import { request, type Dispatcher as UndiciDispatcher } from 'undici';
 import { z } from 'zod';
 
-const tabSchema = z.object({ balance_msat: z.number().int().nonnegative(), reserved_msat: z.number().int().nonnegative() });
-const topupSchema = z.object({ bolt11: z.string().min(10).max(4096), payment_hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const tabSchema = z.object({
+  balance_msat: z.number().int().nonnegative(),
+  reserved_msat: z.number().int().nonnegative(),
+});
+const topupSchema = z.object({
+  bolt11: z.string().min(10).max(4096),
+  payment_hash: z.string().regex(/^[0-9a-f]{64}$/),
+});
 
 export interface PeerTabsOptions {
   secretKey: Uint8Array;
@@ -91,7 +97,12 @@ export class PeerTabs {
     }
   }
 
-  private async call(peerUrl: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  private async call(
+    peerUrl: string,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<unknown> {
     const url = `${peerUrl.replace(/\/+$/, '')}${path}`;
     const text = body === undefined ? undefined : JSON.stringify(body);
     let response: Awaited<ReturnType<typeof request>>;
@@ -110,7 +121,8 @@ export class PeerTabs {
       throw new FedAiError('PEER_FAILED', 'the peer did not answer');
     }
     const answer: unknown = await response.body.json().catch(() => null);
-    if (response.statusCode !== 200) throw new FedAiError('PEER_FAILED', `the peer answered ${response.statusCode}`);
+    if (response.statusCode !== 200)
+      throw new FedAiError('PEER_FAILED', `the peer answered ${response.statusCode}`);
     return answer;
   }
 }

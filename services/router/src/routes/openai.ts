@@ -6,7 +6,13 @@ import { encodeEnvelopeHeader, FedAiError, providerPrefsSchema } from '@fed-ai/p
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { ApiKeys } from '../apikeys';
-import { type ChatContext, estimatePromptTokens, runChat, settleAfterAnswer } from '../chat';
+import {
+  type ChatContext,
+  type ChatOutcome,
+  estimatePromptTokens,
+  runChat,
+  settleAfterAnswer,
+} from '../chat';
 import { openAiError } from '../openai-errors';
 import { streamChat } from '../stream-chat';
 
@@ -128,6 +134,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         reply.header('x-fedai-receipt', encodeEnvelopeHeader(outcome.metering));
         reply.header('x-fedai-overhead-ms', overheadMs.toFixed(2));
         reply.header('x-fedai-node', outcome.node.id);
+        if (outcome.offload)
+          reply.header('x-fedai-peer-receipt', encodeEnvelopeHeader(outcome.offload.result));
         reply.send({
           id: completionId,
           object: 'chat.completion',
@@ -147,6 +155,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
             node: outcome.node.id,
             cost_msat: outcome.costMsat,
             receipt: outcome.metering,
+            ...offloadFields(outcome),
           },
         });
         // The key's slot is free once the answer is out; the capture runs after it.
@@ -189,6 +198,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
               cost_msat: outcome.costMsat,
               overhead_ms: Number(overheadMs.toFixed(2)),
               receipt: outcome.metering,
+              ...offloadFields(outcome),
             };
             const last = [{ index: 0, delta: {}, finish_reason: finish(outcome.finishReason) }];
             const withUsage = body.stream_options?.include_usage === true;
@@ -223,5 +233,16 @@ function usageOf(record: { tokens_in: number; tokens_out: number }) {
     prompt_tokens: record.tokens_in,
     completion_tokens: record.tokens_out,
     total_tokens: record.tokens_in + record.tokens_out,
+  };
+}
+
+/** For a request a peer router served: who, its signed receipt, its cost and our fee (msat). */
+function offloadFields(outcome: ChatOutcome): Record<string, unknown> {
+  if (!outcome.offload) return {};
+  return {
+    peer: outcome.offload.peer,
+    peer_receipt: outcome.offload.result,
+    peer_cost_msat: outcome.offload.peerCostMsat,
+    fee_msat: outcome.offload.feeMsat,
   };
 }
