@@ -506,3 +506,32 @@ test('registrySource: the price is the most expensive serving node; status from 
   ]);
   assert.deepEqual(source.status(), { nodes_online: 2, free_slots: 4, load: 0.5, accepting_offload: true });
 });
+
+test('inbound gate property: arbitrary input never throws and is never accepted', async () => {
+  const gate = new InboundGate({ maxBytes: 2048 });
+  const sk = generateSecretKey();
+  const base = signedSheet(sk, 'fuzz', 1_800_000_000);
+  // The real event is taken once; a mutation that happens to leave it unchanged is then a replay.
+  assert.equal((await gate.check(base, 1_800_000_000_000)).ok, true);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.string(),
+        fc.json(),
+        fc.jsonValue(),
+        // A real event with one field replaced by anything.
+        fc
+          .tuple(
+            fc.constantFrom('id', 'pubkey', 'sig', 'kind', 'created_at', 'tags', 'content'),
+            fc.jsonValue(),
+          )
+          .map(([field, value]) => ({ ...base, [field]: value })),
+      ),
+      async (raw) => {
+        const result = await gate.check(raw, 1_800_000_000_000);
+        assert.equal(result.ok, false);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});

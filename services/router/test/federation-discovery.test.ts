@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
   createEnvelope,
+  finalizeEvent,
   generateSecretKey,
   KIND,
   type PriceSheet,
@@ -371,4 +372,37 @@ test('a relay that is down when the router starts is connected once it is up', a
       (await client().querySync([later.url], { kinds: [KIND.priceSheet], '#d': ['m-early'] })).length === 1,
   );
   assert.ok(early.p.relays.connected().length === 1);
+});
+
+test("follows mode: the operator's contact list makes peers, its NIP-51 mute list removes them", async () => {
+  const operator = generateSecretKey();
+  const friend = generateSecretKey();
+  const stranger = generateSecretKey();
+  const watcher = presence([main.url], 'follower', [], {
+    policy: { mode: 'follows', operator: publicKeyOf(operator) },
+  });
+  for (const e of announce(friend, ['m-follow'])) await publishTo([main.url], e);
+  for (const e of announce(stranger, ['m-follow'])) await publishTo([main.url], e);
+  await until(
+    'both kept, neither offered yet',
+    () => watcher.p.peers.has(publicKeyOf(friend)) && watcher.p.peers.has(publicKeyOf(stranger)),
+  );
+  assert.deepEqual(watcher.p.peers.peersFor('m-follow', Date.now()), []);
+  const nowS = Math.floor(Date.now() / 1000);
+  const contacts = finalizeEvent(
+    { kind: 3, created_at: nowS, tags: [['p', publicKeyOf(friend)]], content: '' },
+    operator,
+  );
+  await publishTo([main.url], contacts);
+  const offered = await until('friend offered', () => watcher.p.peers.peersFor('m-follow', Date.now())[0]);
+  assert.equal(offered.pubkey, publicKeyOf(friend));
+  assert.equal(offered.trust, 1);
+  assert.equal(watcher.p.peers.peersFor('m-follow', Date.now()).length, 1, 'the stranger is not offered');
+  const mutes = finalizeEvent(
+    { kind: 10000, created_at: nowS, tags: [['p', publicKeyOf(friend)]], content: '' },
+    operator,
+  );
+  await publishTo([main.url], mutes);
+  await until('muted friend removed', () => !watcher.p.peers.has(publicKeyOf(friend)));
+  assert.deepEqual(watcher.p.peers.peersFor('m-follow', Date.now()), []);
 });
