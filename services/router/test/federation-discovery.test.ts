@@ -19,6 +19,7 @@ import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import pino from 'pino';
 import WebSocket from 'ws';
 import type { AnnounceModel } from '../src/federation/announce';
+import type { RelayBus } from '../src/federation/bus';
 import {
   type FederationPresence,
   type FederationPresenceOptions,
@@ -305,6 +306,9 @@ test('two relays, one restarted: announcements republished, discovery resumes, d
   const urls = [r1.url, r2.url];
   const p = presence(urls, 'pub', [model('m-two')]);
   const q = presence(urls, 'sub', []);
+  // The auction's relay interface is FederationRelays itself.
+  const bus: RelayBus = q.p.relays;
+  assert.ok(bus);
   await until('q sees p', () => q.p.peers.peersFor('m-two', Date.now()).length === 1);
 
   // One event on both relays reaches a subscriber once.

@@ -1,12 +1,19 @@
-// The router's connections to its federation relays: a thin shell over nostr-tools' SimplePool.
+// The router's connections to its federation relays: a thin shell over nostr-tools' SimplePool
+// (its base class, for the options SimplePool's constructor hides).
 // What nostr-tools already does: reconnect a relay that had connected once (backoff schedule
-// `resubscribeBackoff`) and re-send its open subscriptions with `since = lastEmitted + 1`, ping.
-// What this adds: retry of a relay that was down when we first asked (nostr-tools gives up on it),
-// after a relay comes back the subscription re-sent with `since = last seen - marginS` (nostr-tools'
-// +1 stays on the live subscription and drops events dated in the same second or by a peer whose
-// clock lags), a "relay came back" hook so
-// announcements are republished (a restarted relay may have lost its store), a bounded LRU of
-// event ids so an event seen on several relays is delivered once, and bounds on subscriptions.
+// `resubscribeBackoff`, shortened here) and re-send its open subscriptions with
+// `since = lastEmitted + 1`; ping.
+// What this adds:
+// - retry of a relay that was down when we first asked (nostr-tools gives up on it);
+// - after a reconnect, the subscription re-sent with `since = last seen - sinceMarginS`: nostr-tools'
+//   +1 stays on the live subscription and drops events dated in the same second or by a peer
+//   whose clock lags;
+// - a "relay came back" hook (`onReconnect`) so announcements are republished (a restarted relay
+//   may have lost its store);
+// - a bounded LRU of (subscription, event id) so an event seen on several relays is delivered once
+//   (nostr-tools' pool keeps an unbounded set per subscription, so relays are subscribed directly);
+// - bounds: relays, subscriptions, WebSocket frame size.
+// It satisfies the auction's RelayBus (bus.ts): publish(event), subscribe(filters, onEvent).
 import type { Event, Filter } from 'nostr-tools';
 import { type AbstractPoolConstructorOptions, AbstractSimplePool } from 'nostr-tools/abstract-pool';
 import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
@@ -256,17 +263,6 @@ export class FederationRelays {
         entry.perRelay.clear();
       },
     };
-  }
-
-  /** Events matching the filters stored on the relays now (one-shot; waits for EOSE or maxWaitMs). */
-  async query(filters: Filter[], maxWaitMs = 3000): Promise<Event[]> {
-    const out: Event[] = [];
-    const ids = new Set<string>();
-    for (const filter of filters) {
-      const events = await this.pool.querySync(this.connected(), filter, { maxWait: maxWaitMs });
-      for (const e of events) if (!ids.has(e.id)) ids.add(e.id) && out.push(e);
-    }
-    return out;
   }
 
   async close(): Promise<void> {
