@@ -10,7 +10,15 @@ import { parse as parseDotenv } from 'dotenv';
 import { parse as parseToml } from 'smol-toml';
 import { ConfigError } from './config';
 
-export const CONFIG_SECTIONS = ['router', 'node', 'settlement', 'relay', 'cli', 'wallet-fleet'] as const;
+export const CONFIG_SECTIONS = [
+  'router',
+  'node',
+  'settlement',
+  'relay',
+  'cli',
+  'wallet-fleet',
+  'lightning-devnet',
+] as const;
 export type ConfigSection = (typeof CONFIG_SECTIONS)[number];
 
 /** Variable -> value, and variable -> where the value came from (for error lines). */

@@ -181,7 +181,8 @@ function buildRunner(config: NodeConfig, dataDir: string): Runner {
   return new EmbeddedGgufRunner({
     modelPath,
     modelsDir: resolve(dataDir, 'models'),
-    modelId: demo ? DEMO_MODEL_ID : config.MODEL_ID,
+    // A demo node may serve the demo weights under another id (a federated devnet's second model).
+    modelId: demo ? (config.MODEL_ID ?? DEMO_MODEL_ID) : config.MODEL_ID,
     contextSize: config.CONTEXT_SIZE,
     threads: config.THREADS,
     parallel: config.MAX_CONCURRENCY,

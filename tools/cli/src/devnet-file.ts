@@ -23,6 +23,23 @@ const devnetSchema = z.object({
   nodes: z.array(z.object({ name: z.string(), url: z.string(), pubkey: z.string() })),
   data_dir: z.string(),
   logs_dir: z.string(),
+  /** `fedai up --routers N`: every router (the first is `router_url`) and the devnet Lightning service. */
+  federation: z
+    .object({
+      lightning_url: z.string(),
+      routers: z.array(
+        z.object({
+          name: z.string(),
+          url: z.string(),
+          pubkey: z.string(),
+          settlement_url: z.string(),
+          models: z.array(z.string()),
+        }),
+      ),
+      /** Served only behind the last router: asked of the first, it is auctioned and offloaded. */
+      offload_model: z.string(),
+    })
+    .optional(),
 });
 export type Devnet = z.infer<typeof devnetSchema>;
 

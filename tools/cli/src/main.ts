@@ -27,9 +27,18 @@ program
     'GGUF path, hf: URI or OpenAI-compatible base URL (default: FEDAI_MODEL, local servers, demo model)',
   )
   .option('--no-first-request', 'skip the first request')
+  .option(
+    '--routers <n>',
+    'federated: n routers (2-5), each with its own settlement and node, on one relay and one devnet Lightning service',
+  )
   .action(async (flags) => {
     const { up } = await import('./commands/up');
-    await up({ detach: flags.detach, model: flags.model, firstRequest: flags.firstRequest });
+    const routers = flags.routers === undefined ? 1 : Number(flags.routers);
+    if (!Number.isInteger(routers) || routers < 1 || routers > 5) {
+      process.stderr.write('fedai up: --routers takes a whole number from 1 to 5\n');
+      process.exit(EXIT.usage);
+    }
+    await up({ detach: flags.detach, model: flags.model, firstRequest: flags.firstRequest, routers });
   });
 
 program
@@ -88,6 +97,9 @@ modelsCmd
 routerOptions(program.command('nodes').description('nodes known to the router')).action(async (flags) =>
   (await import('./commands/info')).nodes(flags),
 );
+routerOptions(
+  program.command('peers').description('peer routers this router discovered on its federation relays'),
+).action(async (flags) => (await import('./commands/peers')).peers(flags));
 routerOptions(program.command('status').description('router status')).action(async (flags) =>
   (await import('./commands/info')).status(flags),
 );

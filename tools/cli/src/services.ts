@@ -12,6 +12,7 @@ export const SERVICE_ENTRY = {
   node: 'services/node/src/main.ts',
   settlement: 'services/settlement/src/main.ts',
   'wallet-fleet': 'services/wallet-fleet/src/main.ts',
+  'lightning-devnet': 'services/lightning-devnet/src/main.ts',
 } as const;
 export type ServiceName = keyof typeof SERVICE_ENTRY;
 

@@ -14,6 +14,8 @@ import { setupDemoAgent } from './devnet-wallet';
 
 export interface UpOptions {
   detach?: boolean;
+  /** More than 1: a federated network (up-federation.ts). */
+  routers?: number;
   model?: string;
   firstRequest?: boolean;
   readyTimeoutS?: number;
@@ -27,7 +29,7 @@ const PREFERRED_PORTS = {
   settlement: 7200,
   walletFleet: 7300,
 };
-const DEMO_NOTICE =
+export const DEMO_NOTICE =
   'No model configured and no local Ollama or llama.cpp server found: serving the generated DEMO model.\n' +
   '  Its answers are random noise; it exists to show the network working end to end.\n' +
   '  Serve a real model:  FEDAI_MODEL=/path/to/model.gguf pnpm fedai up\n' +
@@ -40,46 +42,11 @@ export async function up(options: UpOptions): Promise<void> {
   if (existing && isAlive(existing.pid)) {
     fail('NETWORK_RUNNING', `a network is already running (pid ${existing.pid})`);
   }
-  if (options.detach) return detach(dir);
+  if (options.detach) return detach(dir, options.routers ?? 1);
+  if ((options.routers ?? 1) > 1) return (await import('./up-federation')).upFederation(options);
 
   const started = Date.now();
-  const logsDir = resolve(dir, 'logs');
-  mkdirSync(logsDir, { recursive: true });
-  const children: SpawnedService[] = [];
-  let stopping = false;
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write(`\n${dim('stopping the network...')}\n`);
-    for (const s of [...children].reverse()) s.child.kill('SIGTERM');
-    const deadline = setTimeout(() => {
-      for (const s of children) s.child.kill('SIGKILL');
-    }, 10_000);
-    await Promise.all(children.map((s) => s.exited));
-    clearTimeout(deadline);
-    const current = readDevnet(dir);
-    if (current?.pid === process.pid) rmSync(devnetPath(dir), { force: true });
-    rmSync(resolve(dir, 'run'), { recursive: true, force: true });
-    process.stdout.write(`${green('stopped')}: every process exited.\n`);
-    process.exit(code);
-  };
-  process.on('SIGINT', () => void stopAll(EXIT.ok));
-  process.on('SIGTERM', () => void stopAll(EXIT.ok));
-
-  const step = (text: string) => process.stdout.write(`${cyan('›')} ${text}\n`);
-  const onChildExit = (s: SpawnedService) =>
-    s.exited.then(async (code) => {
-      // A Ctrl-C reaches the children too (one process group), and a fast one may exit before this
-      // process has run its own SIGINT handler: give that a moment before calling the exit unexpected.
-      await sleep(500);
-      if (!stopping) {
-        process.stderr.write(
-          `${s.name} exited unexpectedly (code ${code}); see ${resolve(logsDir, `${s.name}.log`)}\n`,
-        );
-        void stopAll(EXIT.failure);
-      }
-    });
-
+  const { logsDir, launch, stopAll, step } = superviseNetwork(dir);
   try {
     const operator = loadOrCreateKeyFile(resolve(dir, 'operator.key'));
     const routerKey = loadOrCreateKeyFile(resolve(dir, 'router.key'));
@@ -88,10 +55,6 @@ export async function up(options: UpOptions): Promise<void> {
     const ownerKey = loadOrCreateKeyFile(resolve(dir, 'owner.key'));
     const model = await resolveModel(options.model, dir);
     if (model.demo) process.stdout.write(`${yellow('note:')} ${DEMO_NOTICE}\n`);
-    // Each service binds its preferred port, or any free one when that is taken, and reports the
-    // URL it really bound in its ready file; only that URL is used, after an identity check.
-    const launch = (spec: LaunchSpec) =>
-      launchService(spec, { runDir: resolve(dir, 'run'), logsDir, children, onStarted: onChildExit });
 
     const relay = await launch({
       service: 'relay',
@@ -247,6 +210,55 @@ export async function up(options: UpOptions): Promise<void> {
   }
 }
 
+/**
+ * The supervisor of a local network's child processes: launches services (each binds its
+ * preferred port, or any free one when that is taken, and reports the URL it really bound in its
+ * ready file; only that URL is used, after an identity check), stops them all on Ctrl-C or when
+ * one exits unexpectedly, and removes the facts file.
+ */
+export function superviseNetwork(dir: string) {
+  const logsDir = resolve(dir, 'logs');
+  mkdirSync(logsDir, { recursive: true });
+  const children: SpawnedService[] = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`\n${dim('stopping the network...')}\n`);
+    for (const s of [...children].reverse()) s.child.kill('SIGTERM');
+    const deadline = setTimeout(() => {
+      for (const s of children) s.child.kill('SIGKILL');
+    }, 10_000);
+    await Promise.all(children.map((s) => s.exited));
+    clearTimeout(deadline);
+    const current = readDevnet(dir);
+    if (current?.pid === process.pid) rmSync(devnetPath(dir), { force: true });
+    rmSync(resolve(dir, 'run'), { recursive: true, force: true });
+    process.stdout.write(`${green('stopped')}: every process exited.\n`);
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(EXIT.ok));
+  process.on('SIGTERM', () => void stopAll(EXIT.ok));
+
+  const step = (text: string) => process.stdout.write(`${cyan('›')} ${text}\n`);
+  const onChildExit = (s: SpawnedService) =>
+    s.exited.then(async (code) => {
+      // A Ctrl-C reaches the children too (one process group), and a fast one may exit before this
+      // process has run its own SIGINT handler: give that a moment before calling the exit unexpected.
+      await sleep(500);
+      if (!stopping) {
+        process.stderr.write(
+          `${s.name} exited unexpectedly (code ${code}); see ${resolve(logsDir, `${s.name}.log`)}\n`,
+        );
+        void stopAll(EXIT.failure);
+      }
+    });
+
+  const launch = (spec: LaunchSpec) =>
+    launchService(spec, { runDir: resolve(dir, 'run'), logsDir, children, onStarted: onChildExit });
+  return { logsDir, launch, stopAll, step };
+}
+
 export async function down(): Promise<void> {
   const dir = dataDir();
   const devnet = readDevnet(dir);
@@ -266,11 +278,18 @@ export async function down(): Promise<void> {
   process.stdout.write(`${green('stopped')} the network (pid ${pid}).\n`);
 }
 
-function detach(dir: string): void {
+function detach(dir: string, routers: number): void {
   const log = openSync(resolve(dir, 'logs-up.log'), 'a');
   const child = spawn(
     process.execPath,
-    ['--import', tsxImport(), resolve(REPO_ROOT, 'tools/cli/src/main.ts'), 'up'],
+    [
+      '--import',
+      tsxImport(),
+      resolve(REPO_ROOT, 'tools/cli/src/main.ts'),
+      'up',
+      '--routers',
+      String(routers),
+    ],
     {
       cwd: process.cwd(),
       env: process.env,
@@ -286,14 +305,14 @@ function detach(dir: string): void {
   );
 }
 
-interface ModelChoice {
+export interface ModelChoice {
   id: string;
   demo: boolean;
   label: string;
   env: Record<string, string>;
 }
 
-async function resolveModel(flag: string | undefined, dir: string): Promise<ModelChoice> {
+export async function resolveModel(flag: string | undefined, dir: string): Promise<ModelChoice> {
   const configured = flag ?? process.env.FEDAI_MODEL;
   if (configured) {
     if (/^https?:\/\//.test(configured))
@@ -344,7 +363,7 @@ function modelIdFromPath(path: string): string {
 }
 
 /** Devnet only: tops the demo key's tab up from the settlement faucet (a real BOLT11, paid internally). */
-async function fundFromFaucet(routerUrl: string, apiKey: string): Promise<number> {
+export async function fundFromFaucet(routerUrl: string, apiKey: string): Promise<number> {
   const call = async (path: string, body?: unknown) => {
     const response = await fetch(`${routerUrl}/v1/tabs/${path}`, {
       method: body === undefined ? 'GET' : 'POST',
@@ -418,7 +437,7 @@ async function firstRequest(devnet: Devnet): Promise<void> {
   }
 }
 
-interface LaunchSpec {
+export interface LaunchSpec {
   service: ServiceName;
   name: string;
   /** The service's port variable; set to the preferred port, or 0 on the retry after PORT_IN_USE. */
@@ -446,7 +465,7 @@ interface Launched {
  * A child that lost its port between its own check and its listen (PORT_IN_USE) is started once
  * more on port 0.
  */
-async function launchService(
+export async function launchService(
   spec: LaunchSpec,
   ctx: {
     runDir: string;
@@ -547,7 +566,7 @@ async function fetchJson(url: string): Promise<Record<string, unknown>> {
   return (await response.json()) as Record<string, unknown>;
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const started = Date.now();
   while (Date.now() - started < timeoutMs) {
     if (await check().catch(() => false)) return;
@@ -556,7 +575,7 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s`);
 }
 
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -565,4 +584,4 @@ function isAlive(pid: number): boolean {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
