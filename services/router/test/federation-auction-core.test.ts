@@ -208,7 +208,9 @@ const viewArb = fc.record({
   tokensPerS: fc.option(fc.integer({ min: 1, max: 500 }), { nil: undefined }),
 });
 
-function toView(v: fc.GeneratedValueType<typeof viewArb>): NodeView {
+type ViewSpec = typeof viewArb extends fc.Arbitrary<infer T> ? T : never;
+
+function toView(v: ViewSpec): NodeView {
   return {
     id: v.id,
     endpoint: `http://${v.id.slice(0, 8)}.example`,
