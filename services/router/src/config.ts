@@ -70,6 +70,9 @@ export const routerConfigSchema = z.object({
   FEDERATION_OFFLOAD: bool.default(true),
   /** Bid for and serve peers' offloaded work. */
   FEDERATION_ACCEPT_OFFLOAD: bool.default(true),
+  /** RFBs and NIP-90 jobs taken per pubkey: a burst, then this many per second (the rest ignored). */
+  FEDERATION_INBOUND_BURST: z.coerce.number().int().min(1).max(100_000).default(200),
+  FEDERATION_INBOUND_PER_S: z.coerce.number().min(0).max(100_000).default(50),
   AUCTION_WINDOW_MS: z.coerce.number().int().min(20).max(10_000).default(400),
   /** Each top-up of a prepaid tab at a peer buys at least this much. */
   PEER_TOPUP_MSAT: z.coerce.number().int().min(1_000).max(1_000_000_000).default(200_000),

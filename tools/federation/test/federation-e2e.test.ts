@@ -49,14 +49,17 @@ const announces = async (index: number, peer: number, model: string) =>
   );
 
 before(async () => {
-  net = await startFederationNetwork([
-    [{ model: 'm-local', inputMsatPer1k: 1000, outputMsatPer1k: 2000 }],
-    [{ model: 'm-shared', inputMsatPer1k: 500, outputMsatPer1k: 1000 }],
+  net = await startFederationNetwork(
     [
-      { model: 'm-shared', inputMsatPer1k: 800, outputMsatPer1k: 1600 },
-      { model: 'm-only-3', inputMsatPer1k: 1000, outputMsatPer1k: 2000 },
+      [{ model: 'm-local', inputMsatPer1k: 1000, outputMsatPer1k: 2000 }],
+      [{ model: 'm-shared', inputMsatPer1k: 500, outputMsatPer1k: 1000 }],
+      [
+        { model: 'm-shared', inputMsatPer1k: 800, outputMsatPer1k: 1600 },
+        { model: 'm-only-3', inputMsatPer1k: 1000, outputMsatPer1k: 2000 },
+      ],
     ],
-  ]);
+    { routerEnv: { FEDERATION_INBOUND_BURST: '20', FEDERATION_INBOUND_PER_S: '5' } },
+  );
   spy = new SimplePool();
   spy.subscribe(
     [net.relay.url],

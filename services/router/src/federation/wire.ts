@@ -22,9 +22,6 @@ import { PeerTabs } from './peer-tabs';
 
 /** Largest chat-template overhead a peer's bid bound may include (fixed + per-message, tokens). */
 const MAX_OVERHEAD_TOKENS = 65_536;
-/** RFBs and NIP-90 jobs taken per pubkey: burst, then per second. */
-const INBOUND_BURST = 20;
-const INBOUND_PER_S = 5;
 
 export interface FederationDeps {
   config: RouterConfig;
@@ -50,7 +47,7 @@ export function setupFederation(app: FastifyInstance, deps: FederationDeps): Run
   let presence: FederationPresence | null = null;
   const closers: { close(): void }[] = [];
   const bids = new OpenBids();
-  const buckets = new TokenBuckets(INBOUND_BURST, INBOUND_PER_S, 10_000);
+  const buckets = new TokenBuckets(config.FEDERATION_INBOUND_BURST, config.FEDERATION_INBOUND_PER_S, 10_000);
   const admit = (pubkey: string) =>
     presence !== null && presence.policy.mayPeer(pubkey) && buckets.take(pubkey, Date.now());
   const mayPeer = (pubkey: string) => presence?.policy.mayPeer(pubkey) ?? false;
