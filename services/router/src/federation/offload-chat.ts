@@ -3,7 +3,7 @@
 // winner, offload, verify, and charge the peer's signed cost plus the fee. A winner that fails
 // before the first token is followed by the next bid; every outcome feeds the peer's reputation.
 import { randomUUID } from 'node:crypto';
-import { FedAiError, type ReplayStore } from '@fed-ai/protocol';
+import { createEnvelope, FedAiError, KIND, type ReplayStore } from '@fed-ai/protocol';
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { ChatOutcome, ChatRequest } from '../chat';
 import type { Payments } from '../payments';
@@ -117,7 +117,7 @@ export async function offloadChat(
       deps,
       req,
       dispatchId,
-      rfb.rfb_id,
+      { rfbId: rfb.rfb_id, rfbEventId: auction.rfbEventId },
       ranked.map((r) => r.received),
     );
   } catch (error) {
@@ -160,7 +160,7 @@ async function tryBids(
   deps: OffloadDeps,
   req: ChatRequest,
   jobId: string,
-  rfbId: string,
+  rfb: { rfbId: string; rfbEventId: string },
   bids: ReceivedBid[],
 ): Promise<{ winner: ReceivedBid; out: OffloadServed; attempts: number; ms: number }> {
   let last: unknown = new FedAiError('NO_PEER_BID');
@@ -171,6 +171,17 @@ async function tryBids(
     try {
       const peerUrl = deps.peers.routerUrl(received.bidder);
       if (!peerUrl) throw new OffloadError('PEER_FAILED', 'the peer has no announced URL', true);
+      // The award tells the winner (and any auditor) which bid was taken; losers need no word.
+      void deps.bus
+        .publish(
+          createEnvelope(
+            KIND.award,
+            { rfb_id: rfb.rfbId, bid_id: received.bid.bid_id, winner: received.bidder },
+            { audience: received.bidder, expiresInS: 60, tags: [['e', rfb.rfbEventId]] },
+            deps.secretKey,
+          ),
+        )
+        .catch(() => {});
       try {
         await deps.tabs.ensure(received.bidder, peerUrl, received.bid.max_cost_msat);
       } catch (error) {
@@ -181,7 +192,7 @@ async function tryBids(
         {
           // The same id at every peer: settlement binds the charge to it (each peer sees it once).
           jobId,
-          rfbId,
+          rfbId: rfb.rfbId,
           peer: received.bidder,
           bid: received.bid,
           params: req.params,
