@@ -2,4 +2,5 @@ export * from './backend';
 export * from './bolt11';
 export * from './internal';
 export * from './lnbits';
+export * from './lnd';
 export * from './settlement-account';
