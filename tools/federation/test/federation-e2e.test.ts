@@ -324,7 +324,14 @@ test('a NIP-90 client gets a kind-6050 answer after paying the kind-7000 invoice
 test('no relay event holds prompt text; every ledger still verifies', async () => {
   assert.ok(seen.length > 10, `the spy saw ${seen.length} events`);
   const kinds = new Set(seen.map((e) => e.kind));
-  for (const k of [KIND.rfb, KIND.bid, KIND.award, KIND.routerCapabilities, KIND.priceSheet, KIND.handlerInfo])
+  for (const k of [
+    KIND.rfb,
+    KIND.bid,
+    KIND.award,
+    KIND.routerCapabilities,
+    KIND.priceSheet,
+    KIND.handlerInfo,
+  ])
     assert.ok(kinds.has(k), `the dump has kind ${k}`);
   for (const e of seen)
     assert.ok(!JSON.stringify(e).includes(SECRET_PROMPT), `kind ${e.kind} leaks the prompt`);

@@ -19,7 +19,7 @@ export interface NodeSpec {
   outputMsatPer1k: number;
 }
 
-export interface Member {
+interface Member {
   name: string;
   router: RunningRouter;
   settlement: RunningSettlement;

@@ -145,7 +145,7 @@ export interface PeerRecord {
 }
 
 /** A bid as a scheduler view: the peer competes like a node, on the same terms. */
-export function bidView(received: ReceivedBid, model: string, peer: PeerRecord): NodeView {
+function bidView(received: ReceivedBid, model: string, peer: PeerRecord): NodeView {
   const { bid } = received;
   return {
     id: received.bidder,

@@ -20,13 +20,13 @@ import { candidateMaxCostMsat } from '../dispatch';
 import type { SettlementClient } from '../settlement-client';
 import type { RelayBus } from './bus';
 
-export const DVM_KIND = { textRequest: 5050, textResult: 6050, feedback: 7000 } as const;
+const DVM_KIND = { textRequest: 5050, textResult: 6050, feedback: 7000 } as const;
 
 const MAX_JOB_BYTES = 64 * 1024;
 const MAX_PENDING_JOBS = 1_000;
 const INVOICE_WAIT_MS = 10 * 60_000;
 
-export interface DvmJob {
+interface DvmJob {
   messages: { role: 'user' | 'system'; content: string }[];
   model: string;
   max_tokens: number;

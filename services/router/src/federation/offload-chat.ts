@@ -46,11 +46,11 @@ export interface OffloadDeps {
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
 
-export const offloadFeeMsat = (peerCostMsat: number, feeBps: number): number =>
+const offloadFeeMsat = (peerCostMsat: number, feeBps: number): number =>
   Math.floor((peerCostMsat * feeBps) / 10_000);
 
 /** The most a client can be charged for a bid: its cost bound plus the fee on that bound. */
-export const bidChargeBoundMsat = (bidMaxCostMsat: number, feeBps: number): number =>
+const bidChargeBoundMsat = (bidMaxCostMsat: number, feeBps: number): number =>
   bidMaxCostMsat + offloadFeeMsat(bidMaxCostMsat, feeBps);
 
 export async function offloadChat(

@@ -48,9 +48,8 @@ export function setupFederation(app: FastifyInstance, deps: FederationDeps): Run
   const closers: { close(): void }[] = [];
   const bids = new OpenBids();
   const buckets = new TokenBuckets(config.FEDERATION_INBOUND_BURST, config.FEDERATION_INBOUND_PER_S, 10_000);
-  const admit = (pubkey: string) =>
-    presence !== null && presence.policy.mayPeer(pubkey) && buckets.take(pubkey, Date.now());
   const mayPeer = (pubkey: string) => presence?.policy.mayPeer(pubkey) ?? false;
+  const admit = (pubkey: string) => mayPeer(pubkey) && buckets.take(pubkey, Date.now());
 
   if (config.FEDERATION_ACCEPT_OFFLOAD)
     registerOffloadRoute(app, {
