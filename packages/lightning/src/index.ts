@@ -1,5 +1,6 @@
 export * from './backend';
 export * from './bolt11';
+export * from './cln';
 export * from './internal';
 export * from './lnbits';
 export * from './lnd';
