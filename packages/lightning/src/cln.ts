@@ -188,6 +188,12 @@ export class ClnBackend implements LightningBackend {
     this.dispatcher = options.tlsCertPem ? new Agent({ connect: { ca: options.tlsCertPem } }) : undefined;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.payRetrySeconds = options.payRetrySeconds ?? 60;
+    if (
+      !Number.isSafeInteger(this.payRetrySeconds) ||
+      this.payRetrySeconds <= 0 ||
+      this.payRetrySeconds > 65_535
+    )
+      throw new FedAiError('INVALID_REQUEST', 'payRetrySeconds must be a whole number of seconds (u16)');
     this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
     this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));

@@ -180,6 +180,8 @@ export class LndBackend implements LightningBackend {
     this.dispatcher = options.tlsCertPem ? new Agent({ connect: { ca: options.tlsCertPem } }) : undefined;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.payTimeoutSeconds = options.payTimeoutSeconds ?? 60;
+    if (!Number.isSafeInteger(this.payTimeoutSeconds) || this.payTimeoutSeconds <= 0)
+      throw new FedAiError('INVALID_REQUEST', 'payTimeoutSeconds must be a positive integer');
     this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
     this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
@@ -433,7 +435,7 @@ export class LndBackend implements LightningBackend {
       throw error;
     });
     if (first === undefined || first === null) {
-      if (ended.status === 404) return { state: 'unknown', paymentHash: hash };
+      // A bare 404 (no gRPC status saying "not initiated") is a wrong URL, not an unknown payment.
       throw new LndError(
         ended.status,
         `lnd: GET ${shown} gave ${ended.ended === 'oversized' ? 'an oversized' : 'an unreadable'} answer`,
@@ -603,7 +605,7 @@ export class LndBackend implements LightningBackend {
     };
   }
 
-  /** Stops polling and closes the TLS agent's connections, if any. */
+  /** Stops polling (listeners stay registered but hear nothing more). */
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
@@ -654,13 +656,18 @@ export class LndBackend implements LightningBackend {
   }
 }
 
+/** One stream message; a bare gRPC status body (`{code, message}`, a refusal before streaming) reads as an error. */
 function parseLine(line: string): z.infer<typeof streamLine> | null {
+  let value: unknown;
   try {
-    const parsed = streamLine.safeParse(JSON.parse(line));
-    return parsed.success ? parsed.data : null;
+    value = JSON.parse(line);
   } catch {
     return null;
   }
+  const parsed = streamLine.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const bare = rpcError.safeParse(value);
+  return bare.success && bare.data.message !== undefined ? { error: bare.data } : null;
 }
 
 function resultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {

@@ -6,6 +6,7 @@
 // preimages; `legacyMsat` answers amounts as "1000msat" strings like old versions.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { decodeInvoice, type EncodedInvoice, encodeInvoice } from '../src/bolt11';
 
 export type ClnOutcome =
@@ -55,7 +56,9 @@ export interface ClnDouble {
   close(): Promise<void>;
 }
 
-export async function startClnDouble(options: { nowS?: () => number } = {}): Promise<ClnDouble> {
+export async function startClnDouble(
+  options: { nowS?: () => number; tls?: { key: string; cert: string } } = {},
+): Promise<ClnDouble> {
   const nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
   const nodeKeyHex = randomBytes(32).toString('hex');
   const rune = randomBytes(48).toString('base64url');
@@ -306,7 +309,7 @@ export async function startClnDouble(options: { nowS?: () => number } = {}): Pro
     }
   }
 
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+  const handler = (request: IncomingMessage, response: ServerResponse) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
@@ -346,10 +349,11 @@ export async function startClnDouble(options: { nowS?: () => number } = {}): Pro
       }
       route(method, params, response);
     });
-  });
+  };
+  const server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as { port: number };
-  double.url = `http://127.0.0.1:${port}`;
+  double.url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   double.close = () =>
     new Promise<void>((done) => {
       for (const held of waiting.values()) held.response.destroy();

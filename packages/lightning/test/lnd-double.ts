@@ -6,6 +6,7 @@
 // `encodeInvoice` with real preimages. Payments are scripted per payment hash.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { decodeInvoice, type EncodedInvoice, encodeInvoice } from '../src/bolt11';
 
 export type LndOutcome =
@@ -65,7 +66,9 @@ export interface LndDouble {
 
 const GRPC_HTTP: Record<number, number> = { 2: 500, 3: 400, 5: 404, 6: 409, 7: 403, 16: 401 };
 
-export async function startLndDouble(options: { nowS?: () => number } = {}): Promise<LndDouble> {
+export async function startLndDouble(
+  options: { nowS?: () => number; tls?: { key: string; cert: string } } = {},
+): Promise<LndDouble> {
   const nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
   const nodeKeyHex = randomBytes(32).toString('hex');
   const macaroonHex = randomBytes(64).toString('hex');
@@ -319,7 +322,7 @@ export async function startLndDouble(options: { nowS?: () => number } = {}): Pro
     return json(response, 404, { code: 5, message: 'Not Found', details: [] });
   }
 
-  const server = createServer((request: IncomingMessage, response: ServerResponse) => {
+  const handler = (request: IncomingMessage, response: ServerResponse) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
@@ -345,10 +348,11 @@ export async function startLndDouble(options: { nowS?: () => number } = {}): Pro
         return grpcError(response, 2, 'verification failed: signature mismatch after caveat verification');
       route(request.method ?? 'GET', url.pathname, body, response);
     });
-  });
+  };
+  const server = options.tls ? createHttpsServer(options.tls, handler) : createServer(handler);
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   const { port } = server.address() as { port: number };
-  double.url = `http://127.0.0.1:${port}`;
+  double.url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   double.close = () =>
     new Promise<void>((done) => {
       for (const response of waiting.values()) response.destroy();

@@ -3,7 +3,11 @@
 // `definite` flag, a payment in flight past the timeout, a broken stream, bad macaroons and
 // hostile answers.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   decodeInvoice,
@@ -19,6 +23,45 @@ import { type LndDouble, startLndDouble } from './lnd-double';
 let lnd: LndDouble;
 let backend: LndBackend;
 const payeeKey = randomBytes(32).toString('hex');
+
+/** A self-signed certificate for 127.0.0.1 (openssl), or null where openssl is missing. */
+function selfSignedCert(): { key: string; cert: string } | null {
+  const dir = mkdtempSync(join(tmpdir(), 'fedai-tls-'));
+  try {
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    if (made.status !== 0) return null;
+    return {
+      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+    };
+  } catch {
+    return null;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 before(async () => {
   lnd = await startLndDouble();
@@ -372,5 +415,61 @@ test('garbage and oversized answers: BACKEND_ERROR, not definite', async () => {
     );
   } finally {
     lnd.hostile = null;
+  }
+});
+
+test('bare gRPC status bodies: "not initiated" is unknown, a bare 404 is an error, a refused macaroon on send is definite', async () => {
+  const invoice = payee(1_000);
+  try {
+    lnd.hostile = {
+      status: 404,
+      body: JSON.stringify({ code: 5, message: "payment isn't initiated", details: [] }),
+      path: '/v2/router/track/',
+    };
+    assert.equal((await backend.lookupPayment(invoice.paymentHash)).state, 'unknown');
+    lnd.hostile = { status: 404, body: '404 page not found\n', path: '/v2/router/track/' };
+    await assert.rejects(backend.lookupPayment(invoice.paymentHash), LndError);
+    lnd.hostile = {
+      status: 500,
+      body: JSON.stringify({
+        code: 2,
+        message: 'verification failed: signature mismatch after caveat verification',
+      }),
+      path: '/v2/router/send',
+    };
+    await assert.rejects(
+      backend.payInvoice(invoice.bolt11, { maxFeeMsat: 0 }),
+      paymentError('BACKEND_ERROR', true),
+    );
+    lnd.hostile = {
+      status: 409,
+      body: JSON.stringify({ code: 6, message: 'invoice is already paid', details: [] }),
+      path: '/v2/router/send',
+    };
+    await assert.rejects(
+      backend.payInvoice(invoice.bolt11, { maxFeeMsat: 0 }),
+      paymentError('ALREADY_PAID', true),
+    );
+  } finally {
+    lnd.hostile = null;
+  }
+});
+
+test("TLS with the node's own certificate (tlsCertPem → connect.ca)", async (t) => {
+  const tls = selfSignedCert();
+  if (!tls) return t.skip('openssl is not installed');
+  const secure = await startLndDouble({ tls });
+  const trusting = new LndBackend({ url: secure.url, macaroonHex: secure.macaroonHex, tlsCertPem: tls.cert });
+  const untrusting = new LndBackend({ url: secure.url, macaroonHex: secure.macaroonHex, timeoutMs: 2_000 });
+  try {
+    assert.ok(secure.url.startsWith('https://'));
+    assert.equal(await trusting.balanceMsat(), 10_000_000);
+    await assert.rejects(
+      untrusting.balanceMsat(),
+      (error: unknown) => error instanceof LndError && error.status === 0,
+    );
+  } finally {
+    await trusting.destroy();
+    await secure.close();
   }
 });
