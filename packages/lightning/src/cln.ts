@@ -376,7 +376,8 @@ export class ClnBackend implements LightningBackend {
       const preimage = (complete.preimage ?? '').toLowerCase();
       if (!/^[0-9a-f]{64}$/.test(preimage) || sha256Hex(preimage) !== hash)
         throw this.unreadable('listpays', 'a preimage that does not hash to the payment hash');
-      const amountMsat = complete.amount_msat ?? complete.amount_sent_msat ?? 0;
+      const amountMsat = complete.amount_msat ?? complete.amount_sent_msat;
+      if (amountMsat === undefined) throw this.unreadable('listpays', 'a complete payment without an amount');
       const sentMsat = complete.amount_sent_msat ?? amountMsat;
       return {
         state: 'succeeded',

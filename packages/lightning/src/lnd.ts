@@ -12,6 +12,7 @@
 // Stateless apart from the invoices it waits on for `onSettled` (bounded): whoever uses it keeps
 // its own invoice and payment state and asks `lookupPayment` after an unknown outcome.
 import { FedAiError } from '@fed-ai/protocol';
+import bolt11 from 'bolt11';
 import { Agent, type Dispatcher, request } from 'undici';
 import { z } from 'zod';
 import {
@@ -23,7 +24,7 @@ import {
   type PaymentResult,
   type PaymentStatus,
 } from './backend';
-import { decodeInvoice, sha256Hex } from './bolt11';
+import { decodeInvoice, REGTEST, sha256Hex } from './bolt11';
 
 export interface LndOptions {
   /** The REST endpoint, e.g. `https://127.0.0.1:8080`. */
@@ -132,6 +133,12 @@ function rpcFailure(body: unknown): RpcFailure {
     code: parsed.data.code ?? parsed.data.grpc_code,
     message: parsed.data.message ?? parsed.data.error ?? 'no message',
   };
+}
+
+/** The BOLT11 creation time (seconds). */
+function createdAtOf(paymentRequest: string): number {
+  const text = paymentRequest.trim().toLowerCase();
+  return bolt11.decode(text, text.startsWith('lnbcrt') ? REGTEST : undefined).timestamp ?? 0;
 }
 
 function base64ToHex(text: string): string | null {
@@ -337,7 +344,14 @@ export class LndBackend implements LightningBackend {
         path,
         `an invoice of ${decoded.amountMsat} msat, not ${input.amountMsat}`,
       );
-    const createdAtS = decoded.expiresAtS - input.expirySeconds;
+    let createdAtS: number;
+    try {
+      createdAtS = createdAtOf(parsed.data.payment_request);
+    } catch {
+      throw this.unreadable('POST', path, 'an invoice that does not decode');
+    }
+    if (decoded.expiresAtS - createdAtS !== input.expirySeconds)
+      throw this.unreadable('POST', path, 'an invoice with another expiry');
     this.watch({ paymentHash: rHash, expiresAtS: decoded.expiresAtS });
     return {
       paymentHash: rHash,
@@ -403,11 +417,13 @@ export class LndBackend implements LightningBackend {
       const preimage = (payment.payment_preimage ?? '').toLowerCase();
       if (!/^[0-9a-f]{64}$/.test(preimage) || sha256Hex(preimage) !== hash)
         throw this.unreadable('GET', '/v2/router/track', 'a preimage that does not hash to the payment hash');
+      if (payment.value_msat === undefined)
+        throw this.unreadable('GET', '/v2/router/track', 'a succeeded payment without value_msat');
       return {
         state: 'succeeded',
         paymentHash: hash,
         preimage,
-        amountMsat: payment.value_msat ?? 0,
+        amountMsat: payment.value_msat,
         feeMsat: payment.fee_msat ?? 0,
       };
     }
