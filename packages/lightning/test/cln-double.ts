@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createServer as createHttpsServer } from 'node:https';
 import { decodeInvoice, type EncodedInvoice, encodeInvoice } from '../src/bolt11';
 
-export type ClnOutcome =
+type ClnOutcome =
   | { kind: 'succeed'; feeMsat: number }
   /** `pay` fails with this RPC error (and listpays shows a failed payment if `sent`). */
   | { kind: 'error'; code: number; message: string; sent?: boolean }

@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createServer as createHttpsServer } from 'node:https';
 import { decodeInvoice, type EncodedInvoice, encodeInvoice } from '../src/bolt11';
 
-export type LndOutcome =
+type LndOutcome =
   | { kind: 'succeed'; feeMsat: number }
   | { kind: 'fail'; reason: string }
   /** Stays IN_FLIGHT until `resolve`. */

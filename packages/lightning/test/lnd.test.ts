@@ -24,12 +24,15 @@ let lnd: LndDouble;
 let backend: LndBackend;
 const payeeKey = randomBytes(32).toString('hex');
 
+/** openssl is optional (the TLS test skips without it), so it is not a declared binary. */
+const OPENSSL = process.env.OPENSSL ?? 'openssl';
+
 /** A self-signed certificate for 127.0.0.1 (openssl), or null where openssl is missing. */
 function selfSignedCert(): { key: string; cert: string } | null {
   const dir = mkdtempSync(join(tmpdir(), 'fedai-tls-'));
   try {
     const made = spawnSync(
-      'openssl',
+      OPENSSL,
       [
         'req',
         '-x509',
