@@ -4,6 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startPostgres } from '@fed-ai/kit';
 import { LnbitsBackend } from '@fed-ai/lightning';
 import { devnetConfigSchema, type RunningDevnet, startLightningDevnet } from '@fed-ai/lightning-devnet';
 import { nodeConfigSchema, type RunningNode, startNode } from '@fed-ai/node';
@@ -11,6 +12,7 @@ import { bytesToHex, createNip98Header, generateSecretKey, publicKeyOf } from '@
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
+import pg from 'pg';
 import { OpenAiUpstreamDouble } from '../../../services/node/test/upstream-double';
 
 export interface NodeSpec {
@@ -58,12 +60,23 @@ export async function startFederationNetwork(
   options: { relayPort?: number; routerEnv?: Record<string, string> } = {},
 ): Promise<FederationNetwork> {
   const dir = mkdtempSync(join(tmpdir(), 'fedai-federation-'));
+  // One PostgreSQL server, a database per service: eleven embedded PGlite starts cost far more CPU.
+  const postgres = await startPostgres();
+  const admin = new pg.Client({ connectionString: postgres.url });
+  await admin.connect();
+  let databases = 0;
+  const database = async () => {
+    const name = `svc${++databases}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    return postgres.url.replace(/\/postgres$/, `/${name}`);
+  };
   const relay = await startRelay({ port: options.relayPort ?? 0 });
   const lightning = await startLightningDevnet(
     devnetConfigSchema.parse({
       LIGHTNING_DEVNET_PORT: '0',
       DATA_DIR: join(dir, 'ln'),
       DEVNET_ADMIN_KEY: ADMIN_KEY,
+      DATABASE_URL: await database(),
     }),
   );
   const mintKey = await createWallet(lightning.url, 'mint', true);
@@ -78,6 +91,7 @@ export async function startFederationNetwork(
       settlementConfigSchema.parse({
         SETTLEMENT_PORT: '0',
         DATA_DIR: join(dir, `${name}-settlement`),
+        DATABASE_URL: await database(),
         SETTLEMENT_ROUTER_PUBKEYS: pubkeys[i],
         // The router's own account here: the float it pays peer routers from.
         SETTLEMENT_WALLET_PUBKEYS: pubkeys[i],
@@ -95,6 +109,7 @@ export async function startFederationNetwork(
         ROUTER_NAME: `fedai-${name}`,
         ROUTER_KEY: bytesToHex(keys[i]!),
         DATA_DIR: join(dir, name),
+        DATABASE_URL: await database(),
         ALLOW_PRIVATE_ENDPOINTS: 'true',
         SETTLEMENT_URL: settlement.url,
         FEDERATION_RELAYS: relay.url,
@@ -118,6 +133,7 @@ export async function startFederationNetwork(
           nodeConfigSchema.parse({
             NODE_PORT: '0',
             DATA_DIR: join(dir, `${name}-node${j}`),
+            DATABASE_URL: await database(),
             RUNNER: 'openai',
             OPENAI_BASE_URL: upstream.url,
             MODEL_ID: spec.model,
@@ -175,6 +191,8 @@ export async function startFederationNetwork(
       }
       await step('lightning', () => lightning.close());
       await step('relay', () => network.relay.close());
+      await admin.end();
+      await postgres.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
