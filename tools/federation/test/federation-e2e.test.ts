@@ -8,10 +8,13 @@ import { after, before, test } from 'node:test';
 import { verifyLedger } from '@fed-ai/ledger';
 import {
   bytesToHex,
+  conversationKey,
   createEnvelope,
   decodeEnvelopeHeader,
   generateSecretKey,
   KIND,
+  nip44Decrypt,
+  nip44Encrypt,
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import { startRelay } from '@fed-ai/relay';
@@ -316,6 +319,50 @@ test('a NIP-90 client gets a kind-6050 answer after paying the kind-7000 invoice
     const checked = await verifyEnvelope(metering, { me: r1Member.pubkey, kinds: [KIND.meteringRecord] });
     assert.ok(checked.ok);
     assert.equal(Number(result.tags.find((t) => t[0] === 'amount')![1]), checked.payload.cost_msat);
+  } finally {
+    pool.destroy();
+  }
+});
+
+test('an encrypted NIP-90 job (NIP-44 v2 params): the result comes back encrypted to the client', async () => {
+  const customer = generateSecretKey();
+  const r1Member = net.members[0]!;
+  const key = conversationKey(customer, r1Member.pubkey);
+  const pool = new SimplePool();
+  const events: Event[] = [];
+  try {
+    const params = [
+      ['i', SECRET_PROMPT, 'text'],
+      ['param', 'model', 'm-local'],
+      ['param', 'max_tokens', '8'],
+    ];
+    const job = finalizeEvent(
+      {
+        kind: 5050,
+        created_at: Math.floor(Date.now() / 1000),
+        content: nip44Encrypt(JSON.stringify(params), key),
+        tags: [['p', r1Member.pubkey], ['encrypted']],
+      },
+      customer,
+    );
+    await new Promise<void>((resolve) => {
+      pool.subscribe(
+        [net.relay.url],
+        { kinds: [7000, 6050], '#e': [job.id] },
+        { onevent: (e) => void events.push(e), oneose: resolve },
+      );
+    });
+    await Promise.any(pool.publish([net.relay.url], job));
+    await waitUntil(() =>
+      events.some((e) => e.kind === 7000 && e.tags.some((t) => t[1] === 'payment-required')),
+    );
+    const amount = events.find((e) => e.kind === 7000)!.tags.find((t) => t[0] === 'amount')!;
+    await net.mint.payInvoice(amount[2]!, { maxFeeMsat: 0 });
+    await waitUntil(() => events.some((e) => e.kind === 6050));
+    const result = events.find((e) => e.kind === 6050)!;
+    assert.ok(result.tags.some((t) => t[0] === 'encrypted'));
+    assert.notEqual(result.content, 'Hi there!');
+    assert.equal(nip44Decrypt(result.content, key), 'Hi there!');
   } finally {
     pool.destroy();
   }
