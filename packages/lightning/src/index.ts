@@ -4,4 +4,5 @@ export * from './cln';
 export * from './internal';
 export * from './lnbits';
 export * from './lnd';
+export * from './nwc';
 export * from './settlement-account';
