@@ -4,7 +4,9 @@
 // peer's signed cost plus r1's fee. Then: a failing winner, a flood of RFBs, a relay restart, a
 // 200 KB prompt, a NIP-90 client, and a dump of every relay event holding no prompt text.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { verifyLedger } from '@fed-ai/ledger';
 import {
   bytesToHex,
@@ -25,6 +27,7 @@ import WebSocket from 'ws';
 import { type FederationNetwork, startFederationNetwork, waitUntil } from './network';
 
 useWebSocketImplementation(WebSocket);
+const execFileAsync = promisify(execFile);
 
 const SECRET_PROMPT = 'the-secret-prompt-7f3a';
 let net: FederationNetwork;
@@ -114,6 +117,26 @@ test('discovery: a plain nostr-tools client finds the NIP-89 handler and the pri
   } finally {
     pool.destroy();
   }
+});
+
+test('fedai peers shows the peers r1 discovered, with their models', async () => {
+  // Async: the routers live in this process, so a blocking spawn would starve them.
+  const cli = new URL('../../cli/src/main.ts', import.meta.url).pathname;
+  const fedai = (...args: string[]) =>
+    execFileAsync(
+      process.execPath,
+      ['--import', 'tsx', cli, 'peers', '--router', net.members[0]!.router.url, ...args],
+      {
+        env: { ...process.env, NO_COLOR: '1' },
+      },
+    );
+  const body = JSON.parse((await fedai('--json')).stdout) as {
+    peers: { pubkey: string; allowed: boolean; prices: { model: string }[] }[];
+  };
+  const r3 = body.peers.find((p) => p.pubkey === net.members[2]!.pubkey);
+  assert.ok(r3?.allowed);
+  assert.ok(r3.prices.some((p) => p.model === 'm-only-3'));
+  assert.match((await fedai()).stdout, /fedai-r3 .* m-only-3 1,000\/2,000/);
 });
 
 test('a model only r3 serves, asked of r1: auctioned, offloaded, paid, both receipts verify', async () => {
