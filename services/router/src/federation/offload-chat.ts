@@ -205,6 +205,7 @@ async function tryBids(
       deps.peers.recordOutcome(received.bidder, { ok: true, latencyMs: ms });
       return { winner: received, out, attempts, ms };
     } catch (error) {
+      deps.tabs.forget(received.bidder);
       deps.peers.recordOutcome(received.bidder, { ok: false });
       deps.log.warn({ peer: received.bidder, code: (error as OffloadError).code }, 'offload attempt failed');
       last = error;

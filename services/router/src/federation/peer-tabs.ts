@@ -38,8 +38,19 @@ export interface TabState {
   reservedMsat: number;
 }
 
+/** A cached view of our tab at a peer older than this is read again before it is relied on. */
+const TAB_VIEW_MAX_AGE_MS = 60_000;
+const MAX_VIEWS = 10_000;
+
 export class PeerTabs {
   private readonly topups = new Map<string, Promise<void>>();
+  /**
+   * What we may still draw at each peer without asking: the last balance read, minus the full cost
+   * bound of every job sent since (as if each cost its maximum). It only errs low, so a job is
+   * never sent on credit the tab may not have; the peer's tab routes are rate-limited, and one read
+   * per job would exhaust them.
+   */
+  private readonly views = new Map<string, { drawableMsat: number; readAtMs: number }>();
 
   constructor(private readonly o: PeerTabsOptions) {}
 
@@ -52,23 +63,37 @@ export class PeerTabs {
   }
 
   /**
-   * Makes sure the tab at the peer holds at least `neededMsat` available, topping it up when it
-   * does not. Throws PEER_FAILED when the peer cannot be funded within the exposure cap.
+   * Makes sure the tab at the peer covers `neededMsat` (the job's cost bound) and counts it as
+   * drawn, topping the tab up when it does not. Throws PEER_FAILED when the peer cannot be funded
+   * within the exposure cap.
    */
-  async ensure(peer: string, peerUrl: string, neededMsat: number): Promise<TabState> {
-    let tab = await this.balance(peerUrl);
-    if (tab.availableMsat >= neededMsat) return tab;
-    const running = this.topups.get(peer);
-    if (running) await running.catch(() => {});
-    else {
-      const topup = this.topup(peerUrl, tab, neededMsat).finally(() => this.topups.delete(peer));
-      this.topups.set(peer, topup);
-      await topup;
+  async ensure(peer: string, peerUrl: string, neededMsat: number): Promise<void> {
+    const view = this.views.get(peer);
+    if (view && Date.now() - view.readAtMs < TAB_VIEW_MAX_AGE_MS && view.drawableMsat >= neededMsat) {
+      view.drawableMsat -= neededMsat;
+      return;
     }
-    tab = await this.balance(peerUrl);
-    if (tab.availableMsat < neededMsat)
-      throw new FedAiError('PEER_FAILED', 'the tab at the peer could not be funded in time');
-    return tab;
+    let tab = await this.balance(peerUrl);
+    if (tab.availableMsat < neededMsat) {
+      const running = this.topups.get(peer);
+      if (running) await running.catch(() => {});
+      else {
+        const topup = this.topup(peerUrl, tab, neededMsat).finally(() => this.topups.delete(peer));
+        this.topups.set(peer, topup);
+        await topup;
+      }
+      tab = await this.balance(peerUrl);
+      if (tab.availableMsat < neededMsat)
+        throw new FedAiError('PEER_FAILED', 'the tab at the peer could not be funded in time');
+    }
+    if (!this.views.has(peer) && this.views.size >= MAX_VIEWS)
+      this.views.delete(this.views.keys().next().value!);
+    this.views.set(peer, { drawableMsat: tab.availableMsat - neededMsat, readAtMs: Date.now() });
+  }
+
+  /** After a refusal by the peer (e.g. its tab was lower than we thought): read it next time. */
+  forget(peer: string): void {
+    this.views.delete(peer);
   }
 
   private async topup(peerUrl: string, tab: TabState, neededMsat: number): Promise<void> {
