@@ -156,6 +156,8 @@ export class NwcBackend implements LightningBackend {
   readonly name = 'nwc' as const;
   /** The wallet service's pubkey (public). */
   readonly walletPubkey: string;
+  /** The relays of the URI (public). */
+  readonly relayUrls: readonly string[];
   readonly #connection: Connection;
   #client: Promise<{ sdk: Sdk; client: Client }> | undefined;
   private readonly timeoutMs: number;
@@ -171,6 +173,7 @@ export class NwcBackend implements LightningBackend {
   constructor(options: NwcOptions) {
     this.#connection = parseNwcUrl(options.url);
     this.walletPubkey = this.#connection.walletPubkey;
+    this.relayUrls = [...this.#connection.relayUrls];
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.payTimeoutMs = options.payTimeoutMs ?? 60_000;
     for (const [name, value] of [

@@ -3,6 +3,11 @@
 import { publicKeyList } from '@fed-ai/kit';
 import { z } from 'zod';
 
+const httpUrl = z
+  .string()
+  .url('expected an http(s) URL')
+  .refine((u) => /^https?:\/\//i.test(u), 'expected an http(s) URL');
+
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 const settlementFields = z.object({
@@ -27,22 +32,19 @@ const settlementFields = z.object({
   OFFLOAD_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
   /**
-   * `internal` (default: invoices settle between accounts of this system) or `lnbits` (one LNbits
-   * wallet, LNBITS_URL + LNBITS_ADMIN_KEY; on a devnet, services/lightning-devnet). LND, CLN and
-   * NWC adapters come later (refused until then).
+   * `internal` (default: invoices settle between accounts of this system), `lnbits` (one LNbits
+   * wallet; on a devnet, services/lightning-devnet), `lnd` (LND's REST API), `cln` (Core
+   * Lightning's clnrest) or `nwc` (a NIP-47 wallet). Each external backend's variables are
+   * required with it, and its balance is asked at start (docs/lightning.md, "Choosing a backend").
    */
   LIGHTNING_BACKEND: z
-    .enum(['internal', 'lnbits'], {
+    .enum(['internal', 'lnbits', 'lnd', 'cln', 'nwc'], {
       error:
-        'expected "internal" or "lnbits" (lnd, cln and nwc are not built yet; only "internal" is available without an LNbits server)',
+        'expected one of "internal", "lnbits", "lnd", "cln", "nwc" (only "internal" is available without a Lightning node or wallet)',
     })
     .default('internal'),
   /** The LNbits server (required when LIGHTNING_BACKEND=lnbits). */
-  LNBITS_URL: z
-    .string()
-    .url('expected an http(s) URL')
-    .refine((u) => /^https?:\/\//i.test(u), 'expected an http(s) URL')
-    .optional(),
+  LNBITS_URL: httpUrl.optional(),
   /**
    * The admin key of settlement's LNbits wallet (required when LIGHTNING_BACKEND=lnbits). Not
    * checked for form here: a config error line shows the value, and a key must never be printed;
@@ -55,14 +57,93 @@ const settlementFields = z.object({
    * LIGHTNING_BACKEND=lnbits and FAUCET=true).
    */
   LNBITS_FAUCET_KEY: z.string().optional(),
+  /** LND's REST URL, e.g. `https://127.0.0.1:8080` (required when LIGHTNING_BACKEND=lnd). */
+  LND_REST_URL: httpUrl.optional(),
+  /**
+   * The macaroon (hex) or the file holding it (binary `admin.macaroon`, or hex text); one is
+   * required with lnd. Never shown: checked at start, refused without the value.
+   */
+  LND_MACAROON_HEX: z.string().optional(),
+  LND_MACAROON_FILE: z.string().optional(),
+  /** LND's `tls.cert` (PEM), for its self-signed certificate. */
+  LND_TLS_CERT_FILE: z.string().optional(),
+  /** clnrest's URL, e.g. `https://127.0.0.1:3010` (required when LIGHTNING_BACKEND=cln). */
+  CLN_REST_URL: httpUrl.optional(),
+  /** A rune, or the file holding it; one is required with cln. Never shown. */
+  CLN_RUNE: z.string().optional(),
+  CLN_RUNE_FILE: z.string().optional(),
+  /** clnrest's certificate (PEM), for its self-signed certificate. */
+  CLN_TLS_CERT_FILE: z.string().optional(),
+  /**
+   * The `nostr+walletconnect://…` URI of a NIP-47 wallet (required when LIGHTNING_BACKEND=nwc).
+   * It holds the connection's secret: never shown; its form is checked at start.
+   */
+  NWC_URL: z.string().optional(),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
   DATA_DIR: z.string().default('./data/settlement'),
   DATABASE_URL: z.string().optional(),
 });
 
-/** LNbits settings are required with the lnbits backend (one line naming the variable). */
+type Fields = z.infer<typeof settlementFields>;
+
+/**
+ * What each external backend needs: a group is satisfied by any one of its variables. None of a
+ * backend's variables set: the line names LIGHTNING_BACKEND and all it needs; some set: the line
+ * names the one that is missing. Secrets (keys, macaroons, runes, the NWC URI) are only checked
+ * for presence here: a config line shows the value, and a secret must never be printed.
+ */
+const REQUIRED: Record<'lnd' | 'cln' | 'nwc', { vars: (keyof Fields)[]; what: string }[]> = {
+  lnd: [
+    { vars: ['LND_REST_URL'], what: "LND's REST URL" },
+    { vars: ['LND_MACAROON_HEX', 'LND_MACAROON_FILE'], what: 'the macaroon, hex or its file' },
+  ],
+  cln: [
+    { vars: ['CLN_REST_URL'], what: "clnrest's URL" },
+    { vars: ['CLN_RUNE', 'CLN_RUNE_FILE'], what: 'a rune, or its file' },
+  ],
+  nwc: [{ vars: ['NWC_URL'], what: 'the nostr+walletconnect:// URI' }],
+};
+const OPTIONAL: Record<'lnd' | 'cln' | 'nwc', (keyof Fields)[]> = {
+  lnd: ['LND_TLS_CERT_FILE'],
+  cln: ['CLN_TLS_CERT_FILE'],
+  nwc: [],
+};
+
+const groupName = (vars: (keyof Fields)[]) =>
+  vars.length === 1 ? String(vars[0]) : `${vars[0]} (or ${vars.slice(1).join(', ')})`;
+
+/** Each backend's settings are required with it (one line naming the variable). */
 export const settlementConfigSchema = settlementFields.superRefine((c, ctx) => {
-  if (c.LIGHTNING_BACKEND !== 'lnbits') return;
+  const backend = c.LIGHTNING_BACKEND;
+  if (backend === 'lnd' || backend === 'cln' || backend === 'nwc') {
+    const groups = REQUIRED[backend];
+    const any = [...groups.flatMap((g) => g.vars), ...OPTIONAL[backend]].some((v) => c[v] !== undefined);
+    if (!any) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LIGHTNING_BACKEND'],
+        message: `${backend} needs ${groups.map((g) => groupName(g.vars)).join(' and ')}; only "internal" is available without a Lightning node or wallet`,
+      });
+      return;
+    }
+    for (const group of groups)
+      if (group.vars.every((v) => c[v] === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [group.vars[0] as string],
+          message: `required when LIGHTNING_BACKEND=${backend} (${group.what}${group.vars.length > 1 ? `: ${groupName(group.vars)}` : ''})`,
+        });
+        return;
+      }
+    if (c.FAUCET)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['FAUCET'],
+        message: `the devnet faucet works only with LIGHTNING_BACKEND=internal or lnbits, not ${backend}`,
+      });
+    return;
+  }
+  if (backend !== 'lnbits') return;
   if (!c.LNBITS_URL)
     ctx.addIssue({
       code: 'custom',

@@ -32,6 +32,8 @@ export interface SettlementServerDeps {
   publicUrl?: string | undefined;
   /** The fee on a peer router's cost for offloaded requests (routers reserve with it). */
   offloadFeeBps?: number;
+  /** `GET /v1/backend` (operators): the Lightning backend's name and a balance check, no secrets. */
+  backend?: () => Promise<{ backend: string; reachable: boolean; balance_msat: number | null }>;
 }
 
 export const topupSchema = z.object({
@@ -166,6 +168,12 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   app.get('/v1/ledger/verify', async (request) => {
     await routerAuth(request, deps.operators);
     return deps.verify();
+  });
+
+  app.get('/v1/backend', async (request) => {
+    await routerAuth(request, deps.operators);
+    if (!deps.backend) throw new FedAiError('NOT_FOUND', 'no backend status here');
+    return deps.backend();
   });
 
   app.get('/v1/tabs/:payer', async (request: FastifyRequest<{ Params: { payer: string } }>) => {

@@ -1,4 +1,5 @@
 // startSettlement: database, ledger, Lightning backend, books, HTTP API and the expiry sweeper.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   createLogger,
@@ -12,15 +13,46 @@ import {
   StartError,
 } from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
-import { InternalLightning, type LightningBackend, LnbitsBackend, LnbitsError } from '@fed-ai/lightning';
-import { bytesToHex, initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import {
+  ClnBackend,
+  ClnError,
+  InternalLightning,
+  type LightningBackend,
+  LnbitsBackend,
+  LnbitsError,
+  LndBackend,
+  LndError,
+  NwcBackend,
+  NwcCallError,
+} from '@fed-ai/lightning';
+import { bytesToHex, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { createSettlementServer } from './server';
 
-/** The Lightning backend `LIGHTNING_BACKEND` names (config refuses the ones not built yet). */
+type BackendConfig = Pick<
+  SettlementConfig,
+  | 'LIGHTNING_BACKEND'
+  | 'LNBITS_URL'
+  | 'LNBITS_ADMIN_KEY'
+  | 'LND_REST_URL'
+  | 'LND_MACAROON_HEX'
+  | 'LND_MACAROON_FILE'
+  | 'LND_TLS_CERT_FILE'
+  | 'CLN_REST_URL'
+  | 'CLN_RUNE'
+  | 'CLN_RUNE_FILE'
+  | 'CLN_TLS_CERT_FILE'
+  | 'NWC_URL'
+>;
+
+/**
+ * The Lightning backend `LIGHTNING_BACKEND` names. An external one is checked at start (its
+ * balance): a bad value, an unreachable server or refused credentials stop settlement with one
+ * line naming the variable (never a secret).
+ */
 export async function openLightningBackend(
-  config: Pick<SettlementConfig, 'LIGHTNING_BACKEND' | 'LNBITS_URL' | 'LNBITS_ADMIN_KEY'>,
+  config: BackendConfig,
   db: Db,
   secretKeyHex: string,
 ): Promise<LightningBackend> {
@@ -29,7 +61,154 @@ export async function openLightningBackend(
       return InternalLightning.open(db, secretKeyHex);
     case 'lnbits':
       return openLnbits('LNBITS_ADMIN_KEY', config.LNBITS_URL, config.LNBITS_ADMIN_KEY);
+    case 'lnd':
+      return openLnd(config);
+    case 'cln':
+      return openCln(config);
+    case 'nwc':
+      return openNwc(config);
   }
+}
+
+function required<T>(value: T | undefined, variable: string): T {
+  if (value === undefined || value === '')
+    throw new StartError('CONFIG_INVALID', `${variable} is required`, `set ${variable}`);
+  return value;
+}
+
+/** A file a variable names (a certificate, a macaroon, a rune): one line if it cannot be read. */
+function readVariableFile(variable: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new StartError(
+      'CONFIG_INVALID',
+      `${variable} ${path} cannot be read (${typeof code === 'string' ? code : 'error'})`,
+      `fix ${variable}`,
+    );
+  }
+}
+
+/** The adapter refused a value while being built: one line naming the variable, not the value. */
+function built<T>(variable: string, build: () => T): T {
+  try {
+    return build();
+  } catch (error) {
+    if (!(error instanceof FedAiError)) throw error;
+    throw new StartError('CONFIG_INVALID', `${variable} is invalid: ${error.message}`, `fix ${variable}`);
+  }
+}
+
+interface StartCheck {
+  /** Shown in the line: the backend, the variable holding its address, the address (or a safe part). */
+  backend: string;
+  urlVariable: string;
+  shownUrl: string;
+  /** The variable holding the credential. */
+  secretVariable: string;
+  unreachable: (error: unknown) => boolean;
+  refused: (error: unknown) => boolean;
+}
+
+/** Asks the balance once; the backend is destroyed when the check fails. */
+async function checkAtStart<
+  B extends LightningBackend & { balanceMsat(): Promise<number>; destroy(): Promise<void> },
+>(backend: B, check: StartCheck): Promise<B> {
+  try {
+    await backend.balanceMsat();
+    return backend;
+  } catch (error) {
+    await backend.destroy().catch(() => undefined);
+    const why = error instanceof Error ? error.message.slice(0, 300) : 'error';
+    if (check.unreachable(error))
+      throw new StartError(
+        'UPSTREAM_UNREACHABLE',
+        `${check.urlVariable} ${check.shownUrl} is unreachable (${why})`,
+        `start ${check.backend} first, or fix ${check.urlVariable}`,
+      );
+    if (check.refused(error))
+      throw new StartError(
+        'LIGHTNING_KEY_REFUSED',
+        `${check.backend} at ${check.shownUrl} refused ${check.secretVariable} (${why})`,
+        `set ${check.secretVariable} to a credential that may read the balance, make, look up and pay invoices`,
+      );
+    throw new StartError(
+      'LIGHTNING_BACKEND_ERROR',
+      `${check.backend} at ${check.shownUrl} (${check.urlVariable}) did not answer the balance check (${why})`,
+      `check ${check.urlVariable}`,
+    );
+  }
+}
+
+const optionalPem = (variable: string, path: string | undefined) =>
+  path === undefined ? undefined : readVariableFile(variable, path).toString('utf8');
+const noAnswer = (error: unknown) =>
+  (error instanceof LndError || error instanceof ClnError) && error.status === 0;
+const credentialRefused = (error: unknown) =>
+  (error instanceof LndError || error instanceof ClnError) && (error.status === 401 || error.status === 403);
+
+async function openLnd(config: BackendConfig): Promise<LndBackend> {
+  const url = required(config.LND_REST_URL, 'LND_REST_URL');
+  const secretVariable = config.LND_MACAROON_HEX ? 'LND_MACAROON_HEX' : 'LND_MACAROON_FILE';
+  let macaroonHex = config.LND_MACAROON_HEX?.trim();
+  if (!macaroonHex) {
+    const bytes = readVariableFile(
+      'LND_MACAROON_FILE',
+      required(config.LND_MACAROON_FILE, 'LND_MACAROON_HEX'),
+    );
+    const text = bytes.toString('utf8').trim();
+    // `admin.macaroon` is binary; a file of hex text is accepted too.
+    macaroonHex = /^[0-9a-fA-F]+$/.test(text) ? text : bytes.toString('hex');
+  }
+  const tlsCertPem = optionalPem('LND_TLS_CERT_FILE', config.LND_TLS_CERT_FILE);
+  const backend = built(
+    secretVariable,
+    () => new LndBackend({ url, macaroonHex, ...(tlsCertPem ? { tlsCertPem } : {}) }),
+  );
+  return checkAtStart(backend, {
+    backend: 'LND',
+    urlVariable: 'LND_REST_URL',
+    shownUrl: url,
+    secretVariable,
+    unreachable: noAnswer,
+    refused: credentialRefused,
+  });
+}
+
+async function openCln(config: BackendConfig): Promise<ClnBackend> {
+  const url = required(config.CLN_REST_URL, 'CLN_REST_URL');
+  const secretVariable = config.CLN_RUNE ? 'CLN_RUNE' : 'CLN_RUNE_FILE';
+  const rune =
+    config.CLN_RUNE?.trim() ||
+    readVariableFile('CLN_RUNE_FILE', required(config.CLN_RUNE_FILE, 'CLN_RUNE')).toString('utf8').trim();
+  const tlsCertPem = optionalPem('CLN_TLS_CERT_FILE', config.CLN_TLS_CERT_FILE);
+  const backend = built(
+    secretVariable,
+    () => new ClnBackend({ url, rune, ...(tlsCertPem ? { tlsCertPem } : {}) }),
+  );
+  return checkAtStart(backend, {
+    backend: 'Core Lightning (clnrest)',
+    urlVariable: 'CLN_REST_URL',
+    shownUrl: url,
+    secretVariable,
+    unreachable: noAnswer,
+    refused: credentialRefused,
+  });
+}
+
+async function openNwc(config: BackendConfig): Promise<NwcBackend> {
+  const uri = required(config.NWC_URL, 'NWC_URL');
+  const backend = built('NWC_URL', () => new NwcBackend({ url: uri }));
+  return checkAtStart(backend, {
+    backend: 'the NWC wallet',
+    urlVariable: 'NWC_URL',
+    // The URI holds the secret: only its relays and the wallet's pubkey are shown.
+    shownUrl: `(wallet ${backend.walletPubkey.slice(0, 12)}… on ${backend.relayUrls.join(', ')})`,
+    secretVariable: 'NWC_URL',
+    unreachable: (error) => error instanceof NwcCallError && !error.answered,
+    refused: (error) => error instanceof NwcCallError && error.answered,
+  });
 }
 
 /**
@@ -62,6 +241,26 @@ async function openLnbits(
     throw error;
   }
   return backend;
+}
+
+/** Closes what an external backend holds open (relay connections, TLS agents, pollers). */
+async function destroyBackend(backend: LightningBackend): Promise<void> {
+  const closable = backend as Partial<{ destroy(): Promise<void> }>;
+  if (typeof closable.destroy === 'function') await closable.destroy().catch(() => undefined);
+}
+
+/** `GET /v1/backend`: which backend, and whether it answers a balance check now (no secrets). */
+async function backendStatus(
+  backend: LightningBackend,
+): Promise<{ backend: string; reachable: boolean; balance_msat: number | null }> {
+  const withBalance = backend as Partial<{ balanceMsat(): Promise<number> }>;
+  if (backend.name === 'internal' || typeof withBalance.balanceMsat !== 'function')
+    return { backend: backend.name, reachable: true, balance_msat: null };
+  try {
+    return { backend: backend.name, reachable: true, balance_msat: await withBalance.balanceMsat() };
+  } catch {
+    return { backend: backend.name, reachable: false, balance_msat: null };
+  }
 }
 
 /** A payment still pending this long after it started is resolved from the backend's answer. */
@@ -124,6 +323,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     metrics: createMetricsRegistry('settlement'),
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
+    backend: () => backendStatus(lightning),
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;
@@ -150,6 +350,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     async close() {
       clearInterval(sweeper);
       await app.close();
+      await destroyBackend(lightning);
       await db.close();
     },
   };
