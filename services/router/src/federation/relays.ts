@@ -353,7 +353,8 @@ export class FederationRelays {
         relay.close();
         return;
       }
-      relay.resubscribeBackoff = [...this.o.reconnectBackoffMs];
+      // Jittered per relay and connection: routers that lost the same relay do not all come back at once.
+      relay.resubscribeBackoff = this.o.reconnectBackoffMs.map(jittered);
       relay.publishTimeout = RELAYS_DEFAULTS.publishTimeoutMs;
       const previous = relay.onclose;
       // A final close (not a drop that nostr-tools reconnects): connect anew on a later check.
@@ -405,7 +406,7 @@ export class FederationRelays {
 
   private backoff(attempt: number): number {
     const schedule = this.o.reconnectBackoffMs;
-    return schedule[Math.min(attempt, schedule.length - 1)] ?? 1000;
+    return jittered(schedule[Math.min(attempt, schedule.length - 1)] ?? 1000);
   }
 
   private cameBack(state: RelayState): void {
@@ -442,4 +443,9 @@ export class FederationRelays {
       }
     }
   }
+}
+
+/** A delay spread over ±25 % so that many clients of one relay do not retry in step. */
+function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.5));
 }
