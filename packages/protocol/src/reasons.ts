@@ -264,6 +264,32 @@ export const REASONS = define({
     message: 'Payment is required.',
     hint: 'Pay the invoice and retry with the preimage.',
   },
+  // L402 (docs/l402.md): pay per request with a macaroon and a Lightning preimage.
+  L402_BAD_TOKEN: {
+    status: 401,
+    message: 'The L402 token is not valid.',
+    hint: 'Send the token of a challenge this router issued, unchanged, or send no credentials for a new challenge.',
+  },
+  L402_BAD_PREIMAGE: {
+    status: 401,
+    message: "The preimage does not hash to the token's payment hash.",
+    hint: "Send the preimage your wallet got for this token's invoice (64 hex).",
+  },
+  L402_EXPIRED: {
+    status: 402,
+    message: 'This L402 token has expired.',
+    hint: 'Pay the new invoice in WWW-Authenticate and retry with its token.',
+  },
+  TOKEN_SPENT: {
+    status: 402,
+    message: "This L402 token's credit does not cover the request.",
+    hint: 'Pay the new invoice in WWW-Authenticate and retry with its token, or lower max_tokens.',
+  },
+  L402_NOT_CREDITED: {
+    status: 503,
+    message: "The token's payment is not credited yet.",
+    hint: 'Retry after Retry-After seconds with the same token and preimage; do not pay again.',
+  },
   PRICE_TOO_HIGH: {
     status: 402,
     message: 'The price exceeds your max_price.',

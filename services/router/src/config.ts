@@ -57,6 +57,24 @@ export const routerConfigSchema = z.object({
   OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
 
+  // L402 (docs/l402.md): pay per request with a Lightning invoice, no account. Paid mode only
+  // (SETTLEMENT_URL); a chat request without credentials then gets a 402 challenge.
+  L402_ENABLED: bool.default(false),
+  /** The least a token's invoice asks (msat; a small prepaid credit when a request costs less). */
+  L402_MIN_CREDIT_MSAT: z.coerce.number().int().min(1_000).max(100_000_000_000).default(10_000),
+  /** How long a token is valid; credit left on an expired token is not spendable. */
+  L402_TOKEN_TTL_S: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 86_400)
+    .default(30 * 86_400),
+  /** Challenges (each one a settlement invoice) issued per client address (IPv6: /64) per minute. */
+  L402_CHALLENGES_PER_IP_PER_MIN: z.coerce.number().int().min(1).max(100_000).default(30),
+  /** Per-token limits, like an API key's. */
+  L402_REQUESTS_PER_MIN: z.coerce.number().int().min(1).max(1_000_000).default(120),
+  L402_MAX_PARALLEL: z.coerce.number().int().min(1).max(10_000).default(8),
+
   // Federation (docs/federation.md). Off until FEDERATION_RELAYS names at least one relay.
   FEDERATION_RELAYS: relayUrlList.default([]),
   /** Who counts as a peer: `allowlist` (FEDERATION_ALLOWLIST only), `follows` (the operator's kind-3 contacts and their web of trust), or `open` (anyone not muted). */

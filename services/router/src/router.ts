@@ -25,6 +25,7 @@ import { Dispatcher } from './dispatch';
 import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { createSafeAgent, type Lookup } from './endpoint-safety';
 import { setupFederation } from './federation/wire';
+import { L402Gate } from './l402';
 import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { startProber } from './probes';
@@ -158,7 +159,25 @@ export async function startRouter(
       if (e.status >= 500) request.log.error({ err: error }, 'request failed');
       return sendOpenAiShaped(reply, e.code, e.message);
     });
-    registerOpenAiRoutes(scope, { ctx, apiKeys, defaultMaxTokens: config.DEFAULT_MAX_TOKENS });
+    registerOpenAiRoutes(scope, {
+      ctx,
+      apiKeys,
+      defaultMaxTokens: config.DEFAULT_MAX_TOKENS,
+      // L402 needs paid mode: the token's credit is a settlement tab.
+      ...(config.L402_ENABLED && config.SETTLEMENT_URL && payments.mode === 'settlement'
+        ? {
+            l402: new L402Gate({
+              routerSecretKey: secretKey,
+              settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''),
+              minCreditMsat: config.L402_MIN_CREDIT_MSAT,
+              tokenTtlS: config.L402_TOKEN_TTL_S,
+              challengesPerIpPerMin: config.L402_CHALLENGES_PER_IP_PER_MIN,
+              requestsPerMin: config.L402_REQUESTS_PER_MIN,
+              maxParallel: config.L402_MAX_PARALLEL,
+            }),
+          }
+        : {}),
+    });
     if (config.SETTLEMENT_URL)
       registerTabRoutes(scope, {
         apiKeys,

@@ -13,6 +13,7 @@ import {
   runChat,
   settleAfterAnswer,
 } from '../chat';
+import { type L402Gate, l402Refusal, parseL402Authorization, type VerifiedL402 } from '../l402';
 import { openAiError } from '../openai-errors';
 import { streamChat } from '../stream-chat';
 
@@ -49,7 +50,12 @@ export const openAiChatSchema = z.object({
 
 function sendOpenAiError(reply: FastifyReply, error: unknown): FastifyReply {
   const e = toFedAiError(error);
-  if (e.code === 'RATE_LIMITED' || e.code === 'OVERLOADED' || e.code === 'BUDGET_EXHAUSTED')
+  if (
+    e.code === 'RATE_LIMITED' ||
+    e.code === 'OVERLOADED' ||
+    e.code === 'BUDGET_EXHAUSTED' ||
+    e.code === 'L402_NOT_CREDITED'
+  )
     reply.header('retry-after', String(e.details?.retry_after_s ?? 1));
   return reply.code(e.status).send(openAiError(e.code, e.message));
 }
@@ -58,6 +64,8 @@ export interface OpenAiRouteDeps {
   ctx: ChatContext;
   apiKeys: ApiKeys;
   defaultMaxTokens: number;
+  /** Paid mode with L402_ENABLED: pay per request (docs/l402.md). */
+  l402?: L402Gate | undefined;
 }
 
 export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps): void {
@@ -77,11 +85,24 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
 
   app.post('/v1/chat/completions', async (request, reply) => {
     const receivedAt = performance.now();
+    // Who pays, by route: an API key (Bearer) first, then an L402 token, else (L402 on, no
+    // credentials at all) a 402 challenge once the body is priced.
     const auth = request.headers.authorization;
-    const key = await deps.apiKeys.authenticate(
-      auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
-    );
-    if (!key) return sendOpenAiError(reply, new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.'));
+    const l402Credentials = deps.l402 ? parseL402Authorization(auth) : null;
+    const key = l402Credentials
+      ? null
+      : await deps.apiKeys.authenticate(auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined);
+    let l402: VerifiedL402 | null = null;
+    let l402Error: FedAiError | null = null;
+    if (!key && deps.l402 && l402Credentials) {
+      try {
+        l402 = deps.l402.verify(l402Credentials);
+      } catch (error) {
+        l402Error = toFedAiError(error);
+      }
+    } else if (!key && deps.l402 && auth === undefined) l402Error = new FedAiError('PAYMENT_REQUIRED');
+    else if (!key)
+      return sendOpenAiError(reply, new FedAiError('UNAUTHORIZED', 'Missing or invalid API key.'));
     let body: z.infer<typeof openAiChatSchema>;
     try {
       body = openAiChatSchema.parse(JSON.parse(rawBody(request)));
@@ -99,16 +120,6 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
       ...(m.name ? { name: m.name } : {}),
     }));
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? deps.defaultMaxTokens;
-    const admitted = deps.apiKeys.admit(key, estimatePromptTokens(messages) + maxTokens);
-    if (!admitted.ok)
-      return sendOpenAiError(
-        reply,
-        new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS }),
-      );
-    const requestId = request.id;
-    const completionId = `chatcmpl-${randomUUID()}`;
-    const created = Math.floor(Date.now() / 1000);
-    const cancelled = abortOnDisconnect(reply);
     const params = {
       model: body.model,
       messages,
@@ -118,13 +129,44 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
       stop: body.stop == null ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop,
       seed: body.seed,
     };
+    // An L402 refusal that asks for a (new) payment carries a fresh challenge priced for this body.
+    const refuse = async (error: unknown) => {
+      const e = toFedAiError(error);
+      if (!deps.l402 || key) return sendOpenAiError(reply, e);
+      let shaped = e;
+      if (l402 && e.code === 'INSUFFICIENT_BALANCE')
+        shaped = await deps.l402.shortfall(l402.payer).catch((failure: unknown) => toFedAiError(failure));
+      const answer = await l402Refusal(deps.l402, deps.ctx, shaped, {
+        clientAddress: request.ip,
+        params,
+        provider: body.provider,
+      });
+      if (answer.challenge) reply.header('www-authenticate', answer.challenge);
+      return sendOpenAiError(reply, answer.error);
+    };
+    if (l402Error || (!key && !l402)) return refuse(l402Error ?? new FedAiError('PAYMENT_REQUIRED'));
+    const payer = key ? key.id : l402!.payer;
+    const holdSpend = key ? deps.apiKeys.spendHolder(key) : undefined;
+    const admitted = deps.apiKeys.admit(
+      key ?? deps.l402!.limits(payer),
+      estimatePromptTokens(messages) + maxTokens,
+    );
+    if (!admitted.ok)
+      return sendOpenAiError(
+        reply,
+        new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS }),
+      );
+    const requestId = request.id;
+    const completionId = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const cancelled = abortOnDisconnect(reply);
     let usedTokens = 0;
     try {
       if (!body.stream) {
         const outcome = await runChat(deps.ctx, {
           correlationId: requestId,
-          payer: key.id,
-          holdSpend: deps.apiKeys.spendHolder(key),
+          payer,
+          holdSpend,
           params,
           provider: body.provider,
           signal: cancelled,
@@ -176,8 +218,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
       await streamChat(deps.ctx, {
         request: {
           correlationId: requestId,
-          payer: key.id,
-          holdSpend: deps.apiKeys.spendHolder(key),
+          payer,
+          holdSpend,
           params,
           provider: body.provider,
           signal: cancelled,
@@ -217,7 +259,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
       });
       return reply;
     } catch (error) {
-      return sendOpenAiError(reply, error);
+      return refuse(error);
     } finally {
       admitted.release(usedTokens);
     }
