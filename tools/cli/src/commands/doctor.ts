@@ -3,8 +3,11 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { keyFileProblem, openDb } from '@fed-ai/kit';
+import { createNip98Header } from '@fed-ai/protocol';
+import { z } from 'zod';
 import { dataDir, readDevnet } from '../devnet-file';
 import { EXIT, green, printJson, red, yellow } from '../output';
+import { readKeyFile } from './key-file';
 
 interface Finding {
   check: string;
@@ -92,6 +95,7 @@ async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Prom
         ...(reachable ? {} : { fix: 'the network in data/devnet.json is not running: pnpm fedai up' }),
       });
     }
+    if (devnet.settlement_url) add(await backendFinding(devnet.settlement_url, resolve(dir, 'operator.key')));
     const dateHeader = await fetch(`${devnet.router_url}/health`, { signal: AbortSignal.timeout(1500) })
       .then((r) => r.headers.get('date'))
       .catch(() => null);
@@ -136,6 +140,77 @@ export async function doctor(flags: { json?: boolean; ports?: string }): Promise
     }
   }
   process.exitCode = findings.every((f) => f.ok) ? EXIT.ok : EXIT.problemsFound;
+}
+
+const backendAnswer = z.object({
+  backend: z.string().max(32),
+  reachable: z.boolean(),
+  balance_msat: z.number().int().nonnegative().nullable(),
+});
+
+/** Settlement's Lightning backend (`GET /v1/backend`, NIP-98 by the operator key) in one finding. */
+async function backendFinding(settlementUrl: string, keyPath: string): Promise<Finding> {
+  const check = 'lightning backend';
+  if (!existsSync(keyPath))
+    return {
+      check,
+      ok: false,
+      detail: `no operator key at ${keyPath} to ask settlement`,
+      fix: 'pnpm fedai up writes data/operator.key',
+    };
+  let key: Uint8Array;
+  try {
+    key = readKeyFile(keyPath);
+  } catch {
+    return { check, ok: false, detail: `${keyPath} holds no valid key`, fix: 'see the key file check above' };
+  }
+  const url = `${settlementUrl.replace(/\/+$/, '')}/v1/backend`;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: { authorization: createNip98Header(url, 'GET', undefined, key) },
+      // The backend check asks the node or wallet: up to settlement's call timeout.
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch {
+    return {
+      check,
+      ok: false,
+      detail: `no answer from ${url}`,
+      fix: 'settlement is not running: pnpm fedai up',
+    };
+  }
+  if (response.status === 401 || response.status === 403)
+    return {
+      check,
+      ok: false,
+      detail: `settlement refused the operator key (${response.status})`,
+      fix: "add the operator key's pubkey to SETTLEMENT_OPERATOR_PUBKEYS",
+    };
+  const parsed = backendAnswer.safeParse(response.ok ? await response.json().catch(() => null) : null);
+  if (!parsed.success)
+    return {
+      check,
+      ok: false,
+      detail: `settlement answered ${response.status} to ${url}`,
+      fix: 'update settlement',
+    };
+  const { backend, reachable, balance_msat: balanceMsat } = parsed.data;
+  if (!reachable)
+    return {
+      check,
+      ok: false,
+      detail: `${backend}: no answer to the balance check`,
+      fix: `check that the ${backend} node or wallet runs and settlement's LIGHTNING_BACKEND settings (docs/lightning.md)`,
+    };
+  return {
+    check,
+    ok: true,
+    detail:
+      balanceMsat === null
+        ? `${backend} (invoices settle between accounts of this network)`
+        : `${backend}, balance ${balanceMsat} msat`,
+  };
 }
 
 function portFree(port: number): Promise<boolean> {
