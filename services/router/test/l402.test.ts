@@ -10,12 +10,19 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { verifyLedger } from '@fed-ai/ledger';
 import { SettlementAccountBackend } from '@fed-ai/lightning';
-import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import {
+  createNip98Header,
+  FedAiError,
+  generateSecretKey,
+  publicKeyOf,
+  secretKeyHex,
+} from '@fed-ai/protocol';
 import { fetchWithL402 } from '@getalby/lightning-tools/402/l402';
+import fc from 'fast-check';
 import { settlementConfigSchema } from '../../settlement/src/config';
 import { type RunningSettlement, startSettlement } from '../../settlement/src/settlement';
 import { routerConfigSchema } from '../src/config';
-import { l402RootKey, mintL402Macaroon, verifyL402 } from '../src/l402';
+import { l402RootKey, mintL402Macaroon, parseL402Authorization, verifyL402 } from '../src/l402';
 import { type RunningRouter, startRouter } from '../src/router';
 import { SigningNodeDouble } from './signing-node-double';
 
@@ -227,8 +234,21 @@ test('an Aperture-style client: 402 with token= and invoice=, then L402 and LSAT
   assert.equal(l402.body.fedai?.receipt.pubkey, node.pubkey);
   const lsat = await chat(router.url, `LSAT ${paid.token}:${paid.preimage}`);
   assert.equal(lsat.status, 200, JSON.stringify(lsat.body));
+  // Streaming draws on the same credit.
+  const stream = await fetch(`${router.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `L402 ${paid.token}:${paid.preimage}` },
+    body: JSON.stringify({
+      model: 'double-model',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 1,
+      stream: true,
+    }),
+  });
+  assert.equal(stream.status, 200);
+  assert.match(await stream.text(), /"cost_msat":2500[\s\S]*data: \[DONE\]/);
   const { tab } = await assertMoney(paid.payer, paid.paymentHash, MIN_CREDIT_MSAT);
-  assert.equal(tab.balance_msat, MIN_CREDIT_MSAT - 2 * 2_500);
+  assert.equal(tab.balance_msat, MIN_CREDIT_MSAT - 3 * 2_500);
 });
 
 test('refusals: forged preimage, another token’s preimage, another root key, a changed caveat, expired', async () => {
@@ -351,6 +371,42 @@ function chatFrom(localAddress: string): Promise<{ status: number; code?: string
     req.end(body);
   });
 }
+
+test('verifyL402 and the header parser: arbitrary input is refused with a reason code, never thrown otherwise', () => {
+  const nowS = Math.floor(Date.now() / 1000);
+  const genuine = mintL402Macaroon({
+    rootKey,
+    paymentHash: 'ab'.repeat(32),
+    tokenId: 'cd'.repeat(32),
+    expiresAtS: nowS + 60,
+  });
+  fc.assert(
+    fc.property(
+      fc.string({ maxLength: 300 }),
+      fc.string({ maxLength: 80 }),
+      fc.nat(400),
+      (junk, preimage, cut) => {
+        for (const token of [junk, genuine.slice(0, cut), `${genuine}${junk}`, genuine.replace(/A/g, junk)]) {
+          try {
+            verifyL402(rootKey, { token, preimage }, nowS);
+            assert.fail('accepted');
+          } catch (error) {
+            assert.ok(error instanceof FedAiError, String(error));
+            assert.ok(
+              ['L402_BAD_TOKEN', 'L402_BAD_PREIMAGE', 'L402_EXPIRED'].includes(error.code),
+              error.code,
+            );
+          }
+        }
+        const parsed = parseL402Authorization(`L402 ${junk}`);
+        assert.ok(parsed === null || typeof parsed.token === 'string');
+      },
+    ),
+    { numRuns: 300 },
+  );
+  assert.equal(parseL402Authorization('Bearer x'), null);
+  assert.deepEqual(parseL402Authorization('lsat a:b'), { token: 'a', preimage: 'b' });
+});
 
 test('free mode (no settlement): no credentials still answer 401 UNAUTHORIZED, L402 is off', async () => {
   const r = await chat(freeRouter.url, undefined);
