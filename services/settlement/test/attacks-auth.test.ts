@@ -43,6 +43,7 @@ const PROTECTED: { method: string; path: string; body?: string }[] = [
   { method: 'POST', path: '/v1/faucet/pay', body: JSON.stringify({ bolt11: 'lnbcrt1xxxxxxxxxxxx' }) },
   { method: 'POST', path: '/v1/refunds', body: JSON.stringify({ payer: 'p', bolt11: 'lnbcrt1xxxxxxxxx' }) },
   { method: 'GET', path: '/v1/ledger/verify' },
+  { method: 'GET', path: '/v1/backend' },
   { method: 'GET', path: '/v1/tabs/some-payer' },
   { method: 'POST', path: '/v1/account/invoices', body: JSON.stringify({ amount_msat: 5000 }) },
   { method: 'GET', path: `/v1/account/invoices/${'a'.repeat(64)}` },
