@@ -4,18 +4,28 @@
 import {
   createEnvelope,
   createNip98Header,
+  FedAiError,
   generateSecretKey,
+  hexToBytes,
   KIND,
   MemoryReplayStore,
   PAYLOAD_SCHEMAS,
   type PayloadKind,
   publicKeyOf,
+  sha256Hex,
   verifyEnvelope,
   verifyNip98,
 } from '@fed-ai/protocol';
 import { apiKeyCreateSchema } from '@fed-ai/router';
 import fc from 'fast-check';
 import type { z } from 'zod';
+import { parseDvmJob } from '../../../services/router/src/federation/dvm';
+import {
+  l402RootKey,
+  mintL402Macaroon,
+  parseL402Authorization,
+  verifyL402,
+} from '../../../services/router/src/l402';
 // Route modules are not re-exported by the package index; import the module itself.
 import { openAiChatSchema } from '../../../services/router/src/routes/openai';
 import {
@@ -329,6 +339,68 @@ function schemaTarget(): Target {
   };
 }
 
+/**
+ * The parsers of session 4: NIP-90 job tags (parseDvmJob) and L402 credentials (the header, then
+ * the macaroon and preimage). A valid L402 token is one this target minted; any other accepted
+ * token would be a forgery.
+ */
+function paymentParsersTarget(): Target {
+  const rootKey = l402RootKey(generateSecretKey());
+  const preimage = 'ab'.repeat(32);
+  const paymentHash = sha256Hex(hexToBytes(preimage));
+  const token = mintL402Macaroon({
+    rootKey,
+    paymentHash,
+    tokenId: 'cd'.repeat(32),
+    expiresAtS: NOW_S + 3600,
+  });
+  const valid = [
+    JSON.stringify([
+      ['i', 'hello', 'text'],
+      ['param', 'model', 'm'],
+      ['param', 'max_tokens', '8'],
+      ['bid', '5000'],
+    ]),
+    JSON.stringify(`L402 ${token}:${preimage}`),
+    JSON.stringify(`LSAT ${token}:${preimage}`),
+  ];
+  const arbitrary = fc.oneof(
+    fc.array(fc.array(fc.string(), { maxLength: 5 }), { maxLength: 8 }),
+    fc.string(),
+    fc.jsonValue(),
+  );
+  const codeOf = (error: unknown) => (error instanceof FedAiError ? error.code : 'UNCAUGHT');
+  return {
+    name: 'payment and NIP-90 parsers',
+    run(input) {
+      if (Array.isArray(input)) {
+        if (!input.every((t) => Array.isArray(t) && t.every((x) => typeof x === 'string')))
+          return { outcome: 'BAD_PAYLOAD' };
+        try {
+          parseDvmJob(input as string[][], undefined, 64);
+          return { outcome: 'accepted' };
+        } catch (error) {
+          if (!(error instanceof FedAiError)) throw error;
+          return { outcome: codeOf(error) };
+        }
+      }
+      if (typeof input !== 'string') return { outcome: 'BAD_SHAPE' };
+      const credentials = parseL402Authorization(input);
+      if (!credentials) return { outcome: 'UNAUTHORIZED' };
+      try {
+        const verified = verifyL402(rootKey, credentials, NOW_S);
+        if (verified.paymentHash !== paymentHash)
+          return { outcome: 'accepted', forgery: 'a token this target did not mint' };
+        return { outcome: 'accepted' };
+      } catch (error) {
+        if (!(error instanceof FedAiError)) throw error;
+        return { outcome: codeOf(error) };
+      }
+    },
+    inputs: (count, rng) => mixed(count, rng, valid, arbitrary, false),
+  };
+}
+
 export function protocolTargets(): Target[] {
-  return [envelopeTarget(true), envelopeTarget(false), nip98Target(), schemaTarget()];
+  return [envelopeTarget(true), envelopeTarget(false), nip98Target(), schemaTarget(), paymentParsersTarget()];
 }

@@ -8,7 +8,7 @@ import { runAll } from '../src/run';
 test('fuzz (short): every target refuses garbage with reason codes and never throws or accepts a forgery', async () => {
   await initCrypto();
   const reports = await runAll(2_000, 20_260_101);
-  assert.equal(reports.length, 5);
+  assert.equal(reports.length, 6);
   for (const r of reports) {
     assert.equal(r.inputs, 2_000, r.name);
     assert.equal(r.uncaught, 0, `${r.name}: ${r.examples.join('\n')}`);
