@@ -104,6 +104,8 @@ export async function up(options: UpOptions): Promise<void> {
         DATA_DIR: resolve(dir, 'router'),
         RELAY_URLS: relayUrl,
         SETTLEMENT_URL: settlementUrl,
+        // Pay per request with no account: a request without credentials gets an L402 challenge.
+        L402_ENABLED: 'true',
       },
       identity: { path: '/v1/router', pubkey: routerPubkey },
       timeoutMs: 60_000,
