@@ -11,6 +11,7 @@ import {
   promptOverheadOf,
   promptTokensBound,
   type Rfb,
+  textTokensBound,
 } from '@fed-ai/protocol';
 import fc from 'fast-check';
 import {
@@ -401,4 +402,34 @@ test('rankBids: a cheaper identical bid wins under sort price; a far more truste
     rankBids([], RFB, undefined, () => same, Math.random),
     [],
   );
+});
+
+test('rfbFor: the client ceiling travels, and the text bound counts every message and name', () => {
+  const messages = [
+    { role: 'system' as const, content: 'be brief' },
+    { role: 'user' as const, content: 'héllo', name: 'bob' },
+  ];
+  const rfb = rfbFor(
+    'rfb-text-bound-1',
+    { model: 'm', messages, max_tokens: 7 },
+    { max_price: { input_msat_per_1k: 5 } },
+    250,
+  );
+  assert.deepEqual(rfb.max_price, { input_msat_per_1k: 5 });
+  assert.equal(
+    rfb.prompt_tokens,
+    textTokensBound('be brief') + textTokensBound('héllo') + textTokensBound('bob'),
+  );
+  assert.equal(rfb.messages, 2);
+  assert.equal(rfb.max_tokens, 7);
+  assert.equal(rfb.deadline_ms, 250);
+  // No name: nothing is added for it; no ceiling: none is sent.
+  const plain = rfbFor(
+    'rfb-text-bound-2',
+    { model: 'm', messages: [{ role: 'user', content: 'abc' }], max_tokens: 1 },
+    undefined,
+    250,
+  );
+  assert.equal(plain.prompt_tokens, textTokensBound('abc'));
+  assert.equal(plain.max_price, undefined);
 });
