@@ -57,6 +57,16 @@ export type PaymentFailureCode =
   | 'INSUFFICIENT_BALANCE'
   | 'BACKEND_ERROR';
 
+/** The result part of a succeeded payment status (what `payInvoice` returns). */
+export function paymentResultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {
+  return {
+    paymentHash: status.paymentHash,
+    preimage: status.preimage,
+    amountMsat: status.amountMsat,
+    feeMsat: status.feeMsat,
+  };
+}
+
 /**
  * A refused or failed payment. `definite` is true when no part of the payment can still arrive
  * (no HTLC in flight): the caller may release what it held. When false the outcome is unknown and

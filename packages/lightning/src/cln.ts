@@ -9,6 +9,7 @@
 //
 // Stateless apart from the invoices it waits on for `onSettled` (bounded). Invoice labels are
 // random (`fedai-<uuid>`): CLN makes the payment hash, and nothing is remembered by label.
+
 import { randomUUID } from 'node:crypto';
 import { FedAiError } from '@fed-ai/protocol';
 import bolt11 from 'bolt11';
@@ -22,8 +23,10 @@ import {
   type PaymentFailureCode,
   type PaymentResult,
   type PaymentStatus,
+  paymentResultOf,
 } from './backend';
 import { decodeInvoice, REGTEST, sha256Hex } from './bolt11';
+import { InvoiceWatcher } from './invoice-watcher';
 
 export interface ClnOptions {
   /** clnrest's base URL, e.g. `https://127.0.0.1:3010`. */
@@ -40,7 +43,6 @@ export interface ClnOptions {
   nowS?: () => number;
 }
 
-const MAX_LISTENERS = 64;
 const MAX_ANSWER_BYTES = 256 * 1024;
 /** Channel states whose `our_amount_msat` can be spent over Lightning. */
 const SPENDABLE_STATES = new Set(['CHANNELD_NORMAL', 'CHANNELD_AWAITING_SPLICE']);
@@ -113,11 +115,6 @@ interface Answer {
   body: unknown;
 }
 
-interface Watched {
-  paymentHash: string;
-  expiresAtS: number;
-}
-
 function rpcFailure(body: unknown): { code: number | undefined; message: string } {
   const parsed = rpcError.safeParse(body);
   if (!parsed.success) return { code: undefined, message: 'unreadable error' };
@@ -172,13 +169,8 @@ export class ClnBackend implements LightningBackend {
   private readonly dispatcher: Dispatcher | undefined;
   private readonly timeoutMs: number;
   private readonly payRetrySeconds: number;
-  private readonly pollIntervalMs: number;
-  private readonly maxWatched: number;
+  private readonly watcher: InvoiceWatcher;
   private readonly nowS: () => number;
-  private readonly listeners = new Set<(invoice: Invoice) => void>();
-  private readonly watched = new Map<string, Watched>();
-  private timer: NodeJS.Timeout | null = null;
-  private polling = false;
 
   constructor(options: ClnOptions) {
     this.base = options.url.replace(/\/+$/, '');
@@ -194,9 +186,13 @@ export class ClnBackend implements LightningBackend {
       this.payRetrySeconds > 65_535
     )
       throw new FedAiError('INVALID_REQUEST', 'payRetrySeconds must be a whole number of seconds (u16)');
-    this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
-    this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+    this.watcher = new InvoiceWatcher({
+      lookup: (hash) => this.lookupInvoice(hash),
+      pollIntervalMs: options.pollIntervalMs ?? 2_000,
+      maxWatched: options.maxWatchedInvoices ?? 1_000,
+      nowS: this.nowS,
+    });
   }
 
   /** One RPC. Throws ClnError (status 0) only when no answer came (the rune never appears). */
@@ -301,7 +297,7 @@ export class ClnBackend implements LightningBackend {
       decoded.expiresAtS - createdAtS !== input.expirySeconds
     )
       throw this.unreadable('invoice', 'an invoice with another expiry');
-    this.watch({ paymentHash: decoded.paymentHash, expiresAtS: decoded.expiresAtS });
+    this.watcher.watch(decoded.paymentHash, decoded.expiresAtS);
     return {
       paymentHash: decoded.paymentHash,
       bolt11: parsed.data.bolt11,
@@ -421,7 +417,7 @@ export class ClnBackend implements LightningBackend {
     const before = await this.lookupPayment(hash).catch((error: unknown) => {
       throw unknown(`could not ask about an earlier payment (${(error as Error).message}); nothing sent`);
     });
-    if (before.state === 'succeeded') return resultOf(before);
+    if (before.state === 'succeeded') return paymentResultOf(before);
     if (before.state === 'pending') throw unknown('a payment of this invoice is in flight; look it up later');
 
     let answer: Answer;
@@ -443,7 +439,7 @@ export class ClnBackend implements LightningBackend {
       const mapped = clnPayFailure(failure.code, failure.message);
       if (mapped.code === 'ALREADY_PAID') {
         const ours = await this.lookupPayment(hash).catch(() => null);
-        if (ours?.state === 'succeeded') return resultOf(ours);
+        if (ours?.state === 'succeeded') return paymentResultOf(ours);
       }
       throw new LightningPaymentError(
         mapped.code,
@@ -470,22 +466,12 @@ export class ClnBackend implements LightningBackend {
 
   /** Polls the open invoices this adapter created while a listener is registered (a hint). */
   onSettled(listener: (invoice: Invoice) => void): () => void {
-    if (this.listeners.size >= MAX_LISTENERS) throw new RangeError(`more than ${MAX_LISTENERS} listeners`);
-    this.listeners.add(listener);
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.pollWatched(), this.pollIntervalMs);
-      this.timer.unref();
-    }
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.close();
-    };
+    return this.watcher.onSettled(listener);
   }
 
   /** Stops polling (listeners stay registered but hear nothing more). */
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.watcher.stop();
   }
 
   /** Stops polling and closes the TLS agent's connections, if any. */
@@ -494,51 +480,8 @@ export class ClnBackend implements LightningBackend {
     if (this.dispatcher) await this.dispatcher.close();
   }
 
-  private watch(entry: Watched): void {
-    this.watched.set(entry.paymentHash, entry);
-    while (this.watched.size > this.maxWatched) {
-      const oldest = this.watched.keys().next().value;
-      if (oldest === undefined) break;
-      this.watched.delete(oldest);
-    }
-  }
-
   /** One pass over the watched invoices (never two at once). */
   async pollWatched(): Promise<number> {
-    if (this.polling) return 0;
-    this.polling = true;
-    let settled = 0;
-    try {
-      for (const entry of [...this.watched.values()]) {
-        if (this.nowS() >= entry.expiresAtS + 60) {
-          this.watched.delete(entry.paymentHash);
-          continue;
-        }
-        const invoice = await this.lookupInvoice(entry.paymentHash).catch(() => undefined);
-        if (invoice === undefined) continue;
-        if (invoice === null || invoice.state !== 'open') this.watched.delete(entry.paymentHash);
-        if (invoice?.state !== 'settled') continue;
-        settled += 1;
-        for (const listener of this.listeners) {
-          try {
-            listener(invoice);
-          } catch {
-            // A listener's failure is its own.
-          }
-        }
-      }
-    } finally {
-      this.polling = false;
-    }
-    return settled;
+    return this.watcher.poll();
   }
-}
-
-function resultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {
-  return {
-    paymentHash: status.paymentHash,
-    preimage: status.preimage,
-    amountMsat: status.amountMsat,
-    feeMsat: status.feeMsat,
-  };
 }

@@ -6,6 +6,7 @@
 // (`amount`, `fee`) in msat. An invoice amount that is not a whole number of sat is refused, never
 // rounded. Stateless apart from the invoices it waits on for `onSettled` (bounded): whoever uses
 // it keeps its own invoice and payment state and asks `lookupPayment` after an unknown outcome.
+
 import { FedAiError } from '@fed-ai/protocol';
 import bolt11 from 'bolt11';
 import { request } from 'undici';
@@ -17,8 +18,10 @@ import {
   LightningPaymentError,
   type PaymentResult,
   type PaymentStatus,
+  paymentResultOf,
 } from './backend';
 import { decodeInvoice, REGTEST, sha256Hex } from './bolt11';
+import { InvoiceWatcher } from './invoice-watcher';
 
 export interface LnbitsOptions {
   /** The LNbits server's base URL (without `/api/v1`). */
@@ -33,7 +36,6 @@ export interface LnbitsOptions {
   nowS?: () => number;
 }
 
-const MAX_LISTENERS = 64;
 const MAX_ANSWER_BYTES = 256 * 1024;
 const MSAT_PER_SAT = 1000;
 
@@ -96,11 +98,6 @@ interface Answer {
   body: unknown;
 }
 
-interface Watched {
-  paymentHash: string;
-  expiresAtS: number;
-}
-
 /** The BOLT11 fields LNbits does not answer directly: creation time and expiry, in seconds. */
 function invoiceTimes(paymentRequest: string): { createdAtS: number; expiresAtS: number } {
   const text = paymentRequest.trim().toLowerCase();
@@ -121,22 +118,21 @@ export class LnbitsBackend implements LightningBackend {
   private readonly base: string;
   private readonly apiKey: string;
   private readonly timeoutMs: number;
-  private readonly pollIntervalMs: number;
-  private readonly maxWatched: number;
+  private readonly watcher: InvoiceWatcher;
   private readonly nowS: () => number;
-  private readonly listeners = new Set<(invoice: Invoice) => void>();
   /** Open invoices this adapter created, by payment hash (insertion order: oldest first). */
-  private readonly watched = new Map<string, Watched>();
-  private timer: NodeJS.Timeout | null = null;
-  private polling = false;
 
   constructor(options: LnbitsOptions) {
     this.base = options.url.replace(/\/+$/, '');
     this.apiKey = options.apiKey;
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
-    this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+    this.watcher = new InvoiceWatcher({
+      lookup: (hash) => this.lookupInvoice(hash),
+      pollIntervalMs: options.pollIntervalMs ?? 2_000,
+      maxWatched: options.maxWatchedInvoices ?? 1_000,
+      nowS: this.nowS,
+    });
   }
 
   /** One call. Throws LnbitsError (status 0) only when no answer came (the key never appears). */
@@ -242,7 +238,7 @@ export class LnbitsBackend implements LightningBackend {
       );
     if (times.expiresAtS - times.createdAtS !== input.expirySeconds)
       throw this.unreadable('POST', path, 'an invoice with another expiry');
-    this.watch({ paymentHash: decoded.paymentHash, expiresAtS: times.expiresAtS });
+    this.watcher.watch(decoded.paymentHash, times.expiresAtS);
     return {
       paymentHash: decoded.paymentHash,
       bolt11: paymentRequest,
@@ -331,7 +327,7 @@ export class LnbitsBackend implements LightningBackend {
     const before = await this.lookupPayment(hash).catch((error: unknown) => {
       throw unknown(`could not ask about an earlier payment (${(error as Error).message}); nothing sent`);
     });
-    if (before.state === 'succeeded') return resultOf(before);
+    if (before.state === 'succeeded') return paymentResultOf(before);
     if (before.state === 'pending') throw unknown('a payment of this invoice is in flight; look it up later');
     const path = '/api/v1/payments';
     let answer: Answer;
@@ -345,7 +341,7 @@ export class LnbitsBackend implements LightningBackend {
       // A concurrent call of this same wallet may have paid it a moment ago: that payment is ours.
       if (refusal.code === 'ALREADY_PAID') {
         const ours = await this.lookupPayment(hash).catch(() => null);
-        if (ours?.state === 'succeeded') return resultOf(ours);
+        if (ours?.state === 'succeeded') return paymentResultOf(ours);
       }
       throw refusal;
     }
@@ -355,7 +351,7 @@ export class LnbitsBackend implements LightningBackend {
     const after = await this.lookupPayment(hash).catch((error: unknown) => {
       throw unknown(`paid, but the lookup failed: ${(error as Error).message}`);
     });
-    if (after.state === 'succeeded') return resultOf(after);
+    if (after.state === 'succeeded') return paymentResultOf(after);
     if (after.state === 'failed')
       throw new LightningPaymentError(after.code, 'lnbits: the payment failed', true);
     throw unknown(`the payment is ${after.state}; look it up later`);
@@ -385,71 +381,18 @@ export class LnbitsBackend implements LightningBackend {
    * poll `lookupInvoice`, since invoices created by another process are never watched here.
    */
   onSettled(listener: (invoice: Invoice) => void): () => void {
-    if (this.listeners.size >= MAX_LISTENERS) throw new RangeError(`more than ${MAX_LISTENERS} listeners`);
-    this.listeners.add(listener);
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.pollWatched(), this.pollIntervalMs);
-      this.timer.unref();
-    }
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.close();
-    };
+    return this.watcher.onSettled(listener);
   }
 
   /** Stops polling (listeners stay registered but hear nothing more). */
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  private watch(entry: Watched): void {
-    this.watched.set(entry.paymentHash, entry);
-    while (this.watched.size > this.maxWatched) {
-      const oldest = this.watched.keys().next().value;
-      if (oldest === undefined) break;
-      this.watched.delete(oldest);
-    }
+    this.watcher.stop();
   }
 
   /** One pass over the watched invoices (never two at once). */
   async pollWatched(): Promise<number> {
-    if (this.polling) return 0;
-    this.polling = true;
-    let settled = 0;
-    try {
-      for (const entry of [...this.watched.values()]) {
-        if (this.nowS() >= entry.expiresAtS + 60) {
-          this.watched.delete(entry.paymentHash);
-          continue;
-        }
-        const invoice = await this.lookupInvoice(entry.paymentHash).catch(() => undefined);
-        if (invoice === undefined) continue; // no answer now: ask again next time
-        if (invoice === null || invoice.state !== 'open') this.watched.delete(entry.paymentHash);
-        if (invoice?.state !== 'settled') continue;
-        settled += 1;
-        for (const listener of this.listeners) {
-          try {
-            listener(invoice);
-          } catch {
-            // A listener's failure is its own.
-          }
-        }
-      }
-    } finally {
-      this.polling = false;
-    }
-    return settled;
+    return this.watcher.poll();
   }
-}
-
-function resultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {
-  return {
-    paymentHash: status.paymentHash,
-    preimage: status.preimage,
-    amountMsat: status.amountMsat,
-    feeMsat: status.feeMsat,
-  };
 }
 
 /**

@@ -11,6 +11,7 @@
 //
 // Stateless apart from the invoices it waits on for `onSettled` (bounded): whoever uses it keeps
 // its own invoice and payment state and asks `lookupPayment` after an unknown outcome.
+
 import { FedAiError } from '@fed-ai/protocol';
 import bolt11 from 'bolt11';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -23,8 +24,10 @@ import {
   type PaymentFailureCode,
   type PaymentResult,
   type PaymentStatus,
+  paymentResultOf,
 } from './backend';
 import { decodeInvoice, REGTEST, sha256Hex } from './bolt11';
+import { InvoiceWatcher } from './invoice-watcher';
 
 export interface LndOptions {
   /** The REST endpoint, e.g. `https://127.0.0.1:8080`. */
@@ -41,7 +44,6 @@ export interface LndOptions {
   nowS?: () => number;
 }
 
-const MAX_LISTENERS = 64;
 const MAX_ANSWER_BYTES = 256 * 1024;
 
 const hex64 = z
@@ -121,11 +123,6 @@ interface RpcFailure {
   message: string;
 }
 
-interface Watched {
-  paymentHash: string;
-  expiresAtS: number;
-}
-
 function rpcFailure(body: unknown): RpcFailure {
   const parsed = rpcError.safeParse(body);
   if (!parsed.success) return { code: undefined, message: 'unreadable error' };
@@ -171,13 +168,8 @@ export class LndBackend implements LightningBackend {
   private readonly dispatcher: Dispatcher | undefined;
   private readonly timeoutMs: number;
   private readonly payTimeoutSeconds: number;
-  private readonly pollIntervalMs: number;
-  private readonly maxWatched: number;
+  private readonly watcher: InvoiceWatcher;
   private readonly nowS: () => number;
-  private readonly listeners = new Set<(invoice: Invoice) => void>();
-  private readonly watched = new Map<string, Watched>();
-  private timer: NodeJS.Timeout | null = null;
-  private polling = false;
 
   constructor(options: LndOptions) {
     this.base = options.url.replace(/\/+$/, '');
@@ -189,9 +181,13 @@ export class LndBackend implements LightningBackend {
     this.payTimeoutSeconds = options.payTimeoutSeconds ?? 60;
     if (!Number.isSafeInteger(this.payTimeoutSeconds) || this.payTimeoutSeconds <= 0)
       throw new FedAiError('INVALID_REQUEST', 'payTimeoutSeconds must be a positive integer');
-    this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
-    this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+    this.watcher = new InvoiceWatcher({
+      lookup: (hash) => this.lookupInvoice(hash),
+      pollIntervalMs: options.pollIntervalMs ?? 2_000,
+      maxWatched: options.maxWatchedInvoices ?? 1_000,
+      nowS: this.nowS,
+    });
   }
 
   private async open(method: 'GET' | 'POST', path: string, body: unknown, timeoutMs: number) {
@@ -352,7 +348,7 @@ export class LndBackend implements LightningBackend {
     }
     if (decoded.expiresAtS - createdAtS !== input.expirySeconds)
       throw this.unreadable('POST', path, 'an invoice with another expiry');
-    this.watch({ paymentHash: rHash, expiresAtS: decoded.expiresAtS });
+    this.watcher.watch(rHash, decoded.expiresAtS);
     return {
       paymentHash: rHash,
       bolt11: parsed.data.payment_request,
@@ -501,7 +497,7 @@ export class LndBackend implements LightningBackend {
     const before = await this.lookupPayment(hash).catch((error: unknown) => {
       throw unknown(`could not ask about an earlier payment (${(error as Error).message}); nothing sent`);
     });
-    if (before.state === 'succeeded') return resultOf(before);
+    if (before.state === 'succeeded') return paymentResultOf(before);
     if (before.state === 'pending') throw unknown('a payment of this invoice is in flight; look it up later');
 
     const path = '/v2/router/send';
@@ -553,7 +549,7 @@ export class LndBackend implements LightningBackend {
     if (refusal) return this.refused(hash, ended.status, refusal);
     if (final?.status === 'SUCCEEDED' || final?.status === 'FAILED') {
       const status = this.statusOfPaid(hash, final);
-      if (status.state === 'succeeded') return resultOf(status);
+      if (status.state === 'succeeded') return paymentResultOf(status);
       if (status.state === 'failed')
         throw new LightningPaymentError(
           status.code,
@@ -586,7 +582,7 @@ export class LndBackend implements LightningBackend {
     // AlreadyExists (6): "invoice is already paid", "payment is in transition", "payment already exists".
     if (failure.code === 6 || /already paid|in transition|already exists/i.test(failure.message)) {
       const now = await this.lookupPayment(hash).catch(() => null);
-      if (now?.state === 'succeeded') return resultOf(now);
+      if (now?.state === 'succeeded') return paymentResultOf(now);
       if (/already paid/i.test(failure.message) && now?.state !== 'pending')
         throw new LightningPaymentError('ALREADY_PAID', message, true);
       throw new LightningPaymentError('BACKEND_ERROR', `${message} (in flight; look it up later)`, false);
@@ -609,22 +605,12 @@ export class LndBackend implements LightningBackend {
 
   /** Polls the open invoices this adapter created while a listener is registered (a hint). */
   onSettled(listener: (invoice: Invoice) => void): () => void {
-    if (this.listeners.size >= MAX_LISTENERS) throw new RangeError(`more than ${MAX_LISTENERS} listeners`);
-    this.listeners.add(listener);
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.pollWatched(), this.pollIntervalMs);
-      this.timer.unref();
-    }
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.close();
-    };
+    return this.watcher.onSettled(listener);
   }
 
   /** Stops polling (listeners stay registered but hear nothing more). */
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.watcher.stop();
   }
 
   async destroy(): Promise<void> {
@@ -632,43 +618,9 @@ export class LndBackend implements LightningBackend {
     if (this.dispatcher) await this.dispatcher.close();
   }
 
-  private watch(entry: Watched): void {
-    this.watched.set(entry.paymentHash, entry);
-    while (this.watched.size > this.maxWatched) {
-      const oldest = this.watched.keys().next().value;
-      if (oldest === undefined) break;
-      this.watched.delete(oldest);
-    }
-  }
-
   /** One pass over the watched invoices (never two at once). */
   async pollWatched(): Promise<number> {
-    if (this.polling) return 0;
-    this.polling = true;
-    let settled = 0;
-    try {
-      for (const entry of [...this.watched.values()]) {
-        if (this.nowS() >= entry.expiresAtS + 60) {
-          this.watched.delete(entry.paymentHash);
-          continue;
-        }
-        const invoice = await this.lookupInvoice(entry.paymentHash).catch(() => undefined);
-        if (invoice === undefined) continue;
-        if (invoice === null || invoice.state !== 'open') this.watched.delete(entry.paymentHash);
-        if (invoice?.state !== 'settled') continue;
-        settled += 1;
-        for (const listener of this.listeners) {
-          try {
-            listener(invoice);
-          } catch {
-            // A listener's failure is its own.
-          }
-        }
-      }
-    } finally {
-      this.polling = false;
-    }
-    return settled;
+    return this.watcher.poll();
   }
 }
 
@@ -684,13 +636,4 @@ function parseLine(line: string): z.infer<typeof streamLine> | null {
   if (parsed.success) return parsed.data;
   const bare = rpcError.safeParse(value);
   return bare.success && bare.data.message !== undefined ? { error: bare.data } : null;
-}
-
-function resultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {
-  return {
-    paymentHash: status.paymentHash,
-    preimage: status.preimage,
-    amountMsat: status.amountMsat,
-    feeMsat: status.feeMsat,
-  };
 }

@@ -6,6 +6,7 @@
 // The URI holds the client's secret key: it is parsed here (never by the SDK, whose errors could
 // echo it) and never appears in an error message. Every call has its own timeout. Stateless apart
 // from the invoices it waits on for `onSettled` (bounded) and the relay connections (`destroy`).
+
 import { FedAiError } from '@fed-ai/protocol';
 import bolt11 from 'bolt11';
 import { z } from 'zod';
@@ -17,8 +18,10 @@ import {
   type PaymentFailureCode,
   type PaymentResult,
   type PaymentStatus,
+  paymentResultOf,
 } from './backend';
 import { decodeInvoice, REGTEST, sha256Hex } from './bolt11';
+import { InvoiceWatcher } from './invoice-watcher';
 
 export interface NwcOptions {
   /** `nostr+walletconnect://<wallet pubkey>?relay=wss://…&secret=<64 hex>` (a secret). */
@@ -35,7 +38,6 @@ export interface NwcOptions {
 type Sdk = typeof import('@getalby/sdk/nwc');
 type Client = InstanceType<Sdk['NWCClient']>;
 
-const MAX_LISTENERS = 64;
 const NWC_SCHEME = /^nostr\+walletconnect:\/\//i;
 
 const hex64 = z
@@ -147,11 +149,6 @@ function failureCodeOf(nwcCode: string, message: string): PaymentFailureCode {
   return nwcCode === 'PAYMENT_FAILED' ? 'NO_ROUTE' : 'BACKEND_ERROR';
 }
 
-interface Watched {
-  paymentHash: string;
-  expiresAtS: number;
-}
-
 export class NwcBackend implements LightningBackend {
   readonly name = 'nwc' as const;
   /** The wallet service's pubkey (public). */
@@ -162,13 +159,8 @@ export class NwcBackend implements LightningBackend {
   #client: Promise<{ sdk: Sdk; client: Client }> | undefined;
   private readonly timeoutMs: number;
   private readonly payTimeoutMs: number;
-  private readonly pollIntervalMs: number;
-  private readonly maxWatched: number;
+  private readonly watcher: InvoiceWatcher;
   private readonly nowS: () => number;
-  private readonly listeners = new Set<(invoice: Invoice) => void>();
-  private readonly watched = new Map<string, Watched>();
-  private timer: NodeJS.Timeout | null = null;
-  private polling = false;
 
   constructor(options: NwcOptions) {
     this.#connection = parseNwcUrl(options.url);
@@ -182,9 +174,13 @@ export class NwcBackend implements LightningBackend {
     ] as const)
       if (!Number.isSafeInteger(value) || value <= 0 || value > 600_000)
         throw new FedAiError('INVALID_REQUEST', `${name} must be a whole number of ms (1 to 600,000)`);
-    this.pollIntervalMs = options.pollIntervalMs ?? 2_000;
-    this.maxWatched = options.maxWatchedInvoices ?? 1_000;
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+    this.watcher = new InvoiceWatcher({
+      lookup: (hash) => this.lookupInvoice(hash),
+      pollIntervalMs: options.pollIntervalMs ?? 2_000,
+      maxWatched: options.maxWatchedInvoices ?? 1_000,
+      nowS: this.nowS,
+    });
   }
 
   private connect(): Promise<{ sdk: Sdk; client: Client }> {
@@ -265,7 +261,7 @@ export class NwcBackend implements LightningBackend {
       );
     if (invoice.expiresAtS - invoice.createdAtS !== input.expirySeconds)
       throw this.unreadable('make_invoice', 'an invoice with another expiry');
-    this.watch({ paymentHash: invoice.paymentHash, expiresAtS: invoice.expiresAtS });
+    this.watcher.watch(invoice.paymentHash, invoice.expiresAtS);
     return { ...invoice, state: 'open', preimage: undefined, settledAtS: undefined };
   }
 
@@ -381,7 +377,7 @@ export class NwcBackend implements LightningBackend {
     const before = await this.lookupPayment(hash).catch((error: unknown) => {
       throw unknown(`could not ask about an earlier payment (${(error as Error).message}); nothing sent`);
     });
-    if (before.state === 'succeeded') return resultOf(before);
+    if (before.state === 'succeeded') return paymentResultOf(before);
     if (before.state === 'pending') throw unknown('a payment of this invoice is in flight; look it up later');
 
     let answer: unknown;
@@ -420,7 +416,7 @@ export class NwcBackend implements LightningBackend {
   private async confirmFailure(hash: string, error: NwcCallError): Promise<PaymentResult> {
     const code = failureCodeOf(error.code, error.message);
     const status = await this.lookupPayment(hash).catch(() => null);
-    if (status?.state === 'succeeded') return resultOf(status);
+    if (status?.state === 'succeeded') return paymentResultOf(status);
     const definite =
       status?.state === 'failed' ||
       (status?.state === 'unknown' && (error.code === 'PAYMENT_FAILED' || error.code === 'OTHER'));
@@ -433,22 +429,12 @@ export class NwcBackend implements LightningBackend {
 
   /** Polls the open invoices this adapter created while a listener is registered (a hint). */
   onSettled(listener: (invoice: Invoice) => void): () => void {
-    if (this.listeners.size >= MAX_LISTENERS) throw new RangeError(`more than ${MAX_LISTENERS} listeners`);
-    this.listeners.add(listener);
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.pollWatched(), this.pollIntervalMs);
-      this.timer.unref();
-    }
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0) this.close();
-    };
+    return this.watcher.onSettled(listener);
   }
 
   /** Stops polling (listeners stay registered but hear nothing more). */
   close(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.watcher.stop();
   }
 
   /** Stops polling and closes the relay connections. */
@@ -459,51 +445,8 @@ export class NwcBackend implements LightningBackend {
     if (opened) (await opened.catch(() => null))?.client.close();
   }
 
-  private watch(entry: Watched): void {
-    this.watched.set(entry.paymentHash, entry);
-    while (this.watched.size > this.maxWatched) {
-      const oldest = this.watched.keys().next().value;
-      if (oldest === undefined) break;
-      this.watched.delete(oldest);
-    }
-  }
-
   /** One pass over the watched invoices (never two at once). */
   async pollWatched(): Promise<number> {
-    if (this.polling) return 0;
-    this.polling = true;
-    let settled = 0;
-    try {
-      for (const entry of [...this.watched.values()]) {
-        if (this.nowS() >= entry.expiresAtS + 60) {
-          this.watched.delete(entry.paymentHash);
-          continue;
-        }
-        const invoice = await this.lookupInvoice(entry.paymentHash).catch(() => undefined);
-        if (invoice === undefined) continue;
-        if (invoice === null || invoice.state !== 'open') this.watched.delete(entry.paymentHash);
-        if (invoice?.state !== 'settled') continue;
-        settled += 1;
-        for (const listener of this.listeners) {
-          try {
-            listener(invoice);
-          } catch {
-            // A listener's failure is its own.
-          }
-        }
-      }
-    } finally {
-      this.polling = false;
-    }
-    return settled;
+    return this.watcher.poll();
   }
-}
-
-function resultOf(status: Extract<PaymentStatus, { state: 'succeeded' }>): PaymentResult {
-  return {
-    paymentHash: status.paymentHash,
-    preimage: status.preimage,
-    amountMsat: status.amountMsat,
-    feeMsat: status.feeMsat,
-  };
 }

@@ -3,11 +3,7 @@
 // preimages, idempotent payments, each `pay` error code with its `definite` flag, a payment in
 // flight past retry_for, bad runes and hostile answers.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   ClnBackend,
@@ -19,52 +15,11 @@ import {
   sha256Hex,
 } from '../src/index';
 import { type ClnDouble, startClnDouble } from './cln-double';
+import { testTlsCert } from './tls-fixture';
 
 let cln: ClnDouble;
 let backend: ClnBackend;
 const payeeKey = randomBytes(32).toString('hex');
-
-/** openssl is optional (the TLS test skips without it), so it is not a declared binary. */
-const OPENSSL = process.env.OPENSSL ?? 'openssl';
-
-/** A self-signed certificate for 127.0.0.1 (openssl), or null where openssl is missing. */
-function selfSignedCert(): { key: string; cert: string } | null {
-  const dir = mkdtempSync(join(tmpdir(), 'fedai-tls-'));
-  try {
-    const made = spawnSync(
-      OPENSSL,
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    if (made.status !== 0) return null;
-    return {
-      key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-      cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
-    };
-  } catch {
-    return null;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 before(async () => {
   cln = await startClnDouble();
@@ -454,9 +409,8 @@ test('garbage and oversized answers: BACKEND_ERROR, not definite', async () => {
   }
 });
 
-test("TLS with clnrest's own certificate (tlsCertPem → connect.ca)", async (t) => {
-  const tls = selfSignedCert();
-  if (!tls) return t.skip('openssl is not installed');
+test("TLS with clnrest's own certificate (tlsCertPem → connect.ca)", async () => {
+  const tls = testTlsCert();
   const secure = await startClnDouble({ tls });
   const trusting = new ClnBackend({ url: secure.url, rune: secure.rune, tlsCertPem: tls.cert });
   const untrusting = new ClnBackend({ url: secure.url, rune: secure.rune, timeoutMs: 2_000 });

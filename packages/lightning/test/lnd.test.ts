@@ -4,7 +4,6 @@
 // hostile answers.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import {
   decodeInvoice,
@@ -16,24 +15,11 @@ import {
   sha256Hex,
 } from '../src/index';
 import { type LndDouble, startLndDouble } from './lnd-double';
+import { testTlsCert } from './tls-fixture';
 
 let lnd: LndDouble;
 let backend: LndBackend;
 const payeeKey = randomBytes(32).toString('hex');
-
-/**
- * A self-signed certificate for 127.0.0.1 (P-256, valid until 2126), made once with
- * `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 36500
- * -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1` and kept as a fixture, so the test
- * needs no openssl at run time. Test-only: the key guards nothing.
- */
-function selfSignedCert(): { key: string; cert: string } {
-  const dir = new URL('./fixtures/', import.meta.url);
-  return {
-    key: readFileSync(new URL('tls-test-key.pem', dir), 'utf8'),
-    cert: readFileSync(new URL('tls-test-cert.pem', dir), 'utf8'),
-  };
-}
 
 before(async () => {
   lnd = await startLndDouble();
@@ -428,7 +414,7 @@ test('bare gRPC status bodies: "not initiated" is unknown, a bare 404 is an erro
 });
 
 test("TLS with the node's own certificate (tlsCertPem → connect.ca)", async () => {
-  const tls = selfSignedCert();
+  const tls = testTlsCert();
   const secure = await startLndDouble({ tls });
   const trusting = new LndBackend({ url: secure.url, macaroonHex: secure.macaroonHex, tlsCertPem: tls.cert });
   const untrusting = new LndBackend({ url: secure.url, macaroonHex: secure.macaroonHex, timeoutMs: 2_000 });

@@ -40,7 +40,7 @@ export interface AnnounceModel {
   nodes: number;
 }
 
-/** Where announcements come from (the registry in the router; a stub in tests). */
+/** Where announcements come from (the registry in the router; a fixed source in tests). */
 export interface AnnounceSource {
   models(): AnnounceModel[];
   status(): RouterStatus;
