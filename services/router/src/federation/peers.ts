@@ -267,6 +267,12 @@ export class PeerTable {
     return this.peers.has(pubkey);
   }
 
+  /** The router URL a peer announces in its live capabilities (one lookup, on the offload path). */
+  routerUrl(pubkey: string, nowMs: number): string | undefined {
+    const caps = this.peers.get(pubkey)?.capabilities;
+    return live(caps, Math.floor(nowMs / 1000)) ? caps.payload.url : undefined;
+  }
+
   private pruneItems(peer: Peer, nowS: number): void {
     if (peer.capabilities && !live(peer.capabilities, nowS)) peer.capabilities = undefined;
     if (peer.status && !live(peer.status, nowS)) peer.status = undefined;

@@ -163,9 +163,7 @@ export function setupFederation(app: FastifyInstance, deps: FederationDeps): Run
 
 /** The auction's view of the peer table. */
 function peerDirectory(presence: FederationPresence): PeerDirectory {
-  // O(peers) per call, bounded by the peer table's size; called a few times per offload.
-  const urlOf = (pubkey: string) =>
-    presence.peers.snapshot(Date.now()).find((p) => p.pubkey === pubkey)?.capabilities?.url;
+  const urlOf = (pubkey: string) => presence.peers.routerUrl(pubkey, Date.now());
   return {
     mayPeer: (p) => presence.policy.mayPeer(p),
     routerUrl: urlOf,
