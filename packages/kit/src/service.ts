@@ -179,17 +179,55 @@ function errnoOf(error: unknown): string | undefined {
 }
 
 /**
- * Fails start with one clear line when `url` does not answer HTTP (any status counts as an answer).
+ * GETs `url` until it answers HTTP (any status) or `waitMs` has passed: a service started right
+ * after its dependency (a supervisor, compose, a busy machine) must not fail on the first refused
+ * connection. Returns null when it never answered.
+ */
+export async function fetchWhenUp(
+  url: string,
+  options: { waitMs?: number; attemptTimeoutMs?: number } = {},
+): Promise<Response | null> {
+  const deadline = Date.now() + (options.waitMs ?? 15_000);
+  for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2_000)) {
+    const response = await fetch(url, {
+      signal: AbortSignal.timeout(options.attemptTimeoutMs ?? 5_000),
+    }).catch(() => null);
+    if (response || Date.now() + delayMs > deadline) return response;
+    await new Promise((done) => setTimeout(done, delayMs));
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails for another reason than `unreachable`, or `waitMs` has
+ * passed (then the last error is thrown): a dependency still starting is not a start failure.
+ */
+export async function untilReachable<T>(
+  attempt: () => Promise<T>,
+  unreachable: (error: unknown) => boolean,
+  waitMs: number,
+): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2_000)) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!unreachable(error) || Date.now() + delayMs > deadline) throw error;
+      await new Promise((done) => setTimeout(done, delayMs));
+    }
+  }
+}
+
+/**
+ * Fails start with one clear line when `url` does not answer HTTP (any status counts as an answer)
+ * within `waitMs`.
  */
 export async function requireReachable(
   variable: string,
   url: string,
-  options: { path?: string; fix: string; timeoutMs?: number },
+  options: { path?: string; fix: string; waitMs?: number },
 ): Promise<void> {
   const base = url.replace(/\/+$/, '');
-  const response = await fetch(`${base}${options.path ?? ''}`, {
-    signal: AbortSignal.timeout(options.timeoutMs ?? 5_000),
-  }).catch(() => null);
+  const response = await fetchWhenUp(`${base}${options.path ?? ''}`, options);
   if (!response)
     throw new StartError('UPSTREAM_UNREACHABLE', `${variable} ${url} is unreachable`, options.fix);
   await response.body?.cancel().catch(() => {});

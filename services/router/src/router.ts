@@ -8,6 +8,7 @@ import {
   createMetricsRegistry,
   createServer,
   DbReplayStore,
+  fetchWhenUp,
   loadServiceKey,
   openDb,
   pathOf,
@@ -265,9 +266,8 @@ async function settlementPayments(
   outbox: SettlementOutbox,
 ): Promise<{ payments: SettlementPayments; info: SettlementInfo }> {
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
-  const body: unknown = await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(5_000) })
-    .then((r) => r.json())
-    .catch(() => null);
+  const response = await fetchWhenUp(`${url}/v1/info`);
+  const body: unknown = await response?.json().catch(() => null);
   const parsed = settlementInfoSchema.safeParse(body);
   if (!parsed.success && !config.SETTLEMENT_PUBKEY)
     throw new Error(

@@ -32,6 +32,11 @@ const settlementFields = z.object({
   OFFLOAD_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
   /**
+   * How long start waits for an unreachable Lightning backend (still starting, as in compose or
+   * under a supervisor) before it stops with one line; 0: fail at once.
+   */
+  STARTUP_WAIT_S: z.coerce.number().int().min(0).max(600).default(15),
+  /**
    * `internal` (default: invoices settle between accounts of this system), `lnbits` (one LNbits
    * wallet; on a devnet, services/lightning-devnet), `lnd` (LND's REST API), `cln` (Core
    * Lightning's clnrest) or `nwc` (a NIP-47 wallet). Each external backend's variables are

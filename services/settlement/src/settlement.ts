@@ -11,6 +11,7 @@ import {
   openDb,
   REPLAY_MIGRATIONS,
   StartError,
+  untilReachable,
 } from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
 import {
@@ -44,7 +45,8 @@ type BackendConfig = Pick<
   | 'CLN_RUNE_FILE'
   | 'CLN_TLS_CERT_FILE'
   | 'NWC_URL'
->;
+> &
+  Partial<Pick<SettlementConfig, 'STARTUP_WAIT_S'>>;
 
 /**
  * The Lightning backend `LIGHTNING_BACKEND` names. An external one is checked at start (its
@@ -56,17 +58,19 @@ export async function openLightningBackend(
   db: Db,
   secretKeyHex: string,
 ): Promise<LightningBackend> {
+  // Absent (a direct call, as in the start-check tests): no wait.
+  const waitMs = (config.STARTUP_WAIT_S ?? 0) * 1000;
   switch (config.LIGHTNING_BACKEND) {
     case 'internal':
       return InternalLightning.open(db, secretKeyHex);
     case 'lnbits':
-      return openLnbits('LNBITS_ADMIN_KEY', config.LNBITS_URL, config.LNBITS_ADMIN_KEY);
+      return openLnbits('LNBITS_ADMIN_KEY', config.LNBITS_URL, config.LNBITS_ADMIN_KEY, waitMs);
     case 'lnd':
-      return openLnd(config);
+      return openLnd(config, waitMs);
     case 'cln':
-      return openCln(config);
+      return openCln(config, waitMs);
     case 'nwc':
-      return openNwc(config);
+      return openNwc(config, waitMs);
   }
 }
 
@@ -114,9 +118,9 @@ interface StartCheck {
 /** Asks the balance once; the backend is destroyed when the check fails. */
 async function checkAtStart<
   B extends LightningBackend & { balanceMsat(): Promise<number>; destroy(): Promise<void> },
->(backend: B, check: StartCheck): Promise<B> {
+>(backend: B, check: StartCheck, waitMs: number): Promise<B> {
   try {
-    await backend.balanceMsat();
+    await untilReachable(() => backend.balanceMsat(), check.unreachable, waitMs);
     return backend;
   } catch (error) {
     await backend.destroy().catch(() => undefined);
@@ -148,7 +152,7 @@ const noAnswer = (error: unknown) =>
 const credentialRefused = (error: unknown) =>
   (error instanceof LndError || error instanceof ClnError) && (error.status === 401 || error.status === 403);
 
-async function openLnd(config: BackendConfig): Promise<LndBackend> {
+async function openLnd(config: BackendConfig, waitMs: number): Promise<LndBackend> {
   const url = required(config.LND_REST_URL, 'LND_REST_URL');
   const secretVariable = config.LND_MACAROON_HEX ? 'LND_MACAROON_HEX' : 'LND_MACAROON_FILE';
   let macaroonHex = config.LND_MACAROON_HEX?.trim();
@@ -166,17 +170,21 @@ async function openLnd(config: BackendConfig): Promise<LndBackend> {
     secretVariable,
     () => new LndBackend({ url, macaroonHex, ...(tlsCertPem ? { tlsCertPem } : {}) }),
   );
-  return checkAtStart(backend, {
-    backend: 'LND',
-    urlVariable: 'LND_REST_URL',
-    shownUrl: url,
-    secretVariable,
-    unreachable: noAnswer,
-    refused: credentialRefused,
-  });
+  return checkAtStart(
+    backend,
+    {
+      backend: 'LND',
+      urlVariable: 'LND_REST_URL',
+      shownUrl: url,
+      secretVariable,
+      unreachable: noAnswer,
+      refused: credentialRefused,
+    },
+    waitMs,
+  );
 }
 
-async function openCln(config: BackendConfig): Promise<ClnBackend> {
+async function openCln(config: BackendConfig, waitMs: number): Promise<ClnBackend> {
   const url = required(config.CLN_REST_URL, 'CLN_REST_URL');
   const secretVariable = config.CLN_RUNE ? 'CLN_RUNE' : 'CLN_RUNE_FILE';
   const rune =
@@ -187,28 +195,36 @@ async function openCln(config: BackendConfig): Promise<ClnBackend> {
     secretVariable,
     () => new ClnBackend({ url, rune, ...(tlsCertPem ? { tlsCertPem } : {}) }),
   );
-  return checkAtStart(backend, {
-    backend: 'Core Lightning (clnrest)',
-    urlVariable: 'CLN_REST_URL',
-    shownUrl: url,
-    secretVariable,
-    unreachable: noAnswer,
-    refused: credentialRefused,
-  });
+  return checkAtStart(
+    backend,
+    {
+      backend: 'Core Lightning (clnrest)',
+      urlVariable: 'CLN_REST_URL',
+      shownUrl: url,
+      secretVariable,
+      unreachable: noAnswer,
+      refused: credentialRefused,
+    },
+    waitMs,
+  );
 }
 
-async function openNwc(config: BackendConfig): Promise<NwcBackend> {
+async function openNwc(config: BackendConfig, waitMs: number): Promise<NwcBackend> {
   const uri = required(config.NWC_URL, 'NWC_URL');
   const backend = built('NWC_URL', () => new NwcBackend({ url: uri }));
-  return checkAtStart(backend, {
-    backend: 'the NWC wallet',
-    urlVariable: 'NWC_URL',
-    // The URI holds the secret: only its relays and the wallet's pubkey are shown.
-    shownUrl: `(wallet ${backend.walletPubkey.slice(0, 12)}… on ${backend.relayUrls.join(', ')})`,
-    secretVariable: 'NWC_URL',
-    unreachable: (error) => error instanceof NwcCallError && !error.answered,
-    refused: (error) => error instanceof NwcCallError && error.answered,
-  });
+  return checkAtStart(
+    backend,
+    {
+      backend: 'the NWC wallet',
+      urlVariable: 'NWC_URL',
+      // The URI holds the secret: only its relays and the wallet's pubkey are shown.
+      shownUrl: `(wallet ${backend.walletPubkey.slice(0, 12)}… on ${backend.relayUrls.join(', ')})`,
+      secretVariable: 'NWC_URL',
+      unreachable: (error) => error instanceof NwcCallError && !error.answered,
+      refused: (error) => error instanceof NwcCallError && error.answered,
+    },
+    waitMs,
+  );
 }
 
 /**
@@ -219,12 +235,17 @@ async function openLnbits(
   keyVariable: 'LNBITS_ADMIN_KEY' | 'LNBITS_FAUCET_KEY',
   url: string | undefined,
   apiKey: string | undefined,
+  waitMs: number,
 ): Promise<LnbitsBackend> {
   if (!url || !apiKey)
     throw new StartError('CONFIG_INVALID', `LNBITS_URL and ${keyVariable} are required`, 'set both');
   const backend = new LnbitsBackend({ url, apiKey });
   try {
-    await backend.balanceMsat();
+    await untilReachable(
+      () => backend.balanceMsat(),
+      (error) => error instanceof LnbitsError && error.status === 0,
+      waitMs,
+    );
   } catch (error) {
     if (error instanceof LnbitsError && error.status === 0)
       throw new StartError(
@@ -292,7 +313,12 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   try {
     lightning = await openLightningBackend(config, db, bytesToHex(secretKey));
     if (config.FAUCET && config.LIGHTNING_BACKEND === 'lnbits')
-      faucetLightning = await openLnbits('LNBITS_FAUCET_KEY', config.LNBITS_URL, config.LNBITS_FAUCET_KEY);
+      faucetLightning = await openLnbits(
+        'LNBITS_FAUCET_KEY',
+        config.LNBITS_URL,
+        config.LNBITS_FAUCET_KEY,
+        config.STARTUP_WAIT_S * 1000,
+      );
   } catch (error) {
     await db.close();
     throw error;

@@ -119,7 +119,12 @@ async function refusedStart(
   pattern: RegExp,
   name: string,
 ): Promise<void> {
-  const config = settlementConfigSchema.parse({ SETTLEMENT_PORT: '0', DATA_DIR: join(dir, name), ...env });
+  const config = settlementConfigSchema.parse({
+    SETTLEMENT_PORT: '0',
+    DATA_DIR: join(dir, name),
+    STARTUP_WAIT_S: '0',
+    ...env,
+  });
   await assert.rejects(startSettlement(config), (error: unknown) => {
     assert.ok(error instanceof StartError, String(error));
     assert.equal(error.code, code, error.message);

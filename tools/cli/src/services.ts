@@ -26,7 +26,11 @@ export interface SpawnedService {
   name: string;
   child: ChildProcess;
   exited: Promise<number | null>;
+  /** The last few KB of the child's stderr: where a start failure's one line is. */
+  stderrTail(): string;
 }
+
+const STDERR_TAIL_BYTES = 4096;
 
 /** Starts a service with its own env; stdout/stderr go to `logFile` (JSON lines). */
 export function spawnService(
@@ -48,11 +52,16 @@ export function spawnService(
   );
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
+  let tail = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    tail = (tail + chunk.toString()).slice(-STDERR_TAIL_BYTES);
+  });
+  // 'close', not 'exit': the child's last stderr lines have been read by then.
   const exited = new Promise<number | null>((resolveExit) => {
-    child.once('exit', (code, signal) => {
+    child.once('close', (code, signal) => {
       log.end();
       resolveExit(code ?? (signal ? 128 : null));
     });
   });
-  return { name, child, exited };
+  return { name, child, exited, stderrTail: () => tail };
 }

@@ -526,6 +526,16 @@ export async function launchService(
   throw new Error(`PORT_IN_USE: ${spec.name} could not bind any port`);
 }
 
+/** The service's own one-line start failure (runService prints it), for the supervisor's message. */
+function failureLineOf(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const line = lines.findLast((l) => l.includes('failed to start:')) ?? lines.at(-1);
+  return line ? `: ${line.slice(0, 500)}` : '';
+}
+
 /** Waits for the child's ready file (its pid inside), or its exit, or the deadline. */
 async function waitForReadyFile(
   path: string,
@@ -549,7 +559,9 @@ async function waitForReadyFile(
     }
     if (exitCode !== undefined) {
       if (exitCode === EXIT_PORT_IN_USE) return 'port-in-use';
-      throw new Error(`${spec.name} exited while starting (code ${exitCode})`);
+      throw new Error(
+        `${spec.name} exited while starting (code ${exitCode})${failureLineOf(child.stderrTail())}`,
+      );
     }
     if (spec.progress && Date.now() - lastProgress > 3000) {
       lastProgress = Date.now();
