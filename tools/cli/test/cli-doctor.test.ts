@@ -3,14 +3,18 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
 import { generateSecretKey, toNsec } from '@fed-ai/protocol';
+import { builtCli } from './built-cli';
 
-const cli = resolve(new URL('../src/main.ts', import.meta.url).pathname);
+let cli = '';
+before(async () => {
+  cli = await builtCli();
+});
 
 function fedai(args: string[], env: Record<string, string>) {
-  return spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], {
+  return spawnSync(process.execPath, [cli, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env, NO_COLOR: '1' },
     timeout: 60_000,

@@ -5,17 +5,18 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { builtCli } from './built-cli';
 
-const cli = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 // An empty data dir: no devnet.json to fall back on.
 const dataDir = mkdtempSync(join(tmpdir(), 'fedai-errors-'));
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const cli = await builtCli();
   return new Promise((done, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    const child = spawn(process.execPath, [cli, ...args], {
       env: {
         ...process.env,
         FEDAI_DATA_DIR: dataDir,

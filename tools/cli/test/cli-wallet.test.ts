@@ -9,14 +9,14 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { generateSecretKey, publicKeyOf, secretKeyHex, toNsec } from '@fed-ai/protocol';
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
 import { type RunningWalletFleet, startWalletFleet, walletFleetConfigSchema } from '@fed-ai/wallet-fleet';
+import { builtCli } from './built-cli';
 
-const cli = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'fedai-wallet-'));
 const dataDir = join(dir, 'data');
 const emptyDataDir = join(dir, 'empty');
@@ -119,9 +119,10 @@ interface Run {
   stderr: string;
 }
 
-function fedai(args: string[], options: { dataDir?: string } = {}): Promise<Run> {
+async function fedai(args: string[], options: { dataDir?: string } = {}): Promise<Run> {
+  const cli = await builtCli();
   return new Promise((done, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'wallet', ...args], {
+    const child = spawn(process.execPath, [cli, 'wallet', ...args], {
       env: {
         ...process.env,
         FEDAI_DATA_DIR: options.dataDir ?? dataDir,

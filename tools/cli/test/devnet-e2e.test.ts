@@ -16,6 +16,7 @@ import { FedAiClient, verifyReceipt } from '@fed-ai/sdk';
 import OpenAI from 'openai';
 import { checkApiKey, ensureApiKey } from '../src/commands/devnet-key';
 import type { Devnet } from '../src/devnet-file';
+import { builtCli } from './built-cli';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const dataDir = mkdtempSync(join(tmpdir(), 'fedai-devnet-'));
@@ -45,9 +46,10 @@ function quickstartFirstCommand(): string {
 }
 
 /** Runs the CLI against this network (its devnet.json) without blocking the event loop. */
-function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const bundle = await builtCli();
   return new Promise((done, reject) => {
-    const cli = spawn(process.execPath, ['--import', 'tsx', join(root, 'tools/cli/src/main.ts'), ...args], {
+    const cli = spawn(process.execPath, [bundle, ...args], {
       cwd: root,
       env: {
         ...process.env,
@@ -229,14 +231,10 @@ test('requests are paid from the faucet-funded tab; each charge carries its rece
   assert.ok(
     tab.charges.every((c) => c.amount_msat > 0 && devnet.nodes.some((n) => n.pubkey === c.receipt.pubkey)),
   );
-  const verify = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', join(root, 'tools/cli/src/main.ts'), 'ledger', 'verify', '--json'],
-    {
-      encoding: 'utf8',
-      env: { ...process.env, FEDAI_DATA_DIR: dataDir, DATABASE_URL: '' },
-    },
-  );
+  const verify = spawnSync(process.execPath, [await builtCli(), 'ledger', 'verify', '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, FEDAI_DATA_DIR: dataDir, DATABASE_URL: '' },
+  });
   assert.equal(verify.status, 0, verify.stdout + verify.stderr);
   assert.equal((JSON.parse(verify.stdout) as { ok: boolean }).ok, true);
 });
