@@ -3,6 +3,7 @@ export * from './config';
 export * from './config-file';
 export * from './connections';
 export * from './db';
+export * from './endpoint-safety';
 export * from './http';
 export * from './keyfile';
 export * from './metrics';

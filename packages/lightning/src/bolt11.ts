@@ -24,6 +24,8 @@ export function encodeInvoice(input: {
   expirySeconds: number;
   nodeSecretKeyHex: string;
   nowS?: number;
+  /** Commit to a description by its sha256 (LNURL-pay, LUD-06) instead of carrying the text. */
+  descriptionHash?: string;
 }): EncodedInvoice {
   const preimage = randomBytes(32).toString('hex');
   const paymentHash = sha256Hex(preimage);
@@ -35,7 +37,9 @@ export function encodeInvoice(input: {
     tags: [
       { tagName: 'payment_hash', data: paymentHash },
       { tagName: 'payment_secret', data: randomBytes(32).toString('hex') },
-      { tagName: 'description', data: input.description.slice(0, 600) },
+      input.descriptionHash
+        ? { tagName: 'purpose_commit_hash', data: input.descriptionHash }
+        : { tagName: 'description', data: input.description.slice(0, 600) },
       { tagName: 'expire_time', data: input.expirySeconds },
       { tagName: 'min_final_cltv_expiry', data: 18 },
     ],
@@ -57,6 +61,8 @@ export interface DecodedInvoice {
   payee: string;
   expiresAtS: number;
   description: string;
+  /** The `h` field (sha256 of a description the invoice commits to), lower-case hex; '' if none. */
+  descriptionHash: string;
 }
 
 /** Decodes and checks the signature of a BOLT11 string (mainnet, testnet, signet or regtest). */
@@ -75,5 +81,9 @@ export function decodeInvoice(paymentRequest: string): DecodedInvoice {
     payee: decoded.payeeNodeKey ?? '',
     expiresAtS: (decoded.timestamp ?? 0) + expire,
     description: typeof tag('description') === 'string' ? (tag('description') as string) : '',
+    descriptionHash:
+      typeof tag('purpose_commit_hash') === 'string'
+        ? (tag('purpose_commit_hash') as string).toLowerCase()
+        : '',
   };
 }

@@ -4,5 +4,6 @@ export * from './cln';
 export * from './internal';
 export * from './lnbits';
 export * from './lnd';
+export * from './lnurl';
 export * from './nwc';
 export * from './settlement-account';

@@ -49,6 +49,8 @@ export interface ClnDouble {
   channels: { our_amount_msat: number; amount_msat: number; state: string }[];
   legacyMsat: boolean;
   hostile: { status: number; body: string; method?: string } | null;
+  /** Called when `pay` starts a payment (it is out, its answer not yet given): crash tests. */
+  onSend: ((paymentHash: string) => void) | null;
   addPayee(invoice: EncodedInvoice): void;
   script(paymentHash: string, outcome: ClnOutcome): void;
   resolve(paymentHash: string, outcome: { kind: 'succeed'; feeMsat: number } | { kind: 'fail' }): void;
@@ -93,6 +95,7 @@ export async function startClnDouble(
     ],
     legacyMsat: false,
     hostile: null,
+    onSend: null,
     addPayee: (invoice) => void payees.set(invoice.paymentHash, invoice),
     script: (hash, outcome) => void scripts.set(hash, outcome),
     resolve: (hash, outcome) => {
@@ -213,6 +216,7 @@ export async function startClnDouble(
       index: createdIndex,
     };
     pays.set(record.hash, [...earlier, record]);
+    double.onSend?.(record.hash);
     if (outcome.kind === 'hang') return void waiting.set(record.hash, { response, pay: record });
     if (outcome.kind === 'pending') return ok(response, payJson(record));
     if (outcome.kind === 'error') {

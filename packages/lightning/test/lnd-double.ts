@@ -15,7 +15,9 @@ type LndOutcome =
   /** Stays IN_FLIGHT until `resolve`. */
   | { kind: 'hang' }
   /** Sends the payment, then drops the connection. */
-  | { kind: 'break' };
+  | { kind: 'break' }
+  /** Refused before sending: another node paid the invoice (AlreadyExists, 6, as LND answers). */
+  | { kind: 'already-paid' };
 
 interface DoubleInvoice {
   encoded: EncodedInvoice;
@@ -54,6 +56,8 @@ export interface LndDouble {
   addPayee(invoice: EncodedInvoice): void;
   /** What a send of this payment hash does (default: succeed with 0 fee). */
   script(paymentHash: string, outcome: LndOutcome): void;
+  /** Called when a send starts (the payment is out, its answer not yet given): crash tests. */
+  onSend: ((paymentHash: string) => void) | null;
   /** Ends a hanging payment. */
   resolve(
     paymentHash: string,
@@ -135,6 +139,7 @@ export async function startLndDouble(
     requests: [],
     balanceMsat: 10_000_000,
     hostile: null,
+    onSend: null,
     addPayee: (invoice) => void payees.set(invoice.paymentHash, invoice),
     script: (hash, outcome) => void scripts.set(hash, outcome),
     resolve: (hash, outcome) => {
@@ -210,6 +215,8 @@ export async function startLndDouble(
         2,
         `invoice expired. Valid until ${new Date(decoded.expiresAtS * 1000).toISOString()}`,
       );
+    if (scripts.get(decoded.paymentHash)?.kind === 'already-paid')
+      return streamError(response, 6, 'invoice is already paid');
     const existing = payments.get(decoded.paymentHash);
     if (existing?.status === 'SUCCEEDED') return streamError(response, 6, 'invoice is already paid');
     if (existing?.status === 'IN_FLIGHT') return streamError(response, 6, 'payment is in transition');
@@ -227,9 +234,14 @@ export async function startLndDouble(
       createdS: nowS(),
     };
     payments.set(p.hash, p);
-    const outcome = scripts.get(p.hash) ?? { kind: 'succeed', feeMsat: 0 };
+    // 'already-paid' was refused above, before the send.
+    const outcome = (scripts.get(p.hash) ?? { kind: 'succeed', feeMsat: 0 }) as Exclude<
+      LndOutcome,
+      { kind: 'already-paid' }
+    >;
     response.writeHead(200, { 'content-type': 'application/json' });
     response.flushHeaders();
+    double.onSend?.(p.hash);
     if (outcome.kind === 'hang') {
       waiting.set(p.hash, response);
       return;

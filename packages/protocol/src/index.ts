@@ -10,6 +10,7 @@ export * from './nip44';
 export * from './nip98';
 export * from './offload';
 export * from './payloads';
+export * from './payout-statement';
 export * from './prompt-bound';
 export * from './reasons';
 export * from './replay';

@@ -29,6 +29,10 @@ export const KIND = {
   settlementResult: 28124,
   /** Router -> node: stop generating this request and end the stream with a signed record. */
   inferenceCancel: 28125,
+  /** Settlement -> node: what one payout covered (charges, metering record ids, totals, fee). */
+  payoutStatement: 28126,
+  /** Settlement -> claimant: the verdict on a disputed charge (docs/disputes.md). */
+  disputeVerdict: 28127,
   // Standard kinds.
   nwcInfo: 13194,
   nwcRequest: 23194,

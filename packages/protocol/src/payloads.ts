@@ -419,6 +419,79 @@ export type OwnerAction = z.infer<typeof ownerActionSchema>;
 export const inferenceCancelSchema = z.object({ request_id: requestId });
 export type InferenceCancel = z.infer<typeof inferenceCancelSchema>;
 
+/** Most charges one payout statement lists: a node with more is paid in several payouts. */
+export const MAX_STATEMENT_CHARGES = 500;
+
+/**
+ * Settlement's signed account of one payout to a node: every charge it covers (with the id of the
+ * node-signed metering envelope it was charged on) and how the paid amount follows from them. The
+ * node checks it against its own metering log (`fedai node statement verify`):
+ * hold = gross + carried_in; amount + fee + returned = hold.
+ */
+export const payoutStatementSchema = z.object({
+  payout_id: requestId,
+  node: hex64,
+  charges: z
+    .array(
+      z.object({
+        op_id: z.string().min(1).max(160),
+        request_id: requestId,
+        /** The id of the node-signed metering envelope this charge was made on. */
+        metering_id: hex64,
+        cost_msat: msat,
+        /** The node's part of cost_msat after the router fee (`splitCharge`). */
+        node_msat: msat,
+      }),
+    )
+    .max(MAX_STATEMENT_CHARGES),
+  router_fee_bps: z.number().int().min(0).max(10_000),
+  /** Sum of the charges' node_msat. */
+  gross_msat: msat,
+  /** Earnings from before these charges not paid yet (unspent fee budgets, less adjustments). */
+  carried_in_msat: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+  /** What was held from the node's earnings for this payout: gross + carried_in. */
+  hold_msat: positiveMsat,
+  /** The invoice's amount: what reached the node's wallet. */
+  amount_msat: positiveMsat,
+  /** The Lightning routing fee actually paid (from the node's earnings: payouts are netted). */
+  fee_msat: msat,
+  /** The unspent part of the fee budget, back in the node's earnings for the next payout. */
+  returned_msat: msat,
+  destination: z.object({ kind: z.enum(['lightning_address', 'nwc']), address: z.string().max(320) }),
+  payment_hash: hex64,
+  preimage: hex64,
+  /** Charges made up to this time (unix s) were considered. */
+  covered_until: unixS,
+  paid_at: unixS,
+});
+export type PayoutStatement = z.infer<typeof payoutStatementSchema>;
+
+/** Settlement's signed verdict on a disputed charge (docs/disputes.md): exactly one adjustment. */
+export const disputeVerdictSchema = z.object({
+  case_id: z.string().regex(/^dsp_[0-9a-f]{32}$/, 'expected dsp_ and 32 hex characters'),
+  charge_op_id: z.string().min(1).max(160),
+  /** The id of the node-signed metering envelope the charge was made on. */
+  metering_id: hex64,
+  role: z.enum(['payer', 'node']),
+  /** The key that opened the case: the node, or the router acting for its client. */
+  claimant: hex64,
+  /** The charged account (`tab:<payer>`). */
+  account: z.string().min(1).max(200),
+  node: hex64,
+  charged_msat: msat,
+  verdict: z.enum(['refund_full', 'refund_partial', 'charge_stands', 'rejected']),
+  rule: z.string().regex(/^[A-Z][A-Z0-9_]{1,63}$/),
+  detail: z.string().max(512),
+  /** What went back to the tab: node_refund_msat + router_refund_msat. */
+  refund_msat: msat,
+  node_refund_msat: msat,
+  router_refund_msat: msat,
+  /** The rules granted a refund the books could not make (the node's earnings were paid out). */
+  refund_refused: z.boolean(),
+  decided_at: unixS,
+});
+export type DisputeVerdict = z.infer<typeof disputeVerdictSchema>;
+
 /** The payload schema of every fed-ai kind that carries JSON content. */
 export const PAYLOAD_SCHEMAS = {
   [KIND.routerCapabilities]: routerCapabilitiesSchema,
@@ -444,6 +517,8 @@ export const PAYLOAD_SCHEMAS = {
   [KIND.settlementRequest]: settlementRequestSchema,
   [KIND.settlementResult]: settlementResultSchema,
   [KIND.inferenceCancel]: inferenceCancelSchema,
+  [KIND.payoutStatement]: payoutStatementSchema,
+  [KIND.disputeVerdict]: disputeVerdictSchema,
 } as const;
 
 export type PayloadKind = keyof typeof PAYLOAD_SCHEMAS;

@@ -322,6 +322,23 @@ export const REASONS = define({
     message: 'This id was already used with different content.',
     hint: 'Use a new id for a different operation.',
   },
+  // Disputes (docs/disputes.md)
+  DISPUTE_WINDOW_CLOSED: {
+    status: 409,
+    message: 'This charge can no longer be disputed.',
+    hint: 'Disputes open within DISPUTE_WINDOW_S of the charge and before the node is paid for it.',
+  },
+  DISPUTE_LIMIT_REACHED: {
+    status: 429,
+    message: 'Too many disputes of this party are still open.',
+    hint: 'Wait until the open cases are decided.',
+  },
+  // Payouts
+  PAYOUT_DESTINATION_FAILED: {
+    status: 502,
+    message: "The node's payout destination gave no usable invoice.",
+    hint: 'Check the Lightning address or NWC connection (`fedai node payout set`); earnings stay until the next run.',
+  },
 });
 
 export type ReasonCode = keyof typeof REASONS;

@@ -3,7 +3,8 @@
 // devnet and against a real LNbits server in production. Not the Lightning network: it settles
 // invoices between its own wallets only.
 //
-//   POST /api/v1/payments {out:false, amount (sat), memo?, expiry?}  invoice key -> 201
+//   POST /api/v1/payments {out:false, amount (sat), memo?, expiry?, description_hash?,
+//                          unhashed_description?}                   invoice key -> 201
 //   POST /api/v1/payments {out:true, bolt11}                         admin key   -> 201
 //   GET  /api/v1/payments/:payment_hash   (key optional: details only for the wallet's own)
 //   GET  /api/v1/wallet                   -> {id, name, balance (msat)}
@@ -15,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createLogger, createServer, loadServiceKey, migrate, openDb, StartError } from '@fed-ai/kit';
+import { sha256Hex } from '@fed-ai/lightning';
 import { bytesToHex, initCrypto } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -35,6 +37,17 @@ const createBody = z.object({
   unit: z.literal('sat', { error: 'only unit "sat" is supported' }).optional(),
   memo: z.string().max(640).optional(),
   expiry: z.number().int().min(1).max(MAX_EXPIRY_S).optional(),
+  // LNbits commits the invoice to a description by hash (LNURL-pay): `description_hash` is the
+  // hash (hex), `unhashed_description` the description's bytes (hex) that it hashes itself.
+  description_hash: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'description_hash must be 32 bytes of hex')
+    .optional(),
+  unhashed_description: z
+    .string()
+    .max(32_768)
+    .regex(/^([0-9a-fA-F]{2})*$/, 'unhashed_description must be hex')
+    .optional(),
 });
 const payBody = z.object({ out: z.literal(true), bolt11: z.string().min(10).max(4096) });
 const walletBody = z.object({ name: z.string().min(1).max(100), mint: z.boolean().optional() });
@@ -45,6 +58,13 @@ function fail(status: number, detail: string): never {
 }
 
 /** The first problem of a zod failure, as one sentence. */
+function descriptionHashOf(create: z.infer<typeof createBody>): { descriptionHash?: string } {
+  if (create.description_hash) return { descriptionHash: create.description_hash.toLowerCase() };
+  if (create.unhashed_description !== undefined)
+    return { descriptionHash: sha256Hex(create.unhashed_description) };
+  return {};
+}
+
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid request';
@@ -141,6 +161,7 @@ export function createDevnetServer(deps: DevnetServerDeps): FastifyInstance {
         amountMsat: create.amount * 1000,
         memo: create.memo ?? '',
         expirySeconds: create.expiry ?? 3600,
+        ...descriptionHashOf(create),
       });
       return reply.code(201).send({
         payment_hash: created.paymentHash,

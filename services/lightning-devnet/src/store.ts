@@ -158,7 +158,7 @@ export class DevnetStore {
 
   async createInvoice(
     walletId: string,
-    input: { amountMsat: number; memo: string; expirySeconds: number },
+    input: { amountMsat: number; memo: string; expirySeconds: number; descriptionHash?: string },
   ): Promise<{ paymentHash: string; bolt11: string }> {
     const now = this.nowS();
     const encoded = encodeInvoice({
@@ -167,6 +167,7 @@ export class DevnetStore {
       expirySeconds: input.expirySeconds,
       nodeSecretKeyHex: this.nodeSecretKeyHex,
       nowS: now,
+      ...(input.descriptionHash ? { descriptionHash: input.descriptionHash } : {}),
     });
     await this.db.query(
       `INSERT INTO devnet_invoices (payment_hash, wallet_id, bolt11, amount_msat, memo, preimage, created_at_s, expires_at_s)

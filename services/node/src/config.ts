@@ -35,6 +35,8 @@ export const nodeConfigSchema = z
     CONTEXT_SIZE: z.coerce.number().int().min(128).max(1_000_000).default(2048),
     THREADS: z.coerce.number().int().min(1).max(256).default(1),
     DATA_DIR: z.string().default('./data/node'),
+    /** Days the node keeps its own log of signed metering records (DATA_DIR/metering). */
+    METERING_LOG_DAYS: z.coerce.number().int().min(1).max(3_650).default(400),
     DATABASE_URL: z.string().optional(),
     HEARTBEAT_INTERVAL_S: z.coerce.number().int().min(1).max(3600).default(10),
     REGION: z

@@ -15,6 +15,7 @@ import { Admission } from './admission';
 import type { NodeConfig } from './config';
 import { DEMO_MODEL_ID, ensureDemoModel } from './demo-model';
 import { NodeStats } from './metering';
+import { MeteringLog } from './metering-log';
 import { RegistrationLoop } from './registration';
 import { EmbeddedGgufRunner } from './runners/embedded';
 import { OpenAiHttpRunner } from './runners/openai-http';
@@ -44,6 +45,9 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrate(db, 'node', REPLAY_MIGRATIONS);
 
+  const meteringLog = new MeteringLog(resolve(dataDir, 'metering'), {
+    retentionDays: config.METERING_LOG_DAYS,
+  });
   const runner = options.runner ?? buildRunner(config, dataDir);
   let ready = false;
   const admission = new Admission({
@@ -69,6 +73,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     stats,
     metrics,
     capacity,
+    meteringLog,
     isReady: () => ready,
     notReadyReason: () => {
       const refused = registration?.refusals() ?? [];
@@ -91,6 +96,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   } catch (error) {
     await app.close().catch(() => {});
     await runner.stop().catch(() => {});
+    await meteringLog.close();
     await db.close().catch(() => {});
     throw runnerStartError(config, error);
   }
@@ -143,6 +149,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       await registration?.stopAndSayGoodbye();
       await app.close();
       await runner.stop();
+      await meteringLog.close();
       await db.close();
     },
   };

@@ -28,6 +28,7 @@ import { z } from 'zod';
 import type { Admission } from './admission';
 import { InFlightJobs, registerCancelRoute } from './inflight';
 import { buildMeteringRecord, type NodeStats } from './metering';
+import type { MeteringLog } from './metering-log';
 import { type GenerationResult, type Runner, RunnerError } from './runners/runner';
 
 export interface NodeServerDeps {
@@ -48,6 +49,8 @@ export interface NodeServerDeps {
   /** Why the node is not ready although its runner is (a router refused it for good), or null. */
   notReadyReason?: () => string | null;
   bodyLimitBytes?: number;
+  /** Where every signed metering record is kept (checked against payout statements). */
+  meteringLog?: MeteringLog | undefined;
 }
 
 const challengeSchema = z.object({
@@ -216,6 +219,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         { audience: router, refs: [job.request_id], expiresInS: 0 },
         deps.secretKey,
       );
+      deps.meteringLog?.append(metering);
       deps.stats.record(ttftMs, result.completionTokens, endedAt - (firstTokenAt ?? startedAt));
       m.observe(result, ttftMs, endedAt - startedAt, job.model);
       const usage = {

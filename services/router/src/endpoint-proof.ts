@@ -5,9 +5,9 @@
 // agent (public addresses only unless allowed, checked at connect time), with a short timeout, a
 // bounded answer size and a bound on challenges in flight.
 import { randomBytes } from 'node:crypto';
+import { normaliseEndpoint } from '@fed-ai/kit';
 import { KIND, type ReasonCode, tagValue, verifyEnvelope } from '@fed-ai/protocol';
 import { type Dispatcher, request } from 'undici';
-import { normaliseEndpoint } from './endpoint-safety';
 
 type EndpointProof = { ok: true } | { ok: false; code: ReasonCode; detail: string };
 

@@ -2,7 +2,6 @@ export * from './apikeys';
 export * from './chat';
 export * from './config';
 export * from './dispatch';
-export * from './endpoint-safety';
 export { BidInbox, runAuction } from './federation/auction';
 export { rfbFor } from './federation/auction-core';
 export { FederationRelays } from './federation/relays';

@@ -4,6 +4,7 @@
 // of the endpoint (endpoint-proof.ts); registrations are bounded overall, per minute and per source
 // IP; and new nodes start on probation, where the scheduler gives them a bounded share of traffic.
 import type { Db } from '@fed-ai/kit';
+import { checkEndpoint, type Lookup, normaliseEndpoint } from '@fed-ai/kit';
 import {
   KIND,
   type NodeHeartbeat,
@@ -13,7 +14,6 @@ import {
   verifyEnvelope,
 } from '@fed-ai/protocol';
 import type { EndpointProver } from './endpoint-proof';
-import { checkEndpoint, type Lookup, normaliseEndpoint } from './endpoint-safety';
 import { DEFAULT_HEALTH_CONFIG, type HealthConfig, isHeartbeatFresh, NodeHealth } from './health';
 import type { NodeView } from './scheduler-types';
 

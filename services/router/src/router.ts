@@ -6,9 +6,11 @@ import {
   allowedMethods,
   createLogger,
   createMetricsRegistry,
+  createSafeAgent,
   createServer,
   DbReplayStore,
   fetchWhenUp,
+  type Lookup,
   loadServiceKey,
   openDb,
   pathOf,
@@ -24,7 +26,6 @@ import type { RouterConfig } from './config';
 import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
 import { createEndpointProver, type EndpointProver } from './endpoint-proof';
-import { createSafeAgent, type Lookup } from './endpoint-safety';
 import { setupFederation } from './federation/wire';
 import { L402Gate } from './l402';
 import { openAiError } from './openai-errors';
@@ -32,6 +33,7 @@ import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { startProber } from './probes';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
+import { registerDisputeRoutes } from './routes/disputes';
 import { registerNativeRoutes } from './routes/native';
 import { registerOpenAiRoutes } from './routes/openai';
 import { registerTabRoutes } from './routes/tabs';
@@ -186,6 +188,12 @@ export async function startRouter(
         secretKey,
         replayStore,
         publicUrl: config.ROUTER_PUBLIC_URL,
+      });
+    if (config.SETTLEMENT_URL)
+      registerDisputeRoutes(scope, {
+        apiKeys,
+        settlementUrl: config.SETTLEMENT_URL.replace(/\/+$/, ''),
+        secretKey,
       });
   });
   // Unknown paths and methods under /v1/ answer 404/405 in OpenAI's shape.

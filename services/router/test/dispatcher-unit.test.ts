@@ -2,10 +2,9 @@
 // gets, and what the breaker is told. Kills mutants the end-to-end tests cannot reach.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createLogger } from '@fed-ai/kit';
+import { createLogger, createSafeAgent } from '@fed-ai/kit';
 import { FedAiError, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
 import { Dispatcher, type DispatchInput } from '../src/dispatch';
-import { createSafeAgent } from '../src/endpoint-safety';
 import { DEFAULT_HEALTH_CONFIG, NodeHealth } from '../src/health';
 import type { NodeRecord } from '../src/registry';
 import type { RankedCandidate } from '../src/scheduler-types';

@@ -2,7 +2,7 @@
 // public; endpoint URLs normalise to one form and one uniqueness key per socket and path.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { checkEndpoint, classifyAddress, normaliseEndpoint } from '../src/endpoint-safety';
+import { checkEndpoint, classifyAddress, normaliseEndpoint } from '@fed-ai/kit';
 
 const notPublic: [string, string][] = [
   ['::7f00:1', 'IPv4-compatible loopback (hex)'],

@@ -112,6 +112,71 @@ export const BOOKS_MIGRATIONS: Migration[] = [
     ALTER TABLE topups ADD COLUMN IF NOT EXISTS description TEXT;
     ALTER TABLE topups ADD COLUMN IF NOT EXISTS created_at_s BIGINT;`,
   },
+  {
+    // Node payouts (payouts.ts): where each node is paid, one row per payout with its statement,
+    // and which payout covered each charge. Earnings can never go negative from here on.
+    version: 4,
+    name: 'node_payouts',
+    sql: `ALTER TABLE charges ADD COLUMN IF NOT EXISTS payout_id TEXT;
+    CREATE INDEX IF NOT EXISTS charges_unpaid ON charges (node, created_at) WHERE payout_id IS NULL;
+    UPDATE ledger_accounts SET flags = flags | ${ACCOUNT_FLAGS.debitsMustNotExceedCredits} WHERE id LIKE 'earnings:%';
+    CREATE TABLE IF NOT EXISTS payout_destinations (
+      node TEXT PRIMARY KEY,
+      kind TEXT NOT NULL CHECK (kind IN ('lightning_address', 'nwc')),
+      value TEXT NOT NULL,
+      updated_at_s BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS payouts (
+      payout_id TEXT PRIMARY KEY,
+      node TEXT NOT NULL,
+      payment_hash TEXT NOT NULL UNIQUE,
+      hold_msat BIGINT NOT NULL CHECK (hold_msat > 0),
+      state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),
+      draft JSONB NOT NULL,
+      statement JSONB,
+      created_at_s BIGINT NOT NULL,
+      updated_at_s BIGINT NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS payouts_one_open ON payouts (node) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS payouts_by_node ON payouts (node, created_at_s DESC);`,
+  },
+  {
+    // Disputes (disputes.ts): one case per charge and claimant, its audit trail, and what each
+    // verdict refunded (a refund comes out of the node's earnings: the next payout statement's
+    // carried_in_msat shows it).
+    version: 5,
+    name: 'disputes',
+    sql: `CREATE TABLE IF NOT EXISTS disputes (
+      case_id TEXT PRIMARY KEY,
+      charge_op_id TEXT NOT NULL,
+      role TEXT NOT NULL CHECK (role IN ('payer', 'node')),
+      party TEXT NOT NULL,
+      claimant TEXT NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('opened', 'evidence', 'decided', 'closed')),
+      evidence JSONB NOT NULL,
+      verdict TEXT CHECK (verdict IN ('refund_full', 'refund_partial', 'charge_stands', 'rejected')),
+      rule TEXT,
+      detail TEXT,
+      refund_msat BIGINT NOT NULL DEFAULT 0 CHECK (refund_msat >= 0),
+      node_refund_msat BIGINT NOT NULL DEFAULT 0 CHECK (node_refund_msat >= 0),
+      router_refund_msat BIGINT NOT NULL DEFAULT 0 CHECK (router_refund_msat >= 0),
+      verdict_envelope JSONB,
+      opened_at_s BIGINT NOT NULL,
+      decided_at_s BIGINT,
+      closed_at_s BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS disputes_by_charge ON disputes (charge_op_id);
+    CREATE INDEX IF NOT EXISTS disputes_open_by_party ON disputes (role, party) WHERE state <> 'closed';
+    CREATE TABLE IF NOT EXISTS dispute_events (
+      case_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      from_state TEXT,
+      to_state TEXT NOT NULL,
+      at_s BIGINT NOT NULL,
+      actor TEXT NOT NULL,
+      PRIMARY KEY (case_id, seq)
+    );`,
+  },
 ];
 
 const ok = (r: TransferResult) => r.code === 'OK' || r.code === 'EXISTS';
@@ -186,6 +251,15 @@ export interface PaymentRow {
   updated_at_s: number;
 }
 
+/** A top-up the ledger has not credited (reconcile.ts compares it with the backend). */
+export interface UncreditedTopup {
+  payment_hash: string;
+  account: string;
+  amount_msat: number;
+  expires_at_s: number | null;
+  settled_at_s: number | null;
+}
+
 export interface RefundOutcome {
   paymentHash: string;
   amountMsat: number;
@@ -219,8 +293,19 @@ function failureError(code: string | null, prefix: string): FedAiError {
   );
 }
 
+/**
+ * Runs inside the transaction that posts or voids a payment's hold, so what rests on the payment
+ * (a payout's statement) commits with it or not at all. Called once per outcome.
+ */
+export type PaymentHook = (
+  tx: Queryable,
+  payment: PaymentRow,
+  outcome: { state: 'failed' } | { state: 'succeeded'; preimage: string; feeMsat: number },
+) => Promise<void>;
+
 export class Books {
   private readonly inFlight = new Set<string>();
+  private readonly paymentHooks: PaymentHook[] = [];
   private readonly nowS: () => number;
 
   constructor(
@@ -230,6 +315,16 @@ export class Books {
     private readonly options: BooksOptions,
   ) {
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+  }
+
+  /** Adds a hook to every payment's final post or void (see PaymentHook). */
+  /** The Lightning backend's name (`internal` pays only invoices of this system). */
+  get backendName(): string {
+    return this.lightning.name;
+  }
+
+  onPaymentOutcome(hook: PaymentHook): void {
+    this.paymentHooks.push(hook);
   }
 
   async init(): Promise<void> {
@@ -324,7 +419,8 @@ export class Books {
     return row;
   }
 
-  private async topupRow(hash: string): Promise<{
+  /** The top-up of this system with that payment hash, if any (its invoice is ours). */
+  async topupRow(hash: string): Promise<{
     payment_hash: string;
     account: string;
     amount_msat: number;
@@ -418,6 +514,42 @@ export class Books {
       if (result?.code === 'OK') credited += 1;
     }
     return credited;
+  }
+
+  // Reconciliation (reconcile.ts) reads and heals through these three; they add no behaviour.
+
+  /**
+   * Top-ups not credited in the ledger (open, expired or settled; not those a payment of ours
+   * pays), created since `sinceS`, newest first, at most `limit` (1..1000).
+   */
+  async uncreditedTopups(options: { sinceS: number; limit: number }): Promise<UncreditedTopup[]> {
+    const rows = await this.db.query<UncreditedTopup>(
+      `SELECT t.payment_hash, t.account, t.amount_msat, t.expires_at_s, t.settled_at_s FROM topups t
+       WHERE t.created_at >= to_timestamp($1)
+         AND NOT EXISTS (SELECT 1 FROM ledger_transfers x WHERE x.id = 'topup:' || t.payment_hash)
+         AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.payment_hash = t.payment_hash AND p.state <> 'failed')
+       ORDER BY t.created_at DESC LIMIT $2`,
+      [options.sinceS, Math.min(Math.max(options.limit, 1), 1000)],
+    );
+    return rows.rows;
+  }
+
+  /**
+   * A top-up the backend reports settled: records it (the preimage must hash to `hash`) and
+   * credits it through the one credit path (`topup:<hash>`). True only for the call that credited.
+   */
+  async creditTopupFromBackend(hash: string, preimage: string | null, settledAtS: number): Promise<boolean> {
+    if (preimage !== null) await this.markTopupSettled(hash, preimage, settledAtS);
+    return (await this.creditSettled(1, hash)) === 1;
+  }
+
+  /** Payments still pending (created or in flight), oldest first, at most `limit` (1..1000). */
+  async pendingPayments(limit: number): Promise<PaymentRow[]> {
+    const rows = await this.db.query<PaymentRow>(
+      `SELECT * FROM payments WHERE state = 'pending' ORDER BY created_at_s LIMIT $1`,
+      [Math.min(Math.max(limit, 1), 1000)],
+    );
+    return rows.rows;
   }
 
   async paymentRow(hash: string): Promise<PaymentRow | null> {
@@ -694,6 +826,7 @@ export class Books {
             `UPDATE payments SET state = 'failed', failure_code = $2, updated_at_s = $3 WHERE payment_hash = $1 AND state = 'pending'`,
             [hash, status.code, now],
           );
+          for (const hook of this.paymentHooks) await hook(tx, payment, { state: 'failed' });
         },
       );
       if (!released(results[0]?.code))
@@ -724,6 +857,12 @@ export class Books {
           'UPDATE topups SET settled_at_s = COALESCE(settled_at_s, $2), preimage = COALESCE(preimage, $3), paid_by = $4 WHERE payment_hash = $1',
           [hash, now, status.preimage, payment.account],
         );
+      const outcome = {
+        state: 'succeeded' as const,
+        preimage: status.preimage,
+        feeMsat: amountMsat - payment.amount_msat,
+      };
+      for (const hook of this.paymentHooks) await hook(tx, payment, outcome);
     };
     let results = await this.ledger.createTransfers([post], async (tx, r) => {
       if (ok(r[0]!)) await record(tx);
@@ -831,7 +970,9 @@ export class Books {
       await this.release(opId);
       return { chargedMsat: 0 };
     }
-    await this.ledger.createAccounts([{ id: ACCOUNTS.earnings(node) }]);
+    await this.ledger.createAccounts([
+      { id: ACCOUNTS.earnings(node), flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+    ]);
     const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
     await this.commitCharge(
       opId,

@@ -31,6 +31,13 @@ const settlementFields = z.object({
   /** Fee, on top of a peer router's cost, for a request offloaded to that peer (federation). */
   OFFLOAD_FEE_BPS: z.coerce.number().int().min(0).max(10_000).default(500),
   FAUCET: bool.default(false),
+  /** How long after a charge a payer or node may dispute it (docs/disputes.md). */
+  DISPUTE_WINDOW_S: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(90 * 86_400)
+    .default(86_400),
   /**
    * How long start waits for an unreachable Lightning backend (still starting, as in compose or
    * under a supervisor) before it stops with one line; 0: fail at once.
@@ -85,6 +92,37 @@ const settlementFields = z.object({
    */
   NWC_URL: z.string().optional(),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
+  /**
+   * How often settlement reconciles its ledger with the Lightning backend (reconcile.ts: credits
+   * top-ups settled behind its back, resolves pending payments, reports the balance difference);
+   * 0 = off (`POST /v1/admin/reconcile` and `fedai reconcile` still run it on demand).
+   */
+  RECONCILE_INTERVAL_S: z.coerce.number().int().min(0).max(86_400).default(300),
+  /** How often settlement pays nodes their earnings (payouts.ts); 0 = only on demand. */
+  PAYOUT_INTERVAL_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(3_600),
+  /** A node is paid once its payable earnings reach this (msat). */
+  PAYOUT_THRESHOLD_MSAT: z.coerce.number().int().min(1_000).max(Number.MAX_SAFE_INTEGER).default(100_000),
+  /** The routing-fee budget of a payout, in basis points of it (the node bears the fee). */
+  PAYOUT_MAX_FEE_BPS: z.coerce.number().int().min(0).max(1_000).default(100),
+  /** The least routing-fee budget of a payout (msat), whatever its size. */
+  PAYOUT_MIN_FEE_MSAT: z.coerce.number().int().min(0).max(1_000_000).default(1_000),
+  /**
+   * Charges younger than this are not paid out yet, so a dispute on them can still be settled from
+   * the node's earnings (never shorter than the dispute window).
+   */
+  PAYOUT_HOLD_BACK_S: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .default(86_400),
+  /** Lightning addresses over http:// and on private addresses (a devnet on 127.0.0.1 only). */
+  PAYOUT_ALLOW_PRIVATE: bool.default(false),
   DATA_DIR: z.string().default('./data/settlement'),
   DATABASE_URL: z.string().optional(),
 });

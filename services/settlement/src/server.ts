@@ -18,6 +18,11 @@ import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { addAccountRoutes } from './account-routes';
 import type { Books } from './books';
+import { addDisputeRoutes } from './dispute-routes';
+import type { Disputes } from './disputes';
+import { addPayoutRoutes } from './payout-routes';
+import type { Payouts } from './payouts';
+import { addReconcileRoutes, type ReconcileRouteDeps } from './reconcile-routes';
 
 export interface SettlementServerDeps {
   books: Books;
@@ -34,6 +39,12 @@ export interface SettlementServerDeps {
   offloadFeeBps?: number;
   /** `GET /v1/backend` (operators): the Lightning backend's name and a balance check, no secrets. */
   backend?: () => Promise<{ backend: string; reachable: boolean; balance_msat: number | null }>;
+  /** Node payouts (`/v1/payouts*`); absent: the routes are not there. */
+  payouts?: Payouts | undefined;
+  /** `POST /v1/admin/reconcile` (operators): reconcile.ts's run, answered as its report. */
+  reconcile?: ReconcileRouteDeps['reconcile'];
+  /** Disputes of charges (`/v1/disputes*`, dispute-routes.ts); absent: the routes are not there. */
+  disputes?: Disputes | undefined;
 }
 
 export const topupSchema = z.object({
@@ -181,6 +192,15 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     return deps.books.tab(request.params.payer);
   });
 
+  addReconcileRoutes(app, deps);
+  if (deps.disputes) addDisputeRoutes(app, { ...deps, disputes: deps.disputes });
+  if (deps.payouts)
+    addPayoutRoutes(app, {
+      payouts: deps.payouts,
+      operators: deps.operators,
+      replayStore: deps.replayStore,
+      publicUrl: deps.publicUrl,
+    });
   addAccountRoutes(app, {
     books: deps.books,
     wallets: deps.wallets ?? new Set(),

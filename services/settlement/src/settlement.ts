@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import {
   createLogger,
   createMetricsRegistry,
+  createSafeAgent,
   type Db,
   DbReplayStore,
   loadServiceKey,
@@ -29,6 +30,9 @@ import {
 import { bytesToHex, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
+import { Disputes } from './disputes';
+import { Payouts } from './payouts';
+import { ReconcileMetrics, Reconciler } from './reconcile';
 import { createSettlementServer } from './server';
 
 type BackendConfig = Pick<
@@ -284,6 +288,38 @@ async function backendStatus(
   }
 }
 
+/** Runs payouts every `intervalS` (0: never), one run at a time; stop() waits for a run. */
+function schedulePayouts(
+  payouts: Payouts,
+  intervalS: number,
+  logger: ReturnType<typeof createLogger>,
+): { stop(): Promise<void> } {
+  let running: Promise<void> | null = null;
+  const timer =
+    intervalS > 0
+      ? setInterval(() => {
+          if (running) return;
+          running = payouts
+            .runOnce()
+            .then((outcomes) => {
+              const paid = outcomes.filter((o) => o.state === 'succeeded').length;
+              if (paid > 0) logger.info({ paid }, 'payouts paid');
+            })
+            .catch((error: unknown) => logger.error({ err: error }, 'payout run failed'))
+            .finally(() => {
+              running = null;
+            });
+        }, intervalS * 1000)
+      : null;
+  timer?.unref();
+  return {
+    async stop() {
+      if (timer) clearInterval(timer);
+      await running;
+    },
+  };
+}
+
 /** A payment still pending this long after it started is resolved from the backend's answer. */
 const PAYMENT_RECOVERY_AFTER_S = 300;
 
@@ -332,12 +368,27 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     faucetLightning,
   });
   await books.init();
+  // Before recovery: a payout left in flight by a crash is finished by its hook.
+  const payoutAgent = createSafeAgent({ allowPrivate: config.PAYOUT_ALLOW_PRIVATE, connections: 8 });
+  const payouts = new Payouts(db, ledger, books, {
+    secretKey,
+    routerFeeBps: config.ROUTER_FEE_BPS,
+    thresholdMsat: config.PAYOUT_THRESHOLD_MSAT,
+    maxFeeBps: config.PAYOUT_MAX_FEE_BPS,
+    minFeeMsat: config.PAYOUT_MIN_FEE_MSAT,
+    holdBackS: config.PAYOUT_HOLD_BACK_S,
+    holdTimeoutS: 14 * 24 * 3600,
+    dispatcher: payoutAgent,
+    allowHttp: config.PAYOUT_ALLOW_PRIVATE,
+  });
   // Heal anything a crash left half done before serving: payments left between hold and
   // post/void (nothing is in flight yet), then expiries and top-ups.
   await books.resolvePendingPayments();
   await ledger.expirePending();
   await books.creditSettledTopups();
 
+  const metrics = createMetricsRegistry('settlement');
+  const reconciler = new Reconciler(books, ledger, lightning, new ReconcileMetrics(metrics));
   const app = createSettlementServer({
     books,
     pubkey,
@@ -346,10 +397,13 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     operators: new Set(config.SETTLEMENT_OPERATOR_PUBKEYS),
     verify: () => verifyLedger(db),
     replayStore: new DbReplayStore(db),
-    metrics: createMetricsRegistry('settlement'),
+    metrics,
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
     backend: () => backendStatus(lightning),
+    reconcile: (options) => reconciler.run(options),
+    payouts,
+    disputes: new Disputes(db, ledger, secretKey, { windowS: config.DISPUTE_WINDOW_S }),
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;
@@ -367,6 +421,20 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       });
   }, config.SWEEP_INTERVAL_MS);
   sweeper.unref();
+  reconciler.schedule(
+    config.RECONCILE_INTERVAL_S,
+    (error) => logger.error({ err: error }, 'reconcile failed'),
+    (report) => {
+      if (report.mismatches.length > 0)
+        logger.warn({ mismatches: report.mismatches.map((m) => m.kind) }, 'reconcile found differences');
+    },
+  );
+  const payoutRuns = schedulePayouts(payouts, config.PAYOUT_INTERVAL_S, logger);
+  if (config.PAYOUT_HOLD_BACK_S < config.DISPUTE_WINDOW_S)
+    logger.warn(
+      { holdBackS: config.PAYOUT_HOLD_BACK_S, disputeWindowS: config.DISPUTE_WINDOW_S },
+      'payouts may pay charges still open to dispute: a refund granted after that is refused (PAYOUT_HOLD_BACK_S < DISPUTE_WINDOW_S)',
+    );
   logger.info({ url, pubkey, backend: lightning.name, faucet: config.FAUCET }, 'settlement ready');
   return {
     url,
@@ -375,6 +443,9 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     ledger,
     async close() {
       clearInterval(sweeper);
+      await payoutRuns.stop();
+      await payoutAgent.close();
+      await reconciler.stop();
       await app.close();
       await destroyBackend(lightning);
       await db.close();

@@ -44,6 +44,14 @@ const PROTECTED: { method: string; path: string; body?: string }[] = [
   { method: 'POST', path: '/v1/refunds', body: JSON.stringify({ payer: 'p', bolt11: 'lnbcrt1xxxxxxxxx' }) },
   { method: 'GET', path: '/v1/ledger/verify' },
   { method: 'GET', path: '/v1/backend' },
+  { method: 'POST', path: '/v1/admin/reconcile', body: '{}' },
+  {
+    method: 'PUT',
+    path: '/v1/payouts/destination',
+    body: JSON.stringify({ kind: 'lightning_address', address: 'a@example.com' }),
+  },
+  { method: 'GET', path: '/v1/payouts' },
+  { method: 'POST', path: '/v1/admin/payouts/run', body: '{}' },
   { method: 'GET', path: '/v1/tabs/some-payer' },
   { method: 'POST', path: '/v1/account/invoices', body: JSON.stringify({ amount_msat: 5000 }) },
   { method: 'GET', path: `/v1/account/invoices/${'a'.repeat(64)}` },
@@ -196,4 +204,40 @@ test("account routes: a router's or a stranger's key is refused and leaves no re
   const own = await sign(walletKey, 'GET', '/v1/account/balance');
   assert.equal(own.status, 200, own.text);
   assert.deepEqual(JSON.parse(own.text), { balance_msat: 0, reserved_msat: 0 });
+});
+
+test('payout routes: a stranger cannot run payouts or name a destination; bad destinations are reason-coded', async () => {
+  const stranger = generateSecretKey();
+  const sign = (key: Uint8Array, method: string, path: string, body?: string) =>
+    raw(method, path, body, {
+      'content-type': 'application/json',
+      authorization: createNip98Header(`${settlement.url}${path}`, method, body, key),
+    });
+  const run = await sign(stranger, 'POST', '/v1/admin/payouts/run', '{}');
+  assert.equal(run.status, 403, run.text);
+  const destination = JSON.stringify({ kind: 'lightning_address', address: 'me@example.com' });
+  const set = await sign(stranger, 'PUT', '/v1/payouts/destination', destination);
+  assert.equal(set.status, 404, set.text);
+  assert.match(set.text, /NOT_FOUND/, 'only a key with earnings here has payouts');
+  for (const body of [
+    JSON.stringify({ kind: 'lightning_address', address: 'not an address' }),
+    JSON.stringify({ kind: 'nwc', uri: 'https://example.com/not-nwc' }),
+    JSON.stringify({ kind: 'bank', iban: 'x' }),
+    '{"kind":',
+  ]) {
+    const answer = await sign(stranger, 'PUT', '/v1/payouts/destination', body);
+    assert.equal(answer.status, 400, `${body}: ${answer.status} ${answer.text}`);
+    assert.match(answer.text, /INVALID_REQUEST/);
+  }
+  const mine = await sign(stranger, 'GET', '/v1/payouts');
+  assert.equal(mine.status, 200, mine.text);
+  assert.deepEqual(JSON.parse(mine.text), {
+    node: publicKeyOf(stranger),
+    destination: null,
+    earnings_msat: 0,
+    payouts: [],
+  });
+  const operator = await sign(routerKey, 'POST', '/v1/admin/payouts/run', '{}');
+  assert.equal(operator.status, 200, operator.text);
+  assert.deepEqual(JSON.parse(operator.text), { outcomes: [] });
 });

@@ -167,6 +167,20 @@ routerOptions(
     .argument('<bolt11>', 'the invoice to pay'),
 ).action(async (bolt11, flags) => (await import('./commands/tab')).tabRefund(bolt11, flags));
 
+const dispute = program
+  .command('dispute')
+  .description('dispute a charge of your API key by its receipt (docs/disputes.md)');
+routerOptions(
+  dispute
+    .command('open')
+    .description('open a case: the node-signed receipt and, from the native API, the signed response')
+    .requiredOption('--receipt <file>', 'the receipt (JSON, or the x-fedai-receipt header value)')
+    .option('--response <file>', 'the router-signed inference response (native API)'),
+).action(async (flags) => (await import('./commands/dispute')).disputeOpen(flags));
+routerOptions(dispute.command('show').description('show a case and its verdict').argument('<id>')).action(
+  async (id, flags) => (await import('./commands/dispute')).disputeShow(id, flags),
+);
+
 const wallet = program
   .command('wallet')
   .description(
@@ -275,10 +289,13 @@ walletOptions(
     .description('check the chain: ok with count and head hash, or the first bad seq (exit 4)'),
 ).action(async (flags) => (await walletCommands()).walletAuditVerify(flags));
 
+const serviceCommands = new Map<string, Command>();
 for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
-  program
+  const command = program
     .command(service)
-    .description(`run a ${service} (configured by environment variables; see docs/cli.md)`)
+    .description(`run a ${service} (configured by environment variables; see docs/cli.md)`);
+  serviceCommands.set(service, command);
+  command
     .command('start')
     .description(`start a ${service} in the foreground`)
     .action(async () => {
@@ -287,6 +304,48 @@ for (const service of ['node', 'router', 'relay', 'settlement'] as const) {
       await import(resolve(REPO_ROOT, SERVICE_ENTRY[service]));
     });
 }
+
+// A node's payouts (docs/lightning.md "Payouts"): NIP-98 signed with the node's own key.
+const nodeOptions = (cmd: Command) =>
+  cmd
+    .option('--node-dir <dir>', "the node's DATA_DIR (default: DATA_DIR or ./data/node)")
+    .option('--key <file>', "the node's key file (default: <node-dir>/node.key)")
+    .option('--settlement <url>', 'settlement URL (default: SETTLEMENT_URL or ./data/devnet.json)')
+    .option('--json', 'machine-readable output');
+const payoutCommands = () => import('./commands/payout');
+const nodePayout = serviceCommands
+  .get('node')!
+  .command('payout')
+  .description("where settlement pays this node's earnings, and its payouts");
+nodeOptions(
+  nodePayout
+    .command('set')
+    .description('pay to a Lightning address or to the node wallet of an NWC connection')
+    .option('--lightning-address <address>', 'name@domain (LUD-16)')
+    .option('--nwc <uri>', 'nostr+walletconnect://… of the node wallet (needs make_invoice)'),
+).action(async (flags) => (await payoutCommands()).payoutSet(flags));
+nodeOptions(nodePayout.command('show').description('the destination and recent payouts')).action(
+  async (flags) => (await payoutCommands()).payoutShow(flags),
+);
+nodeOptions(
+  serviceCommands
+    .get('node')!
+    .command('statement')
+    .description("settlement's signed payout statements")
+    .command('verify')
+    .description("check every paid statement against the node's own metering log (exit 4 on a problem)")
+    .option('--settlement-pubkey <hex>', "settlement's key (default: the one its /v1/info names)"),
+).action(async (flags) => (await payoutCommands()).statementVerify(flags));
+
+program
+  .command('payouts')
+  .description('node payouts at settlement (operators)')
+  .command('run')
+  .description('pay every node whose payable earnings pass the threshold, now')
+  .option('--settlement <url>', 'a running settlement service (default: ./data/devnet.json)')
+  .option('--operator-key <file>', 'operator key file (default ./data/operator.key)')
+  .option('--json', 'machine-readable output')
+  .action(async (flags) => (await payoutCommands()).payoutsRun(flags));
 
 program
   .command('ledger')
@@ -300,6 +359,17 @@ program
   .option('--operator-key <file>', 'operator key file (default ./data/operator.key)')
   .option('--json', 'machine-readable output')
   .action(async (flags) => (await import('./commands/ledger')).ledgerVerify(flags));
+
+program
+  .command('reconcile')
+  .description(
+    'compare the ledger with the Lightning backend: credit top-ups settled behind its back, resolve pending payments, report the balance difference',
+  )
+  .option('--settlement <url>', 'a running settlement service (default: ./data/devnet.json)')
+  .option('--operator-key <file>', 'operator key file (default ./data/operator.key)')
+  .option('--limit <n>', 'most top-ups and payments this run looks at (1..1000)')
+  .option('--json', 'machine-readable output')
+  .action(async (flags) => (await import('./commands/reconcile')).reconcileCommand(flags));
 
 program
   .command('doctor')

@@ -57,6 +57,7 @@ async function fedai(args: string[]): Promise<{ code: number | null; stdout: str
         NO_COLOR: '1',
         FEDAI_ROUTER_URL: '',
         FEDAI_API_KEY: '',
+        DATABASE_URL: '',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -365,6 +366,81 @@ test("the demo agent pays a router tab top-up over Nostr Wallet Connect with dev
   } finally {
     client.close();
   }
+});
+
+test("a node's earnings are paid to its NWC wallet (the demo agent); fedai node statement verify checks the statement against the node's own log", async () => {
+  const node = devnet.nodes[0]!;
+  const nodeFlags = ['--node-dir', join(dataDir, node.name), '--key', join(dataDir, `${node.name}.key`)];
+  const openai = new OpenAI({ baseURL: `${devnet.router_url}/v1`, apiKey: devnet.api_key, maxRetries: 0 });
+  const show = () =>
+    fedaiJson<{ earnings_msat: number; payouts: { state: string }[] }>([
+      'node',
+      'payout',
+      'show',
+      ...nodeFlags,
+    ]);
+  // Enough earnings at this node for a whole satoshi (the router picks nodes; ask until it has).
+  for (let i = 0; i < 60 && (await show()).earnings_msat < 1500; i++)
+    await openai.chat.completions.create({
+      model: devnet.model,
+      messages: [{ role: 'user', content: `payout ${i}` }],
+      max_tokens: 64,
+    });
+  const owed = (await show()).earnings_msat;
+  assert.ok(owed >= 1500, `earnings ${owed}`);
+
+  (globalThis as { WebSocket?: unknown }).WebSocket ??= (await import('ws')).WebSocket;
+  const { NWCClient } = await import('@getalby/sdk/nwc');
+  const wallet = new NWCClient({ nostrWalletConnectUrl: devnet.agent_nwc_uri! });
+  try {
+    const before = (await wallet.getBalance()).balance;
+    const set = await fedai(['node', 'payout', 'set', '--nwc', devnet.agent_nwc_uri!, ...nodeFlags]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /payouts go to nwc wallet [0-9a-f]{64}/);
+    assert.ok(!set.stdout.includes('secret='), 'the connection secret is never shown');
+    const run = await fedaiJson<{ outcomes: { node: string; state: string; amount_msat?: number }[] }>([
+      'payouts',
+      'run',
+    ]);
+    const mine = run.outcomes.find((o) => o.node === node.pubkey);
+    assert.equal(mine?.state, 'succeeded', JSON.stringify(run));
+    const amount = mine!.amount_msat!;
+    assert.equal(amount % 1000, 0);
+    assert.ok(amount > 0 && amount <= owed);
+    // The fleet hears of its settled invoice on its next sweep.
+    let after = before;
+    for (let i = 0; i < 100 && after === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = (await wallet.getBalance()).balance;
+    }
+    assert.equal(after, before + amount, 'the wallet got exactly the payout');
+    assert.equal((await show()).payouts[0]?.state, 'succeeded');
+    const verified = await fedaiJson<{ statements: { ok: boolean; problems: unknown[] }[] }>([
+      'node',
+      'statement',
+      'verify',
+      ...nodeFlags,
+    ]);
+    assert.equal(verified.statements.length, 1);
+    assert.deepEqual(verified.statements[0], { ...verified.statements[0], ok: true, problems: [] });
+    // Another node's log cannot vouch for this node's statement.
+    const other = devnet.nodes[1]!;
+    const wrongLog = await fedai([
+      'node',
+      'statement',
+      'verify',
+      '--node-dir',
+      join(dataDir, other.name),
+      '--key',
+      join(dataDir, `${node.name}.key`),
+    ]);
+    assert.equal(wrongLog.code, 4, wrongLog.stdout + wrongLog.stderr);
+    assert.match(wrongLog.stdout, /UNKNOWN_RECORD/);
+  } finally {
+    wallet.close();
+  }
+  const ledger = await fedaiJson<{ ok: boolean }>(['ledger', 'verify']);
+  assert.equal(ledger.ok, true);
 });
 
 test("fedai up's key check: a revoked saved key is refused and replaced by a newly minted one that works", async () => {

@@ -27,6 +27,7 @@ import {
   verifyL402,
 } from '../../../services/router/src/l402';
 // Route modules are not re-exported by the package index; import the module itself.
+import { clientDisputeSchema } from '../../../services/router/src/routes/disputes';
 import { openAiChatSchema } from '../../../services/router/src/routes/openai';
 import {
   faucetSchema as tabFaucetSchema,
@@ -37,6 +38,8 @@ import {
   accountPaymentSchema as settlementAccountPaymentSchema,
   paymentHashSchema as settlementPaymentHashSchema,
 } from '../../../services/settlement/src/account-routes';
+import { openDisputeSchema } from '../../../services/settlement/src/dispute-routes';
+import { payoutDestinationSchema } from '../../../services/settlement/src/payouts';
 import {
   faucetSchema as settlementFaucetSchema,
   refundSchema as settlementRefundSchema,
@@ -321,6 +324,13 @@ function schemaTarget(): Target {
       { bolt11: BOLT11_EXAMPLE, max_fee_msat: 0 },
     ],
     ['settlement account payment hash', settlementPaymentHashSchema, 'a'.repeat(64)],
+    ['router dispute', clientDisputeSchema, { receipt: '{"content":"{}"}' }],
+    ['settlement dispute', openDisputeSchema, { receipt: '{"content":"{}"}', payer: 'key-0001' }],
+    [
+      'payout destination',
+      payoutDestinationSchema,
+      { kind: 'lightning_address', address: 'node@example.com' },
+    ],
     ...Object.entries(PAYLOAD_SCHEMAS).map(
       ([kind, schema]) => [`payload ${kind}`, schema as z.ZodType, {}] as [string, z.ZodType, unknown],
     ),

@@ -80,6 +80,12 @@ export async function up(options: UpOptions): Promise<void> {
         // The wallet fleet banks here (its account: /v1/account/*).
         SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey.secretKey),
         FAUCET: 'true',
+        // Payouts on a local network: at once, from 1 sat, to wallets on 127.0.0.1 (production
+        // holds charges back for the dispute window and pays from 100 sat).
+        PAYOUT_HOLD_BACK_S: '0',
+        PAYOUT_THRESHOLD_MSAT: '1000',
+        PAYOUT_MIN_FEE_MSAT: '0',
+        PAYOUT_ALLOW_PRIVATE: 'true',
         DATA_DIR: resolve(dir, 'settlement'),
       },
       describe: 'ledger, internal Lightning, devnet faucet',
