@@ -344,7 +344,7 @@ export class Payouts {
     );
   }
 
-  /** Charges old enough to pay, with no open dispute, oldest first, at most one statement's worth. */
+  /** Charges old enough to pay (made before the end of the hold-back second), with no open dispute, oldest first, at most one statement's worth. */
   private async coverableCharges(node: string): Promise<ChargeRow[]> {
     if (this.disputesTable === undefined) {
       const found = await this.db.query<{ t: string | null }>("SELECT to_regclass('disputes')::text AS t");
@@ -355,7 +355,7 @@ export class Payouts {
       : '';
     const rows = await this.db.query<ChargeRow>(
       `SELECT c.op_id, c.node_msat, c.metering FROM charges c
-       WHERE c.node = $1 AND c.payout_id IS NULL AND c.created_at <= to_timestamp($2) ${noOpenDispute}
+       WHERE c.node = $1 AND c.payout_id IS NULL AND c.created_at < to_timestamp($2 + 1) ${noOpenDispute}
        ORDER BY c.created_at, c.op_id LIMIT $3`,
       [node, this.nowS() - this.options.holdBackS, MAX_STATEMENT_CHARGES],
     );

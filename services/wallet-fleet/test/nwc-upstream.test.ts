@@ -19,7 +19,20 @@ import {
   NwcBackend,
   NwcCallError,
 } from '@fed-ai/lightning';
-import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import {
+  checkPayoutStatement,
+  costMsat,
+  createEnvelope,
+  createNip98Header,
+  generateSecretKey,
+  KIND,
+  type MeteringRecord,
+  outputSha256,
+  type PayoutStatement,
+  promptSha256,
+  publicKeyOf,
+  secretKeyHex,
+} from '@fed-ai/protocol';
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
 import { walletFleetConfigSchema } from '../src/config';
@@ -29,9 +42,12 @@ const dir = mkdtempSync(join(tmpdir(), 'fedai-nwc-up-'));
 const ownerKey = generateSecretKey();
 const owner = publicKeyOf(ownerKey);
 const fleetKey = generateSecretKey();
+/** A second fleet (another owner's wallets, same bank): the node's own wallet for payouts. */
+const nodeFleetKey = generateSecretKey();
 let relay: RunningRelay;
 let settlement: RunningSettlement;
 let fleet: RunningWalletFleet;
+let nodeFleet: RunningWalletFleet;
 const backends: NwcBackend[] = [];
 
 before(async () => {
@@ -41,7 +57,7 @@ before(async () => {
       SETTLEMENT_PORT: '0',
       DATA_DIR: join(dir, 'settlement'),
       FAUCET: 'true',
-      SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey),
+      SETTLEMENT_WALLET_PUBKEYS: `${publicKeyOf(fleetKey)},${publicKeyOf(nodeFleetKey)}`,
     }),
   );
   fleet = await startWalletFleet(
@@ -55,18 +71,31 @@ before(async () => {
       SWEEP_INTERVAL_MS: '200',
     }),
   );
+  nodeFleet = await startWalletFleet(
+    walletFleetConfigSchema.parse({
+      WALLET_FLEET_PORT: '0',
+      WALLET_FLEET_KEY: secretKeyHex(nodeFleetKey),
+      FLEET_OWNER_PUBKEYS: owner,
+      RELAY_URLS: relay.url,
+      SETTLEMENT_URL: settlement.url,
+      DATA_DIR: join(dir, 'node-fleet'),
+      SWEEP_INTERVAL_MS: '200',
+    }),
+  );
 });
 
 after(async () => {
   for (const b of backends) await b.destroy();
+  await upstreamSettlement?.close();
+  await nodeFleet.close();
   await fleet.close();
   await settlement.close();
   await relay.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function ownerCall(method: 'GET' | 'POST', path: string, body?: unknown) {
-  const url = `${fleet.url}${path}`;
+async function ownerCall(method: 'GET' | 'POST', path: string, body?: unknown, base = fleet.url) {
+  const url = `${base}${path}`;
   const text = body === undefined ? undefined : JSON.stringify(body);
   const response = await fetch(url, {
     method,
@@ -99,8 +128,10 @@ const sha256 = (hex: string) => createHash('sha256').update(Buffer.from(hex, 'he
 const tabBalance = async (payer: string) => (await settlement.books.tab(payer)).balance_msat;
 
 /** A permissive agent wallet (every method, a cap of 60,000 msat), funded, and its NWC URI. */
-async function agentWallet(name: string, amountMsat: number) {
-  const created = await ownerCall('POST', '/v1/wallets', {
+async function agentWallet(name: string, amountMsat: number, base = fleet.url) {
+  const call = (method: 'GET' | 'POST', path: string, payload?: unknown) =>
+    ownerCall(method, path, payload, base);
+  const created = await call('POST', '/v1/wallets', {
     name,
     policy: {
       version: 1,
@@ -121,18 +152,18 @@ async function agentWallet(name: string, amountMsat: number) {
   });
   assert.equal(created.status, 200, JSON.stringify(created.body));
   const id = created.body.id as string;
-  const treasury = await ownerCall('POST', '/v1/treasury/invoices', { amount_msat: amountMsat });
+  const treasury = await call('POST', '/v1/treasury/invoices', { amount_msat: amountMsat });
   await settlement.books.faucetPay(treasury.body.bolt11 as string);
   await until(
     'treasury credited',
-    async () => ((await ownerCall('GET', '/v1/treasury')).body.balance_msat as number) >= amountMsat,
+    async () => ((await call('GET', '/v1/treasury')).body.balance_msat as number) >= amountMsat,
   );
-  const moved = await ownerCall('POST', `/v1/wallets/${id}/fund`, {
+  const moved = await call('POST', `/v1/wallets/${id}/fund`, {
     amount_msat: amountMsat,
     op_id: `fund-${name}`,
   });
   assert.equal(moved.status, 200, JSON.stringify(moved.body));
-  const connection = await ownerCall('POST', `/v1/wallets/${id}/connections`, { name: `${name}-upstream` });
+  const connection = await call('POST', `/v1/wallets/${id}/connections`, { name: `${name}-upstream` });
   const uri = connection.body.uri as string;
   const secret = new URL(uri.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret') ?? '';
   assert.match(secret, /^[0-9a-f]{64}$/);
@@ -151,6 +182,7 @@ function backendFor(uri: string, options: { timeoutMs?: number } = {}): NwcBacke
 }
 
 let alice: { id: string; uri: string; secret: string };
+let upstreamSettlement: RunningSettlement | undefined;
 let aliceBackend: NwcBackend;
 
 test('make_invoice: an invoice of the fleet (through its settlement), settled when paid, with onSettled', async () => {
@@ -303,4 +335,100 @@ test('a relay that is down: not definite, nothing paid; the secret never in a me
       () => new NwcBackend({ url: bad }),
       (e: unknown) => e instanceof Error && !e.message.includes(alice.secret) && /NWC URL/.test(e.message),
     );
+});
+
+test('settlement on the NWC upstream: a top-up is credited once; a node payout to its own NWC wallet pays once with a statement that checks', async () => {
+  const upstream = await agentWallet('settlement-upstream', 50_000);
+  const routerKey = generateSecretKey();
+  const nodeKey = generateSecretKey();
+  const node = publicKeyOf(nodeKey);
+  const s1 = await startSettlement(
+    settlementConfigSchema.parse({
+      SETTLEMENT_PORT: '0',
+      DATA_DIR: join(dir, 'settlement-nwc'),
+      LIGHTNING_BACKEND: 'nwc',
+      NWC_URL: upstream.uri,
+      SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey),
+      SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(routerKey),
+      ROUTER_FEE_BPS: '500',
+      PAYOUT_INTERVAL_S: '0',
+      PAYOUT_HOLD_BACK_S: '0',
+      PAYOUT_THRESHOLD_MSAT: '1000',
+      PAYOUT_MIN_FEE_MSAT: '0',
+      PAYOUT_ALLOW_PRIVATE: 'true',
+      SWEEP_INTERVAL_MS: '200',
+    }),
+  );
+  upstreamSettlement = s1;
+  // The top-up: settlement's invoice is the upstream wallet's (make_invoice); paid from outside.
+  const topup = await s1.books.openTopup('nwc-payer', 20_000);
+  await settlement.books.faucetPay(topup.bolt11);
+  await until('credited', async () => (await s1.books.tab('nwc-payer')).balance_msat === 20_000);
+  assert.equal(await s1.books.creditSettledTopups(), 0, 'a second sweep credits nothing');
+  assert.equal((await s1.books.tab('nwc-payer')).balance_msat, 20_000);
+
+  // A charge on a node-signed record: 1,000 in / 2,000 out tokens at 1/2 msat per token = 5,000.
+  const price = { input_msat_per_1k: 1000, output_msat_per_1k: 2000 };
+  const opId = `req-nwc-payout-${process.pid}`;
+  await s1.books.reserve(opId, 'nwc-payer', 6000, 600);
+  const record: MeteringRecord = {
+    request_id: opId,
+    router: publicKeyOf(routerKey),
+    model: 'double-model',
+    prompt_sha256: promptSha256([{ role: 'user', content: 'hi' }]),
+    output_sha256: outputSha256('answer'),
+    tokens_in: 1000,
+    tokens_out: 2000,
+    ttft_ms: 5,
+    wall_ms: 50,
+    price,
+    cost_msat: costMsat(1000, 2000, price),
+    finish_reason: 'stop',
+    count_source: 'tokenizer',
+  };
+  const metering = createEnvelope(KIND.meteringRecord, record, { audience: publicKeyOf(routerKey) }, nodeKey);
+  assert.equal((await s1.books.capture(opId, node, metering, publicKeyOf(routerKey))).chargedMsat, 5000);
+
+  // The node's own wallet: an agent of the second fleet, asked for the invoice over NIP-47.
+  const nodeWallet = await agentWallet('node-wallet', 1000, nodeFleet.url);
+  const nodeBackend = backendFor(nodeWallet.uri);
+  const walletBefore = await nodeBackend.balanceMsat();
+  const call = async (key: Uint8Array, method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown) => {
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    const response = await fetch(`${s1.url}${path}`, {
+      method,
+      headers: {
+        'content-type': 'application/json',
+        authorization: createNip98Header(`${s1.url}${path}`, method, text, key),
+      },
+      ...(text === undefined ? {} : { body: text }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const set = await call(nodeKey, 'PUT', '/v1/payouts/destination', { kind: 'nwc', uri: nodeWallet.uri });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  assert.ok(!JSON.stringify(set.body).includes(nodeWallet.secret), 'the secret is never answered');
+  const run = await call(routerKey, 'POST', '/v1/admin/payouts/run', {});
+  const outcome = (run.body.outcomes as { node: string; state: string; amount_msat: number }[])[0];
+  assert.equal(outcome?.state, 'succeeded', JSON.stringify(run.body));
+  // 4,750 earned; fee budget 1 % = 48; whole sats of the rest: 4,000.
+  assert.equal(outcome.amount_msat, 4000);
+  await until(
+    'the node wallet is credited',
+    async () => (await nodeBackend.balanceMsat()) === walletBefore + 4000,
+  );
+  const again = await call(routerKey, 'POST', '/v1/admin/payouts/run', {});
+  assert.equal((again.body.outcomes as { state: string }[])[0]?.state, 'skipped', 'nothing paid twice');
+
+  const listed = await call(nodeKey, 'GET', '/v1/payouts');
+  const payouts = listed.body.payouts as { state: string; statement: { content: string } | null }[];
+  assert.equal(payouts.length, 1);
+  const statement = JSON.parse(payouts[0]!.statement!.content) as PayoutStatement;
+  assert.deepEqual(checkPayoutStatement(statement, node, new Map([[metering.id, record]])), []);
+  assert.equal(statement.fee_msat, 0, 'an invoice of the same bank routes for nothing');
+  assert.equal(listed.body.earnings_msat, 750, 'the unspent fee budget stays for the next payout');
+  for (const db of [s1.ledger.db, settlement.ledger.db])
+    assert.deepEqual((await verifyLedger(db)).problems, []);
+  assert.deepEqual((await fleet.verifyLedger()).problems, []);
+  assert.deepEqual((await nodeFleet.verifyLedger()).problems, []);
 });
