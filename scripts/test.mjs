@@ -3,7 +3,7 @@
 // Node 20 has no glob support in `node --test`, so the file list is built here.
 // Usage: node scripts/test.mjs [substring filter ...]
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -29,9 +29,18 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
+// New PGlite databases start from one saved fresh cluster instead of running initdb each time
+// (packages/kit/src/pglite-template.ts): ~0.7 s of CPU instead of ~2.5 s, for hundreds of them.
+const templateDir = process.env.FEDAI_PGLITE_TEMPLATE_DIR ?? join(root, '.tmp', 'pglite-template');
+mkdirSync(templateDir, { recursive: true, mode: 0o700 });
+chmodSync(templateDir, 0o700);
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=240000', ...files],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, NODE_ENV: 'test', FEDAI_PGLITE_TEMPLATE_DIR: templateDir },
+  },
 );
 process.exit(result.status ?? 1);

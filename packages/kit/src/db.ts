@@ -1,8 +1,10 @@
 // One database interface over embedded PGlite (the default: nothing to install) and a real
 // PostgreSQL server through `pg` (when DATABASE_URL is set). Services write plain SQL against it.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
+import { isNewDataDir, readTemplate, saveTemplate } from './pglite-template';
 
 export interface QueryResult<Row> {
   rows: Row[];
@@ -44,9 +46,30 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
   return openPglite(options.dataDir);
 }
 
+/** A new database starts from the saved fresh cluster when there is one (pglite-template.ts). */
+async function createPglite(dataDir: string | undefined): Promise<PGlite> {
+  const onDisk = dataDir !== undefined && !dataDir.startsWith('memory://');
+  if (onDisk) mkdirSync(dataDir, { recursive: true });
+  const options = { parsers: { [INT8_OID]: parseInt8 } };
+  const fresh = isNewDataDir(dataDir);
+  const template = fresh ? readTemplate() : undefined;
+  if (template) {
+    try {
+      return await PGlite.create(dataDir ?? 'memory://', { ...options, loadDataDir: template });
+    } catch {
+      // A template that does not load: start over without it.
+      if (onDisk)
+        for (const name of readdirSync(dataDir))
+          rmSync(join(dataDir, name), { recursive: true, force: true });
+    }
+  }
+  const lite = await PGlite.create(dataDir ?? 'memory://', options);
+  if (fresh) await saveTemplate(lite).catch(() => undefined);
+  return lite;
+}
+
 async function openPglite(dataDir: string | undefined): Promise<Db> {
-  if (dataDir && !dataDir.startsWith('memory://')) mkdirSync(dataDir, { recursive: true });
-  const lite = await PGlite.create(dataDir ?? 'memory://', { parsers: { [INT8_OID]: parseInt8 } });
+  const lite = await createPglite(dataDir);
   // PGlite has one backend: its transaction() already serialises callers.
   return {
     kind: 'pglite',

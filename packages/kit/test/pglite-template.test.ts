@@ -1,0 +1,67 @@
+// The PGlite template (pglite-template.ts): saved from the first fresh database, loaded by the next
+// ones (in memory and on disk, which keep their own data), ignored in an unsafe folder, and a
+// broken template falls back to a fresh cluster.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { openDb } from '../src/db';
+
+const root = mkdtempSync(join(tmpdir(), 'fedai-pglite-template-'));
+const previous = process.env.FEDAI_PGLITE_TEMPLATE_DIR;
+after(() => {
+  if (previous === undefined) delete process.env.FEDAI_PGLITE_TEMPLATE_DIR;
+  else process.env.FEDAI_PGLITE_TEMPLATE_DIR = previous;
+  rmSync(root, { recursive: true, force: true });
+});
+
+function templateDir(name: string, mode = 0o700): string {
+  const dir = join(root, name);
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, mode);
+  process.env.FEDAI_PGLITE_TEMPLATE_DIR = dir;
+  return dir;
+}
+
+async function roundTrip(dataDir?: string): Promise<void> {
+  const db = await openDb({ dataDir });
+  await db.query('CREATE TABLE IF NOT EXISTS t (n BIGINT)');
+  await db.query('INSERT INTO t VALUES ($1)', [7]);
+  await db.close();
+  if (!dataDir) return;
+  const again = await openDb({ dataDir });
+  const rows = await again.query<{ n: number }>('SELECT n FROM t');
+  assert.deepEqual(rows.rows, [{ n: 7 }], 'the data on disk is its own, kept across a reopen');
+  await again.close();
+}
+
+test('the first fresh database saves the template; later ones (memory and disk) start from it', async () => {
+  const dir = templateDir('safe');
+  await roundTrip();
+  const saved = readdirSync(dir);
+  assert.equal(saved.length, 1);
+  assert.match(saved[0]!, /^pglite-.+\.tar$/);
+  await roundTrip();
+  await roundTrip(join(root, 'disk-a'));
+  await roundTrip(join(root, 'disk-b'));
+  const fromTemplate = await openDb({});
+  const tables = await fromTemplate.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'",
+  );
+  assert.equal(tables.rows[0]?.n, 0, 'the template holds no table of anyone');
+  await fromTemplate.close();
+});
+
+test('a folder others can write is not used; a broken template falls back to a fresh cluster', async () => {
+  const open = templateDir('group-writable', 0o777);
+  await roundTrip();
+  assert.deepEqual(readdirSync(open), [], 'nothing saved in an unsafe folder');
+
+  const broken = templateDir('broken');
+  await roundTrip(); // saves a good one
+  const [name] = readdirSync(broken);
+  writeFileSync(join(broken, name!), 'not a tarball');
+  await roundTrip();
+  await roundTrip(join(root, 'disk-c'));
+});
