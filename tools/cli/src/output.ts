@@ -55,6 +55,14 @@ const CLI_REASONS = {
     exit: EXIT.usage,
     fix: "the faucet is the local network's (pnpm fedai up); elsewhere pay the invoice with a Lightning wallet",
   },
+  NO_NODE_KEY: {
+    exit: EXIT.usage,
+    fix: "pass --node-dir DIR (the node's DATA_DIR) or --key FILE (its NODE_KEY_FILE)",
+  },
+  NO_SETTLEMENT: {
+    exit: EXIT.usage,
+    fix: 'pass --settlement URL, set SETTLEMENT_URL, or start a local network with: pnpm fedai up',
+  },
   TREASURY_NOT_CREDITED: {
     exit: EXIT.failure,
     fix: 'see pnpm fedai wallet treasury in a while; the fleet credits paid invoices on its sweep',

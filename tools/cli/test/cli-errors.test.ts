@@ -3,7 +3,7 @@
 // when no model was named (it used to say "no model").
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -80,4 +80,36 @@ test('no router configured, a bad option and a broken key file: one line each, w
   assertOneLine(badAmount.stderr, 'BAD_OPTION');
   assert.equal(broken.code, 1, broken.stderr);
   assertOneLine(broken.stderr, 'BAD_KEY');
+});
+
+test('node payouts: no node key, no settlement, both destinations, an unreachable settlement: one line each', async () => {
+  const nodeDir = join(dataDir, 'node-x');
+  mkdirSync(nodeDir, { recursive: true });
+  const keyFile = join(nodeDir, 'node.key');
+  writeFileSync(keyFile, `${'1'.repeat(64)}\n`);
+  chmodSync(keyFile, 0o600);
+  const [noKey, noSettlement, both, unreachable] = await Promise.all([
+    fedai(['node', 'payout', 'show', '--node-dir', join(dataDir, 'nowhere'), '--settlement', UNREACHABLE]),
+    fedai(['node', 'statement', 'verify', '--node-dir', nodeDir]),
+    fedai([
+      'node',
+      'payout',
+      'set',
+      '--lightning-address',
+      'a@example.com',
+      '--nwc',
+      'x',
+      '--node-dir',
+      nodeDir,
+    ]),
+    fedai(['node', 'payout', 'show', '--node-dir', nodeDir, '--settlement', UNREACHABLE]),
+  ]);
+  assert.equal(noKey.code, 2, noKey.stderr);
+  assertOneLine(noKey.stderr, 'NO_NODE_KEY');
+  assert.equal(noSettlement.code, 2, noSettlement.stderr);
+  assertOneLine(noSettlement.stderr, 'NO_SETTLEMENT');
+  assert.equal(both.code, 2, both.stderr);
+  assertOneLine(both.stderr, 'BAD_OPTION');
+  assert.equal(unreachable.code, 3, unreachable.stderr);
+  assertOneLine(unreachable.stderr, 'SERVICE_UNREACHABLE');
 });

@@ -46,15 +46,9 @@ const listingSchema = z.object({
 function target(flags: NodeFlags): { base: string; key: Uint8Array; nodeDir: string } {
   const nodeDir = resolve(flags.nodeDir ?? process.env.DATA_DIR ?? './data/node');
   const keyPath = resolve(flags.key ?? process.env.NODE_KEY_FILE ?? join(nodeDir, 'node.key'));
-  if (!existsSync(keyPath))
-    fail('NO_NODE_KEY', `no node key at ${keyPath}`, {
-      fix: 'pass --node-dir DIR (the node DATA_DIR) or --key FILE',
-    });
+  if (!existsSync(keyPath)) fail('NO_NODE_KEY', `no node key at ${keyPath}`);
   const settlement = flags.settlement ?? process.env.SETTLEMENT_URL ?? readDevnet()?.settlement_url;
-  if (!settlement)
-    fail('NO_SETTLEMENT', 'no settlement service to ask', {
-      fix: 'pass --settlement URL (or set SETTLEMENT_URL)',
-    });
+  if (!settlement) fail('NO_SETTLEMENT', 'no settlement service to ask');
   return { base: settlement.replace(/\/+$/, ''), key: readKeyFile(keyPath), nodeDir };
 }
 
@@ -164,7 +158,7 @@ export async function payoutsRun(flags: {
   json?: boolean;
 }): Promise<void> {
   const settlement = flags.settlement ?? process.env.SETTLEMENT_URL ?? readDevnet()?.settlement_url;
-  if (!settlement) fail('NO_SETTLEMENT', 'no settlement service to ask', { fix: 'pass --settlement URL' });
+  if (!settlement) fail('NO_SETTLEMENT', 'no settlement service to ask');
   const keyPath = resolve(flags.operatorKey ?? resolve(dataDir(), 'operator.key'));
   if (!existsSync(keyPath)) fail('NO_OPERATOR_KEY', `no operator key at ${keyPath}`);
   const base = settlement.replace(/\/+$/, '');
