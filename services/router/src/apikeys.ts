@@ -1,10 +1,13 @@
 // API keys: created by the operator, shown once, stored as sha256. Each key has limits on
-// requests/min, tokens/min and parallel requests, enforced in memory per router replica, and
-// optional spend budgets (msat per UTC day / month), enforced in the database (spend-budget.ts).
+// requests/min, tokens/min and parallel requests and optional spend budgets (msat per UTC day /
+// month), all enforced in the database so replicas on one PostgreSQL share them (key-limits.ts,
+// spend-budget.ts). Records are cached per replica for cacheTtlMs: the bound within which a
+// revocation or a changed limit reaches every replica.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Db } from '@fed-ai/kit';
 import { FedAiError } from '@fed-ai/protocol';
 import { z } from 'zod';
+import { KeyLimiter, type LimitResult } from './key-limits';
 import { SpendBudgets, type SpendHold } from './spend-budget';
 
 const budgetMsat = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -51,32 +54,40 @@ function withBudgets<T extends { budget_msat_per_day: unknown; budget_msat_per_m
 }
 
 const KEY_PREFIX = 'fedai_sk_';
-const CACHE_TTL_MS = 30_000;
 const MAX_CACHED = 10_000;
 
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 
-/** One key's use in its current one-minute window. Parallel requests are counted apart. */
-interface Usage {
-  windowStartMs: number;
-  requests: number;
-  tokens: number;
+export interface ApiKeysOptions {
+  /** How long a replica trusts a cached key record (0: read through on every request). */
+  cacheTtlMs?: number;
+  /** Lifetime of a parallel slot without renewal (key-limits.ts). */
+  slotLeaseMs?: number;
+  onError?: (error: unknown) => void;
 }
-
-export type LimitResult =
-  | { ok: true; release: (tokens: number) => void }
-  | { ok: false; retryAfterS: number; detail: string };
 
 export class ApiKeys {
   private readonly cache = new Map<string, { record: ApiKeyRecord | null; atMs: number }>();
-  private readonly usage = new Map<string, Usage>();
-  /** Requests in flight per key: not tied to a window, so a window change cannot leak a slot. */
-  private readonly inFlight = new Map<string, number>();
-
   private readonly budgets: SpendBudgets;
+  private readonly limiter: KeyLimiter;
+  private readonly cacheTtlMs: number;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    options: ApiKeysOptions = {},
+  ) {
     this.budgets = new SpendBudgets(db);
+    this.cacheTtlMs = options.cacheTtlMs ?? 10_000;
+    this.limiter = new KeyLimiter(db, {
+      slotLeaseMs: options.slotLeaseMs ?? 30_000,
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+    this.limiter.start();
+  }
+
+  /** Stops renewing slots and sweeping (slots still held expire within their lease). */
+  close(): void {
+    this.limiter.stop();
   }
 
   /** The key's spend-budget hold for a paid request, or undefined when it has no budget. */
@@ -122,7 +133,7 @@ export class ApiKeys {
       'UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL',
       [id],
     );
-    this.cache.clear(); // this replica forgets at once; others within CACHE_TTL_MS
+    this.cache.clear(); // this replica forgets at once; others within cacheTtlMs
     return result.rowCount > 0;
   }
 
@@ -142,7 +153,7 @@ export class ApiKeys {
       `UPDATE api_keys SET ${sets.join(', ')} WHERE id = $1 AND revoked_at IS NULL RETURNING ${COLUMNS}`,
       values,
     );
-    this.cache.clear(); // this replica at once; others within CACHE_TTL_MS
+    this.cache.clear(); // this replica at once; others within cacheTtlMs
     const row = rows.rows[0];
     return row ? { ...withBudgets(row), revoked: false } : null;
   }
@@ -152,7 +163,7 @@ export class ApiKeys {
     if (!key?.startsWith(KEY_PREFIX) || key.length > 200) return null;
     const digest = hash(key);
     const cached = this.cache.get(digest);
-    if (cached && nowMs - cached.atMs < CACHE_TTL_MS) return cached.record;
+    if (cached && nowMs - cached.atMs < this.cacheTtlMs) return cached.record;
     const rows = await this.db.query<ApiKeyRecord & { revoked_at: string | null }>(
       `SELECT ${COLUMNS}, revoked_at FROM api_keys WHERE key_sha256 = $1`,
       [digest],
@@ -164,34 +175,9 @@ export class ApiKeys {
     return record;
   }
 
-  /** Admits one request against the key's limits; `release` reports its tokens when done. */
-  admit(record: ApiKeyRecord, estimatedTokens: number, nowMs = Date.now()): LimitResult {
-    const u = this.window(record.id, nowMs);
-    const retryAfterS = Math.max(1, Math.ceil((u.windowStartMs + 60_000 - nowMs) / 1000));
-    const parallel = this.inFlight.get(record.id) ?? 0;
-    if (parallel >= record.max_parallel)
-      return { ok: false, retryAfterS: 1, detail: `at most ${record.max_parallel} parallel requests` };
-    if (u.requests >= record.requests_per_min)
-      return { ok: false, retryAfterS, detail: `at most ${record.requests_per_min} requests per minute` };
-    if (u.tokens + estimatedTokens > record.tokens_per_min && u.tokens > 0) {
-      return { ok: false, retryAfterS, detail: `at most ${record.tokens_per_min} tokens per minute` };
-    }
-    u.requests += 1;
-    this.inFlight.set(record.id, parallel + 1);
-    let released = false;
-    return {
-      ok: true,
-      release: (tokens: number) => {
-        if (released) return;
-        released = true;
-        const left = (this.inFlight.get(record.id) ?? 1) - 1;
-        if (left > 0) this.inFlight.set(record.id, left);
-        else this.inFlight.delete(record.id);
-        // Tokens count in the key's current window (the one where the request ends).
-        const current = this.usage.get(record.id);
-        if (current) current.tokens += tokens;
-      },
-    };
+  /** Admits one request against the key's limits, cluster-wide; `release` reports its tokens when done. */
+  admit(record: ApiKeyRecord, estimatedTokens: number): Promise<LimitResult> {
+    return this.limiter.admit(record, estimatedTokens);
   }
 
   /**
@@ -200,27 +186,7 @@ export class ApiKeys {
    */
   admitRequest(
     record: Pick<ApiKeyRecord, 'id' | 'requests_per_min'>,
-    nowMs = Date.now(),
-  ): { ok: true } | { ok: false; retryAfterS: number; detail: string } {
-    const u = this.window(record.id, nowMs);
-    if (u.requests >= record.requests_per_min)
-      return {
-        ok: false,
-        retryAfterS: Math.max(1, Math.ceil((u.windowStartMs + 60_000 - nowMs) / 1000)),
-        detail: `at most ${record.requests_per_min} requests per minute`,
-      };
-    u.requests += 1;
-    return { ok: true };
-  }
-
-  /** The key's current window, started anew once a minute has passed. Bounded map. */
-  private window(id: string, nowMs: number): Usage {
-    let u = this.usage.get(id);
-    if (!u || nowMs - u.windowStartMs >= 60_000) {
-      if (!u && this.usage.size >= MAX_CACHED) this.usage.clear();
-      u = { windowStartMs: nowMs, requests: 0, tokens: 0 };
-      this.usage.set(id, u);
-    }
-    return u;
+  ): Promise<{ ok: true } | { ok: false; retryAfterS: number; detail: string }> {
+    return this.limiter.admitRequest(record);
   }
 }

@@ -57,6 +57,14 @@ export const routerConfigSchema = z.object({
   OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
 
+  // Replicas on one database (docs/architecture.md "Running more than one replica").
+  /** How often the nodes table is re-read (registrations, bans, prices made at other replicas). */
+  NODE_RELOAD_MS: z.coerce.number().int().min(100).max(3_600_000).default(5_000),
+  /** How long a replica trusts a cached API-key record: the bound for revocations and limit changes. */
+  API_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+  /** Lifetime of an API key's parallel slot without renewal: what a crashed replica's slots cost. */
+  KEY_SLOT_LEASE_MS: z.coerce.number().int().min(1_000).max(3_600_000).default(30_000),
+
   // L402 (docs/l402.md): pay per request with a Lightning invoice, no account. Paid mode only
   // (SETTLEMENT_URL); a chat request without credentials then gets a 402 challenge.
   L402_ENABLED: bool.default(false),

@@ -37,6 +37,26 @@ const ROUTER_MIGRATIONS: Migration[] = [
       PRIMARY KEY (key_id, period)
     );`,
   },
+  {
+    version: 3,
+    name: 'key_limit_windows_and_slots',
+    // One row per payer id (its lock row and current minute), parallel slots as expiring leases.
+    sql: `CREATE TABLE IF NOT EXISTS key_windows (
+      key_id TEXT PRIMARY KEY,
+      window_start_ms BIGINT NOT NULL,
+      requests INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0),
+      tokens BIGINT NOT NULL DEFAULT 0 CHECK (tokens >= 0)
+    );
+    CREATE INDEX IF NOT EXISTS key_windows_start ON key_windows (window_start_ms);
+    CREATE TABLE IF NOT EXISTS key_slots (
+      slot_id TEXT PRIMARY KEY,
+      key_id TEXT NOT NULL,
+      replica_id TEXT NOT NULL,
+      expires_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS key_slots_key ON key_slots (key_id, expires_at_ms);
+    CREATE INDEX IF NOT EXISTS key_slots_expiry ON key_slots (expires_at_ms);`,
+  },
 ];
 
 export async function migrateRouter(db: Db): Promise<void> {

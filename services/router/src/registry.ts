@@ -137,7 +137,12 @@ export class Registry {
     this.probationRequests = options.probationRequests ?? REGISTRATION_DEFAULTS.probationRequests;
   }
 
-  /** Loads registered nodes from the database; they count as unseen until their next heartbeat. */
+  /**
+   * Loads registered nodes from the database; new ones count as unseen until their next heartbeat.
+   * Run again periodically (router.ts, NODE_RELOAD_MS), it takes in what other replicas wrote:
+   * new registrations, changed endpoints, models and prices, and bans. Health, heartbeats and
+   * in-flight counts stay this replica's own.
+   */
   async load(): Promise<void> {
     const rows = await this.options.db.query<{
       id: string;
@@ -150,7 +155,17 @@ export class Registry {
               (EXTRACT(EPOCH FROM registered_at) * 1000)::BIGINT AS registered_ms FROM nodes`,
     );
     for (const row of rows.rows) {
+      const current = this.nodes.get(row.id);
+      // No unban exists: a reload that read before a local ban committed must not undo it.
+      if (current && (row.banned || current.banned)) current.banned = true;
+      if (current && current.endpoint === row.endpoint && sameJson(current.registration, row.registration))
+        continue;
       const form = normaliseEndpoint(row.endpoint);
+      const endpointKey = form.ok ? form.key : row.endpoint;
+      if (current) {
+        this.update(current, row.endpoint, row.registration, endpointKey);
+        continue;
+      }
       this.put({
         id: row.id,
         endpoint: row.endpoint,
@@ -160,10 +175,24 @@ export class Registry {
         lastSeenMs: 0,
         health: new CountingHealth(DEFAULT_HEALTH_CONFIG),
         inFlight: 0,
-        endpointKey: form.ok ? form.key : row.endpoint,
+        endpointKey,
         probationUntilMs: Number(row.registered_ms) + this.probationMs,
       });
     }
+  }
+
+  /** Changes a known node in place: leases in flight hold this object and count on it. */
+  private update(
+    node: NodeRecord,
+    endpoint: string,
+    registration: NodeRegistration,
+    endpointKey: string,
+  ): void {
+    this.nodes.set(node.id, { ...node }); // what put() unindexes
+    node.endpoint = endpoint;
+    node.registration = registration;
+    node.endpointKey = endpointKey;
+    this.put(node);
   }
 
   get size(): number {
@@ -364,6 +393,22 @@ export class Registry {
       map.set(record.id, record);
     }
   }
+}
+
+/** Equal as JSON values, whatever the key order (JSONB comes back with its own key order). */
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object')
+    return `{${Object.keys(value)
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value) ?? 'null';
 }
 
 /**

@@ -96,7 +96,24 @@ export async function startRouter(
     ...(options.lookup ? { lookup: options.lookup } : {}),
   });
   await registry.load();
-  const apiKeys = new ApiKeys(db);
+  // Other replicas' registrations, bans and prices arrive within NODE_RELOAD_MS.
+  let reloading = false; // one reload at a time, however slow the database
+  const reload = setInterval(() => {
+    if (reloading) return;
+    reloading = true;
+    registry
+      .load()
+      .catch((error: unknown) => logger.warn({ err: error }, 'nodes reload failed'))
+      .finally(() => {
+        reloading = false;
+      });
+  }, config.NODE_RELOAD_MS);
+  reload.unref();
+  const apiKeys = new ApiKeys(db, {
+    cacheTtlMs: config.API_KEY_CACHE_TTL_MS,
+    slotLeaseMs: config.KEY_SLOT_LEASE_MS,
+    onError: (error) => logger.warn({ err: error }, 'key limit write failed'),
+  });
   const dispatcher = new Dispatcher({
     secretKey,
     routerPubkey: pubkey,
@@ -242,6 +259,8 @@ export async function startRouter(
     createApiKey: (o) => apiKeys.create(o),
     revokeApiKey: (id) => apiKeys.revoke(id),
     async close() {
+      clearInterval(reload);
+      apiKeys.close();
       prober.stop();
       await federation?.close();
       await outbox?.stop();

@@ -200,28 +200,38 @@ test('API keys: the per-minute and parallel limits answer 429 with Retry-After; 
 });
 
 test('API keys: the parallel limit holds under concurrency (unit)', async () => {
-  const { ApiKeys } = await import('../src/apikeys');
-  const keys = new ApiKeys(null as never);
-  const record = {
-    id: 'k',
-    name: 'k',
-    requests_per_min: 100,
-    tokens_per_min: 1_000_000,
-    max_parallel: 2,
-    budget_msat_per_day: null,
-    budget_msat_per_month: null,
-    revoked: false,
-  };
-  const a = keys.admit(record, 10, 0);
-  const b = keys.admit(record, 10, 0);
-  const c = keys.admit(record, 10, 0);
-  assert.ok(a.ok && b.ok);
-  assert.equal(c.ok, false);
-  if (a.ok) a.release(10);
-  assert.equal(keys.admit(record, 10, 1).ok, true, 'a released slot is reusable');
+  const { openDb } = await import('@fed-ai/kit');
+  const { migrateRouter } = await import('../src/db');
+  const { KeyLimiter } = await import('../src/key-limits');
+  const db = await openDb({});
+  await migrateRouter(db);
+  let nowMs = 0;
+  const keys = new KeyLimiter(db, { slotLeaseMs: 30_000, now: () => nowMs });
+  const record = { id: 'k', requests_per_min: 100, tokens_per_min: 1_000_000, max_parallel: 2 };
+  const [a, b, c] = await Promise.all([
+    keys.admit(record, 10),
+    keys.admit(record, 10),
+    keys.admit(record, 10),
+  ]);
+  assert.equal([a, b, c].filter((r) => r!.ok).length, 2);
+  const first = [a, b, c].find((r) => r!.ok)!;
+  if (first.ok) first.release(10);
+  nowMs = 1;
+  // The release is one write after the request: poll until the freed slot is taken again.
+  let reused = false;
+  for (let i = 0; i < 50 && !reused; i++) reused = (await keys.admit(record, 10)).ok;
+  assert.ok(reused, 'a released slot is reusable');
   const tokens = { ...record, id: 't', tokens_per_min: 100, max_parallel: 10 };
-  const first = keys.admit(tokens, 90, 0);
-  if (first.ok) first.release(90);
-  assert.equal(keys.admit(tokens, 50, 1).ok, false, 'tokens per minute');
-  assert.equal(keys.admit(tokens, 50, 61_000).ok, true, 'a new minute');
+  const used = await keys.admit(tokens, 90);
+  if (used.ok) used.release(90);
+  let refused = false;
+  for (let i = 0; i < 50 && !refused; i++) {
+    const r = await keys.admit(tokens, 50);
+    refused = !r.ok;
+    if (r.ok) r.release(0);
+  }
+  assert.ok(refused, 'tokens per minute');
+  nowMs = 61_000;
+  assert.equal((await keys.admit(tokens, 50)).ok, true, 'a new minute');
+  await db.close();
 });

@@ -33,7 +33,7 @@ export function registerDisputeRoutes(app: FastifyInstance, deps: DisputeRouteDe
       auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined,
     );
     if (!key) throw new FedAiError('UNAUTHORIZED', 'Send your API key (Bearer).');
-    const admitted = deps.apiKeys.admitRequest(key);
+    const admitted = await deps.apiKeys.admitRequest(key);
     if (!admitted.ok)
       throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
     return key.id;

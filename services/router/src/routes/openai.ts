@@ -147,7 +147,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
     if (l402Error || (!key && !l402)) return refuse(l402Error ?? new FedAiError('PAYMENT_REQUIRED'));
     const payer = key ? key.id : l402!.payer;
     const holdSpend = key ? deps.apiKeys.spendHolder(key) : undefined;
-    const admitted = deps.apiKeys.admit(
+    const admitted = await deps.apiKeys.admit(
       key ?? deps.l402!.limits(payer),
       estimatePromptTokens(messages) + maxTokens,
     );

@@ -39,7 +39,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
         allowed: undefined,
         publicUrl: deps.publicUrl,
       });
-      const admitted = deps.apiKeys.admitRequest({
+      const admitted = await deps.apiKeys.admitRequest({
         id: `nostr:${pubkey}`,
         requests_per_min: deps.nostrPayerRequestsPerMin ?? 60,
       });
@@ -56,7 +56,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
         'Missing or invalid credentials: send an API key (Bearer) or a NIP-98 header signed by your Nostr key.',
       );
     // Tab calls count against the key's requests per minute like chat calls do.
-    const admitted = deps.apiKeys.admitRequest(key);
+    const admitted = await deps.apiKeys.admitRequest(key);
     if (!admitted.ok)
       throw new FedAiError('RATE_LIMITED', admitted.detail, { retry_after_s: admitted.retryAfterS });
     return { id: key.id, key };
