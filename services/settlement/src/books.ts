@@ -887,10 +887,13 @@ export class Books {
   /**
    * Resolves payments left pending (a crash between the hold and the post/void, or a backend that
    * could not answer): asks the backend and posts or voids. A payment the backend never saw is
-   * voided: nothing else will send it. Skips payments in flight in this process; `olderThanS`
-   * keeps a periodic sweep away from payments another call is still making.
+   * voided: nothing else will send it — unless it is younger than `voidUnseenOlderThanS`, when
+   * another process (a replica) may be between its hold and its send. Skips payments in flight in
+   * this process; `olderThanS` keeps a periodic sweep away from payments another call is still making.
    */
-  async resolvePendingPayments(options: { olderThanS?: number; limit?: number } = {}): Promise<number> {
+  async resolvePendingPayments(
+    options: { olderThanS?: number; limit?: number; voidUnseenOlderThanS?: number } = {},
+  ): Promise<number> {
     const rows = await this.db.query<PaymentRow>(
       `SELECT * FROM payments WHERE state = 'pending' AND created_at_s <= $1 ORDER BY created_at_s LIMIT $2`,
       [this.nowS() - (options.olderThanS ?? 0), Math.min(Math.max(options.limit ?? 100, 1), 1000)],
@@ -902,8 +905,12 @@ export class Books {
       let status: PaymentOutcome = await this.lightning
         .lookupPayment(payment.payment_hash)
         .catch((): PaymentStatus => ({ state: 'pending', paymentHash: payment.payment_hash }));
-      if (status.state === 'unknown')
+      if (status.state === 'unknown') {
+        // Another process (a replica) may hold a young payment between its hold and its send.
+        const ageS = this.nowS() - Number(payment.created_at_s);
+        if (ageS < (options.voidUnseenOlderThanS ?? 0)) continue;
         status = { state: 'failed', paymentHash: payment.payment_hash, code: 'NOT_SENT' };
+      }
       if ((await this.applyPaymentStatus(payment, status)) !== 'pending') resolved += 1;
     }
     return resolved;

@@ -383,7 +383,9 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   });
   // Heal anything a crash left half done before serving: payments left between hold and
   // post/void (nothing is in flight yet), then expiries and top-ups.
-  await books.resolvePendingPayments();
+  // A payment the backend never saw is voided only when older than the grace: a second replica
+  // starting up must not void one that another replica is about to send.
+  await books.resolvePendingPayments({ voidUnseenOlderThanS: PAYMENT_RECOVERY_AFTER_S });
   await ledger.expirePending();
   await books.creditSettledTopups();
 

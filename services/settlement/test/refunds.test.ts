@@ -156,6 +156,9 @@ test('crash after the hold (nothing sent): recovery on start voids it', async ()
   const restarted = new Books(db, ledger, new LightningBackendDouble(internal), options);
   await restarted.init();
   assert.equal(await restarted.creditSettledTopups(), 0);
+  // Within the grace a payment the backend never saw stays held: another replica may send it now.
+  assert.equal(await restarted.resolvePendingPayments({ voidUnseenOlderThanS: 300 }), 0);
+  assert.equal((await restarted.paymentRow(invoice.paymentHash))?.state, 'pending');
   assert.equal(await restarted.resolvePendingPayments(), 1);
   const payment = await restarted.paymentRow(invoice.paymentHash);
   assert.equal(payment?.state, 'failed');
