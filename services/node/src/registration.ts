@@ -3,6 +3,8 @@
 // heal by waiting (private or taken endpoint, not admitted, banned...) is logged once with its fix
 // and that router is not tried again. On stop, a last heartbeat says `ready: false`, so routers stop
 // sending work at once. The loop never throws.
+
+import { randomBytes } from 'node:crypto';
 import {
   createEnvelope,
   isReasonCode,
@@ -137,7 +139,12 @@ export class RegistrationLoop {
             await this.post(
               router,
               '/v1/nodes/heartbeat',
-              createEnvelope(KIND.nodeHeartbeat, payload, { audience: router.pubkey }, this.deps.secretKey),
+              createEnvelope(
+                KIND.nodeHeartbeat,
+                payload,
+                heartbeatOptions(router.pubkey),
+                this.deps.secretKey,
+              ),
               FAREWELL_TIMEOUT_MS,
             );
           } catch (error) {
@@ -198,7 +205,7 @@ export class RegistrationLoop {
           createEnvelope(
             KIND.nodeHeartbeat,
             this.deps.heartbeat(),
-            { audience: router.pubkey },
+            heartbeatOptions(router.pubkey),
             this.deps.secretKey,
           ),
         );
@@ -286,4 +293,12 @@ function reasonCodeOf(text: string): string | undefined {
 /** A bare 404/405 (no fed-ai error body) on registration: the URL is not a fed-ai router. */
 function notFound(status: number | undefined): string | undefined {
   return status === 404 ? 'NOT_FOUND' : status === 405 ? 'METHOD_NOT_ALLOWED' : undefined;
+}
+
+/**
+ * A heartbeat carries a nonce: replicas of one router share its key and replay store, so two
+ * identical heartbeats signed in one second (one to each replica) would otherwise be one event.
+ */
+function heartbeatOptions(routerPubkey: string | undefined) {
+  return { audience: routerPubkey, tags: [['nonce', randomBytes(8).toString('hex')]] };
 }
