@@ -1,0 +1,159 @@
+// pnpm bench:gateway — what a gateway adds in front of an instant OpenAI-compatible upstream (a fake
+// one answering exactly 16 tokens). Paths, each its own set of processes on 127.0.0.1:
+//   baseline    client -> fake upstream
+//   node-proxy  client -> bare node:http reverse proxy -> upstream
+//   fedai-free  client -> router -> node (OpenAI runner) -> upstream (signed request and metering)
+//   fedai-paid  the same with settlement: reservation before dispatch, capture after the answer
+//   portkey     client -> Portkey's open-source gateway (@portkey-ai/gateway) -> upstream
+// Every round runs every (mode, concurrency) cell on every path, in rotating order, so load changes
+// on the machine hit all paths alike. Every answer is checked (gateway-client.ts). Reported per path
+// and cell: p50/p99 over all rounds and what they add over the baseline, req/s (requests / batch
+// wall time), CPU ms per request of each process (/proc/<pid>/stat before and after each batch;
+// for paid, after the batch's captures are done).
+// Flags: --rounds N (5) --requests N per batch (256) --concurrency 1,16,64 --modes json,stream
+//        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey --warmup N (50) --json FILE.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Answer, ask, batch, chatBody } from './gateway-client';
+import { cpuMs, loadavg } from './gateway-proc';
+import { type CellResult, report, type Summary, type Totals } from './gateway-report';
+import { PATH_NAMES, type Path, type PathName, type Service, Services, startPaths } from './gateway-stacks';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    requests: { type: 'string', default: '256' },
+    concurrency: { type: 'string', default: '1,16,64' },
+    modes: { type: 'string', default: 'json,stream' },
+    paths: { type: 'string', default: PATH_NAMES.join(',') },
+    warmup: { type: 'string', default: '50' },
+    json: { type: 'string' },
+  },
+});
+const positive = (name: string, text: string): number => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer`);
+  return n;
+};
+const rounds = positive('rounds', values.rounds);
+const requests = positive('requests', values.requests);
+const warmup = positive('warmup', values.warmup);
+const levels = values.concurrency.split(',').map((c) => positive('concurrency', c));
+const modes = values.modes.split(',').map((m) => {
+  if (m !== 'json' && m !== 'stream') throw new Error('--modes takes json and/or stream');
+  return m;
+});
+const pathNames = values.paths.split(',').map((p) => {
+  if (!(PATH_NAMES as readonly string[]).includes(p)) throw new Error(`unknown path ${p}`);
+  return p as PathName;
+});
+if (!pathNames.includes('baseline')) pathNames.unshift('baseline');
+
+interface Cell {
+  mode: 'json' | 'stream';
+  concurrency: number;
+}
+const cells: Cell[] = modes.flatMap((mode) => levels.map((concurrency) => ({ mode, concurrency })));
+const keyOf = (cell: Cell, path: PathName) => `${cell.mode}/${cell.concurrency}/${path}`;
+const rotate = <T>(list: readonly T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length]!);
+
+function emptyTotals(): Totals {
+  return { latencies: [], wallMs: 0, count: 0, errors: {}, cpuMs: {}, clientCpuMs: 0 };
+}
+
+let paidCostMsat = 0;
+
+/** One batch of one cell on one path, with the CPU of its processes (and the upstream's). */
+async function runBatch(path: Path, upstream: Service, cell: Cell, count: number, totals?: Totals) {
+  const stream = cell.mode === 'stream';
+  const payload = chatBody(path.target.model, stream);
+  const processes = [...path.services, upstream];
+  // Every batch starts on fresh connections: a pooled one the server closed while other paths ran
+  // (keep-alive timeouts) would otherwise fail as "socket hang up" when reused at that moment.
+  path.target.agent.destroy();
+  const before = processes.map((s) => cpuMs(s.child.pid!));
+  const clientBefore = process.cpuUsage();
+  const { answers, wallMs } = await batch(count, cell.concurrency, () => ask(path.target, payload, stream));
+  await path.settle?.();
+  const clientUsed = process.cpuUsage(clientBefore);
+  const after = processes.map((s) => cpuMs(s.child.pid!));
+  if (path.name === 'fedai-paid') paidCostMsat += answers.reduce((sum, a) => sum + a.costMsat, 0);
+  if (!totals) return answers;
+  totals.wallMs += wallMs;
+  totals.count += answers.length;
+  totals.clientCpuMs += (clientUsed.user + clientUsed.system) / 1000;
+  for (const [i, s] of processes.entries())
+    totals.cpuMs[s.name] = (totals.cpuMs[s.name] ?? 0) + after[i]! - before[i]!;
+  for (const a of answers) countAnswer(totals, a);
+  return answers;
+}
+
+function countAnswer(totals: Totals, answer: Answer): void {
+  if (answer.error) totals.errors[answer.error] = (totals.errors[answer.error] ?? 0) + 1;
+  else totals.latencies.push(answer.ms);
+}
+
+async function warmUp(paths: Path[], upstream: Service): Promise<void> {
+  for (const path of paths)
+    for (const mode of modes) {
+      const answers = await runBatch(path, upstream, { mode, concurrency: 16 }, warmup);
+      const failed = answers.find((a) => a.error);
+      if (failed) throw new Error(`${path.name} ${mode} warm-up failed: ${failed.error}`);
+    }
+}
+
+async function main(services: Services, dir: string): Promise<boolean> {
+  const { upstream, paths } = await startPaths(services, dir, pathNames);
+  const paid = paths.find((p) => p.name === 'fedai-paid');
+  const startBalance = await paid?.balance?.();
+  const loadStart = loadavg();
+  const startedAt = new Date().toISOString();
+  await warmUp(paths, upstream);
+  const totals = new Map<string, Totals>();
+  for (let round = 0; round < rounds; round++) {
+    for (const cell of rotate(cells, round))
+      for (const path of rotate(paths, round)) {
+        const key = keyOf(cell, path.name);
+        if (!totals.has(key)) totals.set(key, emptyTotals());
+        await runBatch(path, upstream, cell, requests, totals.get(key));
+      }
+    process.stderr.write(`round ${round + 1}/${rounds} done (load ${loadavg()})\n`);
+  }
+  const results: CellResult[] = cells.map((cell) => ({
+    ...cell,
+    paths: paths.map((p) => ({ path: p.name, totals: totals.get(keyOf(cell, p.name))! })),
+  }));
+  const paidCheck =
+    paid && startBalance !== undefined
+      ? { chargedMsat: startBalance - (await paid.balance!()), signedCostMsat: paidCostMsat }
+      : undefined;
+  const summary: Summary = {
+    command: `pnpm bench:gateway ${process.argv.slice(2).join(' ')}`.trim(),
+    startedAt,
+    node: process.version,
+    cpus: cpus().length,
+    loadavgStart: loadStart,
+    loadavgEnd: loadavg(),
+    rounds,
+    requestsPerBatch: requests,
+    ...(paidCheck ? { paid: paidCheck } : {}),
+  };
+  const { text, json, failures } = report(summary, results);
+  process.stdout.write(text);
+  if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
+  return failures === 0 && (!paidCheck || paidCheck.chargedMsat === paidCheck.signedCostMsat);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'fedai-bench-gateway-'));
+const services = new Services(dir);
+let passed = false;
+try {
+  passed = await main(services, dir);
+} finally {
+  await services.stopAll();
+  if (passed) rmSync(dir, { recursive: true, force: true });
+  else process.stderr.write(`gateway bench failed; service logs kept in ${dir}\n`);
+}
+process.exitCode = passed ? 0 : 1;
