@@ -7,13 +7,30 @@ import { closeSync, openSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { openDb, startPostgres } from '@fed-ai/kit';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { FAKE_MODEL } from './fake-upstream';
 import type { Target } from './gateway-client';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const START_TIMEOUT_MS = 120_000;
-export const PATH_NAMES = ['baseline', 'node-proxy', 'fedai-free', 'fedai-paid', 'portkey'] as const;
+export const PATH_NAMES = [
+  'baseline',
+  'node-proxy',
+  'fedai-free',
+  'fedai-paid',
+  'portkey',
+  'fedai-pg-1r',
+  'fedai-pg-2r',
+] as const;
+/** What a plain run measures; the replica paths (PostgreSQL, issue 18) are asked for by --paths. */
+export const DEFAULT_PATHS: readonly PathName[] = [
+  'baseline',
+  'node-proxy',
+  'fedai-free',
+  'fedai-paid',
+  'portkey',
+];
 export type PathName = (typeof PATH_NAMES)[number];
 
 export interface Service {
@@ -59,6 +76,8 @@ async function waitFor(url: string, check: (r: Response) => Promise<boolean> = a
 
 export class Services {
   readonly all: Service[] = [];
+  /** Run after every process stopped (a PostgreSQL server). */
+  readonly cleanups: (() => Promise<void>)[] = [];
   constructor(private readonly dir: string) {}
 
   start(name: string, entry: string, args: string[], env: Record<string, string> = {}): Service {
@@ -82,6 +101,7 @@ export class Services {
     }, 10_000);
     await Promise.all(this.all.map((s) => s.exited));
     clearTimeout(timer);
+    for (const cleanup of this.cleanups) await cleanup();
   }
 }
 
@@ -260,6 +280,94 @@ async function startPaid(services: Services, dir: string, upstream: string): Pro
   };
 }
 
+let postgres: Promise<{ url: string }> | undefined;
+
+/** One PostgreSQL server for the replica paths, a database per path. */
+async function database(services: Services, name: string): Promise<string> {
+  postgres ??= startPostgres().then((pg) => {
+    services.cleanups.push(() => pg.stop());
+    return pg;
+  });
+  const { url } = await postgres;
+  const admin = await openDb({ url });
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.close();
+  return url.replace(/\/postgres$/, `/${name}`);
+}
+
+/**
+ * fed-ai free with `replicas` routers on one PostgreSQL (one key, one database) behind the
+ * round-robin proxy, one node registered with every replica (issue 18: one and two replicas in
+ * the same run, both through the same proxy).
+ */
+async function startReplicas(
+  services: Services,
+  dir: string,
+  upstream: string,
+  replicas: 1 | 2,
+): Promise<Path> {
+  const tag = `pg-${replicas}r`;
+  const routerKey = generateSecretKey();
+  const operatorKey = generateSecretKey();
+  const databaseUrl = await database(services, `router_${replicas}r`);
+  const routerUrls: string[] = [];
+  const routers: Service[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const port = await freePort();
+    routerUrls.push(`http://127.0.0.1:${port}`);
+    routers.push(
+      services.start(`router-${tag}-${i}`, 'services/router/src/main.ts', [], {
+        ROUTER_PORT: String(port),
+        ROUTER_KEY: secretKeyHex(routerKey),
+        ALLOW_PRIVATE_ENDPOINTS: 'true',
+        OPERATOR_PUBKEYS: publicKeyOf(operatorKey),
+        DATABASE_URL: databaseUrl,
+        DATA_DIR: join(dir, `router-${tag}-${i}`),
+      }),
+    );
+    // One at a time: both run the same migrations.
+    await waitFor(`${routerUrls[i]}/v1/models`, async (r) => r.ok);
+  }
+  const nodePort = await freePort();
+  const node = services.start(`node-${tag}`, 'services/node/src/main.ts', [], {
+    NODE_PORT: String(nodePort),
+    NODE_KEY: secretKeyHex(generateSecretKey()),
+    DATA_DIR: join(dir, `node-${tag}`),
+    RUNNER: 'openai',
+    OPENAI_BASE_URL: `${upstream}/v1`,
+    ROUTER_URLS: routerUrls.join(','),
+    ROUTER_PUBKEYS: publicKeyOf(routerKey),
+    MAX_CONCURRENCY: '64',
+    QUEUE_MAX: '256',
+    HEARTBEAT_INTERVAL_S: '5',
+  });
+  for (const url of routerUrls)
+    await waitFor(
+      `${url}/v1/models`,
+      async (r) =>
+        ((await r.json()) as { data?: { id: string }[] }).data?.some((m) => m.id === FAKE_MODEL) ?? false,
+    );
+  const apiKey = await createApiKey(routerUrls[0]!, operatorKey);
+  const proxyPort = await freePort();
+  const proxy = services.start(`proxy-${tag}`, 'tools/bench/src/gateway-proxy.ts', [
+    String(proxyPort),
+    routerUrls.join(','),
+  ]);
+  const proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  await waitFor(`${proxyUrl}/v1/models`, async (r) => r.ok);
+  return {
+    name: replicas === 1 ? 'fedai-pg-1r' : 'fedai-pg-2r',
+    target: {
+      url: chatUrl(proxyUrl),
+      headers: { authorization: `Bearer ${apiKey}` },
+      model: FAKE_MODEL,
+      agent: agent(),
+      fedai: true,
+    },
+    services: [proxy, ...routers, node],
+  };
+}
+
 const STARTERS: Record<
   Exclude<PathName, 'baseline'>,
   (s: Services, dir: string, upstream: string) => Promise<Path>
@@ -268,6 +376,8 @@ const STARTERS: Record<
   portkey: (s, _dir, upstream) => startPortkey(s, upstream),
   'fedai-free': startFree,
   'fedai-paid': startPaid,
+  'fedai-pg-1r': (s, dir, upstream) => startReplicas(s, dir, upstream, 1),
+  'fedai-pg-2r': (s, dir, upstream) => startReplicas(s, dir, upstream, 2),
 };
 
 /** Starts the upstream and every chosen path (in parallel); the baseline goes straight to the upstream. */

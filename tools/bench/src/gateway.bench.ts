@@ -11,7 +11,8 @@
 // wall time), CPU ms per request of each process (/proc/<pid>/stat before and after each batch;
 // for paid, after the batch's captures are done).
 // Flags: --rounds N (5) --requests N per batch (256) --concurrency 1,16,64 --modes json,stream
-//        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey --warmup N (50) --json FILE.
+//        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey (also: fedai-pg-1r,fedai-pg-2r, one and
+//        two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,15 @@ import { parseArgs } from 'node:util';
 import { type Answer, ask, batch, chatBody } from './gateway-client';
 import { cpuMs, loadavg } from './gateway-proc';
 import { type CellResult, report, type Summary, type Totals } from './gateway-report';
-import { PATH_NAMES, type Path, type PathName, type Service, Services, startPaths } from './gateway-stacks';
+import {
+  DEFAULT_PATHS,
+  PATH_NAMES,
+  type Path,
+  type PathName,
+  type Service,
+  Services,
+  startPaths,
+} from './gateway-stacks';
 
 const { values } = parseArgs({
   options: {
@@ -27,7 +36,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '256' },
     concurrency: { type: 'string', default: '1,16,64' },
     modes: { type: 'string', default: 'json,stream' },
-    paths: { type: 'string', default: PATH_NAMES.join(',') },
+    paths: { type: 'string', default: DEFAULT_PATHS.join(',') },
     warmup: { type: 'string', default: '50' },
     json: { type: 'string' },
   },
