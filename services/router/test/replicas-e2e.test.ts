@@ -2,6 +2,7 @@
 // pair behind a round-robin proxy: limits, revocation, tabs and a SIGKILL behave as one router.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -249,7 +250,8 @@ test('replay protection is shared: one signed registration sent to both replicas
       models: [{ id: 'double-model', context_window: 4096, max_output_tokens: 512, price: nodes[0]!.price }],
       capacity: { max_concurrency: 4, queue_max: 4 },
     },
-    { audience: routerPubkey },
+    // A nonce: no registration the node double sends itself can be this very event.
+    { audience: routerPubkey, tags: [['nonce', randomBytes(8).toString('hex')]] },
     nodes[0]!.secretKey,
   );
   const send = (i: number) =>
@@ -257,13 +259,16 @@ test('replay protection is shared: one signed registration sent to both replicas
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(envelope),
-    }).then(async (r) => ({ status: r.status, code: ((await r.json()) as { code?: string }).code }));
+    }).then(async (r) => ({
+      status: r.status,
+      code: errorCode((await r.json()) as Record<string, unknown>),
+    }));
   const answers = await Promise.all([send(0), send(1)]);
-  assert.deepEqual(
-    answers.map((a) => a.status).sort(),
-    [200, 409].sort(),
-    `one replica takes it, the other sees a replay: ${JSON.stringify(answers)}`,
-  );
+  const shown = JSON.stringify(answers);
+  // The envelope's id is recorded before anything else is checked, so whatever the first replica
+  // then decides (under load its endpoint check may fail), the other sees a replay.
+  assert.ok(answers.filter((a) => a.status === 200).length <= 1, `taken twice: ${shown}`);
+  assert.equal(answers.filter((a) => a.code === 'REPLAYED').length, 1, `one replay: ${shown}`);
 });
 
 test('a key limited to N requests per minute gets exactly N through the proxy, not 2N', async () => {
