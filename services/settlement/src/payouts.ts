@@ -161,13 +161,12 @@ export class Payouts {
     );
     if (open.rows[0]) return { node, state: 'skipped', reason: 'PAYOUT_IN_FLIGHT' };
     const covered = await this.coverableCharges(node);
-    const [account] = await this.ledger.lookupAccounts([ACCOUNTS.earnings(node)]);
     const uncovered = await this.db.query<{ total: string | null }>(
       'SELECT SUM(node_msat) AS total FROM charges WHERE node = $1 AND payout_id IS NULL',
       [node],
     );
     const plan = planPayout({
-      availableMsat: account ? availableMsat(account) : 0,
+      availableMsat: await this.earningsMsat(node),
       uncoveredMsat: Number(uncovered.rows[0]?.total ?? 0),
       coveredMsat: covered.reduce((sum, c) => sum + Number(c.node_msat), 0),
       thresholdMsat: this.options.thresholdMsat,

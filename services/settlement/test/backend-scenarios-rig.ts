@@ -59,31 +59,47 @@ export async function startRig(
   return lnbitsRig(options);
 }
 
-function lndRig(lnd: LndDouble): Rig {
+/** Counts the double's sends per payment hash and calls a waiting hook once on the first. */
+function countSends(double: { onSend: ((hash: string) => void) | null }): Pick<Rig, 'sends' | 'onSent'> {
   const sent = new Map<string, number>();
   const hooks = new Map<string, () => void>();
-  lnd.onSend = (hash) => {
+  double.onSend = (hash) => {
     sent.set(hash, (sent.get(hash) ?? 0) + 1);
     hooks.get(hash)?.();
     hooks.delete(hash);
   };
+  return {
+    sends: (hash) => sent.get(hash) ?? 0,
+    onSent: (hash, callback) => void hooks.set(hash, callback),
+  };
+}
+
+/** An invoice of another node that the double will route to (committing to a hash for LNURL). */
+function payeeInvoice(
+  double: { addPayee(invoice: { paymentHash: string }): void },
+  amountMsat: number,
+  descriptionHash?: string,
+): { bolt11: string; paymentHash: string } {
+  const invoice = encodeInvoice({
+    amountMsat,
+    description: 'elsewhere',
+    expirySeconds: 3600,
+    nodeSecretKeyHex: randomBytes(32).toString('hex'),
+    ...(descriptionHash ? { descriptionHash } : {}),
+  });
+  double.addPayee(invoice);
+  return invoice;
+}
+
+function lndRig(lnd: LndDouble): Rig {
+  const { sends, onSent } = countSends(lnd);
   return {
     name: 'lnd',
     adapter: () =>
       new LndBackend({ url: lnd.url, macaroonHex: lnd.macaroonHex, timeoutMs: 1000, payTimeoutSeconds: 1 }),
     env: { LIGHTNING_BACKEND: 'lnd', LND_REST_URL: lnd.url, LND_MACAROON_HEX: lnd.macaroonHex },
     payFromOutside: async (invoice) => lnd.settle(invoice.paymentHash),
-    foreignInvoice: async (amountMsat, descriptionHash) => {
-      const invoice = encodeInvoice({
-        amountMsat,
-        description: 'elsewhere',
-        expirySeconds: 3600,
-        nodeSecretKeyHex: randomBytes(32).toString('hex'),
-        ...(descriptionHash ? { descriptionHash } : {}),
-      });
-      lnd.addPayee(invoice);
-      return invoice;
-    },
+    foreignInvoice: async (amountMsat, descriptionHash) => payeeInvoice(lnd, amountMsat, descriptionHash),
     failNext: (hash) => lnd.script(hash, { kind: 'fail', reason: 'FAILURE_REASON_NO_ROUTE' }),
     paidElsewhere: async (invoice) => lnd.script(invoice.paymentHash, { kind: 'already-paid' }),
     hold: (hash) => lnd.script(hash, { kind: 'hang' }),
@@ -94,36 +110,20 @@ function lndRig(lnd: LndDouble): Rig {
           ? { kind: 'succeed', feeMsat: 0 }
           : { kind: 'fail', reason: 'FAILURE_REASON_NO_ROUTE' },
       ),
-    sends: (hash) => sent.get(hash) ?? 0,
-    onSent: (hash, callback) => void hooks.set(hash, callback),
+    sends,
+    onSent,
     close: () => lnd.close(),
   };
 }
 
 function clnRig(cln: ClnDouble): Rig {
-  const sent = new Map<string, number>();
-  const hooks = new Map<string, () => void>();
-  cln.onSend = (hash) => {
-    sent.set(hash, (sent.get(hash) ?? 0) + 1);
-    hooks.get(hash)?.();
-    hooks.delete(hash);
-  };
+  const { sends, onSent } = countSends(cln);
   return {
     name: 'cln',
     adapter: () => new ClnBackend({ url: cln.url, rune: cln.rune, timeoutMs: 1000, payRetrySeconds: 1 }),
     env: { LIGHTNING_BACKEND: 'cln', CLN_REST_URL: cln.url, CLN_RUNE: cln.rune },
     payFromOutside: async (invoice) => cln.settle(invoice.paymentHash),
-    foreignInvoice: async (amountMsat, descriptionHash) => {
-      const invoice = encodeInvoice({
-        amountMsat,
-        description: 'elsewhere',
-        expirySeconds: 3600,
-        nodeSecretKeyHex: randomBytes(32).toString('hex'),
-        ...(descriptionHash ? { descriptionHash } : {}),
-      });
-      cln.addPayee(invoice);
-      return invoice;
-    },
+    foreignInvoice: async (amountMsat, descriptionHash) => payeeInvoice(cln, amountMsat, descriptionHash),
     // lightning-pay(7): 205 after trying (a failed attempt listpays shows).
     failNext: (hash) =>
       cln.script(hash, { kind: 'error', code: 205, message: 'Ran out of routes to try', sent: true }),
@@ -136,8 +136,8 @@ function clnRig(cln: ClnDouble): Rig {
     hold: (hash) => cln.script(hash, { kind: 'hang' }),
     finish: (hash, outcome) =>
       cln.resolve(hash, outcome === 'succeed' ? { kind: 'succeed', feeMsat: 0 } : { kind: 'fail' }),
-    sends: (hash) => sent.get(hash) ?? 0,
-    onSent: (hash, callback) => void hooks.set(hash, callback),
+    sends,
+    onSent,
     close: () => cln.close(),
   };
 }

@@ -1,12 +1,12 @@
 // Shared by the dispute tests: a settlement in-process (PGlite), charges made through the books'
 // own reserve and capture on really node-signed records, and NIP-98 signed dispute calls.
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { availableMsat, verifyLedger } from '@fed-ai/ledger';
 import {
-  costMsat,
   createEnvelope,
   createNip98Header,
   type Envelope,
@@ -14,12 +14,11 @@ import {
   type InferenceResponse,
   KIND,
   type MeteringRecord,
-  outputSha256,
-  promptSha256,
   publicKeyOf,
 } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '../src/config';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
+import { signedMetering } from './signed-metering';
 
 const TEXT = 'the answer the node generated';
 const price = { input_msat_per_1k: 1000, output_msat_per_1k: 2000 };
@@ -76,22 +75,15 @@ export async function makeCharge(rig: DisputeRig, payer = `payer-${++counter}`):
   await books.faucetPay(invoice.bolt11);
   const opId = `req-dispute-${process.pid}-${++counter}`;
   await books.reserve(opId, payer, 10_000, 600);
-  const record: MeteringRecord = {
-    request_id: opId,
+  const { record, metering } = signedMetering({
+    opId,
     router: rig.router,
-    model: 'double-model',
-    prompt_sha256: promptSha256([{ role: 'user', content: 'hi' }]),
-    output_sha256: outputSha256(TEXT),
-    tokens_in: 100,
-    tokens_out: 200,
-    ttft_ms: 5,
-    wall_ms: 50,
+    nodeKey: rig.nodeKey,
+    tokensIn: 100,
+    tokensOut: 200,
     price,
-    cost_msat: costMsat(100, 200, price),
-    finish_reason: 'stop',
-    count_source: 'tokenizer',
-  };
-  const metering = createEnvelope(KIND.meteringRecord, record, { audience: rig.router }, rig.nodeKey);
+    output: TEXT,
+  });
   const { chargedMsat } = await books.capture(opId, rig.node, metering, rig.router);
   assert.equal(chargedMsat, 500);
   return { opId, payer, record, metering };

@@ -4,6 +4,7 @@
 // the routing fee, with a settlement-signed statement the node checks against its own records; a
 // failed payout gives everything back and uncovers the charges; a payout in flight at a restart is
 // finished by the lookup, paid once.
+
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
@@ -12,15 +13,11 @@ import { availableMsat, Ledger, verifyLedger } from '@fed-ai/ledger';
 import { encodeInvoice, type LightningBackend } from '@fed-ai/lightning';
 import {
   checkPayoutStatement,
-  costMsat,
-  createEnvelope,
   type Envelope,
   generateSecretKey,
   KIND,
   type MeteringRecord,
-  outputSha256,
   type PayoutStatement,
-  promptSha256,
   publicKeyOf,
   verifyEnvelope,
 } from '@fed-ai/protocol';
@@ -28,6 +25,7 @@ import { type LnurlDouble, startLnurlDouble } from '../../../packages/lightning/
 import { ACCOUNTS, Books } from '../src/books';
 import { Payouts, type PayoutsOptions } from '../src/payouts';
 import type { BackendName, Rig } from './backend-scenarios-rig';
+import { signedMetering } from './signed-metering';
 
 export interface PayoutCtx {
   rig: Rig;
@@ -111,22 +109,14 @@ export function payoutScenarios(name: BackendName, get: () => PayoutCtx): { clos
   async function charge(c: PayoutCtx, key: Uint8Array, payer: string): Promise<void> {
     const opId = `req-payout-${name}-${process.pid}-${++seq}`;
     await c.books.reserve(opId, payer, 5000, 600);
-    const record: MeteringRecord = {
-      request_id: opId,
+    const { record, metering } = signedMetering({
+      opId,
       router,
-      model: 'double-model',
-      prompt_sha256: promptSha256([{ role: 'user', content: 'hi' }]),
-      output_sha256: outputSha256('an answer'),
-      tokens_in: 100,
-      tokens_out: 200,
-      ttft_ms: 5,
-      wall_ms: 50,
+      nodeKey: key,
+      tokensIn: 100,
+      tokensOut: 200,
       price,
-      cost_msat: costMsat(100, 200, price),
-      finish_reason: 'stop',
-      count_source: 'tokenizer',
-    };
-    const metering = createEnvelope(KIND.meteringRecord, record, { audience: router }, key);
+    });
     records.set(metering.id, { node: publicKeyOf(key), record });
     assert.equal((await c.books.capture(opId, publicKeyOf(key), metering, router)).chargedMsat, 5000);
   }

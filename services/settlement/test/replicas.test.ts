@@ -1,6 +1,7 @@
 // Two settlement replicas (one key, one PostgreSQL database) given the same operations at the same
 // time, as a load balancer with retries would: the same faucet payment, the same refund, the same
 // reserve and capture, many times over. Each operation takes effect once; the ledger verifies.
+
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,19 +10,16 @@ import { after, before, test } from 'node:test';
 import { openDb, startPostgres } from '@fed-ai/kit';
 import { verifyLedger } from '@fed-ai/ledger';
 import {
-  costMsat,
   createEnvelope,
   createNip98Header,
   generateSecretKey,
   KIND,
-  type MeteringRecord,
-  outputSha256,
-  promptSha256,
   publicKeyOf,
   secretKeyHex,
 } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '../src/config';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
+import { signedMetering } from './signed-metering';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-settlement-replicas-'));
 const routerKey = generateSecretKey();
@@ -121,22 +119,14 @@ test('the same reserve and capture to both replicas: held once, charged once', a
     JSON.stringify(held.map((h) => h.body)),
   );
   assert.equal(await balance('replica-dave'), 4000, 'held once');
-  const record: MeteringRecord = {
-    request_id: opId,
+  const { metering } = signedMetering({
+    opId,
     router: publicKeyOf(routerKey),
-    model: 'm',
-    prompt_sha256: promptSha256([{ role: 'user', content: 'hi' }]),
-    output_sha256: outputSha256('answer'),
-    tokens_in: 1000,
-    tokens_out: 2000,
-    ttft_ms: 5,
-    wall_ms: 50,
+    nodeKey,
+    tokensIn: 1000,
+    tokensOut: 2000,
     price,
-    cost_msat: costMsat(1000, 2000, price),
-    finish_reason: 'stop',
-    count_source: 'tokenizer',
-  };
-  const metering = createEnvelope(KIND.meteringRecord, record, { audience: publicKeyOf(routerKey) }, nodeKey);
+  });
   const capture = (n: number) =>
     createEnvelope(
       KIND.settlementRequest,

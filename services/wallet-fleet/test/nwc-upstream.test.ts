@@ -4,6 +4,7 @@
 // msat balances, policy refusals and the kill switch as definite errors, a dead relay as not
 // definite, and the connection secret never in a message. (In wallet-fleet, not in
 // packages/lightning: the fleet depends on lightning, so the other way round would be a cycle.)
+
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,20 +22,15 @@ import {
 } from '@fed-ai/lightning';
 import {
   checkPayoutStatement,
-  costMsat,
-  createEnvelope,
   createNip98Header,
   generateSecretKey,
-  KIND,
-  type MeteringRecord,
-  outputSha256,
   type PayoutStatement,
-  promptSha256,
   publicKeyOf,
   secretKeyHex,
 } from '@fed-ai/protocol';
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
+import { signedMetering } from '../../settlement/test/signed-metering';
 import { walletFleetConfigSchema } from '../src/config';
 import { type RunningWalletFleet, startWalletFleet } from '../src/wallet-fleet';
 
@@ -371,22 +367,14 @@ test('settlement on the NWC upstream: a top-up is credited once; a node payout t
   const price = { input_msat_per_1k: 1000, output_msat_per_1k: 2000 };
   const opId = `req-nwc-payout-${process.pid}`;
   await s1.books.reserve(opId, 'nwc-payer', 6000, 600);
-  const record: MeteringRecord = {
-    request_id: opId,
+  const { record, metering } = signedMetering({
+    opId,
     router: publicKeyOf(routerKey),
-    model: 'double-model',
-    prompt_sha256: promptSha256([{ role: 'user', content: 'hi' }]),
-    output_sha256: outputSha256('answer'),
-    tokens_in: 1000,
-    tokens_out: 2000,
-    ttft_ms: 5,
-    wall_ms: 50,
+    nodeKey,
+    tokensIn: 1000,
+    tokensOut: 2000,
     price,
-    cost_msat: costMsat(1000, 2000, price),
-    finish_reason: 'stop',
-    count_source: 'tokenizer',
-  };
-  const metering = createEnvelope(KIND.meteringRecord, record, { audience: publicKeyOf(routerKey) }, nodeKey);
+  });
   assert.equal((await s1.books.capture(opId, node, metering, publicKeyOf(routerKey))).chargedMsat, 5000);
 
   // The node's own wallet: an agent of the second fleet, asked for the invoice over NIP-47.

@@ -1,13 +1,13 @@
 // Disputes for API-key clients (docs/disputes.md): the router forwards a case to settlement for the
 // caller's own tab only (the payer is always the key's, never the body's), NIP-98 signed by the
 // router's key. Settlement verifies the evidence and decides.
-import { rawBody, readErrorCode, toFedAiError } from '@fed-ai/kit';
-import { createNip98Header, FedAiError } from '@fed-ai/protocol';
+import { rawBody, toFedAiError } from '@fed-ai/kit';
+import { FedAiError } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { request as httpRequest } from 'undici';
 import { z } from 'zod';
 import type { ApiKeys } from '../apikeys';
 import { openAiError } from '../openai-errors';
+import { callSettlement } from './settlement-call';
 
 export interface DisputeRouteDeps {
   apiKeys: ApiKeys;
@@ -39,31 +39,8 @@ export function registerDisputeRoutes(app: FastifyInstance, deps: DisputeRouteDe
     return key.id;
   }
 
-  async function settlement(request: FastifyRequest, method: 'GET' | 'POST', path: string, body?: unknown) {
-    const url = `${deps.settlementUrl}${path}`;
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    let response: Awaited<ReturnType<typeof httpRequest>>;
-    try {
-      response = await httpRequest(url, {
-        method,
-        headers: {
-          'content-type': 'application/json',
-          authorization: createNip98Header(url, method, text, deps.secretKey),
-        },
-        ...(text ? { body: text } : {}),
-        signal: AbortSignal.timeout(10_000),
-      });
-    } catch (error) {
-      request.log.warn({ code: (error as { code?: unknown }).code ?? 'unknown' }, 'settlement unreachable');
-      throw new FedAiError('SETTLEMENT_UNAVAILABLE');
-    }
-    const json = await response.body.json().catch(() => null);
-    if (response.statusCode !== 200) {
-      const e = (json as { error?: { message?: string } } | null)?.error;
-      throw new FedAiError(readErrorCode(json, 'SETTLEMENT_UNAVAILABLE'), e?.message?.slice(0, 500));
-    }
-    return json;
-  }
+  const settlement = (request: FastifyRequest, method: 'GET' | 'POST', path: string, body?: unknown) =>
+    callSettlement(deps, request, { method, path, body, timeoutMs: 10_000 });
 
   const handle =
     (fn: (request: FastifyRequest) => Promise<unknown>) =>

@@ -3,13 +3,13 @@
 // or a Nostr key (NIP-98 `Authorization: Nostr ...`), whose tab is the one its signed native-API
 // requests draw on.
 
-import { rawBody, readErrorCode, toFedAiError, verifyNip98Request } from '@fed-ai/kit';
-import { createNip98Header, FedAiError, type ReplayStore } from '@fed-ai/protocol';
+import { rawBody, toFedAiError, verifyNip98Request } from '@fed-ai/kit';
+import { FedAiError, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { request as httpRequest } from 'undici';
 import { z } from 'zod';
 import type { ApiKeyRecord, ApiKeys } from '../apikeys';
 import { openAiError } from '../openai-errors';
+import { callSettlement } from './settlement-call';
 
 export interface TabRouteDeps {
   apiKeys: ApiKeys;
@@ -62,37 +62,8 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     return { id: key.id, key };
   }
 
-  async function settlement(
-    request: FastifyRequest,
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-  ): Promise<unknown> {
-    const url = `${deps.settlementUrl}${path}`;
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    let response: Awaited<ReturnType<typeof httpRequest>>;
-    try {
-      response = await httpRequest(url, {
-        method,
-        headers: {
-          'content-type': 'application/json',
-          authorization: createNip98Header(url, method, text, deps.secretKey),
-        },
-        ...(text ? { body: text } : {}),
-        signal: AbortSignal.timeout(5_000),
-      });
-    } catch (error) {
-      // The transport's message names the settlement's internal address: log its code only.
-      request.log.warn({ code: (error as { code?: unknown }).code ?? 'unknown' }, 'settlement unreachable');
-      throw new FedAiError('SETTLEMENT_UNAVAILABLE');
-    }
-    const json = await response.body.json().catch(() => null);
-    if (response.statusCode !== 200) {
-      const e = (json as { error?: { message?: string } } | null)?.error;
-      throw new FedAiError(readErrorCode(json, 'SETTLEMENT_UNAVAILABLE'), e?.message);
-    }
-    return json;
-  }
+  const settlement = (request: FastifyRequest, method: 'GET' | 'POST', path: string, body?: unknown) =>
+    callSettlement(deps, request, { method, path, body, timeoutMs: 5_000 });
 
   const handle =
     (fn: (request: FastifyRequest) => Promise<unknown>) =>
