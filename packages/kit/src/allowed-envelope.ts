@@ -38,6 +38,7 @@ export async function verifyAllowedEnvelope<K extends PayloadKind>(
   const fresh = await replayStore.checkAndRecord(
     verified.envelope.id,
     verified.envelope.created_at + windowS + 1,
+    verified.envelope.created_at,
   );
   if (!fresh) return { ok: false, code: 'REPLAYED', detail: `id ${verified.envelope.id} was seen before` };
   return verified;

@@ -4,6 +4,7 @@ export * from './config-file';
 export * from './connections';
 export * from './db';
 export * from './endpoint-safety';
+export * from './group-commit';
 export * from './http';
 export * from './keyfile';
 export * from './metrics';

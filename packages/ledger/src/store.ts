@@ -149,17 +149,22 @@ export class Ledger {
   /**
    * Applies a batch atomically (one DB transaction); returns one result per transfer, in order.
    * `alsoInTx` runs in the same transaction after the batch (e.g. to record what a charge rests on),
-   * so the ledger and that record commit or roll back together.
+   * so the ledger and that record commit or roll back together. It also sees the final state of
+   * every account the batch locked (no second read for a balance).
    */
   async createTransfers(
     batch: readonly TransferInput[],
-    alsoInTx?: (tx: Queryable, results: TransferResult[]) => Promise<void>,
+    alsoInTx?: (
+      tx: Queryable,
+      results: TransferResult[],
+      accounts: ReadonlyMap<string, Account>,
+    ) => Promise<void>,
   ): Promise<TransferResult[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.db.transaction(async (tx) => {
-          const results = await this.applyIn(tx, batch);
-          if (alsoInTx) await alsoInTx(tx, results);
+          const { results, accounts } = await this.applyLocked(tx, batch);
+          if (alsoInTx) await alsoInTx(tx, results, accounts);
           return results;
         });
       } catch (error) {
@@ -175,11 +180,14 @@ export class Ledger {
    * Applies a batch inside the caller's open transaction, so the caller's own rows (a payment, a
    * decision) and the ledger commit together. The caller owns retries; lock order is the same.
    */
-  createTransfersIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
-    return this.applyIn(tx, batch);
+  async createTransfersIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
+    return (await this.applyLocked(tx, batch)).results;
   }
 
-  private async applyIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
+  private async applyLocked(
+    tx: Queryable,
+    batch: readonly TransferInput[],
+  ): Promise<{ results: TransferResult[]; accounts: Map<string, Account> }> {
     const ids = batch.map((t) => t.id);
     const pendingIds = batch.map((t) => t.pendingId).filter((id): id is string => Boolean(id));
     const existing = await tx.query<TransferRow>(
@@ -207,7 +215,8 @@ export class Ledger {
     }
     const outcome = applyBatch({ accounts, transfers }, batch, this.nowS());
     await this.write(tx, accounts, outcome);
-    return outcome.results;
+    for (const [id, account] of outcome.changedAccounts) accounts.set(id, account);
+    return { results: outcome.results, accounts };
   }
 
   /** Locks accounts FOR UPDATE in id order (no deadlocks between batches) and loads them. */
@@ -230,34 +239,47 @@ export class Ledger {
     for (const [id, a] of locked)
       problems.push(...accountInvariantProblems(outcome.changedAccounts.get(id) ?? a));
     if (problems.length > 0) throw new LedgerInvariantError(problems);
-    for (const t of outcome.created) {
+    // One statement per kind of write, whatever the batch size (unnest of parallel arrays).
+    const created = outcome.created;
+    if (created.length > 0)
       await tx.query(
         `INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount_msat, pending_id, timeout_s, user_data, created_at_s, expires_at_s, resolution)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[], $8::text[], $9::bigint[], $10::bigint[], $11::text[])`,
         [
-          t.id,
-          t.kind,
-          t.debitAccountId,
-          t.creditAccountId,
-          t.amountMsat,
-          t.pendingId ?? null,
-          t.timeoutS ?? null,
-          t.userData ?? null,
-          t.createdAtS,
-          t.expiresAtS,
-          t.resolution,
+          created.map((t) => t.id),
+          created.map((t) => t.kind),
+          created.map((t) => t.debitAccountId),
+          created.map((t) => t.creditAccountId),
+          created.map((t) => t.amountMsat),
+          created.map((t) => t.pendingId ?? null),
+          created.map((t) => t.timeoutS ?? null),
+          created.map((t) => t.userData ?? null),
+          created.map((t) => t.createdAtS),
+          created.map((t) => t.expiresAtS),
+          created.map((t) => t.resolution),
         ],
       );
-    }
-    for (const [id, resolution] of outcome.resolved) {
-      await tx.query('UPDATE ledger_transfers SET resolution = $2 WHERE id = $1', [id, resolution]);
-    }
-    for (const a of outcome.changedAccounts.values()) {
+    const resolved = [...outcome.resolved];
+    if (resolved.length > 0)
       await tx.query(
-        'UPDATE ledger_accounts SET debits_pending = $2, debits_posted = $3, credits_pending = $4, credits_posted = $5 WHERE id = $1',
-        [a.id, a.debitsPending, a.debitsPosted, a.creditsPending, a.creditsPosted],
+        `UPDATE ledger_transfers AS t SET resolution = v.resolution
+         FROM unnest($1::text[], $2::text[]) AS v (id, resolution) WHERE t.id = v.id`,
+        [resolved.map(([id]) => id), resolved.map(([, resolution]) => resolution)],
       );
-    }
+    const changed = [...outcome.changedAccounts.values()];
+    if (changed.length > 0)
+      await tx.query(
+        `UPDATE ledger_accounts AS a SET debits_pending = v.dp, debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS v (id, dp, dpo, cp, cpo)
+         WHERE a.id = v.id`,
+        [
+          changed.map((a) => a.id),
+          changed.map((a) => a.debitsPending),
+          changed.map((a) => a.debitsPosted),
+          changed.map((a) => a.creditsPending),
+          changed.map((a) => a.creditsPosted),
+        ],
+      );
   }
 
   /**

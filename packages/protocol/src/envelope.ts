@@ -160,7 +160,11 @@ async function verifyUnchecked<K extends PayloadKind>(
     // After created_at + window the id is refused as STALE anyway, so that is all we must remember.
     let fresh: boolean;
     try {
-      fresh = await options.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1);
+      fresh = await options.replayStore.checkAndRecord(
+        event.id,
+        event.created_at + windowS + 1,
+        event.created_at,
+      );
     } catch {
       return fail('INTERNAL', 'replay store unavailable');
     }

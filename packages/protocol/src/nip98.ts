@@ -96,7 +96,7 @@ export async function verifyNip98(header: string | undefined, check: Nip98Check)
   if (!verifyEventSignature({ ...event })) return fail('BAD_SIGNATURE', 'signature does not verify');
   if (check.allowed && !check.allowed.has(event.pubkey))
     return fail('FORBIDDEN', 'this key may not call this endpoint');
-  if (!(await check.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1))) {
+  if (!(await check.replayStore.checkAndRecord(event.id, event.created_at + windowS + 1, event.created_at))) {
     return fail('REPLAYED', 'authorization event already used');
   }
   return { ok: true, pubkey: event.pubkey };

@@ -5,8 +5,9 @@ export interface ReplayStore {
   /**
    * Records `id` until `expiresAtS`. Returns true if it was new, false if it was seen before.
    * Must be atomic: two concurrent calls with the same id return true at most once.
+   * `createdAtS` is the signed message's own created_at, when the id names one.
    */
-  checkAndRecord(id: string, expiresAtS: number): Promise<boolean>;
+  checkAndRecord(id: string, expiresAtS: number, createdAtS?: number): Promise<boolean>;
 }
 
 /** In-process replay store with a hard size cap. When full, it refuses new ids (fails closed). */
@@ -33,6 +34,26 @@ export class MemoryReplayStore implements ReplayStore {
 
   get size(): number {
     return this.expiryById.size;
+  }
+
+  get isFull(): boolean {
+    return this.expiryById.size >= this.maxEntries;
+  }
+
+  /** Whether `id` is recorded and not yet expired. */
+  has(id: string, nowS: number = this.nowS()): boolean {
+    const known = this.expiryById.get(id);
+    return known !== undefined && known > nowS;
+  }
+
+  /** Forgets one id (its recording failed elsewhere). */
+  forget(id: string): void {
+    this.expiryById.delete(id);
+  }
+
+  /** Forgets every expired id. */
+  sweepExpired(nowS: number = this.nowS()): void {
+    this.sweep(nowS);
   }
 
   private sweep(now: number): void {

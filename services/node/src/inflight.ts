@@ -59,6 +59,7 @@ export function registerCancelRoute(
       !(await deps.replayStore.checkAndRecord(
         verified.envelope.id,
         verified.envelope.created_at + ENVELOPE_DEFAULTS.windowS + 1,
+        verified.envelope.created_at,
       ))
     )
       return sendError(reply, 'REPLAYED');

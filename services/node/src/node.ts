@@ -1,12 +1,13 @@
 // startNode: wires config, identity, database, runner, HTTP server and registration together.
 import { resolve } from 'node:path';
 import {
+  addReplayStoreMetrics,
   createLogger,
   createMetricsRegistry,
-  DbReplayStore,
   loadServiceKey,
   migrate,
   openDb,
+  openReplayStore,
   REPLAY_MIGRATIONS,
   StartError,
 } from '@fed-ai/kit';
@@ -44,6 +45,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
 
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrate(db, 'node', REPLAY_MIGRATIONS);
+  // In memory with a restart epoch on the node's own PGlite: no database write per request.
+  const replayStore = await openReplayStore(db);
 
   const meteringLog = new MeteringLog(resolve(dataDir, 'metering'), {
     retentionDays: config.METERING_LOG_DAYS,
@@ -60,6 +63,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const allowedRouters = new Set<string>();
   const stats = new NodeStats();
   const metrics = createMetricsRegistry('node');
+  addReplayStoreMetrics(metrics, replayStore);
   const capacity = { max_concurrency: config.MAX_CONCURRENCY, queue_max: config.QUEUE_MAX };
   let registration: RegistrationLoop | null = null;
   const app = createNodeServer({
@@ -68,7 +72,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     offers,
     runnerModelIds,
     admission,
-    replayStore: new DbReplayStore(db),
+    replayStore,
     allowedRouters,
     stats,
     metrics,
@@ -97,6 +101,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     await app.close().catch(() => {});
     await runner.stop().catch(() => {});
     await meteringLog.close();
+    replayStore.close();
     await db.close().catch(() => {});
     throw runnerStartError(config, error);
   }
@@ -150,6 +155,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       await app.close();
       await runner.stop();
       await meteringLog.close();
+      replayStore.close();
       await db.close();
     },
   };

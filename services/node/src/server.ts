@@ -10,6 +10,7 @@ import {
   rawBody,
   sendError,
   verifyAllowedEnvelope,
+  writeSseData,
 } from '@fed-ai/kit';
 import {
   createEnvelope,
@@ -193,7 +194,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       while (!step.done) {
         firstTokenAt ??= performance.now();
         if (job.stream) {
-          writeEvent(reply.raw, { type: 'delta', index, delta: step.value.text });
+          await writeSseData(reply.raw, JSON.stringify({ type: 'delta', index, delta: step.value.text }));
         } else {
           deltas.push(step.value.text);
         }
@@ -229,7 +230,10 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       };
       if (job.stream) {
         if (!cancelled.aborted) {
-          writeEvent(reply.raw, { type: 'done', finish_reason: result.finishReason, usage, metering });
+          await writeSseData(
+            reply.raw,
+            JSON.stringify({ type: 'done', finish_reason: result.finishReason, usage, metering }),
+          );
         }
         reply.raw.end();
         return reply;
@@ -242,7 +246,10 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       const message = error instanceof Error ? error.message : String(error);
       if (streamed) {
         if (!reply.raw.writableEnded) {
-          writeEvent(reply.raw, { type: 'error', error: errorBody(code, message).error });
+          await writeSseData(
+            reply.raw,
+            JSON.stringify({ type: 'error', error: errorBody(code, message).error }),
+          );
           reply.raw.end();
         }
         return reply;
@@ -254,10 +261,6 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
     }
   });
   return app;
-}
-
-function writeEvent(stream: NodeJS.WritableStream, event: unknown): void {
-  stream.write(`data: ${JSON.stringify(event)}\n\n`);
 }
 
 function failureCode(error: unknown): ReasonCode {

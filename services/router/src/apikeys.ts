@@ -7,7 +7,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Db } from '@fed-ai/kit';
 import { FedAiError } from '@fed-ai/protocol';
 import { z } from 'zod';
-import { KeyLimiter, type LimitResult } from './key-limits';
+import { type KeyLimiter, type LimitResult, SharedKeyLimiter } from './key-limits';
+import { LocalKeyLimiter } from './key-limits-local';
 import { SpendBudgets, type SpendHold } from './spend-budget';
 
 const budgetMsat = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -78,10 +79,13 @@ export class ApiKeys {
   ) {
     this.budgets = new SpendBudgets(db);
     this.cacheTtlMs = options.cacheTtlMs ?? 10_000;
-    this.limiter = new KeyLimiter(db, {
-      slotLeaseMs: options.slotLeaseMs ?? 30_000,
-      ...(options.onError ? { onError: options.onError } : {}),
-    });
+    const onError = options.onError ? { onError: options.onError } : {};
+    // Embedded PGlite belongs to this process alone: its limits can live in memory. On PostgreSQL
+    // other replicas may share the keys, so the limits live in the database.
+    this.limiter =
+      db.kind === 'pglite'
+        ? new LocalKeyLimiter(db, onError)
+        : new SharedKeyLimiter(db, { slotLeaseMs: options.slotLeaseMs ?? 30_000, ...onError });
     this.limiter.start();
   }
 

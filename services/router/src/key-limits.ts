@@ -70,6 +70,18 @@ export type LimitResult =
   | { ok: true; release: (tokens: number) => void }
   | { ok: false; retryAfterS: number; detail: string };
 
+/** Admits requests against a payer's limits: shared in PostgreSQL, or local to one process. */
+export interface KeyLimiter {
+  start(): void;
+  stop(): void;
+  /** Admits one request with a parallel slot; `release` frees the slot and counts its tokens. */
+  admit(limits: KeyLimits, estimatedTokens: number): Promise<LimitResult>;
+  /** Requests per minute only (no slot, no tokens): tab and dispute calls, Nostr payers. */
+  admitRequest(
+    limits: Pick<KeyLimits, 'id' | 'requests_per_min'>,
+  ): Promise<{ ok: true } | { ok: false; retryAfterS: number; detail: string }>;
+}
+
 export interface KeyLimiterOptions {
   /** How long a parallel slot lives without renewal (what a crashed replica's slots cost). */
   slotLeaseMs: number;
@@ -81,7 +93,7 @@ export interface KeyLimiterOptions {
 /** Most stale rows one sweep deletes (each sweep's cost is bounded; the next one takes the rest). */
 const SWEEP_BATCH = 1_000;
 
-export class KeyLimiter {
+export class SharedKeyLimiter implements KeyLimiter {
   private readonly replicaId = randomUUID();
   /** Slots this replica holds (renewed until released). Bounded by its requests in flight. */
   private readonly held = new Set<string>();

@@ -3,16 +3,17 @@ import { resolve } from 'node:path';
 import {
   addMetricsRoute,
   addRawJsonParser,
+  addReplayStoreMetrics,
   allowedMethods,
   createLogger,
   createMetricsRegistry,
   createSafeAgent,
   createServer,
-  DbReplayStore,
   fetchWhenUp,
   type Lookup,
   loadServiceKey,
   openDb,
+  openReplayStore,
   pathOf,
   toFedAiError,
 } from '@fed-ai/kit';
@@ -68,7 +69,7 @@ export async function startRouter(
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrateRouter(db);
   await migrateOutbox(db);
-  const replayStore = new DbReplayStore(db);
+  const replayStore = await openReplayStore(db);
   const agent = createSafeAgent({
     allowPrivate: config.ALLOW_PRIVATE_ENDPOINTS,
     connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
@@ -153,6 +154,7 @@ export async function startRouter(
   const app = createServer({ name: 'router', logger, bodyLimitBytes: config.MAX_BODY_BYTES });
   addRawJsonParser(app);
   const metrics = createMetricsRegistry('router');
+  addReplayStoreMetrics(metrics, replayStore);
   new Gauge({
     name: 'fedai_router_nodes_serving',
     help: 'Nodes fresh, healthy and not banned',
@@ -266,6 +268,7 @@ export async function startRouter(
       await outbox?.stop();
       await app.close();
       await agent.close();
+      replayStore.close();
       await db.close();
     },
   };

@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { type Db, openDb, startPostgres } from '@fed-ai/kit';
 import { migrateRouter } from '../src/db';
-import { currentWindow, decideAdmission, KeyLimiter, WINDOW_MS, windowStartOf } from '../src/key-limits';
+import {
+  currentWindow,
+  decideAdmission,
+  SharedKeyLimiter,
+  WINDOW_MS,
+  windowStartOf,
+} from '../src/key-limits';
+import { LocalKeyLimiter } from '../src/key-limits-local';
 
 const limits = { requests_per_min: 3, tokens_per_min: 100, max_parallel: 2 };
 const T0 = 1_800_000_000_000; // a minute boundary
@@ -65,7 +72,7 @@ after(async () => {
 
 test('two replicas on one PostgreSQL: 60 concurrent admissions for a limit of 7 per minute admit exactly 7', async () => {
   const nowMs = () => T0 + 1_000;
-  const replicas = pools.map((db) => new KeyLimiter(db, { slotLeaseMs: 30_000, now: nowMs }));
+  const replicas = pools.map((db) => new SharedKeyLimiter(db, { slotLeaseMs: 30_000, now: nowMs }));
   const key = { id: 'rpm', requests_per_min: 7, tokens_per_min: 1_000_000, max_parallel: 1_000 };
   const results = await Promise.all(
     Array.from({ length: 60 }, (_, i) =>
@@ -76,7 +83,9 @@ test('two replicas on one PostgreSQL: 60 concurrent admissions for a limit of 7 
 });
 
 test('two replicas: max_parallel 3 holds under 40 concurrent admissions; released slots come back', async () => {
-  const replicas = pools.map((db) => new KeyLimiter(db, { slotLeaseMs: 30_000, now: () => T0 + 2_000 }));
+  const replicas = pools.map(
+    (db) => new SharedKeyLimiter(db, { slotLeaseMs: 30_000, now: () => T0 + 2_000 }),
+  );
   const key = { id: 'par', requests_per_min: 1_000, tokens_per_min: 1_000_000, max_parallel: 3 };
   const results = await Promise.all(Array.from({ length: 40 }, (_, i) => replicas[i % 2]!.admit(key, 1)));
   const admitted = results.filter((r) => r.ok);
@@ -93,8 +102,8 @@ test('two replicas: max_parallel 3 holds under 40 concurrent admissions; release
 
 test("a crashed replica's slots come back after the lease; maintenance bounds the tables", async () => {
   let nowMs = T0 + 3_000;
-  const crashed = new KeyLimiter(pools[0]!, { slotLeaseMs: 5_000, now: () => nowMs });
-  const alive = new KeyLimiter(pools[1]!, { slotLeaseMs: 5_000, now: () => nowMs });
+  const crashed = new SharedKeyLimiter(pools[0]!, { slotLeaseMs: 5_000, now: () => nowMs });
+  const alive = new SharedKeyLimiter(pools[1]!, { slotLeaseMs: 5_000, now: () => nowMs });
   const key = { id: 'lease', requests_per_min: 1_000, tokens_per_min: 1_000_000, max_parallel: 1 };
   assert.equal((await crashed.admit(key, 1)).ok, true); // never released: its replica "dies"
   const held = await alive.admit(key, 1);
@@ -123,4 +132,49 @@ test("a crashed replica's slots come back after the lease; maintenance bounds th
     left = rows.rows[0]!.n;
   }
   assert.equal(left, 0, 'expired slots and old windows are deleted');
+});
+
+test('local limiter (PGlite, one process): exact requests per minute and parallel under concurrency', async () => {
+  const db = await openDb({});
+  await migrateRouter(db);
+  let nowMs = T0 + 1_000;
+  const limiter = new LocalKeyLimiter(db, { now: () => nowMs });
+  limiter.start();
+  const rpm = { id: 'rpm', requests_per_min: 7, tokens_per_min: 1_000_000, max_parallel: 1_000 };
+  const results = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => (i % 3 === 0 ? limiter.admitRequest(rpm) : limiter.admit(rpm, 1))),
+  );
+  assert.equal(results.filter((r) => r.ok).length, 7);
+  const par = { id: 'par', requests_per_min: 1_000, tokens_per_min: 1_000_000, max_parallel: 3 };
+  const held = (await Promise.all(Array.from({ length: 40 }, () => limiter.admit(par, 1)))).filter(
+    (r) => r.ok,
+  );
+  assert.equal(held.length, 3);
+  for (const r of held) if (r.ok) r.release(10);
+  for (const r of held) if (r.ok) r.release(10); // a second release is a no-op
+  const again = (await Promise.all(Array.from({ length: 10 }, () => limiter.admit(par, 1)))).filter(
+    (r) => r.ok,
+  );
+  assert.equal(again.length, 3, 'released slots come back, and only those');
+  const tok = { id: 'tok', requests_per_min: 1_000, tokens_per_min: 100, max_parallel: 10 };
+  const big = await limiter.admit(tok, 90);
+  if (big.ok) big.release(90);
+  assert.equal((await limiter.admit(tok, 50)).ok, false, 'tokens per minute');
+  // A restart (a new limiter on the same database) keeps the minute's counts once they are flushed.
+  await limiter.flush();
+  limiter.stop();
+  const restarted = new LocalKeyLimiter(db, { now: () => nowMs });
+  restarted.start();
+  assert.equal((await restarted.admitRequest(rpm)).ok, false, 'the 7 requests of this minute still count');
+  nowMs += WINDOW_MS;
+  assert.equal((await restarted.admitRequest(rpm)).ok, true, 'a new minute');
+  nowMs += 2 * WINDOW_MS;
+  await restarted.flush();
+  const rows = await db.query<{ n: number }>(
+    'SELECT COUNT(*)::int AS n FROM key_windows WHERE window_start_ms <= $1',
+    [T0 + WINDOW_MS],
+  );
+  assert.equal(rows.rows[0]!.n, 0, 'windows two minutes old are deleted');
+  restarted.stop();
+  await db.close();
 });

@@ -202,11 +202,11 @@ test('API keys: the per-minute and parallel limits answer 429 with Retry-After; 
 test('API keys: the parallel limit holds under concurrency (unit)', async () => {
   const { openDb } = await import('@fed-ai/kit');
   const { migrateRouter } = await import('../src/db');
-  const { KeyLimiter } = await import('../src/key-limits');
+  const { SharedKeyLimiter } = await import('../src/key-limits');
   const db = await openDb({});
   await migrateRouter(db);
   let nowMs = 0;
-  const keys = new KeyLimiter(db, { slotLeaseMs: 30_000, now: () => nowMs });
+  const keys = new SharedKeyLimiter(db, { slotLeaseMs: 30_000, now: () => nowMs });
   const record = { id: 'k', requests_per_min: 100, tokens_per_min: 1_000_000, max_parallel: 2 };
   const [a, b, c] = await Promise.all([
     keys.admit(record, 10),

@@ -5,9 +5,10 @@
 //
 // Settlement owns the invoice and payment state (`topups`, `payments`); the Lightning backend is a
 // stateless adapter it asks (create, look up, pay) and asks again after a crash.
-import type { Db, Migration, Queryable } from '@fed-ai/kit';
+import { type Db, GroupCommit, type ItemOutcome, type Migration, type Queryable } from '@fed-ai/kit';
 import {
   ACCOUNT_FLAGS,
+  type Account,
   availableMsat,
   type Ledger,
   type TransferInput,
@@ -270,6 +271,8 @@ export interface RefundOutcome {
 
 /** At most this many payments in flight from one process (each holds a backend call open). */
 const MAX_PAYMENTS_IN_FLIGHT = 256;
+/** Earnings accounts this process knows exist (a cache: clearing it costs one idempotent insert). */
+const MAX_KNOWN_EARNINGS = 10_000;
 const TOPUP_POLL_GRACE_S = 60;
 
 /** What a refund failure tells the caller; the Lightning code travels in the message and details. */
@@ -305,6 +308,11 @@ export type PaymentHook = (
 
 export class Books {
   private readonly inFlight = new Set<string>();
+  private readonly knownEarnings = new Set<string>();
+  /** Reserves and charges of concurrent requests, written in one ledger transaction per batch. */
+  private readonly requestOps = new GroupCommit<RequestOp, RequestOpResult>((ops) =>
+    this.writeRequestOps(ops),
+  );
   private readonly paymentHooks: PaymentHook[] = [];
   private readonly nowS: () => number;
 
@@ -317,12 +325,12 @@ export class Books {
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
   }
 
-  /** Adds a hook to every payment's final post or void (see PaymentHook). */
   /** The Lightning backend's name (`internal` pays only invoices of this system). */
   get backendName(): string {
     return this.lightning.name;
   }
 
+  /** Adds a hook to every payment's final post or void (see PaymentHook). */
   onPaymentOutcome(hook: PaymentHook): void {
     this.paymentHooks.push(hook);
   }
@@ -924,10 +932,17 @@ export class Books {
     timeoutS: number,
   ): Promise<{ balanceMsat: number }> {
     const account = ACCOUNTS.tab(payer);
-    const [tab] = await this.ledger.lookupAccounts([account]);
-    if (!tab) throw new FedAiError('INSUFFICIENT_BALANCE', 'No tab yet: top up with POST /v1/tabs/topup.');
-    if (amountMsat > 0) {
-      const [result] = await this.ledger.createTransfers([
+    const noTab = () =>
+      new FedAiError('INSUFFICIENT_BALANCE', 'No tab yet: top up with POST /v1/tabs/topup.');
+    if (amountMsat === 0) {
+      const [tab] = await this.ledger.lookupAccounts([account]);
+      if (!tab) throw noTab();
+      return { balanceMsat: availableMsat(tab) };
+    }
+    // One transaction: the rules refuse a missing tab or too little in it, and the locked tab's
+    // final state gives the balance.
+    const { results, accounts } = await this.requestOps.submit({
+      transfers: [
         {
           id: `res:${opId}`,
           kind: 'pending',
@@ -937,18 +952,20 @@ export class Books {
           timeoutS,
           userData: opId,
         },
-      ]);
-      if (result?.code === 'EXCEEDS_CREDITS') {
-        throw new FedAiError(
-          'INSUFFICIENT_BALANCE',
-          `The tab holds ${availableMsat(tab)} msat; this request may cost up to ${amountMsat} msat.`,
-        );
-      }
-      if (result?.code === 'EXISTS_WITH_DIFFERENT_FIELDS') throw new FedAiError('IDEMPOTENCY_CONFLICT');
-      if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `reserve: ${result?.code}`);
+      ],
+    });
+    const [result] = results;
+    const tab = accounts.get(account);
+    if (result?.code === 'DEBIT_ACCOUNT_NOT_FOUND') throw noTab();
+    if (result?.code === 'EXCEEDS_CREDITS') {
+      throw new FedAiError(
+        'INSUFFICIENT_BALANCE',
+        `The tab holds ${tab ? availableMsat(tab) : 0} msat; this request may cost up to ${amountMsat} msat.`,
+      );
     }
-    const [after] = await this.ledger.lookupAccounts([account]);
-    return { balanceMsat: after ? availableMsat(after) : 0 };
+    if (result?.code === 'EXISTS_WITH_DIFFERENT_FIELDS') throw new FedAiError('IDEMPOTENCY_CONFLICT');
+    if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `reserve: ${result?.code}`);
+    return { balanceMsat: tab ? availableMsat(tab) : 0 };
   }
 
   /**
@@ -977,9 +994,7 @@ export class Books {
       await this.release(opId);
       return { chargedMsat: 0 };
     }
-    await this.ledger.createAccounts([
-      { id: ACCOUNTS.earnings(node), flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
-    ]);
+    await this.ensureEarnings(node);
     const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
     await this.commitCharge(
       opId,
@@ -1078,20 +1093,17 @@ export class Books {
         });
     for (let i = 0; i < batch.length - 1; i++) batch[i]!.linked = true;
     const [first, second] = parts;
-    const results = await this.ledger.createTransfers(batch, async (tx, r) => {
-      if (!r.every(ok)) return;
-      await tx.query(
-        `INSERT INTO charges (op_id, account, node, amount_msat, node_msat, router_msat, metering) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (op_id) DO NOTHING`,
-        [
-          opId,
-          pending.debitAccountId,
-          record.node,
-          charge,
-          first?.amountMsat ?? 0,
-          second?.amountMsat ?? 0,
-          JSON.stringify(record.metering),
-        ],
-      );
+    const { results } = await this.requestOps.submit({
+      transfers: batch,
+      charge: {
+        opId,
+        account: pending.debitAccountId,
+        node: record.node,
+        amountMsat: charge,
+        nodeMsat: first?.amountMsat ?? 0,
+        routerMsat: second?.amountMsat ?? 0,
+        metering: JSON.stringify(record.metering),
+      },
     });
     if (!results.every(ok)) {
       const failed = results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0];
@@ -1100,6 +1112,42 @@ export class Books {
         `capture: ${failed?.code}`,
       );
     }
+  }
+
+  /**
+   * One ledger batch for many requests' operations: their transfers in order (each capture's chain
+   * linked within itself only, so one op's failure leaves the others alone), and the charge rows of
+   * the captures that went through, in the same transaction.
+   */
+  private async writeRequestOps(ops: RequestOp[]): Promise<ItemOutcome<RequestOpResult>[]> {
+    const transfers = ops.flatMap((op) => op.transfers);
+    const ranges: [number, number][] = [];
+    let at = 0;
+    for (const op of ops) {
+      ranges.push([at, at + op.transfers.length]);
+      at += op.transfers.length;
+    }
+    let finalAccounts: ReadonlyMap<string, Account> = new Map();
+    const results = await this.ledger.createTransfers(transfers, async (tx, r, accounts) => {
+      finalAccounts = accounts;
+      const charges = ops
+        .filter((op, i) => op.charge && r.slice(...ranges[i]!).every(ok))
+        .map((op) => op.charge!);
+      if (charges.length > 0) await insertCharges(tx, charges);
+    });
+    return ops.map((_, i) => ({
+      ok: true,
+      value: { results: results.slice(...ranges[i]!), accounts: finalAccounts },
+    }));
+  }
+
+  /** Creates a node's earnings account once per process (accounts are never deleted). */
+  private async ensureEarnings(node: string): Promise<void> {
+    const id = ACCOUNTS.earnings(node);
+    if (this.knownEarnings.has(id)) return;
+    await this.ledger.createAccounts([{ id, flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits }]);
+    if (this.knownEarnings.size >= MAX_KNOWN_EARNINGS) this.knownEarnings.clear();
+    this.knownEarnings.add(id);
   }
 
   /** Gives a reservation back (failure, cancellation). Idempotent; a no-op once captured. */
@@ -1136,6 +1184,47 @@ export class Books {
       charges: charges.rows,
     };
   }
+}
+
+/** One request's ledger operation: a reserve, or a capture chain with its charge row. */
+interface RequestOp {
+  transfers: TransferInput[];
+  charge?: ChargeRow;
+}
+
+interface RequestOpResult {
+  results: TransferResult[];
+  /** Every account the batch locked, as the batch left it. */
+  accounts: ReadonlyMap<string, Account>;
+}
+
+interface ChargeRow {
+  opId: string;
+  account: string;
+  node: string;
+  amountMsat: number;
+  nodeMsat: number;
+  routerMsat: number;
+  metering: string;
+}
+
+async function insertCharges(tx: Queryable, rows: ChargeRow[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO charges (op_id, account, node, amount_msat, node_msat, router_msat, metering)
+     SELECT op_id, account, node, amount_msat, node_msat, router_msat, metering::jsonb
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
+       AS v (op_id, account, node, amount_msat, node_msat, router_msat, metering)
+     ON CONFLICT (op_id) DO NOTHING`,
+    [
+      rows.map((r) => r.opId),
+      rows.map((r) => r.account),
+      rows.map((r) => r.node),
+      rows.map((r) => r.amountMsat),
+      rows.map((r) => r.nodeMsat),
+      rows.map((r) => r.routerMsat),
+      rows.map((r) => r.metering),
+    ],
+  );
 }
 
 /**

@@ -2,14 +2,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
+  addReplayStoreMetrics,
   createLogger,
   createMetricsRegistry,
   createSafeAgent,
   type Db,
-  DbReplayStore,
   loadServiceKey,
   migrate,
   openDb,
+  openReplayStore,
   REPLAY_MIGRATIONS,
   StartError,
   untilReachable,
@@ -361,6 +362,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   }
   await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
   await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
+  const replayStore = await openReplayStore(db);
   const books = new Books(db, ledger, lightning, {
     routerFeeBps: config.ROUTER_FEE_BPS,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
@@ -390,6 +392,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   await books.creditSettledTopups();
 
   const metrics = createMetricsRegistry('settlement');
+  addReplayStoreMetrics(metrics, replayStore);
   const reconciler = new Reconciler(books, ledger, lightning, new ReconcileMetrics(metrics));
   const app = createSettlementServer({
     books,
@@ -398,7 +401,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     wallets: new Set(config.SETTLEMENT_WALLET_PUBKEYS),
     operators: new Set(config.SETTLEMENT_OPERATOR_PUBKEYS),
     verify: () => verifyLedger(db),
-    replayStore: new DbReplayStore(db),
+    replayStore,
     metrics,
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
@@ -450,6 +453,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       await reconciler.stop();
       await app.close();
       await destroyBackend(lightning);
+      replayStore.close();
       await db.close();
     },
   };

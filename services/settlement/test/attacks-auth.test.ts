@@ -75,11 +75,15 @@ test('every protected route, under every spelling of its path, refuses a caller 
   assert.equal(checked, PROTECTED.length * pathVariants('/a/b').length);
 });
 
+/** Ids the replay store holds: in memory on PGlite (its gauge on /metrics) plus its database rows. */
 async function replayRows(): Promise<number> {
   const result = await settlement.ledger.db.query<{ n: string | number }>(
     'SELECT count(*) AS n FROM replay_ids',
   );
-  return Number(result.rows[0]?.n);
+  const metrics = await (await fetch(`${settlement.url}/metrics`)).text();
+  const inMemory = /^fedai_replay_ids_in_memory\{[^}]*\} (\d+)$/m.exec(metrics);
+  assert.ok(inMemory, 'the replay gauge is on /metrics');
+  return Number(result.rows[0]?.n) + Number(inMemory[1]);
 }
 
 test('an unknown key: validly signed envelopes and NIP-98 headers are refused and leave no replay rows', async () => {

@@ -139,6 +139,8 @@ export class OpenAiHttpRunner implements Runner {
     let deltas = 0;
     let usage: { prompt_tokens?: number; completion_tokens?: number } | undefined;
     let finish: string | undefined;
+    // Set once the upstream's body was read to its end: nothing is left to abort.
+    let drained = false;
     try {
       let response: Awaited<ReturnType<typeof request>>;
       try {
@@ -200,6 +202,7 @@ export class OpenAiHttpRunner implements Runner {
           if (choice?.finish_reason) finish = choice.finish_reason;
           if (event.usage) usage = event.usage;
         }
+        drained = true;
       } catch (error) {
         if (error instanceof RunnerError) throw error;
         if (error instanceof SseError)
@@ -231,7 +234,8 @@ export class OpenAiHttpRunner implements Runner {
       clearTimeout(totalTimer);
       clearFirst();
       params.signal.removeEventListener('abort', onAbort);
-      if (!controller.signal.aborted) controller.abort();
+      // Only a body left unread is aborted (an abort builds a DOMException: not on every request).
+      if (!drained && !controller.signal.aborted) controller.abort();
     }
   }
 

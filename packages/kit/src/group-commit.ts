@@ -1,0 +1,78 @@
+// Group commit: operations that arrive while one batch is being written are written together in
+// the next batch (one database transaction for many callers). No timer: a lone operation starts at
+// once, so batching adds no latency when there is no concurrency.
+//
+// If a whole batch fails (a database error, an invariant), each of its items is run again alone,
+// so one poisonous item fails only its own caller.
+import { FedAiError } from '@fed-ai/protocol';
+
+export type ItemOutcome<O> = { ok: true; value: O } | { ok: false; error: unknown };
+
+export interface GroupCommitOptions {
+  /** Most items per batch. */
+  maxBatch?: number;
+  /** Most items waiting; past that, submit() refuses with OVERLOADED. */
+  maxQueued?: number;
+}
+
+interface Waiting<I, O> {
+  item: I;
+  resolve: (value: O) => void;
+  reject: (error: unknown) => void;
+}
+
+export class GroupCommit<I, O> {
+  private queue: Waiting<I, O>[] = [];
+  private running = false;
+  private readonly maxBatch: number;
+  private readonly maxQueued: number;
+
+  /** `write` returns one outcome per item, in order, or throws for the whole batch. */
+  constructor(
+    private readonly write: (items: I[]) => Promise<ItemOutcome<O>[]>,
+    options: GroupCommitOptions = {},
+  ) {
+    this.maxBatch = options.maxBatch ?? 256;
+    this.maxQueued = options.maxQueued ?? 10_000;
+  }
+
+  submit(item: I): Promise<O> {
+    if (this.queue.length >= this.maxQueued)
+      return Promise.reject(new FedAiError('OVERLOADED', 'Too many operations waiting to be written.'));
+    return new Promise<O>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.writeBatch(batch);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async writeBatch(batch: Waiting<I, O>[]): Promise<void> {
+    let outcomes: ItemOutcome<O>[];
+    try {
+      outcomes = await this.write(batch.map((w) => w.item));
+      if (outcomes.length !== batch.length) throw new Error('group commit: one outcome per item');
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]!.reject(error);
+        return;
+      }
+      for (const waiting of batch) await this.writeBatch([waiting]);
+      return;
+    }
+    outcomes.forEach((outcome, i) => {
+      if (outcome.ok) batch[i]!.resolve(outcome.value);
+      else batch[i]!.reject(outcome.error);
+    });
+  }
+}
