@@ -133,21 +133,24 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   // Reserve a true upper bound of what the most expensive candidate we may fail over to could
   // cost; dispatch never tries a candidate this does not cover.
   const maxCost = Math.max(...ranked.map((c) => candidateMaxCostMsat(c, req.params)));
-  // Never the caller's id: a reused id must not find an existing reservation or receipt.
-  const dispatchId = `rq-${randomUUID()}`;
   const paid = ctx.payments.mode === 'settlement';
   const spend = paid && req.holdSpend ? await req.holdSpend(maxCost) : null;
   let reservation: Awaited<ReturnType<Payments['reserve']>>;
   try {
     reservation = await ctx.payments.reserve({
-      requestId: dispatchId,
+      // Never the caller's id: a reused id must not find an existing reservation or receipt.
+      requestId: `rq-${randomUUID()}`,
       payer: req.payer,
       amountMsat: maxCost,
+      ahead: true,
     });
   } catch (error) {
     await spend?.release().catch(() => {});
     throw error;
   }
+  // The reservation's op id names the node request and its metering record (a slot held ahead has
+  // its own id).
+  const dispatchId = reservation.opId;
   let result: DispatchResult;
   try {
     result = await ctx.dispatcher.run({

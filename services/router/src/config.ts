@@ -56,6 +56,8 @@ export const routerConfigSchema = z.object({
   /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */
   OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
+  /** Reservations held ahead per well-funded payer and cost bucket (reserve-ahead.ts); 0 turns it off. */
+  RESERVE_AHEAD_SLOTS: z.coerce.number().int().min(0).max(64).default(8),
 
   // Replicas on one database (docs/architecture.md "Running more than one replica").
   /** How often the nodes table is re-read (registrations, bans, prices made at other replicas). */

@@ -9,6 +9,7 @@ import { readErrorCode } from '@fed-ai/kit';
 import { createEnvelope, type Envelope, FedAiError, KIND, type SettlementRequest } from '@fed-ai/protocol';
 import { request } from 'undici';
 import { z } from 'zod';
+import { ReserveAhead } from './reserve-ahead';
 import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outbox';
 
 export interface Reservation {
@@ -18,7 +19,19 @@ export interface Reservation {
 
 export interface Payments {
   readonly mode: 'free' | 'settlement';
-  reserve(input: { requestId: string; payer: string; amountMsat: number }): Promise<Reservation>;
+  /**
+   * Holds at least `amountMsat` of the payer's tab. With `ahead`, a slot reserved ahead may be
+   * used instead: its op id is then the reservation's (callers dispatch with `opId`).
+   */
+  reserve(input: {
+    requestId: string;
+    payer: string;
+    amountMsat: number;
+    ahead?: boolean;
+  }): Promise<Reservation>;
+  /** Releases the payer's reservations held ahead (before its tab is shown or refunded). */
+  releaseAhead(payer: string): Promise<void>;
+  close(): Promise<void>;
   /** Durable once it returns or throws SETTLEMENT_UNAVAILABLE: the outbox retries until confirmed. */
   capture(
     reservation: Reservation,
@@ -52,6 +65,8 @@ export class FreePayments implements Payments {
   async capture(): Promise<void> {}
   async release(): Promise<void> {}
   async captureOffload(): Promise<void> {}
+  async releaseAhead(): Promise<void> {}
+  async close(): Promise<void> {}
 }
 
 /**
@@ -60,6 +75,8 @@ export class FreePayments implements Payments {
  */
 export class SettlementPayments implements Payments {
   readonly mode = 'settlement' as const;
+  /** Reservations held ahead for well-funded payers (reserve-ahead.ts); absent when turned off. */
+  private readonly ahead: ReserveAhead | null;
 
   constructor(
     private readonly options: {
@@ -69,8 +86,39 @@ export class SettlementPayments implements Payments {
       reservationTimeoutS: number;
       requestTimeoutMs?: number;
       outbox: SettlementOutbox;
+      /** Slots per payer and amount bucket (0: reserve every request on the spot). */
+      reserveAheadSlots?: number;
+      onError?: (error: unknown) => void;
     },
-  ) {}
+  ) {
+    const slots = options.reserveAheadSlots ?? 0;
+    this.ahead =
+      slots > 0
+        ? new ReserveAhead({
+            slotsPerBucket: slots,
+            reserve: async (opId, payer, amountMsat) => ({
+              balanceMsat: (await this.reserveNow(opId, payer, amountMsat)).balance_msat,
+            }),
+            release: (opId) => this.release({ opId, amountMsat: 0 }),
+            ...(options.onError ? { onError: options.onError } : {}),
+          })
+        : null;
+    this.ahead?.start();
+  }
+
+  /** Reservations made so far: held ahead and handed out, made on the spot, and slots held now. */
+  readonly reservations = { ahead: 0, spot: 0 };
+  get heldAhead(): number {
+    return this.ahead?.held ?? 0;
+  }
+
+  async releaseAhead(payer: string): Promise<void> {
+    await this.ahead?.releaseIdle(payer);
+  }
+
+  async close(): Promise<void> {
+    await this.ahead?.close();
+  }
 
   /** The outbox's sender: one attempt, and whether to retry. */
   async sendOutboxRow(row: OutboxRow): Promise<SendOutcome> {
@@ -125,29 +173,41 @@ export class SettlementPayments implements Payments {
     throw last;
   }
 
-  async reserve(input: { requestId: string; payer: string; amountMsat: number }): Promise<Reservation> {
+  async reserve(input: {
+    requestId: string;
+    payer: string;
+    amountMsat: number;
+    ahead?: boolean;
+  }): Promise<Reservation> {
+    const amountMsat = Math.max(1, input.amountMsat);
+    const slot = input.ahead ? this.ahead?.take(input.payer, amountMsat) : null;
+    if (slot) {
+      this.reservations.ahead += 1;
+      return { opId: slot.opId, amountMsat: slot.amountMsat };
+    }
+    this.reservations.spot += 1;
+    const answer = await this.reserveNow(input.requestId, input.payer, amountMsat);
+    if (input.ahead) this.ahead?.noteBalance(input.payer, amountMsat, answer.balance_msat);
+    return { opId: input.requestId, amountMsat };
+  }
+
+  private async reserveNow(opId: string, payer: string, amountMsat: number): Promise<OpAnswer> {
     try {
-      await this.op({
+      return await this.op({
         op: 'reserve',
-        op_id: input.requestId,
-        account: input.payer,
-        amount_msat: Math.max(1, input.amountMsat),
+        op_id: opId,
+        account: payer,
+        amount_msat: amountMsat,
         timeout_s: this.options.reservationTimeoutS,
       });
     } catch (error) {
       // A reserve that timed out here may still commit at settlement: keep releasing it for a while.
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
         await this.options.outbox
-          .add(
-            input.requestId,
-            'release',
-            { op: 'release', op_id: input.requestId },
-            UNKNOWN_RESERVE_WATCH_MS,
-          )
+          .add(opId, 'release', { op: 'release', op_id: opId }, UNKNOWN_RESERVE_WATCH_MS)
           .catch(() => {});
       throw error;
     }
-    return { opId: input.requestId, amountMsat: Math.max(1, input.amountMsat) };
   }
 
   async capture(

@@ -138,7 +138,7 @@ export async function startRouter(
       send: (row) => settlement!.sendOutboxRow(row),
       baseDelayMs: config.OUTBOX_RETRY_MS,
     });
-    const started = await settlementPayments(config, secretKey, outbox);
+    const started = await settlementPayments(config, secretKey, outbox, logger);
     settlement = started.payments;
     offloadFeeBps = started.info.offload_fee_bps < 0 ? null : started.info.offload_fee_bps;
     payments = settlement;
@@ -163,6 +163,27 @@ export async function startRouter(
       this.set(registry.all().filter((n) => registry.isServing(n)).length);
     },
   });
+  if (payments instanceof SettlementPayments) {
+    const paid = payments;
+    new Gauge({
+      name: 'fedai_router_reservations',
+      help: 'Reservations for requests since start, by source (held ahead, or made on the spot)',
+      labelNames: ['source'],
+      registers: [metrics],
+      collect() {
+        this.set({ source: 'ahead' }, paid.reservations.ahead);
+        this.set({ source: 'spot' }, paid.reservations.spot);
+      },
+    });
+    new Gauge({
+      name: 'fedai_router_reservations_held_ahead',
+      help: 'Reservations held at settlement ahead of requests right now',
+      registers: [metrics],
+      collect() {
+        this.set(paid.heldAhead);
+      },
+    });
+  }
   addMetricsRoute(app, metrics);
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async () => ({ ok: true, nodes: registry.size }));
@@ -207,6 +228,7 @@ export async function startRouter(
         secretKey,
         replayStore,
         publicUrl: config.ROUTER_PUBLIC_URL,
+        releaseAhead: (payer) => payments.releaseAhead(payer),
       });
     if (config.SETTLEMENT_URL)
       registerDisputeRoutes(scope, {
@@ -265,6 +287,7 @@ export async function startRouter(
       apiKeys.close();
       prober.stop();
       await federation?.close();
+      await payments.close(); // gives back reservations held ahead (their releases may need the outbox)
       await outbox?.stop();
       await app.close();
       await agent.close();
@@ -294,6 +317,7 @@ async function settlementPayments(
   config: RouterConfig,
   secretKey: Uint8Array,
   outbox: SettlementOutbox,
+  logger: ReturnType<typeof createLogger>,
 ): Promise<{ payments: SettlementPayments; info: SettlementInfo }> {
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
   const response = await fetchWhenUp(`${url}/v1/info`);
@@ -312,6 +336,8 @@ async function settlementPayments(
     secretKey,
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
     outbox,
+    reserveAheadSlots: config.RESERVE_AHEAD_SLOTS,
+    onError: (error) => logger.warn({ err: error }, 'reservation held ahead: settlement call failed'),
   });
   return { payments, info };
 }

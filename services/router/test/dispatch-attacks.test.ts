@@ -292,6 +292,8 @@ class RecordingPayments implements Payments {
   async captureOffload(): Promise<void> {
     throw new Error('no offload in these tests');
   }
+  async releaseAhead(): Promise<void> {}
+  async close(): Promise<void> {}
 }
 
 async function paidNetwork(nodes: SigningNodeDouble[], payments: Payments) {

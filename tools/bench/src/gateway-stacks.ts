@@ -48,6 +48,8 @@ export interface Path {
   settle?: () => Promise<void>;
   /** msat left on the tab (paid only). */
   balance?: () => Promise<number>;
+  /** The router's /metrics (paid: how many reservations were held ahead). */
+  metricsUrl?: string;
 }
 
 function freePort(): Promise<number> {
@@ -279,6 +281,7 @@ async function startPaid(services: Services, dir: string, upstream: string): Pro
     services: [started.services[0]!, settlement, started.services[1]!],
     settle,
     balance,
+    metricsUrl: `${routerUrl}/metrics`,
   };
 }
 

@@ -151,6 +151,11 @@ async function main(services: Services, dir: string): Promise<boolean> {
   };
   const { text, json, failures } = report(summary, results);
   process.stdout.write(text);
+  if (paid?.metricsUrl) {
+    const metrics = await (await fetch(paid.metricsUrl)).text();
+    const lines = metrics.split('\n').filter((l) => l.startsWith('fedai_router_reservations{'));
+    process.stdout.write(`paid router reservations: ${lines.map((l) => l.replace(/,?service="router"/, '')).join(' · ')}\n`);
+  }
   if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
   return failures === 0 && (!paidCheck || paidCheck.chargedMsat === paidCheck.signedCostMsat);
 }

@@ -19,6 +19,8 @@ export interface TabRouteDeps {
   publicUrl: string | undefined;
   /** Tab calls per minute for one Nostr-key payer (API keys use their own limit). */
   nostrPayerRequestsPerMin?: number;
+  /** Gives back the payer's reservations held ahead, so its tab shows (and refunds) what is free. */
+  releaseAhead?: (payer: string) => Promise<void>;
 }
 
 export const topupSchema = z.object({ amount_msat: z.number().int().min(1000).max(100_000_000_000) });
@@ -92,6 +94,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     '/v1/tabs/me',
     handle(async (request) => {
       const who = await caller(request);
+      await deps.releaseAhead?.(who.id);
       const tab = (await settlement(request, 'GET', `/v1/tabs/${encodeURIComponent(who.id)}`)) as object;
       // An API key's spend budgets, with what the current periods have spent and hold.
       return who.key ? { ...tab, budgets: await deps.apiKeys.spendUsage(who.key) } : tab;
@@ -103,6 +106,7 @@ export function registerTabRoutes(app: FastifyInstance, deps: TabRouteDeps): voi
     handle(async (request) => {
       const who = await payer(request);
       const input = faucetSchema.parse(JSON.parse(rawBody(request) || '{}'));
+      await deps.releaseAhead?.(who);
       return settlement(request, 'POST', '/v1/refunds', { payer: who, bolt11: input.bolt11 });
     }),
   );
