@@ -85,7 +85,9 @@ export class Services {
   start(name: string, entry: string, args: string[], env: Record<string, string> = {}): Service {
     const log = openSync(join(this.dir, `${name}.log`), 'a');
     // BENCH_CPU_PROF=DIR: every service writes a V8 CPU profile under DIR/<name> when it stops.
-    const profile = process.env.BENCH_CPU_PROF ? [`--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`, '--cpu-prof'] : [];
+    const profile = process.env.BENCH_CPU_PROF
+      ? [`--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`, '--cpu-prof']
+      : [];
     const child = spawn(process.execPath, [...profile, '--import', 'tsx', resolve(root, entry), ...args], {
       cwd: root,
       env: { ...process.env, LOG_LEVEL: 'silent', ...env },

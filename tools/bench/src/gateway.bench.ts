@@ -154,7 +154,9 @@ async function main(services: Services, dir: string): Promise<boolean> {
   if (paid?.metricsUrl) {
     const metrics = await (await fetch(paid.metricsUrl)).text();
     const lines = metrics.split('\n').filter((l) => l.startsWith('fedai_router_reservations{'));
-    process.stdout.write(`paid router reservations: ${lines.map((l) => l.replace(/,?service="router"/, '')).join(' · ')}\n`);
+    process.stdout.write(
+      `paid router reservations: ${lines.map((l) => l.replace(/,?service="router"/, '')).join(' · ')}\n`,
+    );
   }
   if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
   return failures === 0 && (!paidCheck || paidCheck.chargedMsat === paidCheck.signedCostMsat);
