@@ -1,6 +1,7 @@
 // Group commit: operations that arrive while one batch is being written are written together in
-// the next batch (one database transaction for many callers). No timer: a lone operation starts at
-// once, so batching adds no latency when there is no concurrency.
+// the next batch (one database transaction, or one request, for many callers). By default no timer:
+// a lone operation starts at once, so batching adds no latency when there is no concurrency. Work
+// off every caller's critical path may linger a few ms to gather more (`lingerMs`).
 //
 // If a whole batch fails (a database error, an invariant), each of its items is run again alone,
 // so one poisonous item fails only its own caller.
@@ -13,6 +14,8 @@ export interface GroupCommitOptions {
   maxBatch?: number;
   /** Most items waiting; past that, submit() refuses with OVERLOADED. */
   maxQueued?: number;
+  /** How long a batch that is not full waits for more items before it is written (default 0). */
+  lingerMs?: number;
 }
 
 interface Waiting<I, O> {
@@ -26,6 +29,9 @@ export class GroupCommit<I, O> {
   private running = false;
   private readonly maxBatch: number;
   private readonly maxQueued: number;
+  private readonly lingerMs: number;
+  /** Ends the current linger early (the queue filled a batch). */
+  private wake: (() => void) | null = null;
 
   /** `write` returns one outcome per item, in order, or throws for the whole batch. */
   constructor(
@@ -34,6 +40,7 @@ export class GroupCommit<I, O> {
   ) {
     this.maxBatch = options.maxBatch ?? 256;
     this.maxQueued = options.maxQueued ?? 10_000;
+    this.lingerMs = options.lingerMs ?? 0;
   }
 
   submit(item: I): Promise<O> {
@@ -42,6 +49,7 @@ export class GroupCommit<I, O> {
     return new Promise<O>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       if (!this.running) void this.drain();
+      else if (this.queue.length >= this.maxBatch) this.wake?.();
     });
   }
 
@@ -49,12 +57,29 @@ export class GroupCommit<I, O> {
     this.running = true;
     try {
       while (this.queue.length > 0) {
+        if (this.lingerMs > 0 && this.queue.length < this.maxBatch) await this.linger();
         const batch = this.queue.splice(0, this.maxBatch);
         await this.writeBatch(batch);
       }
     } finally {
       this.running = false;
     }
+  }
+
+  private linger(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.lingerMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = null;
+        done();
+      };
+    }).finally(() => {
+      this.wake = null;
+    });
   }
 
   private async writeBatch(batch: Waiting<I, O>[]): Promise<void> {

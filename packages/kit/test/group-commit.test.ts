@@ -56,3 +56,29 @@ test('a write that returns the wrong number of outcomes fails its items', async 
   const gc = new GroupCommit<number, number>(async () => []);
   await assert.rejects(gc.submit(1), /one outcome per item/);
 });
+
+test('with lingerMs a batch waits for company, and a full batch goes at once', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const batches: number[][] = [];
+  const gc = new GroupCommit<number, number>(
+    async (items) => {
+      batches.push(items);
+      return items.map((i) => ({ ok: true, value: i }));
+    },
+    { lingerMs: 20, maxBatch: 3 },
+  );
+  const first = gc.submit(1);
+  await Promise.resolve();
+  const second = gc.submit(2);
+  await Promise.resolve();
+  assert.deepEqual(batches, [], 'nothing is written before the linger ends');
+  t.mock.timers.tick(20);
+  assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+  assert.deepEqual(batches, [[1, 2]]);
+  const full = [3, 4, 5].map((i) => gc.submit(i));
+  assert.deepEqual(await Promise.all(full), [3, 4, 5], 'a full batch did not wait for the timer');
+  assert.deepEqual(batches, [
+    [1, 2],
+    [3, 4, 5],
+  ]);
+});

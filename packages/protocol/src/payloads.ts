@@ -266,24 +266,31 @@ export const paymentReceiptSchema = z.object({
 });
 export type PaymentReceipt = z.infer<typeof paymentReceiptSchema>;
 
-/** Router to settlement: one money operation, idempotent by `op_id`. */
+const reserveOpSchema = z.object({
+  op: z.literal('reserve'),
+  op_id: requestId,
+  account: z.string().min(1).max(200),
+  amount_msat: positiveMsat,
+  timeout_s: z.number().int().positive().max(86_400),
+});
+const captureOpSchema = z.object({
+  op: z.literal('capture'),
+  op_id: requestId,
+  amount_msat: msat,
+  node: hex64,
+  /** The node-signed metering envelope this charge rests on. */
+  metering: z.string().max(16_384),
+});
+const releaseOpSchema = z.object({ op: z.literal('release'), op_id: requestId });
+
+/** Most operations in one `batch` (and what keeps a batch of captures within the envelope size). */
+export const SETTLEMENT_BATCH_MAX = 64;
+
+/** Router to settlement: one money operation, idempotent by `op_id`, or a batch of them. */
 export const settlementRequestSchema = z.discriminatedUnion('op', [
-  z.object({
-    op: z.literal('reserve'),
-    op_id: requestId,
-    account: z.string().min(1).max(200),
-    amount_msat: positiveMsat,
-    timeout_s: z.number().int().positive().max(86_400),
-  }),
-  z.object({
-    op: z.literal('capture'),
-    op_id: requestId,
-    amount_msat: msat,
-    node: hex64,
-    /** The node-signed metering envelope this charge rests on. */
-    metering: z.string().max(16_384),
-  }),
-  z.object({ op: z.literal('release'), op_id: requestId }),
+  reserveOpSchema,
+  captureOpSchema,
+  releaseOpSchema,
   /**
    * A request a peer router served (federation offload): charges the peer's signed cost plus this
    * network's offload fee, and pays the peer's part back to the router's own account.
@@ -295,6 +302,17 @@ export const settlementRequestSchema = z.discriminatedUnion('op', [
     peer: hex64,
     /** The peer router's signed offload result (its receipt), holding the node-signed metering. */
     result: z.string().max(32_000),
+  }),
+  /**
+   * Several reserves, captures and releases in one signed envelope: each is checked and answered
+   * on its own (`results`, in order), exactly as if it had come alone.
+   */
+  z.object({
+    op: z.literal('batch'),
+    ops: z
+      .array(z.discriminatedUnion('op', [reserveOpSchema, captureOpSchema, releaseOpSchema]))
+      .min(1)
+      .max(SETTLEMENT_BATCH_MAX),
   }),
 ]);
 export type SettlementRequest = z.infer<typeof settlementRequestSchema>;

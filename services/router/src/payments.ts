@@ -5,8 +5,16 @@
 // FreePayments is the real mode of a free network (all prices 0, or no settlement service): it
 // records nothing and charges nothing.
 import { randomUUID } from 'node:crypto';
-import { readErrorCode } from '@fed-ai/kit';
-import { createEnvelope, type Envelope, FedAiError, KIND, type SettlementRequest } from '@fed-ai/protocol';
+import { GroupCommit, type ItemOutcome, readErrorCode } from '@fed-ai/kit';
+import {
+  createEnvelope,
+  type Envelope,
+  FedAiError,
+  isReasonCode,
+  KIND,
+  SETTLEMENT_BATCH_MAX,
+  type SettlementRequest,
+} from '@fed-ai/protocol';
 import { request } from 'undici';
 import { z } from 'zod';
 import { ReserveAhead } from './reserve-ahead';
@@ -53,6 +61,42 @@ const opAnswerSchema = z.object({
 });
 type OpAnswer = z.infer<typeof opAnswerSchema>;
 const errorMessageSchema = z.object({ error: z.object({ message: z.string().max(1_000) }) });
+const batchItemSchema = z.union([
+  opAnswerSchema.extend({ ok: z.literal(true) }),
+  z.object({
+    op_id: z.string().max(200),
+    ok: z.literal(false),
+    status: z.number().int(),
+    code: z.string().max(100),
+    message: z.string().max(1_000),
+  }),
+]);
+const batchAnswerSchema = z.object({
+  ok: z.literal(true),
+  results: z.array(batchItemSchema).max(SETTLEMENT_BATCH_MAX),
+});
+
+/** The operations a lane batches (a federation offload capture always goes alone). */
+type BatchableOp = Extract<SettlementRequest, { op: 'reserve' | 'capture' | 'release' }>;
+
+/** Refusals (4xx) are final; only an unreachable or failing service is worth another try. */
+function refusalError(status: number, code: string | undefined, message: string | undefined): FedAiError {
+  if (status >= 500) return new FedAiError('SETTLEMENT_UNAVAILABLE', `settlement answered ${status}`);
+  return new FedAiError(code && isReasonCode(code) ? code : 'SETTLEMENT_UNAVAILABLE', message);
+}
+function refusal(status: number, body: unknown): FedAiError {
+  const message = errorMessageSchema.safeParse(body);
+  return refusalError(
+    status,
+    readErrorCode(body, 'SETTLEMENT_UNAVAILABLE'),
+    message.success ? message.data.error.message : undefined,
+  );
+}
+const unreadable = () =>
+  new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service gave an unreadable answer.');
+
+/** How long a background operation (capture, release, a slot held ahead) waits to share a batch. */
+const DEFAULT_BATCH_LINGER_MS = 5;
 
 /** How long releases after a reserve with an unknown outcome keep being re-sent. */
 const UNKNOWN_RESERVE_WATCH_MS = 60_000;
@@ -77,6 +121,8 @@ export class SettlementPayments implements Payments {
   readonly mode = 'settlement' as const;
   /** Reservations held ahead for well-funded payers (reserve-ahead.ts); absent when turned off. */
   private readonly ahead: ReserveAhead | null;
+  private readonly spot: GroupCommit<BatchableOp, OpAnswer>;
+  private readonly background: GroupCommit<BatchableOp, OpAnswer>;
 
   constructor(
     private readonly options: {
@@ -88,16 +134,24 @@ export class SettlementPayments implements Payments {
       outbox: SettlementOutbox;
       /** Slots per payer and amount bucket (0: reserve every request on the spot). */
       reserveAheadSlots?: number;
+      /** How long background operations wait to share a batch envelope (0: natural batching only). */
+      batchLingerMs?: number;
       onError?: (error: unknown) => void;
     },
   ) {
+    // Two lanes of batching: a reserve on a request's critical path never waits for a linger.
+    this.spot = new GroupCommit((ops) => this.sendOps(ops), { maxBatch: SETTLEMENT_BATCH_MAX });
+    this.background = new GroupCommit((ops) => this.sendOps(ops), {
+      maxBatch: SETTLEMENT_BATCH_MAX,
+      lingerMs: options.batchLingerMs ?? DEFAULT_BATCH_LINGER_MS,
+    });
     const slots = options.reserveAheadSlots ?? 0;
     this.ahead =
       slots > 0
         ? new ReserveAhead({
             slotsPerBucket: slots,
             reserve: async (opId, payer, amountMsat) => ({
-              balanceMsat: (await this.reserveNow(opId, payer, amountMsat)).balance_msat,
+              balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.background)).balance_msat,
             }),
             release: (opId) => this.release({ opId, amountMsat: 0 }),
             ...(options.onError ? { onError: options.onError } : {}),
@@ -123,7 +177,9 @@ export class SettlementPayments implements Payments {
   /** The outbox's sender: one attempt, and whether to retry. */
   async sendOutboxRow(row: OutboxRow): Promise<SendOutcome> {
     try {
-      await this.op(row.payload as SettlementRequest);
+      const payload = row.payload as SettlementRequest;
+      if (payload.op === 'capture_offload' || payload.op === 'batch') await this.sendAlone(payload);
+      else await this.background.submit(payload);
       return 'done';
     } catch (error) {
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE') return 'retry';
@@ -131,46 +187,88 @@ export class SettlementPayments implements Payments {
     }
   }
 
-  private async op(payload: SettlementRequest, attempts = 1): Promise<OpAnswer> {
-    let last: unknown;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
+  /** One operation, retried on an unreachable or failing service (refusals are final). */
+  private async op(
+    payload: BatchableOp,
+    lane: GroupCommit<BatchableOp, OpAnswer>,
+    attempts = 1,
+  ): Promise<OpAnswer> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        // A nonce makes each attempt a distinct envelope: a retry in the same second is not a replay.
-        const envelope = createEnvelope(
-          KIND.settlementRequest,
-          payload,
-          { audience: this.options.settlementPubkey, tags: [['nonce', randomUUID()]] },
-          this.options.secretKey,
-        );
-        const response = await request(`${this.options.url}/v1/ops`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(envelope),
-          signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5_000),
-        });
-        const body: unknown = await response.body.json().catch(() => null);
-        if (response.statusCode === 200) {
-          // A peer's answer is validated, never cast: an unreadable 200 counts as unavailable.
-          const answer = opAnswerSchema.safeParse(body);
-          if (answer.success && answer.data.ok) return answer.data;
-          throw new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service gave an unreadable answer.');
-        }
-        const code = readErrorCode(body, 'SETTLEMENT_UNAVAILABLE');
-        const message = errorMessageSchema.safeParse(body);
-        // Refusals are final; only an unreachable or failing service is worth another try.
-        if (response.statusCode < 500)
-          throw new FedAiError(code, message.success ? message.data.error.message : undefined);
-        last = new FedAiError('SETTLEMENT_UNAVAILABLE', `settlement answered ${response.statusCode}`);
+        return await lane.submit(payload);
       } catch (error) {
-        if (error instanceof FedAiError && error.code !== 'SETTLEMENT_UNAVAILABLE') throw error;
-        last =
-          error instanceof FedAiError
-            ? error
-            : new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service did not answer.');
+        const retry = error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE';
+        if (!retry || attempt >= attempts) throw error;
       }
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
     }
-    throw last;
+  }
+
+  /**
+   * Sends operations that met in a lane: one alone as itself, several as one `batch` envelope
+   * whose results settlement answers one by one, each item its own outcome.
+   */
+  private async sendOps(payloads: BatchableOp[]): Promise<ItemOutcome<OpAnswer>[]> {
+    const [only] = payloads;
+    if (only && payloads.length === 1) {
+      try {
+        return [{ ok: true, value: await this.sendAlone(only) }];
+      } catch (error) {
+        return [{ ok: false, error }];
+      }
+    }
+    let answer: { status: number; body: unknown };
+    try {
+      answer = await this.post({ op: 'batch', ops: payloads });
+    } catch (error) {
+      return payloads.map(() => ({ ok: false, error }));
+    }
+    // A refused batch (too large, say) is tried again op by op: the group commit does that when
+    // the write throws. An outage fails them all at once (no queue of timeouts).
+    if (answer.status !== 200 && answer.status < 500) throw refusal(answer.status, answer.body);
+    const batch = batchAnswerSchema.safeParse(answer.body);
+    if (answer.status !== 200 || !batch.success || batch.data.results.length !== payloads.length) {
+      const error = answer.status === 200 ? unreadable() : refusal(answer.status, answer.body);
+      return payloads.map(() => ({ ok: false, error }));
+    }
+    return batch.data.results.map((item, i): ItemOutcome<OpAnswer> => {
+      if (item.op_id !== payloads[i]?.op_id) return { ok: false, error: unreadable() };
+      if (item.ok) return { ok: true, value: item };
+      return { ok: false, error: refusalError(item.status, item.code, item.message) };
+    });
+  }
+
+  /** One operation in its own envelope: its answer, or the refusal or outage as a FedAiError. */
+  private async sendAlone(payload: SettlementRequest): Promise<OpAnswer> {
+    const { status, body } = await this.post(payload);
+    if (status !== 200) throw refusal(status, body);
+    // A peer's answer is validated, never cast: an unreadable 200 counts as unavailable.
+    const answer = opAnswerSchema.safeParse(body);
+    if (answer.success && answer.data.ok) return answer.data;
+    throw unreadable();
+  }
+
+  /** Signs and posts one envelope; an unreachable service is SETTLEMENT_UNAVAILABLE. */
+  private async post(payload: SettlementRequest): Promise<{ status: number; body: unknown }> {
+    // A nonce makes each attempt a distinct envelope: a retry in the same second is not a replay.
+    const envelope = createEnvelope(
+      KIND.settlementRequest,
+      payload,
+      { audience: this.options.settlementPubkey, tags: [['nonce', randomUUID()]] },
+      this.options.secretKey,
+    );
+    try {
+      const response = await request(`${this.options.url}/v1/ops`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(envelope),
+        signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5_000),
+      });
+      const body: unknown = await response.body.json().catch(() => null);
+      return { status: response.statusCode, body };
+    } catch {
+      throw new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service did not answer.');
+    }
   }
 
   async reserve(input: {
@@ -186,20 +284,28 @@ export class SettlementPayments implements Payments {
       return { opId: slot.opId, amountMsat: slot.amountMsat };
     }
     this.reservations.spot += 1;
-    const answer = await this.reserveNow(input.requestId, input.payer, amountMsat);
+    const answer = await this.reserveNow(input.requestId, input.payer, amountMsat, this.spot);
     if (input.ahead) this.ahead?.noteBalance(input.payer, amountMsat, answer.balance_msat);
     return { opId: input.requestId, amountMsat };
   }
 
-  private async reserveNow(opId: string, payer: string, amountMsat: number): Promise<OpAnswer> {
+  private async reserveNow(
+    opId: string,
+    payer: string,
+    amountMsat: number,
+    lane: GroupCommit<BatchableOp, OpAnswer>,
+  ): Promise<OpAnswer> {
     try {
-      return await this.op({
-        op: 'reserve',
-        op_id: opId,
-        account: payer,
-        amount_msat: amountMsat,
-        timeout_s: this.options.reservationTimeoutS,
-      });
+      return await this.op(
+        {
+          op: 'reserve',
+          op_id: opId,
+          account: payer,
+          amount_msat: amountMsat,
+          timeout_s: this.options.reservationTimeoutS,
+        },
+        lane,
+      );
     } catch (error) {
       // A reserve that timed out here may still commit at settlement: keep releasing it for a while.
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
@@ -214,7 +320,7 @@ export class SettlementPayments implements Payments {
     reservation: Reservation,
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void> {
-    const payload: SettlementRequest = {
+    const payload: BatchableOp = {
       op: 'capture',
       op_id: reservation.opId,
       amount_msat: input.amountMsat,
@@ -223,7 +329,7 @@ export class SettlementPayments implements Payments {
     };
     // Written before the first try: from here on a crash or an outage only delays the charge.
     await this.options.outbox.add(reservation.opId, 'capture', payload);
-    await this.op(payload);
+    await this.op(payload, this.background);
     await this.options.outbox.remove(reservation.opId, 'capture');
   }
 
@@ -239,13 +345,13 @@ export class SettlementPayments implements Payments {
       result: JSON.stringify(input.result),
     };
     await this.options.outbox.add(reservation.opId, 'capture', payload);
-    await this.op(payload);
+    await this.sendAlone(payload);
     await this.options.outbox.remove(reservation.opId, 'capture');
   }
 
   async release(reservation: Reservation): Promise<void> {
     try {
-      await this.op({ op: 'release', op_id: reservation.opId }, 2);
+      await this.op({ op: 'release', op_id: reservation.opId }, this.background, 2);
     } catch (error) {
       if (!(error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')) throw error;
       await this.options.outbox.add(reservation.opId, 'release', { op: 'release', op_id: reservation.opId });

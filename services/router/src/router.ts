@@ -337,6 +337,7 @@ async function settlementPayments(
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
     outbox,
     reserveAheadSlots: config.RESERVE_AHEAD_SLOTS,
+    batchLingerMs: config.SETTLEMENT_BATCH_LINGER_MS,
     onError: (error) => logger.warn({ err: error }, 'reservation held ahead: settlement call failed'),
   });
   return { payments, info };

@@ -3,7 +3,7 @@
 // written here too. A loop retries due rows with backoff until settlement confirms, so a
 // settlement outage or a router restart loses no charge: operations are idempotent by op id.
 import type { Db, Migration } from '@fed-ai/kit';
-import { migrate } from '@fed-ai/kit';
+import { GroupCommit, migrate } from '@fed-ai/kit';
 import type { Logger } from 'pino';
 
 const OUTBOX_MIGRATIONS: Migration[] = [
@@ -57,9 +57,26 @@ function outboxDelayMs(attempts: number, baseMs: number, maxMs: number): number 
   return Math.min(maxMs, baseMs * 2 ** Math.min(attempts, 20));
 }
 
+interface NewRow {
+  opId: string;
+  op: OutboxOp;
+  payload: string;
+  nextAttemptMs: number;
+  repeatUntilMs: number;
+}
+
+/** How long finished rows wait to be deleted together (deleting late is harmless: ops are idempotent). */
+const REMOVE_LINGER_MS = 5;
+
 export class SettlementOutbox {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** Rows added by concurrent requests go in one INSERT (no linger: a charge is durable at once). */
+  private readonly adds = new GroupCommit<NewRow, void>((rows) => this.insertRows(rows));
+  private readonly removes = new GroupCommit<{ opId: string; op: OutboxOp }, void>(
+    (keys) => this.deleteRows(keys),
+    { lingerMs: REMOVE_LINGER_MS },
+  );
 
   constructor(private readonly options: OutboxOptions) {}
 
@@ -70,15 +87,46 @@ export class SettlementOutbox {
   /** Persists an operation; `repeatForMs` keeps re-sending a successful one for that long. */
   async add(opId: string, op: OutboxOp, payload: Record<string, unknown>, repeatForMs = 0): Promise<void> {
     const now = this.now();
-    await this.options.db.query(
-      `INSERT INTO settlement_outbox (op_id, op, payload, next_attempt_ms, repeat_until_ms)
-       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (op_id, op) DO NOTHING`,
-      [opId, op, JSON.stringify(payload), now, repeatForMs > 0 ? now + repeatForMs : 0],
-    );
+    await this.adds.submit({
+      opId,
+      op,
+      payload: JSON.stringify(payload),
+      nextAttemptMs: now,
+      repeatUntilMs: repeatForMs > 0 ? now + repeatForMs : 0,
+    });
   }
 
   async remove(opId: string, op: OutboxOp): Promise<void> {
-    await this.options.db.query('DELETE FROM settlement_outbox WHERE op_id = $1 AND op = $2', [opId, op]);
+    await this.removes.submit({ opId, op });
+  }
+
+  private async insertRows(rows: NewRow[]): Promise<{ ok: true; value: undefined }[]> {
+    await this.options.db.query(
+      `INSERT INTO settlement_outbox (op_id, op, payload, next_attempt_ms, repeat_until_ms)
+       SELECT op_id, op, payload::jsonb, next_ms, until_ms
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+         AS v (op_id, op, payload, next_ms, until_ms)
+       ON CONFLICT (op_id, op) DO NOTHING`,
+      [
+        rows.map((r) => r.opId),
+        rows.map((r) => r.op),
+        rows.map((r) => r.payload),
+        rows.map((r) => r.nextAttemptMs),
+        rows.map((r) => r.repeatUntilMs),
+      ],
+    );
+    return rows.map(() => ({ ok: true, value: undefined }));
+  }
+
+  private async deleteRows(
+    keys: { opId: string; op: OutboxOp }[],
+  ): Promise<{ ok: true; value: undefined }[]> {
+    await this.options.db.query(
+      `DELETE FROM settlement_outbox WHERE (op_id, op) IN
+         (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [keys.map((k) => k.opId), keys.map((k) => k.op)],
+    );
+    return keys.map(() => ({ ok: true, value: undefined }));
   }
 
   async pending(): Promise<number> {
@@ -113,7 +161,7 @@ export class SettlementOutbox {
             { op_id: row.op_id, op: row.op },
             'settlement refused an outbox operation',
           );
-        await this.remove(row.op_id, row.op);
+        await this.deleteRows([{ opId: row.op_id, op: row.op }]);
         finished += 1;
         continue;
       }

@@ -11,6 +11,7 @@ import {
   type Account,
   availableMsat,
   type Ledger,
+  type StoredTransfer,
   type TransferInput,
   type TransferResult,
 } from '@fed-ai/ledger';
@@ -313,6 +314,11 @@ export class Books {
   private readonly requestOps = new GroupCommit<RequestOp, RequestOpResult>((ops) =>
     this.writeRequestOps(ops),
   );
+  /** Reservations looked up by concurrent captures and releases, read in one statement per batch. */
+  private readonly reservationReads = new GroupCommit<string, StoredTransfer | undefined>(async (ids) => {
+    const found = new Map((await this.ledger.lookupTransfers(ids)).map((t) => [t.id, t]));
+    return ids.map((id) => ({ ok: true, value: found.get(id) }));
+  });
   private readonly paymentHooks: PaymentHook[] = [];
   private readonly nowS: () => number;
 
@@ -981,7 +987,7 @@ export class Books {
     metering: unknown,
     routerPubkey: string,
   ): Promise<{ chargedMsat: number }> {
-    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    const pending = await this.reservationOf(opId);
     if (pending?.kind !== 'pending') throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
     const record = await verifiedRecord(metering, {
       node,
@@ -1021,7 +1027,7 @@ export class Books {
     result: unknown,
     routerPubkey: string,
   ): Promise<{ chargedMsat: number; peerCostMsat: number; feeMsat: number }> {
-    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    const pending = await this.reservationOf(opId);
     if (pending?.kind !== 'pending') throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
     const served = await verifiedOffloadResult(result, { peer, opId, routerPubkey });
     const peerCostMsat = served.record.cost_msat;
@@ -1141,6 +1147,11 @@ export class Books {
     }));
   }
 
+  /** A request's reservation transfer (`res:<op id>`), if there is one. */
+  private reservationOf(opId: string): Promise<StoredTransfer | undefined> {
+    return this.reservationReads.submit(`res:${opId}`);
+  }
+
   /** Creates a node's earnings account once per process (accounts are never deleted). */
   private async ensureEarnings(node: string): Promise<void> {
     const id = ACCOUNTS.earnings(node);
@@ -1152,7 +1163,7 @@ export class Books {
 
   /** Gives a reservation back (failure, cancellation). Idempotent; a no-op once captured. */
   async release(opId: string): Promise<void> {
-    const [pending] = await this.ledger.lookupTransfers([`res:${opId}`]);
+    const pending = await this.reservationOf(opId);
     if (!pending || pending.resolution !== null) return;
     await this.ledger.createTransfers([
       {

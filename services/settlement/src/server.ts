@@ -9,10 +9,11 @@ import {
   errorBody,
   rawBody,
   sendError,
+  toFedAiError,
   verifyAllowedEnvelope,
   verifyNip98Request,
 } from '@fed-ai/kit';
-import { type Envelope, FedAiError, KIND, type ReplayStore } from '@fed-ai/protocol';
+import { type Envelope, FedAiError, KIND, type ReplayStore, type SettlementRequest } from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
@@ -57,11 +58,51 @@ export const refundSchema = z.object({
   bolt11: z.string().min(10).max(4096),
 });
 
+type SingleOp = Exclude<SettlementRequest, { op: 'batch' }>;
+
+/** One money operation of a router; throws FedAiError (BAD_METERING for a record the books refuse). */
+async function runOp(books: Books, op: SingleOp, router: string): Promise<Record<string, unknown>> {
+  if (op.op === 'reserve') {
+    const { balanceMsat } = await books.reserve(op.op_id, op.account, op.amount_msat, op.timeout_s);
+    return { op_id: op.op_id, ok: true, balance_msat: balanceMsat };
+  }
+  if (op.op === 'capture') {
+    // Books verify the node-signed record (signer, audience = this router, request, cost) and
+    // charge exactly its cost; the router's amount is only its claim.
+    const { chargedMsat } = await books.capture(
+      op.op_id,
+      op.node,
+      parseJsonObject(op.metering, 'metering'),
+      router,
+    );
+    return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+  }
+  if (op.op === 'capture_offload') {
+    const result = parseJsonObject(op.result, 'result');
+    const { chargedMsat } = await books.captureOffload(op.op_id, op.peer, result, router);
+    return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+  }
+  await books.release(op.op_id);
+  return { op_id: op.op_id, ok: true };
+}
+
+function parseJsonObject(text: string, name: string): Envelope {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new FedAiError('BAD_METERING', `${name} is not JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new FedAiError('BAD_METERING', `${name} must be a signed record (a JSON object)`);
+  return value as Envelope;
+}
+
 /** How long the faucet remembers an invoice it paid (far beyond any top-up invoice's expiry). */
 const FAUCET_MEMORY_S = 30 * 24 * 3600;
 
 export function createSettlementServer(deps: SettlementServerDeps): FastifyInstance {
-  const app = createServer({ name: 'settlement', bodyLimitBytes: 64 * 1024 });
+  const app = createServer({ name: 'settlement', bodyLimitBytes: 256 * 1024 });
   addRawJsonParser(app);
   addMetricsRoute(app, deps.metrics);
   app.get('/health', async () => ({ ok: true }));
@@ -85,56 +126,31 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     });
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
     const op = verified.payload;
-    if (op.op === 'reserve') {
-      const { balanceMsat } = await deps.books.reserve(op.op_id, op.account, op.amount_msat, op.timeout_s);
-      return { op_id: op.op_id, ok: true, balance_msat: balanceMsat };
+    const router = verified.envelope.pubkey;
+    if (op.op === 'batch') {
+      // Each operation on its own (concurrently: the books write them in one transaction), and
+      // each refusal answered with the status it would have had alone.
+      const results = await Promise.all(
+        op.ops.map((one) =>
+          runOp(deps.books, one, router).catch((error: unknown) => {
+            const e = toFedAiError(error);
+            if (e.code === 'INTERNAL') request.log.error({ err: error, op_id: one.op_id }, 'batch op failed');
+            const status = e.code === 'BAD_METERING' ? 400 : e.status;
+            return { op_id: one.op_id, ok: false, status, code: e.code, message: e.message.slice(0, 300) };
+          }),
+        ),
+      );
+      return { ok: true, results };
     }
-    if (op.op === 'capture') {
-      // A malformed capture is the caller's fault: 400 (BAD_METERING is 502 when a router
-      // finds a node's record bad; here the router sent it).
-      const badMetering = (message: string) => reply.code(400).send(errorBody('BAD_METERING', message));
-      let metering: Envelope;
-      try {
-        metering = JSON.parse(op.metering) as Envelope;
-      } catch {
-        return badMetering('metering is not JSON');
-      }
-      if (typeof metering !== 'object' || metering === null || Array.isArray(metering))
-        return badMetering('metering must be a signed metering record (a JSON object)');
-      // Books verify the node-signed record (signer, audience = this router, request, cost) and
-      // charge exactly its cost; the router's amount is only its claim.
-      let chargedMsat: number;
-      try {
-        ({ chargedMsat } = await deps.books.capture(op.op_id, op.node, metering, verified.envelope.pubkey));
-      } catch (error) {
-        if (error instanceof FedAiError && error.code === 'BAD_METERING') return badMetering(error.message);
-        throw error;
-      }
-      return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+    try {
+      return await runOp(deps.books, op, router);
+    } catch (error) {
+      // A malformed capture is the caller's fault: 400 (BAD_METERING is 502 when a router finds a
+      // node's record bad; here the router sent it).
+      if (error instanceof FedAiError && error.code === 'BAD_METERING')
+        return reply.code(400).send(errorBody('BAD_METERING', error.message));
+      throw error;
     }
-    if (op.op === 'capture_offload') {
-      let result: unknown;
-      try {
-        result = JSON.parse(op.result);
-      } catch {
-        return reply.code(400).send(errorBody('BAD_METERING', 'result is not JSON'));
-      }
-      try {
-        const { chargedMsat } = await deps.books.captureOffload(
-          op.op_id,
-          op.peer,
-          result,
-          verified.envelope.pubkey,
-        );
-        return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
-      } catch (error) {
-        if (error instanceof FedAiError && error.code === 'BAD_METERING')
-          return reply.code(400).send(errorBody('BAD_METERING', error.message));
-        throw error;
-      }
-    }
-    await deps.books.release(op.op_id);
-    return { op_id: op.op_id, ok: true };
   });
 
   app.post('/v1/topups', async (request) => {

@@ -1,6 +1,7 @@
 // Money attacks (issue #9 items 4, 5, 6, 9, 18; issue #10 settlement checks): settlement, a router
 // talking to it through an outage proxy, and signing node doubles, all real on 127.0.0.1.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import {
   costMsat,
   createEnvelope,
   createNip98Header,
+  finalizeEvent,
   generateSecretKey,
   KIND,
   outputSha256,
@@ -382,4 +384,129 @@ test('a Nostr-key payer funds its tab with NIP-98 and its signed native requests
   // A stranger's header for another URL, or no credentials, is refused.
   const bare = await fetch(`${router.url}/v1/tabs/me`);
   assert.equal(bare.status, 401);
+});
+
+test('a batch answers each op on its own: a bad record fails alone, a repeated capture charges once; oversized, nested or replayed batches are refused whole', async () => {
+  const { key } = await fundedClient(100_000);
+  const payer = (await fetch(`${router.url}/v1/tabs/me`, {
+    headers: { authorization: `Bearer ${key}` },
+  }).then((r) => r.json())) as { account: string };
+  const account = payer.account.replace(/^tab:/, '');
+  type Item = { op_id: string; ok: boolean; status?: number; code?: string; charged_msat?: number };
+  // Signed without the schema check createEnvelope makes, as a hostile router would.
+  const batch = async (ops: Record<string, unknown>[], tags: string[][] = [['nonce', randomUUID()]]) => {
+    const envelope = finalizeEvent(
+      {
+        kind: KIND.settlementRequest,
+        created_at: Math.floor(Date.now() / 1000),
+        tags: [['p', settlement.pubkey], ...tags],
+        content: JSON.stringify({ op: 'batch', ops }),
+      },
+      routerKey,
+    );
+    const r = await fetch(`${settlement.url}/v1/ops`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(envelope),
+    });
+    return { status: r.status, body: (await r.json()) as { results?: Item[]; error?: { code: string } } };
+  };
+  const ids = ['rq-batch-good-1', 'rq-batch-forged-1', 'rq-batch-released-1'];
+  const reserved = await batch(
+    ids.map((id) => ({ op: 'reserve', op_id: id, account, amount_msat: 5000, timeout_s: 60 })),
+  );
+  assert.equal(reserved.status, 200, JSON.stringify(reserved.body));
+  assert.deepEqual(
+    reserved.body.results?.map((r) => [r.op_id, r.ok]),
+    ids.map((id) => [id, true]),
+  );
+  const capture = (opId: string, metering: string) => ({
+    op: 'capture',
+    op_id: opId,
+    amount_msat: 4000,
+    node: node.pubkey,
+    metering,
+  });
+  const mixed = await batch([
+    capture('rq-batch-good-1', record('rq-batch-good-1')),
+    capture('rq-batch-forged-1', record('rq-batch-forged-1', {}, generateSecretKey())),
+    capture('rq-batch-good-1', record('rq-batch-good-1')),
+    { op: 'release', op_id: 'rq-batch-released-1' },
+    capture('rq-batch-never-reserved-1', record('rq-batch-never-reserved-1')),
+  ]);
+  assert.equal(mixed.status, 200, JSON.stringify(mixed.body));
+  const results = mixed.body.results ?? [];
+  assert.deepEqual(
+    results.map((r) => [r.op_id, r.ok, r.code ?? r.charged_msat ?? null, r.status ?? 200]),
+    [
+      ['rq-batch-good-1', true, 30, 200],
+      ['rq-batch-forged-1', false, 'BAD_METERING', 400],
+      ['rq-batch-good-1', true, 30, 200],
+      ['rq-batch-released-1', true, null, 200],
+      ['rq-batch-never-reserved-1', false, 'NOT_FOUND', 404],
+    ],
+  );
+  // The forged record's reservation is still held: release it alone, as a router would.
+  assert.equal((await op({ op: 'release', op_id: 'rq-batch-forged-1' })).status, 200);
+  const tab = await settledTab(key);
+  assert.equal(tab.balance_msat, 100_000 - 30, 'one charge of the signed cost, however often it was sent');
+  assert.equal(tab.charges.filter((c) => c.request_id === 'rq-batch-good-1').length, 1);
+
+  const release = (i: number) => ({ op: 'release', op_id: `rq-batch-many-${i}` });
+  const tooMany = await batch(Array.from({ length: 65 }, (_, i) => release(i)));
+  assert.equal(tooMany.status, 400);
+  assert.equal(tooMany.body.error?.code, 'BAD_PAYLOAD');
+  const nested = await batch([{ op: 'batch', ops: [release(1)] }]);
+  assert.equal(nested.status, 400, 'a batch inside a batch is refused');
+  const offload = await batch([
+    { op: 'capture_offload', op_id: 'rq-batch-off-1', amount_msat: 1, peer: 'a'.repeat(64), result: '{}' },
+  ]);
+  assert.equal(offload.status, 400, 'offload captures go alone');
+  assert.equal((await batch([])).status, 400, 'an empty batch is refused');
+
+  const once = [['nonce', 'batch-replay']];
+  assert.equal((await batch([release(2)], once)).status, 200);
+  const replayed = await batch([release(2)], once);
+  assert.equal(replayed.body.error?.code, 'REPLAYED', 'a batch envelope is replay-protected like any other');
+  const stranger = await op({ op: 'batch', ops: [release(3)] }, generateSecretKey());
+  assert.equal(stranger.status, 403);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
+
+test('concurrent captures share batch envelopes; a batch lost on the way is sent again from the outbox and charged once', async () => {
+  const { key, client } = await fundedClient(1_000_000);
+  // The first batch that starts with a capture never reaches settlement (the connection is cut).
+  proxy.dropOnce = /\\"op\\":\\"batch\\",\\"ops\\":\[\{\\"op\\":\\"capture/;
+  try {
+    const answers = [];
+    // Two waves of 8: as many as the node double takes at once (4 running, 4 queued).
+    for (let wave = 0; wave < 2; wave++)
+      answers.push(
+        ...(await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            client.chat.completions.create({
+              model: 'double-model',
+              messages: [{ role: 'user', content: `batch me ${wave} ${i}` }],
+              max_tokens: 4,
+            }),
+          ),
+        )),
+      );
+    assert.equal(proxy.dropOnce, null, 'captures met in a batch envelope (and one was cut off)');
+    const signed = answers.map(
+      (a) => (a as unknown as { fedai: { request_id: string; cost_msat: number } }).fedai,
+    );
+    const tab = await settledTab(key);
+    assert.equal(tab.charges.length, 16, 'every answer charged, none twice');
+    for (const charge of tab.charges) {
+      const mine = signed.find((s) => s.request_id === charge.request_id);
+      assert.ok(mine, `charge ${charge.request_id} is for an answer the client got`);
+      assert.equal(charge.amount_msat, mine.cost_msat, 'charged exactly the signed cost');
+    }
+    const total = signed.reduce((n, s) => n + s.cost_msat, 0);
+    assert.equal(tab.balance_msat, 1_000_000 - total);
+    assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+  } finally {
+    proxy.dropOnce = null;
+  }
 });

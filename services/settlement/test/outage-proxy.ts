@@ -9,6 +9,8 @@ export class OutageProxy {
   drop: RegExp | null = null;
   /** Requests whose body matches are forwarded, but the answer is held back this long. */
   delay: { match: RegExp; ms: number } | null = null;
+  /** The first request whose body matches is cut off, then this is cleared. */
+  dropOnce: RegExp | null = null;
   dropped = 0;
   private server: Server | undefined;
 
@@ -21,7 +23,9 @@ export class OutageProxy {
       for await (const chunk of req) chunks.push(chunk as Buffer);
       const body = Buffer.concat(chunks);
       const text = body.toString('utf8');
-      if (this.drop?.test(text)) {
+      const once = this.dropOnce?.test(text) ?? false;
+      if (once) this.dropOnce = null;
+      if (once || this.drop?.test(text)) {
         this.dropped += 1;
         req.socket.destroy();
         return;
