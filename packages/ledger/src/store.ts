@@ -206,8 +206,9 @@ export class Ledger {
     }
     const accounts = await this.lockAccounts(tx, accountIds);
     // Read the transfers again under the account locks: whoever resolved one of them (a post, a
-    // void, the sweeper) held these locks and has committed, so this read is current.
-    if (transfers.size > 0) {
+    // void, the sweeper) held these locks and has committed, so this read is current. PGlite runs
+    // one transaction at a time (its queries wait for it too), so the first read already was.
+    if (transfers.size > 0 && this.db.kind !== 'pglite') {
       const current = await tx.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = ANY($1)', [
         [...transfers.keys()],
       ]);

@@ -8,9 +8,11 @@
 //   to one request only (taken synchronously from memory).
 // - Only for payers whose last known available balance covers `balanceMultiple` times the slots
 //   held for them: a small tab is never locked up by slots (it reserves per request, as before).
-// - Bounded: `slotsPerBucket` slots per (payer, amount bucket), `maxPayers` payers; slots not
-//   taken within `idleMs` are released, and all of them on close(). A router crash leaves its idle
-//   slots to expire at settlement with the reservation timeout.
+// - Bounded: `slotsPerBucket` slots per (payer, amount bucket) to start with, doubled up to
+//   `maxSlotsPerBucket` each time a request finds the bucket empty while it is in use (a payer
+//   sending many requests at once); `maxPayers` payers. Slots not taken within `idleMs` are
+//   released (and the bucket starts small again), all of them on close(). A router crash leaves
+//   its idle slots to expire at settlement with the reservation timeout.
 import { randomUUID } from 'node:crypto';
 
 export interface Slot {
@@ -25,6 +27,8 @@ export interface ReserveAheadOptions {
   /** Releases one reservation (idempotent). */
   release: (opId: string) => Promise<void>;
   slotsPerBucket?: number;
+  /** Most slots per bucket when a payer's concurrency asks for more (default 8 × slotsPerBucket, ≤ 64). */
+  maxSlotsPerBucket?: number;
   balanceMultiple?: number;
   idleMs?: number;
   maxPayers?: number;
@@ -54,9 +58,12 @@ export class ReserveAhead {
   private readonly pools = new Map<string, Map<number, Slot[]>>();
   /** Refills in flight, by `payer|bucket` (one at a time per bucket). */
   private readonly refilling = new Set<string>();
+  /** Slots wanted per `payer|bucket` where it grew past slotsPerBucket. */
+  private readonly targets = new Map<string, number>();
   /** Each payer's available balance, as settlement last answered it (bounded by maxPayers). */
   private readonly balances = new Map<string, number>();
   private readonly slotsPerBucket: number;
+  private readonly maxSlotsPerBucket: number;
   private readonly balanceMultiple: number;
   private readonly idleMs: number;
   private readonly maxPayers: number;
@@ -66,6 +73,10 @@ export class ReserveAhead {
 
   constructor(private readonly options: ReserveAheadOptions) {
     this.slotsPerBucket = options.slotsPerBucket ?? 8;
+    this.maxSlotsPerBucket = Math.max(
+      this.slotsPerBucket,
+      options.maxSlotsPerBucket ?? Math.min(64, 8 * this.slotsPerBucket),
+    );
     this.balanceMultiple = options.balanceMultiple ?? 10;
     this.idleMs = options.idleMs ?? 2_000;
     this.maxPayers = options.maxPayers ?? 1_000;
@@ -81,9 +92,19 @@ export class ReserveAhead {
   /** A held slot covering `amountMsat` for this payer, or null (reserve on the spot). Synchronous. */
   take(payer: string, amountMsat: number): Slot | null {
     const bucket = bucketOf(amountMsat);
-    const slot = this.pools.get(payer)?.get(bucket)?.shift() ?? null; // oldest first
+    const pool = this.pools.get(payer)?.get(bucket);
+    const slot = pool?.shift() ?? null; // oldest first
+    const key = `${payer}|${bucket}`;
+    // Empty while in use: more requests at once than slots, so hold more next time.
+    if (!slot && (pool !== undefined || this.refilling.has(key))) this.grow(key);
     if (slot) this.maybeRefill(payer, bucket);
     return slot;
+  }
+
+  private grow(key: string): void {
+    const target = Math.min(this.maxSlotsPerBucket, 2 * (this.targets.get(key) ?? this.slotsPerBucket));
+    if (!this.targets.has(key) && this.targets.size >= this.maxPayers) return;
+    this.targets.set(key, target);
   }
 
   /**
@@ -107,11 +128,24 @@ export class ReserveAhead {
     const key = `${payer}|${bucket}`;
     if (this.refilling.has(key)) return;
     const have = this.pools.get(payer)?.get(bucket)?.length ?? 0;
-    if (have > this.slotsPerBucket / 2) return;
-    if (!mayHoldAhead(this.balances.get(payer), this.slotsPerBucket, bucket, this.balanceMultiple)) return;
+    const want = this.slotsAllowed(key, this.balances.get(payer), bucket);
+    if (want === 0 || have > want / 2) return;
     if (!this.pools.has(payer) && this.pools.size >= this.maxPayers) return;
     this.refilling.add(key);
-    void this.refill(payer, bucket, this.slotsPerBucket - have).finally(() => this.refilling.delete(key));
+    const count = want - have;
+    void this.refill(payer, bucket, count).then((added) => {
+      this.refilling.delete(key);
+      // Taken from or grown meanwhile: top up again (not after a refusal, which would only repeat).
+      if (added === count) this.maybeRefill(payer, bucket);
+    });
+  }
+
+  /** The bucket's target, halved until the balance covers it; 0 when not even slotsPerBucket is. */
+  private slotsAllowed(key: string, balanceMsat: number | undefined, bucket: number): number {
+    let want = this.targets.get(key) ?? this.slotsPerBucket;
+    while (want > this.slotsPerBucket && !mayHoldAhead(balanceMsat, want, bucket, this.balanceMultiple))
+      want = Math.max(this.slotsPerBucket, Math.floor(want / 2));
+    return mayHoldAhead(balanceMsat, want, bucket, this.balanceMultiple) ? want : 0;
   }
 
   /** Releases slots not taken within idleMs (or all of one payer's, e.g. before its tab is shown). */
@@ -124,7 +158,10 @@ export class ReserveAhead {
         const keep = slots.filter((s) => s.createdAtMs > cutoff);
         idle.push(...slots.filter((s) => s.createdAtMs <= cutoff));
         if (keep.length > 0) buckets.set(bucket, keep);
-        else buckets.delete(bucket);
+        else {
+          buckets.delete(bucket);
+          this.targets.delete(`${who}|${bucket}`);
+        }
       }
       if (buckets.size === 0) this.pools.delete(who);
     }
@@ -148,8 +185,10 @@ export class ReserveAhead {
     return n;
   }
 
-  private async refill(payer: string, bucket: number, count: number): Promise<void> {
-    // Concurrent reserves: settlement's group commit writes them in one transaction.
+  /** Holds `count` more slots; resolves with how many were added (never rejects). */
+  private async refill(payer: string, bucket: number, count: number): Promise<number> {
+    let added = 0;
+    // Concurrent reserves: they travel in one batch envelope and one settlement transaction.
     await Promise.all(
       Array.from({ length: count }, async () => {
         const opId = `rq-${randomUUID()}`;
@@ -172,7 +211,9 @@ export class ReserveAhead {
         const slots = buckets.get(bucket) ?? [];
         buckets.set(bucket, slots);
         slots.push({ opId, amountMsat: bucket, createdAtMs: this.now() });
+        added += 1;
       }),
     );
+    return added;
   }
 }

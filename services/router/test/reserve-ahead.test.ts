@@ -133,3 +133,44 @@ test('a refused or failed reservation adds no slot and is released', async () =>
   assert.equal(errors.length, 3);
   await pool.close();
 });
+
+test('a bucket found empty while in use grows (doubling, capped), only as far as the balance covers; idle resets it', async () => {
+  // Available balance covers 10 × 32 slots of the 128 bucket after the first bursts, never 10 × 64.
+  const s = fakeSettlement(10 * 48 * 128);
+  let now = 0;
+  const pool = new ReserveAhead({
+    ...s,
+    slotsPerBucket: 8,
+    maxSlotsPerBucket: 64,
+    balanceMultiple: 10,
+    idleMs: 1_000,
+    now: () => now,
+  });
+  pool.noteBalance('p', 100, s.state.balanceMsat);
+  await settle();
+  assert.equal(pool.held, 8);
+  // A burst takes every slot and finds the bucket empty: the next refill holds twice as many.
+  const burst = () => {
+    let taken = 0;
+    while (pool.take('p', 100)) taken += 1;
+    return taken;
+  };
+  assert.equal(burst(), 8);
+  await settle();
+  assert.equal(pool.held, 16, 'doubled after the bucket ran dry');
+  assert.equal(burst(), 16);
+  await settle();
+  assert.equal(pool.held, 32);
+  assert.equal(burst(), 32);
+  await settle();
+  assert.equal(pool.held, 32, '64 were wanted, but the balance covers 10 × 32 only');
+  assert.ok(s.state.balanceMsat >= 10 * 32 * 128 - 32 * 128, 'the balance rule held at every refill');
+  now += 5_000;
+  await pool.releaseIdle();
+  assert.equal(pool.held, 0);
+  for (const opId of [...s.held.keys()]) await s.release(opId);
+  pool.noteBalance('p', 100, s.state.balanceMsat);
+  await settle();
+  assert.equal(pool.held, 8, 'after idling the bucket starts small again');
+  await pool.close();
+});
