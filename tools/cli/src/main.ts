@@ -4,7 +4,7 @@
 // through it the SDK, zod, settlement...) is imported inside its action, so --version and --help
 // load nothing else (tools/cli/test/cli-start.test.ts checks; pnpm bench:cli measures).
 import { Command, Option } from 'commander';
-import { EXIT, failUnexpected } from './output';
+import { EXIT, fail, failUnexpected } from './output';
 
 const program = new Command('fedai')
   .description('fed-ai: a federated pay-as-you-go AI inference network')
@@ -370,6 +370,36 @@ program
   .option('--limit <n>', 'most top-ups and payments this run looks at (1..1000)')
   .option('--json', 'machine-readable output')
   .action(async (flags) => (await import('./commands/reconcile')).reconcileCommand(flags));
+
+program
+  .command('simulate')
+  .description(
+    'run a market simulation (tools/simulator): the real scheduler, breaker and money rules on a virtual clock; writes report.json, report.md and SVG charts',
+  )
+  .argument('<scenario>', 'a scenario name in tools/simulator/scenarios (e.g. steady-market) or a JSON file')
+  .option('--seed <n>', "override the scenario's seed (0..4294967295)")
+  .option('--out <dir>', 'report folder (default ./data/simulations/<scenario>)')
+  .option('--json', 'machine-readable output')
+  .action(async (scenario: string, flags: { seed?: string; out?: string; json?: boolean }) => {
+    const { resolve } = await import('node:path');
+    const { REPO_ROOT } = await import('./services');
+    const sim = (await import(resolve(REPO_ROOT, 'tools/simulator/src/shell.ts'))) as {
+      simulateCommand: (
+        nameOrPath: string,
+        flags: { seed?: string; out?: string; json?: boolean },
+      ) => unknown;
+    };
+    try {
+      sim.simulateCommand(scenario, flags);
+    } catch (error) {
+      const e = error as { name?: unknown; code?: unknown; detail?: unknown };
+      if (e?.name !== 'SimError') throw error;
+      fail(String(e.code), String(e.detail), {
+        exit: EXIT.usage,
+        fix: 'see tools/simulator/scenarios and docs/simulator.md for the scenario format',
+      });
+    }
+  });
 
 program
   .command('doctor')
