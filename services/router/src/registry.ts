@@ -17,6 +17,24 @@ import type { EndpointProver } from './endpoint-proof';
 import { DEFAULT_HEALTH_CONFIG, type HealthConfig, isHeartbeatFresh, NodeHealth } from './health';
 import type { NodeView } from './scheduler-types';
 
+/**
+ * A node's free slots as this router can tell (queue room counts too: a node with free queue
+ * slots can still take work). The heartbeat's running count already held this router's requests
+ * of that moment, so only the other routers' share of it is added to this router's own count now
+ * (counting ours twice refused work from nodes with room: the simulator found it, docs/simulator.md).
+ */
+export function estimateFreeSlots(
+  capacity: { max_concurrency: number; queue_max: number },
+  reportedFree: number | undefined,
+  inFlight: number,
+  inFlightAtHeartbeat: number,
+): number {
+  const room = capacity.max_concurrency + capacity.queue_max;
+  if (reportedFree === undefined) return Math.max(0, room - inFlight);
+  const othersRunning = Math.max(0, capacity.max_concurrency - reportedFree - inFlightAtHeartbeat);
+  return Math.max(0, room - othersRunning - inFlight);
+}
+
 export interface NodeRecord {
   id: string;
   endpoint: string;
@@ -26,6 +44,8 @@ export interface NodeRecord {
   health: NodeHealth;
   /** Requests this router has in flight to the node. */
   inFlight: number;
+  /** This router's in-flight count when the last heartbeat arrived (the heartbeat counted them). */
+  inFlightAtHeartbeat: number;
   banned: boolean;
   /** Uniqueness key of the endpoint (normaliseEndpoint). */
   endpointKey: string;
@@ -175,6 +195,7 @@ export class Registry {
         lastSeenMs: 0,
         health: new CountingHealth(DEFAULT_HEALTH_CONFIG),
         inFlight: 0,
+        inFlightAtHeartbeat: 0,
         endpointKey,
         probationUntilMs: Number(row.registered_ms) + this.probationMs,
       });
@@ -271,6 +292,7 @@ export class Registry {
       lastSeenMs: this.now(),
       health: current?.health ?? new CountingHealth(DEFAULT_HEALTH_CONFIG, this.now()),
       inFlight: current?.inFlight ?? 0,
+      inFlightAtHeartbeat: current?.inFlightAtHeartbeat ?? 0,
       banned: false,
       endpointKey,
       probationUntilMs: current?.probationUntilMs ?? this.now() + this.probationMs,
@@ -290,6 +312,7 @@ export class Registry {
     if (!node) return { ok: false, code: 'NODE_NOT_REGISTERED', detail: 'register first' };
     if (node.banned) return { ok: false, code: 'NODE_BANNED', detail: 'banned' };
     node.heartbeat = verified.payload;
+    node.inFlightAtHeartbeat = node.inFlight;
     node.lastSeenMs = this.now();
     return { ok: true, node };
   }
@@ -318,7 +341,6 @@ export class Registry {
     for (const node of this.byModel.get(model)?.values() ?? []) {
       if (!this.isServing(node, nowMs)) continue;
       const offer = node.registration.models.find((m) => m.id === model)!;
-      const reportedFree = node.heartbeat?.free_slots ?? node.registration.capacity.max_concurrency;
       const snap = node.health.snapshot();
       views.push({
         id: node.id,
@@ -326,8 +348,12 @@ export class Registry {
         region: node.registration.region,
         offer,
         maxConcurrency: node.registration.capacity.max_concurrency,
-        // Queue room counts as capacity too: a node with free queue slots can still take work.
-        freeSlots: Math.max(0, reportedFree + node.registration.capacity.queue_max - node.inFlight),
+        freeSlots: estimateFreeSlots(
+          node.registration.capacity,
+          node.heartbeat?.free_slots,
+          node.inFlight,
+          node.inFlightAtHeartbeat,
+        ),
         stats: {
           ttftMs: snap.ttftMs ?? node.heartbeat?.stats?.ttft_ms,
           tokensPerS: snap.tokensPerS ?? node.heartbeat?.stats?.tokens_per_s,

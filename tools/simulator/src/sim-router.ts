@@ -6,7 +6,7 @@
 import type { ModelOffer, Price, ProviderPrefs } from '@fed-ai/protocol';
 import type { NodeRecord, NodeView, RankedCandidate } from '@fed-ai/router';
 import { DEFAULT_HEALTH_CONFIG, isHeartbeatFresh } from '@fed-ai/router/health';
-import { CountingHealth, REGISTRATION_DEFAULTS, trustOf } from '@fed-ai/router/registry';
+import { CountingHealth, estimateFreeSlots, REGISTRATION_DEFAULTS, trustOf } from '@fed-ai/router/registry';
 import { schedule, weightsFor } from '@fed-ai/router/scheduler';
 import type { Rng } from './prng';
 
@@ -62,6 +62,7 @@ export class SimRouter {
       lastSeenMs: 0,
       health: new CountingHealth(DEFAULT_HEALTH_CONFIG, 0),
       inFlight: 0,
+      inFlightAtHeartbeat: 0,
       banned: false,
       endpointKey: input.id,
       probationUntilMs: input.probationUntilMs,
@@ -77,6 +78,7 @@ export class SimRouter {
   heartbeat(id: string, freeSlots: number, ready: boolean, nowMs: number): void {
     const record = this.entries.get(id)!.record;
     record.heartbeat = { free_slots: freeSlots, queue_depth: 0, models_loaded: [], ready };
+    record.inFlightAtHeartbeat = record.inFlight;
     record.lastSeenMs = nowMs;
   }
 
@@ -106,8 +108,12 @@ export class SimRouter {
       const reg = node.registration;
       const successes = (node.health as CountingHealth).successes;
       const probation = nowMs < node.probationUntilMs && successes < REGISTRATION_DEFAULTS.probationRequests;
-      const reportedFree = node.heartbeat?.free_slots ?? reg.capacity.max_concurrency;
-      const freeSlots = Math.max(0, reportedFree + reg.capacity.queue_max - node.inFlight);
+      const freeSlots = estimateFreeSlots(
+        reg.capacity,
+        node.heartbeat?.free_slots,
+        node.inFlight,
+        node.inFlightAtHeartbeat,
+      );
       let view = entry.view;
       if (!view || view.probation !== probation) {
         const snap = node.health.snapshot();
