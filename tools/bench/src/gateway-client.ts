@@ -17,6 +17,8 @@ export interface Target {
 
 export interface Answer {
   ms: number;
+  /** Streams: request start to the first chunk that carries generated text. */
+  firstTokenMs?: number;
   /** Why the answer failed its check; undefined when it passed. */
   error?: string;
   costMsat: number;
@@ -27,7 +29,11 @@ interface Raw {
   headers: Record<string, string | string[] | undefined>;
   body: string;
   ms: number;
+  firstTokenMs?: number;
 }
+
+/** A chunk holding a delta with text (`"content":"x`); a token split across chunks counts late. */
+const TEXT_DELTA = /"content":"[^"]/;
 
 function send(target: Target, payload: string): Promise<Raw> {
   return new Promise((done, fail) => {
@@ -45,13 +51,19 @@ function send(target: Target, payload: string): Promise<Raw> {
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        let firstTokenMs: number | undefined;
+        res.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          if (firstTokenMs === undefined && TEXT_DELTA.test(chunk.toString('latin1')))
+            firstTokenMs = performance.now() - started;
+        });
         res.on('end', () =>
           done({
             status: res.statusCode ?? 0,
             headers: res.headers,
             body: Buffer.concat(chunks).toString('utf8'),
             ms: performance.now() - started,
+            ...(firstTokenMs === undefined ? {} : { firstTokenMs }),
           }),
         );
         res.on('error', fail);
@@ -136,7 +148,12 @@ export async function ask(target: Target, payload: string, stream: boolean): Pro
     const raw = await send(target, payload);
     if (raw.status !== 200) return { ms: raw.ms, error: refusal(raw), costMsat: 0 };
     const checked = stream ? await checkStream(raw, target.fedai) : checkJson(raw, target.fedai);
-    return { ms: raw.ms, costMsat: checked.costMsat, ...(checked.error ? { error: checked.error } : {}) };
+    return {
+      ms: raw.ms,
+      costMsat: checked.costMsat,
+      ...(stream && raw.firstTokenMs !== undefined ? { firstTokenMs: raw.firstTokenMs } : {}),
+      ...(checked.error ? { error: checked.error } : {}),
+    };
   } catch (error) {
     return { ms: performance.now() - started, error: (error as Error).message, costMsat: 0 };
   }

@@ -5,6 +5,8 @@ import { fmt, summarize } from './stats';
 
 export interface Totals {
   latencies: number[];
+  /** Streams: time to the first chunk with text, per answer. */
+  firstTokenMs: number[];
   wallMs: number;
   count: number;
   errors: Record<string, number>;
@@ -43,6 +45,9 @@ interface Row {
   p99Ms: number;
   addedP50Ms: number;
   addedP99Ms: number;
+  /** Streams only: time to first token p50 and what it adds over the baseline's. */
+  ttftP50Ms?: number;
+  addedTtftP50Ms?: number;
   reqPerS: number;
   reqPerSVsBaseline: number;
   gatewayCpuMsPerRequest: number;
@@ -62,6 +67,8 @@ function rowOf(cell: CellResult, entry: CellResult['paths'][number], base: Total
     .filter(([name]) => name !== 'upstream')
     .reduce((sum, [, ms]) => sum + ms, 0);
   const errors = Object.values(totals.errors).reduce((a, b) => a + b, 0);
+  const ttft = totals.firstTokenMs.length > 0 ? summarize(totals.firstTokenMs).median : undefined;
+  const baseTtft = base.firstTokenMs.length > 0 ? summarize(base.firstTokenMs).median : undefined;
   return {
     mode: cell.mode,
     concurrency: cell.concurrency,
@@ -73,6 +80,8 @@ function rowOf(cell: CellResult, entry: CellResult['paths'][number], base: Total
     p99Ms: own.p99,
     addedP50Ms: own.median - ref.median,
     addedP99Ms: own.p99 - ref.p99,
+    ...(ttft === undefined ? {} : { ttftP50Ms: ttft }),
+    ...(ttft === undefined || baseTtft === undefined ? {} : { addedTtftP50Ms: ttft - baseTtft }),
     reqPerS,
     reqPerSVsBaseline: reqPerS / (base.count / (base.wallMs / 1000)),
     gatewayCpuMsPerRequest: gatewayCpu,
@@ -96,6 +105,23 @@ function line(row: Row): string {
   } | ${perProcess(row)} | ${fmt(row.cpuMsPerRequest.upstream ?? 0, 2)} | ${row.errors} |`;
 }
 
+/** Streams: time to first token, p50, and what it adds over the baseline of the same cell. */
+function ttftLines(rows: Row[]): string[] {
+  const streams = rows.filter((r) => r.ttftP50Ms !== undefined);
+  if (streams.length === 0) return [];
+  return [
+    '',
+    '| stream c | path | time to first token p50 ms | added ms |',
+    '|---|---|---|---|',
+    ...streams.map(
+      (r) =>
+        `| ${r.concurrency} | ${r.path} | ${fmt(r.ttftP50Ms!, 2)} | ${
+          r.path === 'baseline' ? '—' : fmt(r.addedTtftP50Ms ?? 0, 2)
+        } |`,
+    ),
+  ];
+}
+
 export function report(summary: Summary, cells: CellResult[]) {
   const rows = cells.flatMap((cell) => {
     const base = cell.paths.find((p) => p.path === 'baseline')!.totals;
@@ -111,6 +137,7 @@ export function report(summary: Summary, cells: CellResult[]) {
     ...rows.map(line),
     '',
     `checked answers: ${rows.reduce((s, r) => s + r.requests, 0)}, failed: ${failures}`,
+    ...ttftLines(rows),
   ];
   for (const r of rows.filter((row) => row.errors > 0))
     out.push(`  ${r.mode}/${r.concurrency}/${r.path}: ${JSON.stringify(r.errorKinds)}`);

@@ -69,7 +69,7 @@ const keyOf = (cell: Cell, path: PathName) => `${cell.mode}/${cell.concurrency}/
 const rotate = <T>(list: readonly T[], by: number): T[] => list.map((_, i) => list[(i + by) % list.length]!);
 
 function emptyTotals(): Totals {
-  return { latencies: [], wallMs: 0, count: 0, errors: {}, cpuMs: {}, clientCpuMs: 0 };
+  return { latencies: [], firstTokenMs: [], wallMs: 0, count: 0, errors: {}, cpuMs: {}, clientCpuMs: 0 };
 }
 
 let paidCostMsat = 0;
@@ -101,7 +101,10 @@ async function runBatch(path: Path, upstream: Service, cell: Cell, count: number
 
 function countAnswer(totals: Totals, answer: Answer): void {
   if (answer.error) totals.errors[answer.error] = (totals.errors[answer.error] ?? 0) + 1;
-  else totals.latencies.push(answer.ms);
+  else {
+    totals.latencies.push(answer.ms);
+    if (answer.firstTokenMs !== undefined) totals.firstTokenMs.push(answer.firstTokenMs);
+  }
 }
 
 async function warmUp(paths: Path[], upstream: Service): Promise<void> {
