@@ -310,7 +310,7 @@ export class SettlementPayments implements Payments {
       // A reserve that timed out here may still commit at settlement: keep releasing it for a while.
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
         await this.options.outbox
-          .add(opId, 'release', { op: 'release', op_id: opId }, UNKNOWN_RESERVE_WATCH_MS)
+          .add(opId, 'release', { op: 'release', op_id: opId }, { repeatForMs: UNKNOWN_RESERVE_WATCH_MS })
           .catch(() => {});
       throw error;
     }
@@ -328,9 +328,8 @@ export class SettlementPayments implements Payments {
       metering: JSON.stringify(input.metering),
     };
     // Written before the first try: from here on a crash or an outage only delays the charge.
-    await this.options.outbox.add(reservation.opId, 'capture', payload);
-    await this.op(payload, this.background);
-    await this.options.outbox.remove(reservation.opId, 'capture');
+    await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
   }
 
   async captureOffload(
@@ -344,9 +343,22 @@ export class SettlementPayments implements Payments {
       peer: input.peer,
       result: JSON.stringify(input.result),
     };
-    await this.options.outbox.add(reservation.opId, 'capture', payload);
-    await this.sendAlone(payload);
-    await this.options.outbox.remove(reservation.opId, 'capture');
+    await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    await this.sendOwed(reservation.opId, () => this.sendAlone(payload));
+  }
+
+  /**
+   * Sends a capture already in the outbox: once confirmed its row goes (deleted with others, not
+   * waited for); if the send fails the row is due for the outbox loop at once.
+   */
+  private async sendOwed(opId: string, send: () => Promise<unknown>): Promise<void> {
+    try {
+      await send();
+    } catch (error) {
+      await this.options.outbox.markDue(opId, 'capture').catch(() => {});
+      throw error;
+    }
+    this.options.outbox.remove(opId, 'capture').catch(() => {}); // a row left behind is re-sent: idempotent
   }
 
   async release(reservation: Reservation): Promise<void> {

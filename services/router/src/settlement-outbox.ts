@@ -66,11 +66,19 @@ interface NewRow {
 }
 
 /** How long finished rows wait to be deleted together (deleting late is harmless: ops are idempotent). */
-const REMOVE_LINGER_MS = 5;
+const REMOVE_LINGER_MS = 1_000;
+/**
+ * A row its sender is still working on is not due before this (longer than a send can take:
+ * 5 s timeout, lanes, retries). A failed send makes it due at once (markDue); a restarted router's
+ * first drain takes every row.
+ */
+const IN_FLIGHT_GRACE_MS = 15_000;
 
 export class SettlementOutbox {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** The first drain of this process takes every row, in flight or backing off (a previous process's). */
+  private drained = false;
   /** Rows added by concurrent requests go in one INSERT (no linger: a charge is durable at once). */
   private readonly adds = new GroupCommit<NewRow, void>((rows) => this.insertRows(rows));
   private readonly removes = new GroupCommit<{ opId: string; op: OutboxOp }, void>(
@@ -84,18 +92,36 @@ export class SettlementOutbox {
     return this.options.now?.() ?? Date.now();
   }
 
-  /** Persists an operation; `repeatForMs` keeps re-sending a successful one for that long. */
-  async add(opId: string, op: OutboxOp, payload: Record<string, unknown>, repeatForMs = 0): Promise<void> {
+  /**
+   * Persists an operation; `repeatForMs` keeps re-sending a successful one for that long. With
+   * `inFlight`, the caller sends it now itself: the loop leaves it alone unless the send fails.
+   */
+  async add(
+    opId: string,
+    op: OutboxOp,
+    payload: Record<string, unknown>,
+    options: { repeatForMs?: number; inFlight?: boolean } = {},
+  ): Promise<void> {
     const now = this.now();
+    const repeatForMs = options.repeatForMs ?? 0;
     await this.adds.submit({
       opId,
       op,
       payload: JSON.stringify(payload),
-      nextAttemptMs: now,
+      nextAttemptMs: options.inFlight ? now + IN_FLIGHT_GRACE_MS : now,
       repeatUntilMs: repeatForMs > 0 ? now + repeatForMs : 0,
     });
   }
 
+  /** After a failed send: the loop retries the row at its next turn. */
+  async markDue(opId: string, op: OutboxOp): Promise<void> {
+    await this.options.db.query(
+      'UPDATE settlement_outbox SET next_attempt_ms = $3 WHERE op_id = $1 AND op = $2',
+      [opId, op, this.now()],
+    );
+  }
+
+  /** Deletes a finished row, together with others finished within a second. */
   async remove(opId: string, op: OutboxOp): Promise<void> {
     await this.removes.submit({ opId, op });
   }
@@ -137,10 +163,12 @@ export class SettlementOutbox {
   /** Sends every due row once. Returns how many were finished (done or refused). */
   async drain(): Promise<number> {
     const now = this.now();
+    const cutoff = this.drained ? now : Number.MAX_SAFE_INTEGER;
+    this.drained = true;
     const due = await this.options.db.query<OutboxRow & { payload: Record<string, unknown> | string }>(
       `SELECT op_id, op, payload, attempts, repeat_until_ms FROM settlement_outbox
        WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $2`,
-      [now, this.options.batch ?? 100],
+      [cutoff, this.options.batch ?? 100],
     );
     let finished = 0;
     for (const raw of due.rows) {
