@@ -173,6 +173,66 @@ for (const [name, open] of backends) {
       assert.equal(report.ok, true);
     });
 
+    test('a pending made and posted in the same batch is stored posted; balances and verify agree', async () => {
+      await ledger.createAccounts([
+        { id: 'sb:asset' },
+        { id: 'sb:tab', flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits },
+        { id: 'sb:escrow' },
+      ]);
+      const results = await ledger.createTransfers([
+        {
+          id: 'sb-fund',
+          kind: 'single',
+          debitAccountId: 'sb:asset',
+          creditAccountId: 'sb:tab',
+          amountMsat: 500,
+        },
+        {
+          id: 'sb-res',
+          kind: 'pending',
+          debitAccountId: 'sb:tab',
+          creditAccountId: 'sb:escrow',
+          amountMsat: 200,
+          timeoutS: 60,
+        },
+        {
+          id: 'sb-post',
+          kind: 'post',
+          pendingId: 'sb-res',
+          debitAccountId: 'sb:tab',
+          creditAccountId: 'sb:escrow',
+          amountMsat: 120,
+        },
+        {
+          id: 'sb-res2',
+          kind: 'pending',
+          debitAccountId: 'sb:tab',
+          creditAccountId: 'sb:escrow',
+          amountMsat: 50,
+          timeoutS: 60,
+        },
+        {
+          id: 'sb-void',
+          kind: 'void',
+          pendingId: 'sb-res2',
+          debitAccountId: 'sb:tab',
+          creditAccountId: 'sb:escrow',
+          amountMsat: 0,
+        },
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.code),
+        ['OK', 'OK', 'OK', 'OK', 'OK'],
+      );
+      const stored = new Map((await ledger.lookupTransfers(['sb-res', 'sb-res2'])).map((t) => [t.id, t]));
+      assert.equal(stored.get('sb-res')?.resolution, 'posted');
+      assert.equal(stored.get('sb-res2')?.resolution, 'voided');
+      const [tab] = await ledger.lookupAccounts(['sb:tab']);
+      assert.equal(availableMsat(tab!), 380);
+      assert.equal(tab!.debitsPending, 0);
+      assert.deepEqual((await verifyLedger(db, clock)).problems, []);
+    });
+
     test('a throw inside the transaction leaves nothing behind', async () => {
       await ledger.createAccounts([{ id: 'b:x' }, { id: 'b:y' }]);
       await assert.rejects(
