@@ -402,6 +402,19 @@ program
   });
 
 program
+  .command('soak')
+  .description(
+    'soak test: a fresh local network in a temporary folder, a steady paid load, every service sampled (RSS, heap, fds, event-loop delay), ledger verify; writes soak.json and soak.md',
+  )
+  .option('--minutes <n>', 'how long the load runs (fractions too, e.g. 0.5)', '60')
+  .option('--out <dir>', 'report folder (default ./data/soak)')
+  .option('--clients <n>', 'concurrent clients, each at most one request a second (1..16)', '4')
+  .option('--sample-s <n>', 'seconds between samples', '5')
+  .option('--model <pathOrUrl>', 'as for fedai up (default: FEDAI_MODEL, local servers, demo model)')
+  .option('--keep-data', 'keep the temporary data folder (logs, databases)')
+  .action(async (flags) => (await import('./commands/soak')).soak(flags));
+
+program
   .command('doctor')
   .description('check Node, ports, database, relay, model files, key permissions and clock skew')
   .option('--ports <list>', 'ports to check, comma separated (default 7447,7000,7101,7102)')
