@@ -98,6 +98,8 @@ const settlementFields = z.object({
    * 0 = off (`POST /v1/admin/reconcile` and `fedai reconcile` still run it on demand).
    */
   RECONCILE_INTERVAL_S: z.coerce.number().int().min(0).max(86_400).default(300),
+  /** How often settlement runs `ledger verify` itself and exports the outcome as metrics; 0 = off. */
+  LEDGER_VERIFY_INTERVAL_S: z.coerce.number().int().min(0).max(86_400).default(900),
   /** How often settlement pays nodes their earnings (payouts.ts); 0 = only on demand. */
   PAYOUT_INTERVAL_S: z.coerce
     .number()

@@ -32,6 +32,7 @@ import { bytesToHex, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protoco
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { Disputes } from './disputes';
+import { LedgerWatch } from './ledger-watch';
 import { Payouts } from './payouts';
 import { ReconcileMetrics, Reconciler } from './reconcile';
 import { createSettlementServer } from './server';
@@ -394,13 +395,14 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const metrics = createMetricsRegistry('settlement');
   addReplayStoreMetrics(metrics, replayStore);
   const reconciler = new Reconciler(books, ledger, lightning, new ReconcileMetrics(metrics));
+  const ledgerWatch = new LedgerWatch(() => verifyLedger(db), metrics);
   const app = createSettlementServer({
     books,
     pubkey,
     routers: new Set(config.SETTLEMENT_ROUTER_PUBKEYS),
     wallets: new Set(config.SETTLEMENT_WALLET_PUBKEYS),
     operators: new Set(config.SETTLEMENT_OPERATOR_PUBKEYS),
-    verify: () => verifyLedger(db),
+    verify: () => ledgerWatch.run(),
     replayStore,
     metrics,
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
@@ -434,6 +436,11 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
         logger.warn({ mismatches: report.mismatches.map((m) => m.kind) }, 'reconcile found differences');
     },
   );
+  ledgerWatch.schedule(
+    config.LEDGER_VERIFY_INTERVAL_S,
+    (error) => logger.error({ err: error }, 'ledger verify failed to run'),
+    (report) => logger.error({ problems: report.problems.slice(0, 10) }, 'ledger verify found problems'),
+  );
   const payoutRuns = schedulePayouts(payouts, config.PAYOUT_INTERVAL_S, logger);
   if (config.PAYOUT_HOLD_BACK_S < config.DISPUTE_WINDOW_S)
     logger.warn(
@@ -451,6 +458,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       await payoutRuns.stop();
       await payoutAgent.close();
       await reconciler.stop();
+      await ledgerWatch.stop();
       await app.close();
       await destroyBackend(lightning);
       replayStore.close();

@@ -1,0 +1,83 @@
+// `ledger verify` on a schedule, for operators: each run's outcome as metrics, so an alert fires
+// when the books stop balancing (infra/prometheus/alerts.yml, FedaiLedgerUnbalanced). The on-demand
+// route (GET /v1/ledger/verify, `fedai ledger verify`) runs through it too.
+import type { LedgerReport } from '@fed-ai/ledger';
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+export class LedgerWatch {
+  private timer: NodeJS.Timeout | undefined;
+  private current: Promise<LedgerReport> | undefined;
+  private readonly ok: Gauge;
+  private readonly problems: Gauge;
+  private readonly lastRunS: Gauge;
+  private readonly runs: Counter<'outcome'>;
+
+  constructor(
+    private readonly verify: () => Promise<LedgerReport>,
+    metrics: Registry,
+  ) {
+    this.ok = new Gauge({
+      name: 'fedai_ledger_verify_ok',
+      help: 'Whether the last ledger verify found the books balanced (1) or not (0)',
+      registers: [metrics],
+    });
+    this.problems = new Gauge({
+      name: 'fedai_ledger_verify_problems',
+      help: 'Problems the last ledger verify found',
+      registers: [metrics],
+    });
+    this.lastRunS = new Gauge({
+      name: 'fedai_ledger_verify_last_run_timestamp_seconds',
+      help: 'When the last ledger verify finished (Unix seconds)',
+      registers: [metrics],
+    });
+    this.runs = new Counter({
+      name: 'fedai_ledger_verify_runs_total',
+      help: 'Ledger verify runs by outcome (balanced, problems, error)',
+      labelNames: ['outcome'],
+      registers: [metrics],
+    });
+  }
+
+  /** One verify; concurrent callers share the run in progress. */
+  run(): Promise<LedgerReport> {
+    this.current ??= this.verify()
+      .then((report) => {
+        this.ok.set(report.ok ? 1 : 0);
+        this.problems.set(report.problems.length);
+        this.runs.inc({ outcome: report.ok ? 'balanced' : 'problems' });
+        return report;
+      })
+      .catch((error: unknown) => {
+        this.runs.inc({ outcome: 'error' });
+        throw error;
+      })
+      .finally(() => {
+        this.lastRunS.set(Math.floor(Date.now() / 1000));
+        this.current = undefined;
+      });
+    return this.current;
+  }
+
+  schedule(
+    intervalS: number,
+    onError: (error: unknown) => void,
+    onProblems: (r: LedgerReport) => void,
+  ): void {
+    if (intervalS <= 0 || this.timer) return;
+    this.timer = setInterval(() => {
+      this.run()
+        .then((report) => {
+          if (!report.ok) onProblems(report);
+        })
+        .catch(onError);
+    }, intervalS * 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.current?.catch(() => undefined);
+  }
+}
