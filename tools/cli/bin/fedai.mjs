@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const packageDir = new URL('..', import.meta.url);
 // The same folder tools/cli/src/services.ts calls REPO_ROOT (three levels above the module).
 const repoRoot = fileURLToPath(new URL('../..', packageDir));
-const NEEDS_REPO = new Set(['up', 'node', 'router', 'relay', 'settlement', 'simulate', 'soak']);
+const NEEDS_REPO = new Set(['up', 'node', 'router', 'relay', 'settlement', 'simulate', 'soak', 'chaos']);
 
 const args = process.argv.slice(2);
 const words = args.filter((arg) => !arg.startsWith('-'));

@@ -415,6 +415,24 @@ program
   .action(async (flags) => (await import('./commands/soak')).soak(flags));
 
 program
+  .command('chaos')
+  .description(
+    'chaos test: the soak network and paid load with seeded faults (SIGKILL + restart of a service, relay restart, a node stopped mid-stream, slow settlement); then ledger verify, charges against answers, reservations, breakers; writes chaos.json and chaos.md',
+  )
+  .option('--minutes <n>', 'how long the load runs (fractions too, e.g. 0.5)', '10')
+  .option('--seed <n>', 'seed of the fault schedule (0..2^32-1; default: random, printed)')
+  .option('--out <dir>', 'report folder (default ./data/chaos)')
+  .option('--clients <n>', 'concurrent clients, each at most one request a second (1..16)', '4')
+  .option('--model <pathOrUrl>', 'as for fedai up (default: FEDAI_MODEL, local servers, demo model)')
+  .option(
+    '--reservation-timeout-s <n>',
+    "the router's RESERVATION_TIMEOUT_S: holds a killed router left expire after it (10..86400)",
+    '60',
+  )
+  .option('--keep-data', 'keep the temporary data folder (logs, databases)')
+  .action(async (flags) => (await import('./commands/chaos')).chaos(flags));
+
+program
   .command('doctor')
   .description('check Node, ports, database, relay, model files, key permissions and clock skew')
   .option('--ports <list>', 'ports to check, comma separated (default 7447,7000,7101,7102)')

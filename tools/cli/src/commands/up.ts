@@ -228,6 +228,8 @@ export function superviseNetwork(dir: string) {
   const logsDir = resolve(dir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const children: SpawnedService[] = [];
+  /** What each service was launched with and the URL it bound (restart reuses both). */
+  const specs = new Map<string, { spec: LaunchSpec; url: string }>();
   let stopping = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
@@ -254,7 +256,7 @@ export function superviseNetwork(dir: string) {
       // A Ctrl-C reaches the children too (one process group), and a fast one may exit before this
       // process has run its own SIGINT handler: give that a moment before calling the exit unexpected.
       await sleep(500);
-      if (!stopping) {
+      if (!stopping && children.includes(s)) {
         process.stderr.write(
           `${s.name} exited unexpectedly (code ${code}); see ${resolve(logsDir, `${s.name}.log`)}\n`,
         );
@@ -262,9 +264,37 @@ export function superviseNetwork(dir: string) {
       }
     });
 
-  const launch = (spec: LaunchSpec) =>
-    launchService(spec, { runDir: resolve(dir, 'run'), logsDir, children, onStarted: onChildExit });
-  return { logsDir, launch, stopAll, step };
+  const launch = async (spec: LaunchSpec) => {
+    const launched = await launchService(spec, {
+      runDir: resolve(dir, 'run'),
+      logsDir,
+      children,
+      onStarted: onChildExit,
+    });
+    specs.set(spec.name, { spec, url: launched.url });
+    return launched;
+  };
+  /**
+   * SIGKILLs one child (an exit this supervisor expects) and, after `downMs`, starts it again with
+   * the same spec on the port it had bound (fails if that port cannot be had again).
+   */
+  const restart = async (name: string, downMs = 0): Promise<Launched> => {
+    const known = specs.get(name);
+    if (!known) throw new Error(`restart: no service named ${name}`);
+    for (const s of children.filter((c) => c.name === name)) {
+      s.child.kill('SIGKILL');
+      await s.exited;
+      // Off the list before onChildExit looks (it waits 500 ms): this exit is not unexpected.
+      children.splice(children.indexOf(s), 1);
+    }
+    await sleep(downMs);
+    const port = Number(new URL(known.url).port);
+    const again = await launch({ ...known.spec, preferredPort: port });
+    if (again.url !== known.url)
+      throw new Error(`restart: ${name} came back on ${again.url}, not ${known.url}`);
+    return again;
+  };
+  return { logsDir, launch, restart, stopAll, step };
 }
 
 export async function down(): Promise<void> {
