@@ -178,8 +178,9 @@ export class SettlementPayments implements Payments {
   async sendOutboxRow(row: OutboxRow): Promise<SendOutcome> {
     try {
       const payload = row.payload as SettlementRequest;
-      if (payload.op === 'capture_offload' || payload.op === 'batch') await this.sendAlone(payload);
-      else await this.background.submit(payload);
+      // Outbox rows are captures, releases and offload captures; only the last goes alone.
+      if (payload.op === 'capture' || payload.op === 'release') await this.background.submit(payload);
+      else await this.sendAlone(payload);
       return 'done';
     } catch (error) {
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE') return 'retry';
