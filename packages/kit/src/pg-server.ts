@@ -22,6 +22,12 @@ export interface StartPostgresOptions {
   search?: PostgresBinSearch;
   /** How long to wait for the server to accept connections. */
   startTimeoutMs?: number;
+  /**
+   * Commits flushed to WAL before they are answered (synchronous_commit on), so a crash of the
+   * server process (restart()) loses none; off by default, for speed in tests. fsync stays off
+   * either way: the machine itself does not crash.
+   */
+  durableCommits?: boolean;
 }
 
 export interface PostgresServer {
@@ -31,6 +37,11 @@ export interface PostgresServer {
   dataDir: string;
   /** Stops the server (fast shutdown, then kill) and removes its folder. Safe to call twice. */
   stop(): Promise<void>;
+  /**
+   * Crashes the server (immediate shutdown: connections cut, no checkpoint), waits `downMs`, and
+   * starts it again on the same port and data: it recovers like after a power cut (chaos runs).
+   */
+  restart(downMs?: number): Promise<void>;
 }
 
 const DEFAULT_VERSION_ROOTS = ['/usr/lib/postgresql'];
@@ -161,7 +172,15 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
       INITDB_TIMEOUT_MS,
     );
     const port = options.port || (await freePort());
-    const server = await launch(as, bin, dir, dataDir, port, options.startTimeoutMs ?? 30_000);
+    const server = await launch(
+      as,
+      bin,
+      dir,
+      dataDir,
+      port,
+      options.startTimeoutMs ?? 30_000,
+      options.durableCommits ?? false,
+    );
     return server;
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
@@ -169,14 +188,22 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   }
 }
 
-async function launch(
+/** One postmaster process on the data directory. */
+interface Postmaster {
+  child: ChildProcess;
+  exit: Promise<void>;
+  exited(): boolean;
+  stderrTail(): string;
+}
+
+function spawnPostmaster(
   as: RunAs,
   bin: string,
   dir: string,
   dataDir: string,
   port: number,
-  startTimeoutMs: number,
-): Promise<PostgresServer> {
+  durableCommits: boolean,
+): Postmaster {
   const [file, args] = command(as, join(bin, 'postgres'), [
     '-D',
     dataDir,
@@ -189,7 +216,7 @@ async function launch(
     '-c',
     'fsync=off',
     '-c',
-    'synchronous_commit=off',
+    `synchronous_commit=${durableCommits ? 'on' : 'off'}`,
     '-c',
     'full_page_writes=off',
     '-c',
@@ -213,10 +240,23 @@ async function launch(
       resolve();
     });
   });
+  return { child, exit, exited: () => exited, stderrTail: () => stderrTail };
+}
+
+async function launch(
+  as: RunAs,
+  bin: string,
+  dir: string,
+  dataDir: string,
+  port: number,
+  startTimeoutMs: number,
+  durableCommits: boolean,
+): Promise<PostgresServer> {
+  let current = spawnPostmaster(as, bin, dir, dataDir, port, durableCommits);
   // A crashed or interrupted test run must not leave a server behind.
   // (Only while the wrapper lives: after it exits, the pid in a stale pid file may be someone else's.)
   const killOnExit = () => {
-    if (!exited) hardKill(child, dataDir);
+    if (!current.exited()) hardKill(current.child, dataDir);
   };
   process.once('exit', killOnExit);
 
@@ -225,10 +265,10 @@ async function launch(
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       process.off('exit', killOnExit);
-      if (!exited) {
-        signalServer(child, dataDir, 'SIGINT'); // fast shutdown: roll back open transactions, exit
+      if (!current.exited()) {
+        signalServer(current.child, dataDir, 'SIGINT'); // fast shutdown: roll back open transactions, exit
         const timer = setTimeout(killOnExit, STOP_GRACE_MS);
-        await exit;
+        await current.exit;
         clearTimeout(timer);
       }
       rmSync(dir, { recursive: true, force: true });
@@ -236,19 +276,38 @@ async function launch(
     return stopped;
   };
 
-  const deadline = Date.now() + startTimeoutMs;
-  for (;;) {
-    if (exited) {
-      await stop();
-      throw new Error(`postgres exited during start on port ${port}:\n${stderrTail}`);
+  const untilAccepting = async (): Promise<void> => {
+    const deadline = Date.now() + startTimeoutMs;
+    for (;;) {
+      if (current.exited()) {
+        await stop();
+        throw new Error(`postgres exited during start on port ${port}:\n${current.stderrTail()}`);
+      }
+      if (await accepts(url)) return;
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(
+          `postgres did not accept connections within ${startTimeoutMs} ms:\n${current.stderrTail()}`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    if (await accepts(url)) return { url, port, dataDir, stop };
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`postgres did not accept connections within ${startTimeoutMs} ms:\n${stderrTail}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  };
+
+  const restart = async (downMs = 0): Promise<void> => {
+    if (stopped) throw new Error('postgres: restart after stop');
+    // Immediate shutdown (SIGQUIT): no checkpoint, open connections cut; the next start recovers.
+    signalServer(current.child, dataDir, 'SIGQUIT');
+    const timer = setTimeout(killOnExit, STOP_GRACE_MS);
+    await current.exit;
+    clearTimeout(timer);
+    if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+    current = spawnPostmaster(as, bin, dir, dataDir, port, durableCommits);
+    await untilAccepting();
+  };
+
+  await untilAccepting();
+  return { url, port, dataDir, stop, restart };
 }
 
 async function accepts(url: string): Promise<boolean> {

@@ -301,6 +301,29 @@ describe('postgres server (startPostgres)', () => {
     }
   });
 
+  test('restart() crashes the server and brings it back with its committed data; the pool reconnects', async () => {
+    const own = await startPostgres({ durableCommits: true });
+    const db = await openDb({ url: own.url, maxConnections: 2 });
+    try {
+      await db.query('CREATE TABLE kept (v INTEGER)');
+      await db.query('INSERT INTO kept VALUES (7)');
+      const cut = db.query('SELECT pg_sleep(5)').then(
+        () => 'finished',
+        () => 'cut',
+      );
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await own.restart(200);
+      assert.equal(await cut, 'cut', 'an open query is cut by the crash');
+      const rows = await db.query<{ v: number }>('SELECT v FROM kept');
+      assert.deepEqual(rows.rows, [{ v: 7 }]);
+      assert.ok(existsSync(own.dataDir));
+    } finally {
+      await db.close();
+      await own.stop();
+    }
+    await assert.rejects(own.restart(), /after stop/);
+  });
+
   test('stop() shuts the server down and removes its folder; a second stop is harmless', async () => {
     const own = await startPostgres();
     assert.match(own.url, /^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);

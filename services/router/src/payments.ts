@@ -17,12 +17,15 @@ import {
 } from '@fed-ai/protocol';
 import { request } from 'undici';
 import { z } from 'zod';
+import type { HeldReservations } from './held-reservations';
 import { ReserveAhead } from './reserve-ahead';
 import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outbox';
 
 export interface Reservation {
   opId: string;
   amountMsat: number;
+  /** A slot held ahead (reserve-ahead.ts): its record goes once its fate is durable. */
+  heldAhead?: boolean;
 }
 
 export interface Payments {
@@ -134,6 +137,8 @@ export class SettlementPayments implements Payments {
       outbox: SettlementOutbox;
       /** Slots per payer and amount bucket (0: reserve every request on the spot). */
       reserveAheadSlots?: number;
+      /** Where slot ids are written down, so a crash does not leave them held (held-reservations.ts). */
+      held?: HeldReservations;
       /** How long background operations wait to share a batch envelope (0: natural batching only). */
       batchLingerMs?: number;
       onError?: (error: unknown) => void;
@@ -153,7 +158,8 @@ export class SettlementPayments implements Payments {
             reserve: async (opId, payer, amountMsat) => ({
               balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.background)).balance_msat,
             }),
-            release: (opId) => this.release({ opId, amountMsat: 0 }),
+            release: (opId) => this.release({ opId, amountMsat: 0, heldAhead: true }),
+            ...(options.held ? { record: (opIds) => options.held!.record(opIds) } : {}),
             ...(options.onError ? { onError: options.onError } : {}),
           })
         : null;
@@ -282,7 +288,7 @@ export class SettlementPayments implements Payments {
     const slot = input.ahead ? this.ahead?.take(input.payer, amountMsat) : null;
     if (slot) {
       this.reservations.ahead += 1;
-      return { opId: slot.opId, amountMsat: slot.amountMsat };
+      return { opId: slot.opId, amountMsat: slot.amountMsat, heldAhead: true };
     }
     this.reservations.spot += 1;
     const answer = await this.reserveNow(input.requestId, input.payer, amountMsat, this.spot);
@@ -330,6 +336,7 @@ export class SettlementPayments implements Payments {
     };
     // Written before the first try: from here on a crash or an outage only delays the charge.
     await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    this.forgetHeld(reservation);
     await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
   }
 
@@ -345,6 +352,7 @@ export class SettlementPayments implements Payments {
       result: JSON.stringify(input.result),
     };
     await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    this.forgetHeld(reservation);
     await this.sendOwed(reservation.opId, () => this.sendAlone(payload));
   }
 
@@ -369,5 +377,11 @@ export class SettlementPayments implements Payments {
       if (!(error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')) throw error;
       await this.options.outbox.add(reservation.opId, 'release', { op: 'release', op_id: reservation.opId });
     }
+    this.forgetHeld(reservation);
+  }
+
+  /** A slot's capture or release is durable now: its held record may go. */
+  private forgetHeld(reservation: Reservation): void {
+    if (reservation.heldAhead) this.options.held?.forget(reservation.opId);
   }
 }

@@ -11,8 +11,9 @@
 // - Bounded: `slotsPerBucket` slots per (payer, amount bucket) to start with, doubled up to
 //   `maxSlotsPerBucket` each time a request finds the bucket empty while it is in use (a payer
 //   sending many requests at once); `maxPayers` payers. Slots not taken within `idleMs` are
-//   released (and the bucket starts small again), all of them on close(). A router crash leaves
-//   its idle slots to expire at settlement with the reservation timeout.
+//   released (and the bucket starts small again), all of them on close(). Slot ids are recorded
+//   before they are reserved, so a router that crashed has its slots released by the next
+//   process or a live replica (held-reservations.ts), not left to settlement's timeout.
 import { randomUUID } from 'node:crypto';
 
 export interface Slot {
@@ -26,6 +27,8 @@ export interface ReserveAheadOptions {
   reserve: (opId: string, payer: string, amountMsat: number) => Promise<{ balanceMsat: number | undefined }>;
   /** Releases one reservation (idempotent). */
   release: (opId: string) => Promise<void>;
+  /** Writes slot ids down before they are reserved (held-reservations.ts); a throw holds none. */
+  record?: (opIds: readonly string[]) => Promise<void>;
   slotsPerBucket?: number;
   /** Most slots per bucket when a payer's concurrency asks for more (default 8 × slotsPerBucket, ≤ 64). */
   maxSlotsPerBucket?: number;
@@ -188,10 +191,16 @@ export class ReserveAhead {
   /** Holds `count` more slots; resolves with how many were added (never rejects). */
   private async refill(payer: string, bucket: number, count: number): Promise<number> {
     let added = 0;
+    const opIds = Array.from({ length: count }, () => `rq-${randomUUID()}`);
+    try {
+      await this.options.record?.(opIds);
+    } catch (error) {
+      this.options.onError?.(error);
+      return 0;
+    }
     // Concurrent reserves: they travel in one batch envelope and one settlement transaction.
     await Promise.all(
-      Array.from({ length: count }, async () => {
-        const opId = `rq-${randomUUID()}`;
+      opIds.map(async (opId) => {
         try {
           const { balanceMsat } = await this.options.reserve(opId, payer, bucket);
           this.setBalance(payer, balanceMsat);

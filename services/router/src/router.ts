@@ -28,6 +28,7 @@ import { migrateRouter } from './db';
 import { Dispatcher } from './dispatch';
 import { createEndpointProver, type EndpointProver } from './endpoint-proof';
 import { setupFederation } from './federation/wire';
+import { HeldReservations, migrateHeld } from './held-reservations';
 import { L402Gate } from './l402';
 import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
@@ -69,6 +70,7 @@ export async function startRouter(
   const db = await openDb({ url: config.DATABASE_URL, dataDir: resolve(dataDir, 'db') });
   await migrateRouter(db);
   await migrateOutbox(db);
+  await migrateHeld(db);
   const replayStore = await openReplayStore(db);
   const agent = createSafeAgent({
     allowPrivate: config.ALLOW_PRIVATE_ENDPOINTS,
@@ -126,6 +128,8 @@ export async function startRouter(
     logger,
   });
   let outbox: SettlementOutbox | null = null;
+  let held: HeldReservations | null = null;
+  let orphansReleased = 0;
   let payments: Payments;
   // Unknown (settlement unreachable at start): no offload, since reserve and charge could disagree.
   let offloadFeeBps: number | null = 0;
@@ -138,11 +142,22 @@ export async function startRouter(
       send: (row) => settlement!.sendOutboxRow(row),
       baseDelayMs: config.OUTBOX_RETRY_MS,
     });
-    const started = await settlementPayments(config, secretKey, outbox, logger);
+    held = new HeldReservations({
+      db,
+      release: (opId) => settlement!.release({ opId, amountMsat: 0 }),
+      onSwept: (released) => {
+        orphansReleased += released;
+        logger.info({ released }, 'released reservations a stopped router held ahead');
+      },
+      onError: (error) => logger.warn({ err: error }, 'held reservations: sweep or write failed'),
+    });
+    const started = await settlementPayments(config, secretKey, outbox, held, logger);
     settlement = started.payments;
     offloadFeeBps = started.info.offload_fee_bps < 0 ? null : started.info.offload_fee_bps;
     payments = settlement;
     outbox.start(config.OUTBOX_RETRY_MS);
+    // After the outbox's rows exist (they are read from the database): those ids are skipped.
+    await held.start();
   } else payments = new FreePayments();
   const ctx: ChatContext = {
     registry,
@@ -173,6 +188,14 @@ export async function startRouter(
       collect() {
         this.set({ source: 'ahead' }, paid.reservations.ahead);
         this.set({ source: 'spot' }, paid.reservations.spot);
+      },
+    });
+    new Gauge({
+      name: 'fedai_router_orphan_reservations_released',
+      help: 'Reservations held ahead by a stopped router (or replica) that this one released since start',
+      registers: [metrics],
+      collect() {
+        this.set(orphansReleased);
       },
     });
     new Gauge({
@@ -288,6 +311,7 @@ export async function startRouter(
       prober.stop();
       await federation?.close();
       await payments.close(); // gives back reservations held ahead (their releases may need the outbox)
+      await held?.close();
       await outbox?.stop();
       await app.close();
       await agent.close();
@@ -317,6 +341,7 @@ async function settlementPayments(
   config: RouterConfig,
   secretKey: Uint8Array,
   outbox: SettlementOutbox,
+  held: HeldReservations,
   logger: ReturnType<typeof createLogger>,
 ): Promise<{ payments: SettlementPayments; info: SettlementInfo }> {
   const url = config.SETTLEMENT_URL!.replace(/\/+$/, '');
@@ -336,6 +361,7 @@ async function settlementPayments(
     secretKey,
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
     outbox,
+    held,
     reserveAheadSlots: config.RESERVE_AHEAD_SLOTS,
     batchLingerMs: config.SETTLEMENT_BATCH_LINGER_MS,
     onError: (error) => logger.warn({ err: error }, 'reservation held ahead: settlement call failed'),
