@@ -84,6 +84,14 @@ export function splitMsat<Id extends string>(
   return shares;
 }
 
+/**
+ * The offload fee on a peer router's cost (floor: the client is never charged a fraction up).
+ * Settlement charges it, the offloading router reserves with it.
+ */
+export function offloadFeeMsat(peerCostMsat: number, feeBps: number): number {
+  return Math.floor((peerCostMsat * feeBps) / 10_000);
+}
+
 /** Router fee and node earnings of one charge: the node gets the remainder msat. */
 export function splitCharge(
   chargeMsat: number,

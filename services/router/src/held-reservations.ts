@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db, Migration } from '@fed-ai/kit';
 import { migrate } from '@fed-ai/kit';
 
-export const HELD_MIGRATIONS: Migration[] = [
+const HELD_MIGRATIONS: Migration[] = [
   {
     version: 1,
     name: 'held_reservations_and_replica_beats',

@@ -29,6 +29,7 @@ import {
   FedAiError,
   KIND,
   type MeteringRecord,
+  offloadFeeMsat,
   type ReasonCode,
   splitCharge,
   verifyEnvelope,
@@ -1265,11 +1266,6 @@ async function verifiedRecord(
       problems: check.problems,
     });
   return verified.payload;
-}
-
-/** The offload fee on a peer's cost (floor: the client is never charged a fraction up). */
-export function offloadFeeMsat(peerCostMsat: number, feeBps: number): number {
-  return Math.floor((peerCostMsat * feeBps) / 10_000);
 }
 
 /**

@@ -15,11 +15,11 @@ import {
   createNip98Header,
   generateSecretKey,
   KIND,
+  offloadFeeMsat,
   outputSha256,
   promptSha256,
   publicKeyOf,
 } from '@fed-ai/protocol';
-import { offloadFeeMsat } from '../src/books';
 import { settlementConfigSchema } from '../src/config';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
 

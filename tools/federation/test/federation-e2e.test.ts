@@ -179,6 +179,17 @@ test('a model only r3 serves, asked of r1: auctioned, offloaded, paid, both rece
     assert.deepEqual((await verifyLedger(m.settlement.ledger.db)).problems, [], m.name);
 });
 
+test('asking a peer for more tokens than its nodes give: served, capped at the bid (the simulator found BID_MISMATCH)', async () => {
+  const data = await client.chat.completions.create({
+    model: 'm-only-3',
+    messages: [{ role: 'user', content: 'a long answer please' }],
+    max_tokens: 4_000, // r3's node gives at most 1,024 (MAX_OUTPUT_TOKENS), so r3 bids 1,024
+  });
+  assert.equal(data.choices[0]?.message.content, 'Hi there!');
+  const fedai = (data as unknown as { fedai: Record<string, unknown> }).fedai;
+  assert.equal(fedai.peer, net.members[2]!.pubkey);
+});
+
 test('a winner that fails before the first token: the next bid serves', async () => {
   const [, m2, m3] = net.members;
   m2!.upstreams[0]!.mode = 'error500';

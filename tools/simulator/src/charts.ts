@@ -1,5 +1,5 @@
 // The report's charts, one SVG file each per variant.
-import type { VariantReport } from './report';
+import type { FederationReport, VariantReport } from './report';
 import { barChart, lineChart } from './svg';
 
 export function chartsOf(r: VariantReport): Record<string, string> {
@@ -95,5 +95,18 @@ export function chartsOf(r: VariantReport): Record<string, string> {
       },
     ],
   });
+  if (r.federation) charts.federation = federationChart(r.federation);
   return charts;
+}
+
+/** Offloads sent (out) and served for peers (in) per router. */
+function federationChart(f: FederationReport): string {
+  return barChart({
+    title: `Offloads per router: out (sent to peers) and in (served for peers), fee ${f.offloadFeeBps} bps`,
+    xLabel: 'router (colour: out / in)',
+    yLabel: 'offloaded answers',
+    labels: f.routers.flatMap((x) => [`r${x.index} out`, `r${x.index} in`]),
+    values: f.routers.flatMap((x) => [x.servedByPeers, x.servedForPeers]),
+    colours: f.routers.flatMap(() => [0, 1]),
+  });
 }

@@ -68,6 +68,8 @@ export class Collector {
   clientPaidMsat = 0;
   nodeEarnedMsat = 0;
   routerFeeMsat = 0;
+  /** Federation: origins' fees on peer costs (client paid = node earnings + router fees + these). */
+  offloadFeeMsat = 0;
   unpaidWorkMsat = 0;
   unpaidAnswers = 0;
   reservedMsat = 0;

@@ -6,7 +6,8 @@ import { estimatePromptTokens } from '@fed-ai/router/chat';
 import { NodeLease } from '@fed-ai/router/lease';
 import { Collector } from './collector';
 import { EventQueue } from './event-queue';
-import { PromptTexts, ReservationMath } from './money';
+import { Federation, OFFLOADABLE } from './federation';
+import { type chargeOf, PromptTexts, ReservationMath } from './money';
 import { admit, attemptFailed, crashNode, type Failure, startNext } from './node-ops';
 import { nextPrice } from './pricing';
 import {
@@ -60,9 +61,21 @@ export interface TraceRecord {
   clientPaidMsat: number;
   nodeMsat: number;
   routerMsat: number;
+  /** Federation only (absent otherwise): who took the request, who served it, the origin's fee. */
+  offload?: { origin: number; peer: number; peerCostMsat: number; offloadFeeMsat: number } | undefined;
+  /** Federation only: the router of the last try and the most auctions any one try started. */
+  router?: number | undefined;
+  maxAuctionsInTry?: number | undefined;
 }
 
-const RETRYABLE = new Set(['NO_ELIGIBLE_NODE', 'OVERLOADED', 'NODE_FAILED', 'NODE_TIMEOUT']);
+const RETRYABLE = new Set([
+  'NO_ELIGIBLE_NODE',
+  'OVERLOADED',
+  'NODE_FAILED',
+  'NODE_TIMEOUT',
+  'NO_PEER_BID',
+  'PEER_FAILED',
+]);
 const MAX_PENDING_EVENTS = 20_000_000;
 /** After the last arrival, how long in-flight work may take to finish before the run stops. */
 const DRAIN_MS = 3_600_000;
@@ -86,6 +99,9 @@ export class Simulation {
   private nextRequestId = 0;
   private nextRouter = 0;
   private readonly traceLimit: number;
+  /** The routers that hear each node's heartbeats (all of them, or under federation its home). */
+  private readonly nodeRouters = new Map<string, SimRouter[]>();
+  readonly federation: Federation | null;
 
   constructor(
     readonly scenario: Scenario,
@@ -113,15 +129,32 @@ export class Simulation {
     );
     this.reservations = new ReservationMath(options.reservationCheckEvery ?? scenario.reservationCheckEvery);
     this.traceLimit = options.traceLimit ?? 0;
+    if (scenario.federation) this.homeNodes();
+    else for (const node of this.nodes) this.nodeRouters.set(node.id, this.routers);
     for (const router of this.routers)
       for (const node of this.nodes)
-        router.addNode({
-          id: node.id,
-          offer: node.offer,
-          maxConcurrency: node.group.spec.capacity.maxConcurrency,
-          queueMax: node.group.spec.capacity.queueMax,
-          probationUntilMs: node.group.spec.probation ? this.durationMs : 0,
-        });
+        if (this.nodeRouters.get(node.id)!.includes(router))
+          router.addNode({
+            id: node.id,
+            offer: node.offer,
+            maxConcurrency: node.group.spec.capacity.maxConcurrency,
+            queueMax: node.group.spec.capacity.queueMax,
+            probationUntilMs: node.group.spec.probation ? this.durationMs : 0,
+          });
+    this.federation = scenario.federation
+      ? new Federation(this, scenario.federation, mulberry32(deriveSeed(seed, 'federation')))
+      : null;
+  }
+
+  /** Federation: each node belongs to one router, its group's `home` (modulo the count) or spread. */
+  private homeNodes(): void {
+    const n = this.routers.length;
+    for (const group of this.groups)
+      for (const [i, node] of group.nodes.entries()) {
+        const home = group.spec.home;
+        const index = home === undefined || home === 'spread' ? i % n : home % n;
+        this.nodeRouters.set(node.id, [this.routers[index]!]);
+      }
   }
 
   /** Runs the whole scenario; returns the number of events processed. */
@@ -166,7 +199,7 @@ export class Simulation {
   heartbeat(node: NodeState): void {
     if (!node.up) return;
     const free = Math.max(0, node.group.spec.capacity.maxConcurrency - node.running.size);
-    for (const router of this.routers) router.heartbeat(node.id, free, true, this.nowMs);
+    for (const router of this.nodeRouters.get(node.id)!) router.heartbeat(node.id, free, true, this.nowMs);
   }
 
   private heartbeatLoop(node: NodeState): void {
@@ -248,6 +281,9 @@ export class Simulation {
       reservedMsat: undefined,
       holdMsat: 0,
       lastCode: null,
+      offload: null,
+      auctionsInTry: 0,
+      maxAuctionsInTry: 0,
     };
     this.collector.arrivals += 1;
     this.collector.bucket(this.nowMs).arrivals += 1;
@@ -265,6 +301,9 @@ export class Simulation {
     req.attempts = 0;
     req.lastCode = null;
     req.reservedMsat = undefined;
+    req.offload = null;
+    req.maxAuctionsInTry = Math.max(req.maxAuctionsInTry, req.auctionsInTry);
+    req.auctionsInTry = 0;
     const outcome = req.router.rank(
       {
         model: req.model,
@@ -275,23 +314,28 @@ export class Simulation {
       this.nowMs,
     );
     if (!outcome.ok) {
-      this.endTry(req, outcome.code, null);
+      if (this.federation && OFFLOADABLE.has(outcome.code)) this.federation.startAuction(req, outcome.code);
+      else this.endTry(req, outcome.code, null);
       return;
     }
     req.ranked = outcome.ranked;
-    if (this.scenario.payment === 'before') {
-      const reserve = this.reservations.reservation(req.ranked, req.params);
-      const payer = req.payer;
-      if (payer.balanceMsat !== null && payer.balanceMsat - payer.heldMsat < reserve) {
-        this.endTry(req, 'INSUFFICIENT_BALANCE', null);
-        return;
-      }
-      payer.heldMsat += reserve;
-      req.holdMsat = reserve;
-      req.reservedMsat = reserve;
-      this.collector.reservedMsat = addMsat(this.collector.reservedMsat, reserve);
+    if (!this.hold(req, this.reservations.reservation(req.ranked, req.params))) {
+      this.endTry(req, 'INSUFFICIENT_BALANCE', null);
+      return;
     }
     this.dispatchNext(req);
+  }
+
+  /** Pay-before: holds `reserveMsat` on the payer's tab for this try; false when it is short. */
+  hold(req: Req, reserveMsat: number): boolean {
+    if (this.scenario.payment !== 'before') return true;
+    const payer = req.payer;
+    if (payer.balanceMsat !== null && payer.balanceMsat - payer.heldMsat < reserveMsat) return false;
+    payer.heldMsat += reserveMsat;
+    req.holdMsat = reserveMsat;
+    req.reservedMsat = reserveMsat;
+    this.collector.reservedMsat = addMsat(this.collector.reservedMsat, reserveMsat);
+    return true;
   }
 
   /** Dispatcher.run's loop: next covered candidate whose breaker lets a request through. */
@@ -299,11 +343,13 @@ export class Simulation {
     const limit = this.scenario.routers.maxAttempts;
     const allowFallbacks = true;
     const maxAttempts = allowFallbacks ? Math.min(limit, req.ranked.length) : 1;
+    // An offloaded job runs under the peer's own reservation (runChat at the peer).
+    const reservedMsat = req.offload ? req.offload.peerReservedMsat : req.reservedMsat;
     while (req.next < req.ranked.length && req.attempts < maxAttempts) {
       const candidate = req.ranked[req.next++]!;
       if (
-        req.reservedMsat !== undefined &&
-        this.reservations.candidateMaxCost(candidate, req.params) > req.reservedMsat
+        reservedMsat !== undefined &&
+        this.reservations.candidateMaxCost(candidate, req.params) > reservedMsat
       )
         continue;
       const entry = req.router.entries.get(candidate.node.id)!;
@@ -334,7 +380,14 @@ export class Simulation {
       admit(this, job);
       return;
     }
-    this.endTry(req, req.lastCode ?? 'NO_ELIGIBLE_NODE', null);
+    if (req.offload) this.federation!.peerFailed(req, false);
+    else this.endTry(req, req.lastCode ?? 'NO_ELIGIBLE_NODE', null);
+  }
+
+  /** A failure after the first token: no failover (locally) and no next bid (offloaded). */
+  failedAfterOutput(req: Req, code: string): void {
+    if (req.offload) this.federation!.peerFailed(req, true);
+    else this.endTry(req, code, null);
   }
 
   private readonly nodeIndex = new Map<string, NodeState>();
@@ -369,9 +422,56 @@ export class Simulation {
     });
     job.lease.release();
     job.entry.view = null;
+    if (req.offload) {
+      this.federation!.served(job, this.nowMs - req.firstArrivalMs - decodeMs);
+      return;
+    }
     settleAnswer(this, job);
     this.collector.ttftMs.add(this.nowMs - req.firstArrivalMs - decodeMs);
     this.endTry(req, 'OK', job);
+  }
+
+  /**
+   * An offloaded answer, settled: the peer captured the node-signed cost from the origin's tab
+   * (split into node earnings and the peer's router fee); the origin charges the client that cost
+   * plus its offload fee.
+   */
+  settleOffload(job: Job, charge: ReturnType<typeof chargeOf>, feeMsat: number): void {
+    const req = job.req;
+    const leg = req.offload!;
+    const inv = this.collector.invariants;
+    const totalMsat = charge.costMsat + feeMsat;
+    if (
+      charge.nodeMsat + charge.routerMsat !== charge.costMsat ||
+      charge.nodeMsat < 0 ||
+      charge.routerMsat < 0
+    )
+      inv.splitMismatches += 1;
+    if (req.reservedMsat === undefined || totalMsat > req.reservedMsat) inv.chargeOverReservation += 1;
+    job.node.served += 1;
+    job.node.tokensOut += job.outTokens;
+    this.collector.costMsat.add(totalMsat);
+    releaseHold(this, req);
+    const payer = req.payer;
+    if (payer.balanceMsat !== null) {
+      payer.balanceMsat -= totalMsat;
+      if (payer.balanceMsat < 0) inv.negativeBalances += 1;
+    }
+    payer.paidMsat = addMsat(payer.paidMsat, totalMsat);
+    job.node.earningsMsat = addMsat(job.node.earningsMsat, charge.nodeMsat);
+    leg.peer.feeMsat = addMsat(leg.peer.feeMsat, charge.routerMsat);
+    this.collector.paid(this.nowMs, {
+      costMsat: totalMsat,
+      nodeMsat: charge.nodeMsat,
+      routerMsat: charge.routerMsat,
+    });
+    this.collector.offloadFeeMsat = addMsat(this.collector.offloadFeeMsat, feeMsat);
+    job.charge = {
+      paidMsat: totalMsat,
+      nodeMsat: charge.nodeMsat,
+      routerMsat: charge.routerMsat,
+      offloadFeeMsat: feeMsat,
+    };
   }
 
   attemptFailed(job: Job, failure: Failure): void {
@@ -396,6 +496,9 @@ export class Simulation {
       c.ok += 1;
       b.ok += 1;
       c.latencyMs.add(this.nowMs - req.firstArrivalMs);
+      const fed = this.federation?.stats;
+      if (fed)
+        (req.offload ? fed.offloadedLatencyMs : fed.localLatencyMs).add(this.nowMs - req.firstArrivalMs);
       b.latencyMs.add(this.nowMs - req.firstArrivalMs);
       b.paidOutputPrice.add(job!.price.output_msat_per_1k);
     } else {
@@ -428,7 +531,28 @@ export class Simulation {
       clientPaidMsat: job?.charge?.paidMsat ?? 0,
       nodeMsat: job?.charge?.nodeMsat ?? 0,
       routerMsat: job?.charge?.routerMsat ?? 0,
+      ...(this.federation ? this.federationTrace(req, job) : {}),
     });
+  }
+
+  private federationTrace(
+    req: Req,
+    job: Job | null,
+  ): Pick<TraceRecord, 'offload' | 'router' | 'maxAuctionsInTry'> {
+    req.maxAuctionsInTry = Math.max(req.maxAuctionsInTry ?? 0, req.auctionsInTry);
+    const leg = job && req.offload;
+    return {
+      router: req.router.index,
+      maxAuctionsInTry: req.maxAuctionsInTry,
+      offload: leg
+        ? {
+            origin: leg.origin.index,
+            peer: leg.peer.index,
+            peerCostMsat: job.charge!.nodeMsat + job.charge!.routerMsat,
+            offloadFeeMsat: job.charge!.offloadFeeMsat ?? 0,
+          }
+        : undefined,
+    };
   }
 
   // ---- fleet: crashes, recoveries, repricing, ticks ---------------------------------------------
@@ -481,7 +605,7 @@ export class Simulation {
       const price = nextPrice(node.offer.price, utilisation, pricing);
       if (price === node.offer.price) continue;
       node.offer = { ...node.offer, price };
-      for (const router of this.routers) router.reprice(node.id, price);
+      for (const router of this.nodeRouters.get(node.id)!) router.reprice(node.id, price);
     }
     if (this.running()) this.queue.at(this.nowMs + windowMs, () => this.reprice(group));
   }

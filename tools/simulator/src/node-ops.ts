@@ -157,7 +157,7 @@ export function attemptFailed(sim: Simulation, job: Job, failure: Failure): void
   job.lease.release();
   job.entry.view = null;
   req.lastCode = failure.code;
-  if (failure.afterOutput) sim.endTry(req, failure.code, null);
+  if (failure.afterOutput) sim.failedAfterOutput(req, failure.code);
   else sim.dispatchNext(req);
 }
 

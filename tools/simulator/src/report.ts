@@ -2,6 +2,7 @@
 // per-group market shares, top nodes, routers and a timeline. Floats are rounded where reported.
 import type { Invariants } from './collector';
 import type { Simulation } from './engine';
+import type { RefusalCounts } from './federation';
 import { gini, lorenz, round } from './stats';
 import type { NodeState } from './world';
 
@@ -90,6 +91,48 @@ export interface VariantReport {
   utilisationCurve: number[];
   routerStats: { index: number; requests: number; failovers: number; feeMsat: number }[];
   timeline: TimelinePoint[];
+  /** Only with a federation section (absent keys keep other reports byte-identical). */
+  federation?: FederationReport | undefined;
+}
+
+interface FederationRouterReport {
+  index: number;
+  nodes: number;
+  requests: number;
+  auctions: number;
+  won: number;
+  noBids: number;
+  allRefused: number;
+  offloadsOut: number;
+  offloadsIn: number;
+  servedByPeers: number;
+  servedForPeers: number;
+  offloadFeeMsat: number;
+  peerWorkFeeMsat: number;
+}
+
+export interface FederationReport {
+  offloadFeeBps: number;
+  auctionWindowMs: number;
+  peers: 'all' | number;
+  auctions: number;
+  outcomes: { won: number; noBids: number; allRefused: number; noPeerAnnounces: number };
+  bids: { sent: number; accepted: number; refused: RefusalCounts; late: number; peersWithoutTerms: number };
+  offloadAttempts: number;
+  offloadsServed: number;
+  /** Offloaded answers / all answers. */
+  offloadedShare: number;
+  peerFailures: number;
+  bidMismatches: number;
+  offloadFeeMsat: number;
+  auctionMs: { p50: number; p90: number; p99: number };
+  latencyMs: {
+    local: { p50: number; p90: number; p99: number };
+    offloaded: { p50: number; p90: number; p99: number };
+  };
+  invariants: { reoffloads: number; offloadOverBid: number };
+  routers: FederationRouterReport[];
+  offloadedPerBucket: number[];
 }
 
 const q3 = (h: { quantile(q: number): number }) => ({
@@ -114,11 +157,12 @@ export function buildVariantReport(sim: Simulation, variant: string, events: num
   const nodeSum = sim.nodes.reduce((sum, n) => sum + n.earningsMsat, 0);
   const routerSum = sim.routers.reduce((sum, r) => sum + r.feeMsat, 0);
   const conserved =
-    c.clientPaidMsat === c.nodeEarnedMsat + c.routerFeeMsat &&
+    c.clientPaidMsat === c.nodeEarnedMsat + c.routerFeeMsat + c.offloadFeeMsat &&
     payerPaid === c.clientPaidMsat &&
     (s.payment === 'after' || c.reservedMsat === c.releasedMsat) &&
     nodeSum === c.nodeEarnedMsat &&
-    routerSum === c.routerFeeMsat;
+    routerSum === c.routerFeeMsat &&
+    sim.routers.reduce((sum, r) => sum + r.fed.offloadFeeMsat, 0) === c.offloadFeeMsat;
   return {
     variant,
     payment: s.payment,
@@ -167,6 +211,50 @@ export function buildVariantReport(sim: Simulation, variant: string, events: num
       feeMsat: r.feeMsat,
     })),
     timeline: timeline(sim),
+    federation: federationReport(sim),
+  };
+}
+
+function federationReport(sim: Simulation): FederationReport | undefined {
+  const fed = sim.federation;
+  if (!fed) return undefined;
+  const f = fed.stats;
+  const sum = (pick: (r: Simulation['routers'][number]) => number) =>
+    sim.routers.reduce((s, r) => s + pick(r), 0);
+  return {
+    offloadFeeBps: fed.spec.offloadFeeBps,
+    auctionWindowMs: fed.spec.auctionWindowMs,
+    peers: fed.spec.peers === 'all' ? 'all' : fed.spec.peers.count,
+    auctions: sum((r) => r.fed.auctions),
+    outcomes: {
+      won: sum((r) => r.fed.won),
+      noBids: sum((r) => r.fed.noBids),
+      allRefused: sum((r) => r.fed.allRefused),
+      noPeerAnnounces: f.noPeerAnnounces,
+    },
+    bids: {
+      sent: f.bidsSent,
+      accepted: f.bidsAccepted,
+      refused: Object.fromEntries(Object.entries(f.refusedBids).sort(([a], [b]) => (a < b ? -1 : 1))),
+      late: f.lateBids,
+      peersWithoutTerms: f.peersWithoutTerms,
+    },
+    offloadAttempts: f.offloadAttempts,
+    offloadsServed: f.offloadsServed,
+    offloadedShare: round(sim.collector.ok === 0 ? 0 : f.offloadsServed / sim.collector.ok, 4),
+    peerFailures: f.peerFailures,
+    bidMismatches: f.bidMismatches,
+    offloadFeeMsat: f.offloadFeeMsat,
+    auctionMs: q3(f.auctionMs),
+    latencyMs: { local: q3(f.localLatencyMs), offloaded: q3(f.offloadedLatencyMs) },
+    invariants: { reoffloads: f.reoffloads, offloadOverBid: f.offloadOverBid },
+    routers: sim.routers.map((r) => ({
+      index: r.index,
+      nodes: r.nodeCount,
+      requests: r.requests,
+      ...r.fed,
+    })),
+    offloadedPerBucket: [...f.offloadedPerBucket],
   };
 }
 

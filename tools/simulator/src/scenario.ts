@@ -60,6 +60,11 @@ const nodeGroupSchema = z.strictObject({
     .default({ perRequest: 0, midStreamShare: 0, crashesPerHour: 0, downtimeS: { median: 60, sigma: 0 } }),
   pricing: pricingSchema.default({ strategy: 'fixed' }),
   probation: z.boolean().default(false),
+  /**
+   * Federation only: the router that owns this group (index, taken modulo the router count, so a
+   * variant with fewer routers still places it), or `spread` (node i belongs to router i mod n).
+   */
+  home: z.union([z.number().int().min(0).max(999), z.literal('spread')]).optional(),
 });
 
 const clientSchema = z.strictObject({
@@ -90,6 +95,35 @@ const routersSchema = z.strictObject({
   totalTimeoutMs: z.number().int().min(1).max(3_600_000).default(600_000),
   heartbeatTtlMs: z.number().int().min(1).max(3_600_000).default(30_000),
   feeBps: z.number().int().min(0).max(10_000).default(500),
+});
+
+const federationSchema = z.strictObject({
+  /** How long an auction waits for bids (AUCTION_WINDOW_MS; it closes early once every peer bid). */
+  auctionWindowMs: z.number().int().min(1).max(60_000).default(400),
+  /** RFB to bid round trip per peer (relay hops both ways), virtual ms. */
+  rfbRttMs: lognormalSpec.default({ median: 120, sigma: 0.4 }),
+  /** Origin to peer round trip of one offload attempt (HTTP there, the result back), virtual ms. */
+  offloadRttMs: lognormalSpec.default({ median: 60, sigma: 0.3 }),
+  /** Bids taken per auction (the real inbox's MAX_BIDS is 64). */
+  maxBids: z.number().int().min(1).max(64).default(64),
+  /** Settlement's OFFLOAD_FEE_BPS: the origin's fee on the peer's cost. */
+  offloadFeeBps: z.number().int().min(0).max(10_000).default(500),
+  /** Template overhead a bid's cost bound may include (checkBid's maxOverheadTokens). */
+  maxOverheadTokens: z.number().int().min(0).max(1_000_000).default(65_536),
+  /** Who a router asks: every other router, or the next `count` routers in ring order. */
+  peers: z
+    .union([z.literal('all'), z.strictObject({ count: z.number().int().min(1).max(999) })])
+    .default('all'),
+  /** Routers that bid dishonestly (checkBid must refuse them): a cost bound above the honest one, or an endpoint they never announced. */
+  misbidders: z
+    .array(
+      z.strictObject({
+        router: z.number().int().min(0).max(999),
+        kind: z.enum(['inflateBound', 'foreignEndpoint']),
+      }),
+    )
+    .max(64)
+    .default([]),
 });
 
 const eventSchema = z.strictObject({
@@ -143,6 +177,8 @@ const scenarioSchema = z.strictObject({
       .default([]),
   }),
   events: z.array(eventSchema).max(256).default([]),
+  /** Routers each own their node groups (`home`) and auction to peers what they cannot serve. */
+  federation: federationSchema.optional(),
   variants: z.array(variantSchema).max(8).default([]),
 });
 
@@ -151,6 +187,7 @@ export type NodeGroup = Scenario['nodes'][number];
 export type ClientSpec = Scenario['clients'][number];
 export type PricingSpec = NodeGroup['pricing'];
 export type VariantSpec = Scenario['variants'][number];
+export type FederationSpec = NonNullable<Scenario['federation']>;
 
 /** Hard bounds on a run: nodes in total and expected requests (rate x duration x burst factor). */
 const SCENARIO_LIMITS = { maxNodes: 100_000, maxExpectedRequests: 50_000_000 } as const;
@@ -201,6 +238,7 @@ function checkReferences(s: Scenario): void {
   for (const [i, e] of s.events.entries())
     if (!groups.has(e.group))
       throw new SimError('SCENARIO_UNKNOWN_GROUP', `events[${i}].group: no node group "${e.group}"`);
+  checkFederation(s);
   if (nodes > SCENARIO_LIMITS.maxNodes)
     throw new SimError('SCENARIO_TOO_LARGE', `${nodes} nodes (at most ${SCENARIO_LIMITS.maxNodes})`);
   const burstFactor = Math.max(1, ...s.arrivals.bursts.map((b) => b.multiplier));
@@ -210,6 +248,21 @@ function checkReferences(s: Scenario): void {
       'SCENARIO_TOO_LARGE',
       `about ${Math.round(expected)} requests (at most ${SCENARIO_LIMITS.maxExpectedRequests})`,
     );
+}
+
+/** Federation needs 2+ routers and pay-before (a peer is paid from a prepaid tab before it works). */
+function checkFederation(s: Scenario): void {
+  const homed = s.nodes.findIndex((g) => g.home !== undefined);
+  if (!s.federation) {
+    if (homed >= 0)
+      throw new SimError('SCENARIO_INVALID', `nodes[${homed}].home: only with a federation section`);
+    return;
+  }
+  const counts = [s.routers.count, ...s.variants.map((v) => v.routers ?? s.routers.count)];
+  if (counts.some((n) => n < 2))
+    throw new SimError('SCENARIO_INVALID', 'federation: needs at least 2 routers in every variant');
+  if (s.payment === 'after' || s.variants.some((v) => v.payment === 'after'))
+    throw new SimError('SCENARIO_INVALID', 'federation: only with payment "before"');
 }
 
 /** The scenario a variant describes: the base with the variant's overrides. */

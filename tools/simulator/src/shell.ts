@@ -51,7 +51,8 @@ export function simulateCommand(nameOrPath: string, flags: SimulateFlags): { out
   for (const v of report.variants)
     process.stdout.write(
       `${report.scenario}/${v.variant}: ${v.totals.requests} requests, ${(v.totals.successRate * 100).toFixed(1)}% answered, ` +
-        `p50 ${v.latencyMs.p50} ms, client paid ${v.money.clientPaidMsat} = nodes ${v.money.nodeEarnedMsat} + routers ${v.money.routerFeeMsat} msat, ` +
+        `p50 ${v.latencyMs.p50} ms, client paid ${v.money.clientPaidMsat} = nodes ${v.money.nodeEarnedMsat} + routers ${v.money.routerFeeMsat}${v.federation ? ` + offload fees ${v.federation.offloadFeeMsat}` : ''} msat, ` +
+        (v.federation ? `offloaded ${(v.federation.offloadedShare * 100).toFixed(1)}% of answers, ` : '') +
         `unpaid work ${v.money.unpaidWorkMsat} msat, Gini ${v.earnings.gini}\n`,
     );
   process.stdout.write(

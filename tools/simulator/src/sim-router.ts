@@ -22,7 +22,35 @@ export interface RouterEntry {
 
 export type RankOutcome =
   | { ok: true; ranked: RankedCandidate[] }
-  | { ok: false; code: 'NO_ELIGIBLE_NODE' | 'PRICE_TOO_HIGH' | 'CONTEXT_TOO_LONG' };
+  | { ok: false; code: 'MODEL_NOT_FOUND' | 'NO_ELIGIBLE_NODE' | 'PRICE_TOO_HIGH' | 'CONTEXT_TOO_LONG' };
+
+/** What this router knows of a peer's offloads (PeerTable's reputation: answered, failed, EWMA). */
+interface PeerReputation {
+  answered: number;
+  failed: number;
+  latencyEwmaMs: number | undefined;
+}
+
+/** PeerTable's latencyAlpha: weight of the newest sample in the peer latency moving average. */
+const PEER_LATENCY_ALPHA = 0.2;
+
+/** A router's federation counters (all zero without a federation section). */
+export interface FederationCounters {
+  auctions: number;
+  won: number;
+  noBids: number;
+  allRefused: number;
+  /** Offload attempts this router sent (origin) and received (peer). */
+  offloadsOut: number;
+  offloadsIn: number;
+  /** Offloaded answers: served for this router by a peer, and served by this router for a peer. */
+  servedByPeers: number;
+  servedForPeers: number;
+  /** Origin income: the offload fee on each peer cost. */
+  offloadFeeMsat: number;
+  /** Peer income: the router fee of the split on work served for others (also in feeMsat). */
+  peerWorkFeeMsat: number;
+}
 
 export interface RouterConfig {
   heartbeatTtlMs: number;
@@ -35,12 +63,67 @@ export class SimRouter {
   feeMsat = 0;
   requests = 0;
   failovers = 0;
+  readonly fed: FederationCounters = {
+    auctions: 0,
+    won: 0,
+    noBids: 0,
+    allRefused: 0,
+    offloadsOut: 0,
+    offloadsIn: 0,
+    servedByPeers: 0,
+    servedForPeers: 0,
+    offloadFeeMsat: 0,
+    peerWorkFeeMsat: 0,
+  };
+  /** Reputation of peers by pubkey (bounded by the router count). */
+  private readonly reputation = new Map<string, PeerReputation>();
+  /** The simulated Nostr key and the offload URL this router announces. */
+  readonly pubkey: string;
+  readonly endpoint: string;
 
   constructor(
     readonly index: number,
     readonly rng: Rng,
     readonly config: RouterConfig,
-  ) {}
+  ) {
+    this.pubkey = `router-${index}`;
+    this.endpoint = `http://router-${index}.sim/v1/federation/offload`;
+  }
+
+  /** Whether any node registered here serves `model` (what the router announces to peers). */
+  announces(model: string): boolean {
+    return this.byModel.has(model);
+  }
+
+  get nodeCount(): number {
+    return this.entries.size;
+  }
+
+  /** PeerTable.recordOutcome's rule. */
+  recordPeerOutcome(pubkey: string, outcome: { ok: boolean; latencyMs?: number }): void {
+    let r = this.reputation.get(pubkey);
+    if (!r) {
+      r = { answered: 0, failed: 0, latencyEwmaMs: undefined };
+      this.reputation.set(pubkey, r);
+    }
+    if (!outcome.ok) {
+      r.failed += 1;
+      return;
+    }
+    r.answered += 1;
+    if (outcome.latencyMs !== undefined)
+      r.latencyEwmaMs =
+        r.latencyEwmaMs === undefined
+          ? outcome.latencyMs
+          : r.latencyEwmaMs + PEER_LATENCY_ALPHA * (outcome.latencyMs - r.latencyEwmaMs);
+  }
+
+  /** PeerTable.peerRecord's rule, with allowlist trust (every simulated peer is allowlisted: 1). */
+  peerRecord(pubkey: string): { trust: number; successRate: number; latencyMs?: number | undefined } {
+    const r = this.reputation.get(pubkey);
+    const done = r ? r.answered + r.failed : 0;
+    return { trust: 1, successRate: r ? (r.answered + 1) / (done + 2) : 0.5, latencyMs: r?.latencyEwmaMs };
+  }
 
   /** Registers a node (as an accepted registration would). */
   addNode(input: {
@@ -146,6 +229,7 @@ export class SimRouter {
     req: { model: string; promptTokens: number; maxTokens: number; provider?: ProviderPrefs | undefined },
     nowMs: number,
   ): RankOutcome {
+    if (!this.byModel.has(req.model)) return { ok: false, code: 'MODEL_NOT_FOUND' };
     const views = this.views(req.model, nowMs);
     if (views.length === 0) return { ok: false, code: 'NO_ELIGIBLE_NODE' };
     const result = schedule(req, views, { weights: weightsFor(req.provider?.sort), rng: this.rng });

@@ -4,6 +4,7 @@ import type { ModelOffer, Price, ProviderPrefs } from '@fed-ai/protocol';
 import type { RankedCandidate } from '@fed-ai/router';
 import type { GenerationParams } from '@fed-ai/router/dispatch';
 import type { NodeLease } from '@fed-ai/router/lease';
+import type { OffloadLeg } from './federation';
 import { lognormal, type Rng } from './prng';
 import { type ClientSpec, modelsOf, type NodeGroup } from './scenario';
 import type { RouterEntry, SimRouter } from './sim-router';
@@ -74,6 +75,12 @@ export interface Req {
   /** What this try still holds on the payer's tab (pay-before). */
   holdMsat: number;
   lastCode: string | null;
+  /** Federation: this try's offload (null: served, or refused, locally). */
+  offload: OffloadLeg | null;
+  /** Federation: auctions started in this try (runChat offloads at most once). */
+  auctionsInTry: number;
+  /** The most auctions any one try of this request started (checked: at most 1). */
+  maxAuctionsInTry: number;
 }
 
 export interface Job {
@@ -89,7 +96,7 @@ export interface Job {
   outTokens: number;
   firstTokenAtMs: number;
   /** Set when the answer was settled. */
-  charge?: { paidMsat: number; nodeMsat: number; routerMsat: number } | undefined;
+  charge?: { paidMsat: number; nodeMsat: number; routerMsat: number; offloadFeeMsat?: number } | undefined;
 }
 
 /** Builds a group's nodes; prices spread deterministically by up to priceSpreadBps. */

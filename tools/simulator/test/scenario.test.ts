@@ -22,6 +22,7 @@ test('every shipped scenario parses', () => {
     'fleet-outage',
     'large',
     'pay-before-vs-after',
+    'federation',
   ])
     assert.ok(names.includes(`${name}.json`), name);
   for (const name of names) {

@@ -3,7 +3,7 @@
 // winner, offload, verify, and charge the peer's signed cost plus the fee. A winner that fails
 // before the first token is followed by the next bid; every outcome feeds the peer's reputation.
 import { randomUUID } from 'node:crypto';
-import { createEnvelope, FedAiError, KIND, type ReplayStore } from '@fed-ai/protocol';
+import { createEnvelope, FedAiError, KIND, offloadFeeMsat, type ReplayStore } from '@fed-ai/protocol';
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { ChatOutcome, ChatRequest } from '../chat';
 import type { Payments } from '../payments';
@@ -45,9 +45,6 @@ export interface OffloadDeps {
   rng?: () => number;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
-
-const offloadFeeMsat = (peerCostMsat: number, feeBps: number): number =>
-  Math.floor((peerCostMsat * feeBps) / 10_000);
 
 /** The most a client can be charged for a bid: its cost bound plus the fee on that bound. */
 const bidChargeBoundMsat = (bidMaxCostMsat: number, feeBps: number): number =>
@@ -195,7 +192,9 @@ async function tryBids(
           rfbId: rfb.rfbId,
           peer: received.bidder,
           bid: received.bid,
-          params: req.params,
+          // The bid caps the output (its nodes' max_output_tokens), as a local node caps it: a job
+          // asking for more would be refused as larger than the bid.
+          params: { ...req.params, max_tokens: Math.min(req.params.max_tokens, received.bid.max_tokens) },
           signal: req.signal,
           onDelta: req.onDelta,
           timeouts: deps.timeouts,
