@@ -14,6 +14,7 @@ import Fastify, {
 import { type Logger, pino } from 'pino';
 import { ZodError } from 'zod';
 import { limitConnectionsPerClient } from './connections';
+import { traceRequests } from './tracing';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 
@@ -120,6 +121,8 @@ export function createServer(options: ServerOptions): FastifyInstance {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     routes.push({ pattern: routePattern(route.url ?? route.path), methods: methods.map(String) });
   });
+  // Server spans (continuing a caller's traceparent) when tracing is on; nothing at all when off.
+  traceRequests(app);
   limitConnectionsPerClient(
     app.server,
     options.maxConnectionsPerClient ?? SERVER_DEFAULTS.maxConnectionsPerClient,

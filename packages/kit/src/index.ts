@@ -13,3 +13,4 @@ export * from './ready-file';
 export * from './replay-store';
 export * from './service';
 export * from './sse';
+export * from './tracing';

@@ -7,6 +7,11 @@
 //
 // One service key serves every connection (NIP-47 says a key SHOULD be unique per connection; the
 // client key is what identifies the connection here, and revoking it cuts that client off).
+//
+// Tracing (docs/observability.md): a request event MAY carry a `["traceparent", "<W3C value>"]` tag;
+// the fleet's span for the request (and its calls to settlement) then continues that trace. The tag
+// is optional, outside NIP-47, ignored by other wallet services and by this one when tracing is off.
+import { annotateSpan, inSpan } from '@fed-ai/kit';
 import { nip04, nip44, verifyEvent } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { type Event, finalizeEvent } from 'nostr-tools/pure';
@@ -146,12 +151,14 @@ export class NwcService {
     const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
     if (Number.isFinite(expiration) && expiration <= nowS) return; // NIP-47: an expired request is ignored
     if (!verifyEvent(event)) return;
-    const first = await this.o.fleet.db.query(
-      'INSERT INTO wf_nwc_requests (event_id, client_pubkey, received_at_s, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING event_id',
-      [event.id, event.pubkey, nowS, text],
-    );
-    if (first.rows.length === 0) return this.resendStored(event);
-    return this.run(event, false);
+    return inSpan('nwc request', { traceparent: traceparentOf(event), kind: 'server' }, async () => {
+      const first = await this.o.fleet.db.query(
+        'INSERT INTO wf_nwc_requests (event_id, client_pubkey, received_at_s, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING event_id',
+        [event.id, event.pubkey, nowS, text],
+      );
+      if (first.rows.length === 0) return this.resendStored(event);
+      return this.run(event, false);
+    });
   }
 
   /**
@@ -173,7 +180,9 @@ export class NwcService {
       const event = JSON.parse(row.event) as Event;
       const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
       if (Number.isFinite(expiration) && expiration <= nowS) continue; // expired meanwhile: ignored
-      await this.run(event, true);
+      await inSpan('nwc request recovered', { traceparent: traceparentOf(event), kind: 'server' }, () =>
+        this.run(event, true),
+      );
     }
     return claimed.rows.length;
   }
@@ -195,6 +204,8 @@ export class NwcService {
     try {
       body = requestSchema.parse(JSON.parse(this.decrypt(encryption, event.pubkey, event.content)));
       method = body.method;
+      // Only a known method name goes on the span (the client chooses this string).
+      annotateSpan({ 'nwc.method': (METHODS as readonly string[]).includes(method) ? method : 'other' });
     } catch {
       return this.respond(event, encryption, method, {
         code: 'OTHER',
@@ -352,4 +363,9 @@ function encryptionOf(event: Event): Encryption | null {
   if (tag === undefined) return 'nip04';
   if (tag === 'nip44_v2' || tag === 'nip04') return tag;
   return null;
+}
+
+/** The optional `traceparent` tag (W3C trace context; kit checks its format). */
+function traceparentOf(event: Event): string | undefined {
+  return event.tags.find((t) => t[0] === 'traceparent')?.[1];
 }
