@@ -3,6 +3,7 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { FedAiError } from '@fed-ai/protocol';
 import pg from 'pg';
 import { isNewDataDir, readTemplate, saveTemplate } from './pglite-template';
 
@@ -93,6 +94,34 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
   };
 }
 
+/** Node errors that mean the server cannot be reached now, not that a statement is wrong. */
+const UNREACHABLE_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+]);
+/** PostgreSQL shutting down or starting (SQLSTATE 57P01-57P03); class 08 is a connection exception. */
+const UNREACHABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03']);
+
+/** Whether a database error means "down, restarting or cut off" (a retry may work), not a bug. */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (UNREACHABLE_ERRNOS.has(code) || UNREACHABLE_SQLSTATES.has(code)))
+    return true;
+  if (typeof code === 'string' && /^08[0-9A-Z]{3}$/.test(code)) return true;
+  return typeof message === 'string' && /^Connection terminated/.test(message);
+}
+
+/** An unreachable server becomes DATABASE_UNAVAILABLE (a 503 with a reason), anything else as it was. */
+function classified(error: unknown): unknown {
+  if (!isDatabaseUnreachable(error)) return error;
+  return Object.assign(new FedAiError('DATABASE_UNAVAILABLE'), { cause: error });
+}
+
 async function openPostgres(url: string, maxConnections: number): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
@@ -113,15 +142,21 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
   probe.release();
   const wrap = (client: pg.Pool | pg.PoolClient): Queryable => ({
     async query<Row>(sql: string, params?: unknown[]) {
-      const result = await client.query(sql, params);
-      return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+      try {
+        const result = await client.query(sql, params);
+        return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+      } catch (error) {
+        throw classified(error);
+      }
     },
   });
   return {
     kind: 'postgres',
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((error: unknown) => {
+        throw classified(error);
+      });
       // A connection whose ROLLBACK failed is in an unknown state: destroy it, do not reuse it.
       let broken: Error | undefined;
       try {
@@ -133,7 +168,7 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
         await client.query('ROLLBACK').catch((rollbackError: Error) => {
           broken = rollbackError;
         });
-        throw error;
+        throw classified(error);
       } finally {
         client.release(broken);
       }

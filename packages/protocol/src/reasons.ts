@@ -307,6 +307,11 @@ export const REASONS = define({
     message: 'The ledger refused the transfer.',
     hint: 'See the transfer result code.',
   },
+  DATABASE_UNAVAILABLE: {
+    status: 503,
+    message: "The service's database is unreachable.",
+    hint: 'Retry shortly: it is restarting or the connection was cut.',
+  },
   SETTLEMENT_UNAVAILABLE: {
     status: 503,
     message: 'The settlement service is unreachable.',

@@ -3,7 +3,7 @@
 // written here too. A loop retries due rows with backoff until settlement confirms, so a
 // settlement outage or a router restart loses no charge: operations are idempotent by op id.
 import type { Db, Migration } from '@fed-ai/kit';
-import { GroupCommit, migrate } from '@fed-ai/kit';
+import { beating, GroupCommit, type JobHeartbeats, migrate } from '@fed-ai/kit';
 import type { Logger } from 'pino';
 
 const OUTBOX_MIGRATIONS: Migration[] = [
@@ -50,6 +50,8 @@ export interface OutboxOptions {
   maxDelayMs?: number;
   batch?: number;
   now?: () => number;
+  /** The drain loop's heartbeat (job `router_settlement_outbox`). */
+  jobs?: JobHeartbeats;
 }
 
 /** Next delay: doubling from base, capped. Pure. */
@@ -73,6 +75,12 @@ const REMOVE_LINGER_MS = 1_000;
  * first drain takes every row.
  */
 const IN_FLIGHT_GRACE_MS = 15_000;
+/**
+ * Rows whose INSERT failed (the router's database down or restarting) are kept in memory and
+ * written by the loop once it answers, so a capture whose answer went out is not lost with the
+ * connection. Bounded: beyond this, add() throws as before.
+ */
+const MAX_UNWRITTEN = 10_000;
 
 export class SettlementOutbox {
   private timer: NodeJS.Timeout | null = null;
@@ -85,6 +93,9 @@ export class SettlementOutbox {
     (keys) => this.deleteRows(keys),
     { lingerMs: REMOVE_LINGER_MS },
   );
+
+  /** Rows not written yet, by `op_id|op` (see MAX_UNWRITTEN). */
+  private readonly unwritten = new Map<string, NewRow>();
 
   constructor(private readonly options: OutboxOptions) {}
 
@@ -104,17 +115,39 @@ export class SettlementOutbox {
   ): Promise<void> {
     const now = this.now();
     const repeatForMs = options.repeatForMs ?? 0;
-    await this.adds.submit({
+    const row: NewRow = {
       opId,
       op,
       payload: JSON.stringify(payload),
       nextAttemptMs: options.inFlight ? now + IN_FLIGHT_GRACE_MS : now,
       repeatUntilMs: repeatForMs > 0 ? now + repeatForMs : 0,
-    });
+    };
+    try {
+      await this.adds.submit(row);
+    } catch (error) {
+      const key = `${opId}|${op}`;
+      if (!this.unwritten.has(key) && this.unwritten.size >= MAX_UNWRITTEN) throw error;
+      this.unwritten.set(key, row);
+      this.options.logger.warn(
+        { err: error, op_id: opId, op },
+        'outbox row kept in memory until the database answers',
+      );
+    }
+  }
+
+  /** Writes the rows add() could not; throws (they stay) while the database does not answer. */
+  private async writeUnwritten(): Promise<void> {
+    if (this.unwritten.size === 0) return;
+    const rows = [...this.unwritten.values()];
+    await this.insertRows(rows);
+    for (const r of rows) this.unwritten.delete(`${r.opId}|${r.op}`);
+    this.options.logger.info({ rows: rows.length }, 'outbox rows kept in memory are written');
   }
 
   /** After a failed send: the loop retries the row at its next turn. */
   async markDue(opId: string, op: OutboxOp): Promise<void> {
+    const kept = this.unwritten.get(`${opId}|${op}`);
+    if (kept) kept.nextAttemptMs = this.now();
     await this.options.db.query(
       'UPDATE settlement_outbox SET next_attempt_ms = $3 WHERE op_id = $1 AND op = $2',
       [opId, op, this.now()],
@@ -123,6 +156,7 @@ export class SettlementOutbox {
 
   /** Deletes a finished row, together with others finished within a second. */
   async remove(opId: string, op: OutboxOp): Promise<void> {
+    this.unwritten.delete(`${opId}|${op}`);
     await this.removes.submit({ opId, op });
   }
 
@@ -157,11 +191,12 @@ export class SettlementOutbox {
 
   async pending(): Promise<number> {
     const r = await this.options.db.query<{ n: number }>('SELECT count(*)::int AS n FROM settlement_outbox');
-    return r.rows[0]?.n ?? 0;
+    return (r.rows[0]?.n ?? 0) + this.unwritten.size;
   }
 
   /** Sends every due row once. Returns how many were finished (done or refused). */
   async drain(): Promise<number> {
+    await this.writeUnwritten();
     const now = this.now();
     const cutoff = this.drained ? now : Number.MAX_SAFE_INTEGER;
     this.drained = true;
@@ -209,9 +244,10 @@ export class SettlementOutbox {
   /** Drains every `intervalMs` (one drain at a time) until stop(). */
   start(intervalMs: number): void {
     if (this.timer) return;
+    const job = this.options.jobs?.job('router_settlement_outbox', { intervalMs });
     this.timer = setInterval(() => {
       if (this.running) return;
-      this.running = this.drain()
+      this.running = beating(job, () => this.drain())
         .then(() => undefined)
         .catch((error: unknown) => this.options.logger.warn({ err: error }, 'outbox drain failed'))
         .finally(() => {
@@ -225,5 +261,11 @@ export class SettlementOutbox {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.running;
+    await this.writeUnwritten().catch((error: unknown) =>
+      this.options.logger.error(
+        { err: error, op_ids: [...this.unwritten.values()].slice(0, 20).map((r) => r.opId) },
+        'outbox rows lost at stop: the database did not answer (their reservations expire)',
+      ),
+    );
   }
 }

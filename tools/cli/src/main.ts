@@ -417,7 +417,7 @@ program
 program
   .command('chaos')
   .description(
-    'chaos test: the soak network and paid load with seeded faults (SIGKILL + restart of a service, relay restart, a node stopped mid-stream, slow settlement); then ledger verify, charges against answers, reservations, breakers; writes chaos.json and chaos.md',
+    'chaos test: the soak network and paid load with seeded faults (SIGKILL + restart of a service, relay restart, a node stopped mid-stream, slow settlement, with --postgres a PostgreSQL crash); then ledger verify, charges against answers, reservations, breakers; writes chaos.json and chaos.md',
   )
   .option('--minutes <n>', 'how long the load runs (fractions too, e.g. 0.5)', '10')
   .option('--seed <n>', 'seed of the fault schedule (0..2^32-1; default: random, printed)')
@@ -430,6 +430,10 @@ program
     '60',
   )
   .option('--keep-data', 'keep the temporary data folder (logs, databases)')
+  .option(
+    '--postgres',
+    'router, settlement and wallet fleet on one PostgreSQL server (Debian postgresql), which faults crash and restart',
+  )
   .action(async (flags) => (await import('./commands/chaos')).chaos(flags));
 
 program

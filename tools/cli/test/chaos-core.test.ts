@@ -45,8 +45,9 @@ test('property: faults stay in the window, spaced by the gap, with known kinds a
       fc.integer({ min: 0, max: 2 ** 32 - 1 }),
       fc.integer({ min: 0, max: 3_600_000 }),
       fc.boolean(),
-      (seed, durationMs, slowSettlement) => {
-        const options = plan({ seed, durationMs, slowSettlement });
+      fc.boolean(),
+      (seed, durationMs, slowSettlement, postgres) => {
+        const options = plan({ seed, durationMs, slowSettlement, postgres });
         const faults = planFaults(options);
         for (const [i, f] of faults.entries()) {
           assert.ok(f.atMs >= options.startMs && f.atMs <= durationMs - options.endMarginMs);
@@ -57,6 +58,7 @@ test('property: faults stay in the window, spaced by the gap, with known kinds a
           assert.ok(FAULT_KINDS.includes(f.kind));
           if (f.kind === 'kill-restart') assert.ok(options.killTargets.includes(f.target));
           if (f.kind === 'node-stall') assert.ok(options.nodes.includes(f.target));
+          if (f.kind === 'postgres-restart') assert.ok(postgres && f.target === 'postgres');
           if (f.kind === 'slow-settlement') {
             assert.ok(slowSettlement);
             assert.ok((f.delayMs ?? 0) >= 200 && (f.delayMs ?? 0) <= 1500);
@@ -69,8 +71,15 @@ test('property: faults stay in the window, spaced by the gap, with known kinds a
 });
 
 test('a long plan draws every kind and no kind without targets', () => {
-  const kinds = new Set(planFaults(plan({ durationMs: 3_600_000 })).map((f) => f.kind));
+  const kinds = new Set(planFaults(plan({ durationMs: 3_600_000, postgres: true })).map((f) => f.kind));
   assert.deepEqual([...kinds].sort(), [...FAULT_KINDS].sort());
+  const pglite = planFaults(plan({ durationMs: 3_600_000 }));
+  assert.ok(
+    pglite.every((f) => f.kind !== 'postgres-restart'),
+    'no PostgreSQL to restart',
+  );
+  // Turning PostgreSQL off leaves the schedules of existing seeds as they were.
+  assert.deepEqual(planFaults(plan()), planFaults(plan({ postgres: false })));
   const without = planFaults(
     plan({ durationMs: 3_600_000, killTargets: [], nodes: [], slowSettlement: false }),
   );
@@ -216,6 +225,7 @@ const input = (over: Partial<ChaosInput> = {}): ChaosInput => {
     seed: 17,
     clients: 4,
     reservationTimeoutS: 60,
+    database: 'pglite',
     model: 'demo',
     durationMs: 180_000,
     planned: 2,

@@ -2,7 +2,13 @@
 // id and signed cost), reconciling the tab's charges with the answers the clients received, the
 // checks and the report (JSON and Markdown). No I/O here; chaos.ts is the shell.
 
-export const FAULT_KINDS = ['kill-restart', 'relay-restart', 'node-stall', 'slow-settlement'] as const;
+export const FAULT_KINDS = [
+  'kill-restart',
+  'relay-restart',
+  'node-stall',
+  'slow-settlement',
+  'postgres-restart',
+] as const;
 type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface Fault {
@@ -32,6 +38,8 @@ export interface PlanOptions {
   nodes: readonly string[];
   /** Whether the router talks to settlement through the delaying proxy. */
   slowSettlement: boolean;
+  /** Whether the services share a PostgreSQL server that may be crashed and restarted. */
+  postgres?: boolean;
 }
 
 /** mulberry32: a small seeded PRNG, uniform in [0, 1). Same seed, same sequence. */
@@ -59,7 +67,8 @@ export function planFaults(options: PlanOptions): Fault[] {
     (kind) =>
       (kind !== 'kill-restart' || options.killTargets.length > 0) &&
       (kind !== 'node-stall' || options.nodes.length > 0) &&
-      (kind !== 'slow-settlement' || options.slowSettlement),
+      (kind !== 'slow-settlement' || options.slowSettlement) &&
+      (kind !== 'postgres-restart' || options.postgres === true),
   );
   const faults: Fault[] = [];
   const lastMs = options.durationMs - options.endMarginMs;
@@ -70,6 +79,8 @@ export function planFaults(options: PlanOptions): Fault[] {
       faults.push({ atMs, kind, target: pick(options.killTargets), holdMs: between(500, 3000) });
     else if (kind === 'relay-restart')
       faults.push({ atMs, kind, target: 'relay', holdMs: between(500, 3000) });
+    else if (kind === 'postgres-restart')
+      faults.push({ atMs, kind, target: 'postgres', holdMs: between(500, 3000) });
     else if (kind === 'node-stall')
       faults.push({ atMs, kind, target: pick(options.nodes), holdMs: between(2000, 6000) });
     else
@@ -270,6 +281,8 @@ export interface ChaosInput {
   clients: number;
   /** The router's RESERVATION_TIMEOUT_S: when holds a killed router left behind expire. */
   reservationTimeoutS: number;
+  /** Where router, settlement and wallet fleet keep their data. */
+  database: 'pglite' | 'postgres';
   model: string;
   durationMs: number;
   planned: number;
@@ -336,7 +349,7 @@ export function formatChaosReport(report: ChaosReport): string {
   const c = report.checks;
   const failedFaults = report.faults.filter((f) => f.error !== undefined);
   const lines = [
-    `Chaos: ${report.minutes} min from ${report.startedAt}, seed ${report.seed}, ${report.clients} clients, model ${report.model}, router RESERVATION_TIMEOUT_S ${report.reservationTimeoutS}`,
+    `Chaos: ${report.minutes} min from ${report.startedAt}, seed ${report.seed}, ${report.clients} clients, model ${report.model}, database ${report.database}, router RESERVATION_TIMEOUT_S ${report.reservationTimeoutS}`,
     '',
     `Faults: ${report.faults.length} of ${report.planned} planned (${list(report.faultsByKind)})` +
       failedFaults

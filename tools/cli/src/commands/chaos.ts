@@ -1,13 +1,14 @@
 // `fedai chaos --minutes N [--seed S]`: the network and paid load of `fedai soak` (soak-network.ts),
 // with faults injected on a seeded schedule (chaos-core.ts): SIGKILL and restart of one service,
 // relay restart, a node stopped (SIGSTOP) for a few seconds, settlement slowed behind a delaying
-// proxy (chaos-proxy.ts, the router's SETTLEMENT_URL). After the load, once the tab settles:
+// proxy (chaos-proxy.ts, the router's SETTLEMENT_URL), and with --postgres a crash and restart of
+// the PostgreSQL server router, settlement and wallet fleet share. After the load, once the tab settles:
 // ledger verify, the tab's charges against the answers the clients received, reservations left,
 // nodes serving; JSON and Markdown to --out.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readReadyFile } from '@fed-ai/kit';
+import { openDb, type PostgresServer, readReadyFile, startPostgres } from '@fed-ai/kit';
 import { bold, EXIT, fail, green, red } from '../output';
 import {
   buildChaosReport,
@@ -44,6 +45,8 @@ export interface ChaosFlags {
   model?: string;
   reservationTimeoutS?: string;
   keepData?: boolean;
+  /** Router, settlement and wallet fleet on one PostgreSQL server, which faults crash and restart. */
+  postgres?: boolean;
 }
 
 const MAX_MINUTES = 24 * 60;
@@ -90,18 +93,29 @@ export async function chaos(flags: ChaosFlags): Promise<void> {
     if (stalledPid !== null) signal(stalledPid, 'SIGCONT');
     stalledPid = null;
   };
-  process.on('exit', () => {
+  process.on('exit', (code) => {
     resume();
-    if (!failed && !flags.keepData) rmSync(dir, { recursive: true, force: true });
+    // A service that exited unexpectedly ends the run through the supervisor (code 1): keep its logs.
+    if (!failed && code === 0 && !flags.keepData) rmSync(dir, { recursive: true, force: true });
     else process.stderr.write(`chaos data and logs kept in ${dir}\n`);
   });
   process.on('SIGINT', resume);
   process.on('SIGTERM', resume);
-  const { launch, restart, stopAll, step } = superviseNetwork(dir);
+  let postgres: PostgresServer | null = null;
+  const { launch, restart, stopAll, step } = superviseNetwork(dir, async () => {
+    await postgres?.stop();
+  });
   let proxy: DelayProxy | null = null;
   try {
     step(`chaos: a fresh network in ${dir} for ${minutes} min, ${clients} clients, seed ${seed}`);
+    let databaseUrls: Awaited<ReturnType<typeof createDatabases>> | undefined;
+    if (flags.postgres) {
+      postgres = await startPostgres({ durableCommits: true });
+      databaseUrls = await createDatabases(postgres.url);
+      step(`PostgreSQL on port ${postgres.port}: databases router, settlement, wallet_fleet`);
+    }
     const net = await startNetwork(dir, flags.model, launch, step, {
+      ...(databaseUrls ? { databaseUrls } : {}),
       // Holds a SIGKILLed router left at settlement are freed only when they time out.
       routerEnv: { RESERVATION_TIMEOUT_S: String(reservationTimeoutS) },
       routerSettlementUrl: async (settlementUrl) => {
@@ -120,6 +134,7 @@ export async function chaos(flags: ChaosFlags): Promise<void> {
       killTargets: KILL_TARGETS,
       nodes: NODES,
       slowSettlement: proxy !== null,
+      postgres: postgres !== null,
     });
     step(`${plan.length} faults planned (seed ${seed})`);
 
@@ -182,6 +197,7 @@ export async function chaos(flags: ChaosFlags): Promise<void> {
         dir,
         restart,
         proxy,
+        postgres,
         onStall: (pid) => (stalledPid = pid),
         resume,
       });
@@ -215,6 +231,7 @@ export async function chaos(flags: ChaosFlags): Promise<void> {
       seed,
       clients,
       reservationTimeoutS,
+      database: postgres ? 'postgres' : 'pglite',
       model: net.model,
       durationMs: Date.now() - t0,
       planned: plan.length,
@@ -255,6 +272,7 @@ async function inject(
     dir: string;
     restart: ReturnType<typeof superviseNetwork>['restart'];
     proxy: DelayProxy | null;
+    postgres: PostgresServer | null;
     onStall: (pid: number) => void;
     resume: () => void;
   },
@@ -262,7 +280,10 @@ async function inject(
   try {
     if (fault.kind === 'kill-restart' || fault.kind === 'relay-restart')
       await ctx.restart(fault.target, fault.holdMs);
-    else if (fault.kind === 'node-stall') {
+    else if (fault.kind === 'postgres-restart') {
+      if (!ctx.postgres) return 'no PostgreSQL server';
+      await ctx.postgres.restart(fault.holdMs);
+    } else if (fault.kind === 'node-stall') {
       const ready = readReadyFile(resolve(ctx.dir, 'run', `${fault.target}.ready.json`));
       if (!ready) return `${fault.target}: no ready file`;
       ctx.onStall(ready.pid);
@@ -279,6 +300,20 @@ async function inject(
   } catch (error) {
     return error instanceof Error ? error.message.slice(0, 300) : String(error);
   }
+}
+
+/** One database per service that keeps money or wallet state on the server. */
+async function createDatabases(
+  url: string,
+): Promise<{ router: string; settlement: string; walletFleet: string }> {
+  const admin = await openDb({ url, maxConnections: 1 });
+  try {
+    for (const name of ['router', 'settlement', 'wallet_fleet']) await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.close();
+  }
+  const at = (name: string) => url.replace(/\/postgres$/, `/${name}`);
+  return { router: at('router'), settlement: at('settlement'), walletFleet: at('wallet_fleet') };
 }
 
 function signal(pid: number, name: 'SIGSTOP' | 'SIGCONT'): void {

@@ -70,6 +70,8 @@ export async function startNetwork(
     routerSettlementUrl?: (settlementUrl: string) => Promise<string>;
     /** More router settings (chaos: a shorter RESERVATION_TIMEOUT_S). */
     routerEnv?: Record<string, string>;
+    /** PostgreSQL databases instead of embedded PGlite (chaos --postgres); nodes keep PGlite. */
+    databaseUrls?: { router: string; settlement: string; walletFleet: string };
   } = {},
 ): Promise<Network> {
   const key = (name: string) => loadOrCreateKeyFile(resolve(dir, `${name}.key`));
@@ -108,6 +110,7 @@ export async function startNetwork(
       SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey.secretKey),
       FAUCET: 'true',
       DATA_DIR: resolve(dir, 'settlement'),
+      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.settlement } : {}),
     },
     identity: { path: '/v1/info', pubkey: publicKeyOf(settlementKey.secretKey) },
     timeoutMs: 60_000,
@@ -131,6 +134,7 @@ export async function startNetwork(
         ? await options.routerSettlementUrl(settlement.url)
         : settlement.url,
       L402_ENABLED: 'true',
+      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.router } : {}),
       ...options.routerEnv,
     },
     identity: { path: '/v1/router', pubkey: routerPubkey },
@@ -149,6 +153,7 @@ export async function startNetwork(
       RELAY_URLS: relay.url,
       SETTLEMENT_URL: settlement.url,
       DATA_DIR: resolve(dir, 'wallet-fleet'),
+      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.walletFleet } : {}),
     },
     identity: { path: '/v1/info', pubkey: publicKeyOf(fleetKey.secretKey) },
     timeoutMs: 60_000,

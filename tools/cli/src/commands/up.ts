@@ -224,7 +224,11 @@ export async function up(options: UpOptions): Promise<void> {
  * ready file; only that URL is used, after an identity check), stops them all on Ctrl-C or when
  * one exits unexpectedly, and removes the facts file.
  */
-export function superviseNetwork(dir: string) {
+export function superviseNetwork(
+  dir: string,
+  /** Runs after every service exited, before this process exits (e.g. stop a database server). */
+  beforeExit?: () => Promise<void>,
+) {
   const logsDir = resolve(dir, 'logs');
   mkdirSync(logsDir, { recursive: true });
   const children: SpawnedService[] = [];
@@ -241,6 +245,7 @@ export function superviseNetwork(dir: string) {
     }, 10_000);
     await Promise.all(children.map((s) => s.exited));
     clearTimeout(deadline);
+    await beforeExit?.().catch(() => {});
     const current = readDevnet(dir);
     if (current?.pid === process.pid) rmSync(devnetPath(dir), { force: true });
     rmSync(resolve(dir, 'run'), { recursive: true, force: true });
