@@ -11,6 +11,7 @@ export * from './nip98';
 export * from './offload';
 export * from './payloads';
 export * from './payout-statement';
+export * from './prng';
 export * from './prompt-bound';
 export * from './reasons';
 export * from './replay';

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 } from '@fed-ai/protocol';
 
 export const DEMO_MODEL_ID = 'fedai-demo-noise-v1';
 export const DEMO_MODEL_FILE = `${DEMO_MODEL_ID}.gguf`;
@@ -38,18 +39,6 @@ interface Shape {
 
 const SHAPE: Shape = { vocab: 512, embd: 128, ff: 256, layers: 2, heads: 4, context: 2048 };
 const ALIGNMENT = 32;
-
-/** Deterministic PRNG (mulberry32): the same seed gives the same weights on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class GgufWriter {
   private readonly parts: Buffer[] = [];

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createEnvelope, generateSecretKey, KIND } from '@fed-ai/protocol';
+import { createEnvelope, generateSecretKey, KIND, mulberry32 } from '@fed-ai/protocol';
 import OpenAI from 'openai';
 import { routerConfigSchema } from '../src/config';
 import { RegistrationLimiter } from '../src/registry';
@@ -82,18 +82,6 @@ async function register(r: RunningRouter, body: unknown): Promise<{ status: numb
   });
   const json = (await response.json()) as { error?: { code: string } };
   return { status: response.status, ...(json.error ? { code: json.error.code } : {}) };
-}
-
-/** Deterministic rng (mulberry32) so the probation draws are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 async function askMany(r: RunningRouter, count: number): Promise<number> {
@@ -216,7 +204,7 @@ test('registrations are bounded per source IP per hour, overall per minute, and 
 test('nodes that pass the challenge start on probation and cannot crowd out a proven node', async () => {
   const r = await router(
     { REGISTRATIONS_PER_IP_PER_HOUR: '1000', PROBATION_REQUESTS: '1', MAX_ATTEMPTS: '2' },
-    { rng: seeded(9) },
+    { rng: mulberry32(9) },
   );
   const honest = await double();
   assert.equal((await honest.register(r.url, r.pubkey)).status, 200);

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
+import { generateSecretKey, mulberry32, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
 import {
@@ -254,19 +254,8 @@ const benchPolicy: Policy = policySchema.parse({
   methods: ['pay_invoice', 'get_balance', 'get_info', 'make_invoice'],
 });
 
-// Deterministic pseudo-random (mulberry32), so every run judges the same mix.
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function buildCases(): { state: WalletState; request: PaymentRequest }[] {
-  const random = rng(12);
+  const random = mulberry32(12); // deterministic: every run judges the same mix
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const nowS = 1_796_000_000;
   const methods = [

@@ -1,5 +1,6 @@
 // Runs fuzz targets and tallies per target: inputs, outcomes (acceptances and refusals by reason
 // code), uncaught exceptions and forgeries. Both of the last two must be zero.
+import { mulberry32 } from '@fed-ai/protocol';
 import { relayTarget } from './relay-target';
 import { protocolTargets, type Target } from './targets';
 
@@ -11,18 +12,6 @@ export interface TargetReport {
   forgeries: number;
   /** First few failures, for reproduction. */
   examples: string[];
-}
-
-/** mulberry32: a seeded rng so a run can be repeated. */
-function seededRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function preview(input: unknown): string {
@@ -45,7 +34,7 @@ async function runTarget(target: Target, inputs: number, seed: number): Promise<
     forgeries: 0,
     examples: [],
   };
-  for (const input of target.inputs(inputs, seededRng(seed))) {
+  for (const input of target.inputs(inputs, mulberry32(seed))) {
     report.inputs += 1;
     try {
       const verdict = await target.run(input);

@@ -1,20 +1,13 @@
-// A seeded, deterministic PRNG (mulberry32: 32-bit state, period 2^32, good enough for a
-// simulation's sampling; not for secrets) and the distributions the scenarios use. Same seed, same
+// The distributions the scenarios use, over a seeded PRNG (the protocol's mulberry32; not for
+// secrets). Same seed, same
 // numbers, on every run and platform: only integer ops, Math.imul and fdlibm-backed Math functions.
+
+import { mulberry32 } from '@fed-ai/protocol';
 
 export type Rng = () => number;
 
-/** mulberry32: a uniform draw in [0, 1). */
-export function mulberry32(seed: number): Rng {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The protocol's mulberry32 (one PRNG for simulator, chaos, fuzz and the demo model). */
+export { mulberry32 };
 
 /** Derives an independent stream's seed from a base seed and a label (splitmix32 over FNV-1a). */
 export function deriveSeed(seed: number, label: string): number {

@@ -1,6 +1,7 @@
 // The pure core of `fedai chaos`: the seeded fault schedule, reading a client's answer (its request
 // id and signed cost), reconciling the tab's charges with the answers the clients received, the
 // checks and the report (JSON and Markdown). No I/O here; chaos.ts is the shell.
+import { mulberry32 } from '@fed-ai/protocol';
 
 export const FAULT_KINDS = [
   'kill-restart',
@@ -42,24 +43,12 @@ export interface PlanOptions {
   postgres?: boolean;
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). Same seed, same sequence. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Most faults one plan holds (a bound on the schedule, whatever the options). */
 const MAX_FAULTS = 10_000;
 
 /** The fault schedule: a fault every minGapMs..maxGapMs, kind and target drawn from the seed. */
 export function planFaults(options: PlanOptions): Fault[] {
-  const random = seededRandom(options.seed);
+  const random = mulberry32(options.seed);
   const between = (low: number, high: number) => Math.round(low + random() * (high - low));
   const pick = <T>(items: readonly T[]): T =>
     items[Math.min(items.length - 1, Math.floor(random() * items.length))]!;
