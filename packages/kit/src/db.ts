@@ -113,7 +113,11 @@ export function isDatabaseUnreachable(error: unknown): boolean {
   if (typeof code === 'string' && (UNREACHABLE_ERRNOS.has(code) || UNREACHABLE_SQLSTATES.has(code)))
     return true;
   if (typeof code === 'string' && /^08[0-9A-Z]{3}$/.test(code)) return true;
-  return typeof message === 'string' && /^Connection terminated/.test(message);
+  // pg's own words for a cut connection (no code): while a query ran, and for a client used after.
+  return (
+    typeof message === 'string' &&
+    (/^Connection terminated/.test(message) || /^Client has encountered a connection error/.test(message))
+  );
 }
 
 /** An unreachable server becomes DATABASE_UNAVAILABLE (a 503 with a reason), anything else as it was. */
@@ -157,6 +161,14 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
       const client = await pool.connect().catch((error: unknown) => {
         throw classified(error);
       });
+      // A connection the server cuts while this transaction holds it (between statements) emits
+      // 'error' on the client, not the pool: unhandled, that would crash the process. The next
+      // statement fails on it, and the broken client is destroyed at release.
+      let cut: Error | undefined;
+      const onCut = (error: Error) => {
+        cut = error;
+      };
+      client.on('error', onCut);
       // A connection whose ROLLBACK failed is in an unknown state: destroy it, do not reuse it.
       let broken: Error | undefined;
       try {
@@ -170,7 +182,8 @@ async function openPostgres(url: string, maxConnections: number): Promise<Db> {
         });
         throw classified(error);
       } finally {
-        client.release(broken);
+        client.off('error', onCut);
+        client.release(broken ?? cut);
       }
     },
     async close() {

@@ -317,6 +317,23 @@ describe('postgres server (startPostgres)', () => {
       const rows = await db.query<{ v: number }>('SELECT v FROM kept');
       assert.deepEqual(rows.rows, [{ v: 7 }]);
       assert.ok(existsSync(own.dataDir));
+      // A crash while a transaction holds its connection between statements: the cut connection's
+      // 'error' must not crash the process (chaos found that), and the transaction fails with the reason.
+      let holding!: () => void;
+      const held = new Promise<void>((resolve) => {
+        holding = resolve;
+      });
+      const tx = db.transaction(async (q) => {
+        await q.query('INSERT INTO kept VALUES (8)');
+        holding();
+        await new Promise((resolve) => setTimeout(resolve, 1_500));
+        await q.query('INSERT INTO kept VALUES (9)');
+      });
+      await held;
+      await own.restart(100);
+      await assert.rejects(tx, (e: unknown) => (e as { code?: string }).code === 'DATABASE_UNAVAILABLE');
+      const after = await db.query<{ v: number }>('SELECT v FROM kept ORDER BY v');
+      assert.deepEqual(after.rows, [{ v: 7 }], 'the cut transaction left nothing');
     } finally {
       await db.close();
       await own.stop();

@@ -59,6 +59,10 @@ test('isDatabaseUnreachable: connection errors and shutdown states, not statemen
   for (const code of ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '08006', '08001'])
     assert.equal(isDatabaseUnreachable(withCode(code)), true, code);
   assert.equal(isDatabaseUnreachable(new Error('Connection terminated unexpectedly')), true);
+  assert.equal(
+    isDatabaseUnreachable(new Error('Client has encountered a connection error and is not queryable')),
+    true,
+  );
   for (const code of ['23505', '40001', '42P01', '22003'])
     assert.equal(isDatabaseUnreachable(withCode(code)), false, code);
   assert.equal(isDatabaseUnreachable(new Error('syntax error')), false);
