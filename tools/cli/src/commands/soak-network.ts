@@ -4,12 +4,20 @@
 // verify route. Shared by soak.ts and chaos.ts.
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import { loadOrCreateKeyFile, readReadyFile } from '@fed-ai/kit';
+import { readReadyFile } from '@fed-ai/kit';
 import { createNip98Header, publicKeyOf } from '@fed-ai/protocol';
 import { z } from 'zod';
 import { EXIT, fail } from '../output';
 import { parseAnswer } from './chaos-core';
 import { ensureApiKey } from './devnet-key';
+import {
+  networkKeys,
+  nodeSpec,
+  relaySpec,
+  routerSpec,
+  settlementSpec,
+  walletFleetSpec,
+} from './network-specs';
 import type { LedgerCheck } from './soak-core';
 import { resolveModel, sleep, type superviseNetwork, waitFor } from './up';
 
@@ -74,12 +82,7 @@ export async function startNetwork(
     databaseUrls?: { router: string; settlement: string; walletFleet: string };
   } = {},
 ): Promise<Network> {
-  const key = (name: string) => loadOrCreateKeyFile(resolve(dir, `${name}.key`));
-  const operator = key('operator');
-  const routerKey = key('router');
-  const settlementKey = key('settlement');
-  const fleetKey = key('wallet-fleet');
-  const ownerKey = key('owner');
+  const keys = networkKeys(dir);
   const model = await resolveModel(modelFlag, dir);
   const started: { name: string; url: string }[] = [];
   const start = async (spec: Parameters<Launch>[0]) => {
@@ -87,104 +90,41 @@ export async function startNetwork(
     started.push({ name: spec.name, url: s.url });
     return s;
   };
-
-  const relay = await start({
-    service: 'relay',
-    name: 'relay',
-    portVar: 'RELAY_PORT',
-    preferredPort: await freePort(),
-    env: { RELAY_HOST: '127.0.0.1' },
-    timeoutMs: 30_000,
-  });
-  const settlement = await start({
-    service: 'settlement',
-    name: 'settlement',
-    portVar: 'SETTLEMENT_PORT',
-    preferredPort: await freePort(),
-    env: {
-      SETTLEMENT_HOST: '127.0.0.1',
-      SETTLEMENT_KEY_FILE: resolve(dir, 'settlement.key'),
-      CREATE_KEY: 'true',
-      SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
-      SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
-      SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey.secretKey),
-      FAUCET: 'true',
-      DATA_DIR: resolve(dir, 'settlement'),
-      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.settlement } : {}),
-    },
-    identity: { path: '/v1/info', pubkey: publicKeyOf(settlementKey.secretKey) },
-    timeoutMs: 60_000,
-  });
-  const routerPubkey = publicKeyOf(routerKey.secretKey);
-  const router = await start({
-    service: 'router',
-    name: 'router',
-    portVar: 'ROUTER_PORT',
-    preferredPort: await freePort(),
-    env: {
-      ROUTER_HOST: '127.0.0.1',
-      ROUTER_KEY_FILE: resolve(dir, 'router.key'),
-      CREATE_KEY: 'true',
-      ROUTER_NAME: 'fedai-soak',
-      OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
-      ALLOW_PRIVATE_ENDPOINTS: 'true',
-      DATA_DIR: resolve(dir, 'router'),
-      RELAY_URLS: relay.url,
-      SETTLEMENT_URL: options.routerSettlementUrl
-        ? await options.routerSettlementUrl(settlement.url)
-        : settlement.url,
-      L402_ENABLED: 'true',
-      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.router } : {}),
-      ...options.routerEnv,
-    },
-    identity: { path: '/v1/router', pubkey: routerPubkey },
-    timeoutMs: 60_000,
-  });
-  const fleet = start({
-    service: 'wallet-fleet',
-    name: 'wallet-fleet',
-    portVar: 'WALLET_FLEET_PORT',
-    preferredPort: await freePort(),
-    env: {
-      WALLET_FLEET_HOST: '127.0.0.1',
-      WALLET_FLEET_KEY_FILE: resolve(dir, 'wallet-fleet.key'),
-      CREATE_KEY: 'true',
-      FLEET_OWNER_PUBKEYS: publicKeyOf(ownerKey.secretKey),
-      RELAY_URLS: relay.url,
-      SETTLEMENT_URL: settlement.url,
-      DATA_DIR: resolve(dir, 'wallet-fleet'),
-      ...(options.databaseUrls ? { DATABASE_URL: options.databaseUrls.walletFleet } : {}),
-    },
-    identity: { path: '/v1/info', pubkey: publicKeyOf(fleetKey.secretKey) },
-    timeoutMs: 60_000,
-  });
+  const db = options.databaseUrls;
+  const relay = await start(relaySpec(await freePort()));
+  const settlement = await start(
+    settlementSpec(dir, keys, await freePort(), db ? { DATABASE_URL: db.settlement } : {}),
+  );
+  const routerPubkey = publicKeyOf(keys.router);
+  const router = await start(
+    routerSpec(
+      dir,
+      keys,
+      await freePort(),
+      {
+        relay: relay.url,
+        settlement: options.routerSettlementUrl
+          ? await options.routerSettlementUrl(settlement.url)
+          : settlement.url,
+      },
+      { ROUTER_NAME: 'fedai-soak', ...(db ? { DATABASE_URL: db.router } : {}), ...options.routerEnv },
+    ),
+  );
+  const fleet = start(
+    walletFleetSpec(
+      dir,
+      keys,
+      await freePort(),
+      { relay: relay.url, settlement: settlement.url },
+      db ? { DATABASE_URL: db.walletFleet } : {},
+    ),
+  );
   step(`starting node-1 and node-2 (${model.label})`);
   const ports = [await freePort(), await freePort()];
   await Promise.all(
-    ports.map((preferredPort, index) => {
-      const name = `node-${index + 1}`;
-      const nodeKey = key(name);
-      return start({
-        service: 'node',
-        name,
-        portVar: 'NODE_PORT',
-        preferredPort,
-        env: {
-          NODE_HOST: '127.0.0.1',
-          NODE_KEY_FILE: resolve(dir, `${name}.key`),
-          CREATE_KEY: 'true',
-          ROUTER_URLS: router.url,
-          ROUTER_PUBKEYS: routerPubkey,
-          DATA_DIR: resolve(dir, name),
-          PRICE_INPUT_MSAT_PER_1K: String(1000 + index * 200),
-          PRICE_OUTPUT_MSAT_PER_1K: String(2000 + index * 400),
-          HEARTBEAT_INTERVAL_S: '5',
-          ...model.env,
-        },
-        identity: { path: '/v1/info', pubkey: publicKeyOf(nodeKey.secretKey) },
-        timeoutMs: 180_000,
-      });
-    }),
+    ports.map((port, index) =>
+      start(nodeSpec(dir, index, port, { url: router.url, pubkey: routerPubkey }, model.env, 180_000)),
+    ),
   );
   await fleet;
   step('waiting for the nodes to register with the router');
@@ -192,13 +132,13 @@ export async function startNetwork(
     const list = (await (await fetch(`${router.url}/v1/models`)).json()) as { data?: { id: string }[] };
     return (list.data ?? []).filter((m) => m.id === model.id).length > 0;
   }, 60_000);
-  const { key: apiKey } = await ensureApiKey(dir, router.url, operator.secretKey);
+  const { key: apiKey } = await ensureApiKey(dir, router.url, keys.operator);
   const net: Network = {
     routerUrl: router.url,
     settlementUrl: settlement.url,
     apiKey,
     model: model.id,
-    operatorKey: operator.secretKey,
+    operatorKey: keys.operator,
     services: started.map((s) => {
       const ready = readReadyFile(resolve(dir, 'run', `${s.name}.ready.json`));
       if (!ready) throw new Error(`${s.name}: its ready file is gone`);

@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { EXIT_PORT_IN_USE, loadOrCreateKeyFile, type ReadyFacts, readReadyFile } from '@fed-ai/kit';
+import { EXIT_PORT_IN_USE, type ReadyFacts, readReadyFile } from '@fed-ai/kit';
 import { publicKeyOf } from '@fed-ai/protocol';
 import { FedAiClient } from '@fed-ai/sdk';
 import { type Devnet, dataDir, devnetPath, readDevnet } from '../devnet-file';
@@ -11,6 +11,14 @@ import { bold, cyan, dim, EXIT, fail, green, yellow } from '../output';
 import { REPO_ROOT, type ServiceName, type SpawnedService, spawnService, tsxImport } from '../services';
 import { ensureApiKey } from './devnet-key';
 import { setupDemoAgent } from './devnet-wallet';
+import {
+  networkKeys,
+  nodeSpec,
+  relaySpec,
+  routerSpec,
+  settlementSpec,
+  walletFleetSpec,
+} from './network-specs';
 
 export interface UpOptions {
   detach?: boolean;
@@ -48,123 +56,45 @@ export async function up(options: UpOptions): Promise<void> {
   const started = Date.now();
   const { logsDir, launch, stopAll, step } = superviseNetwork(dir);
   try {
-    const operator = loadOrCreateKeyFile(resolve(dir, 'operator.key'));
-    const routerKey = loadOrCreateKeyFile(resolve(dir, 'router.key'));
-    const settlementKey = loadOrCreateKeyFile(resolve(dir, 'settlement.key'));
-    const fleetKey = loadOrCreateKeyFile(resolve(dir, 'wallet-fleet.key'));
-    const ownerKey = loadOrCreateKeyFile(resolve(dir, 'owner.key'));
+    const keys = networkKeys(dir);
     const model = await resolveModel(options.model, dir);
     if (model.demo) process.stdout.write(`${yellow('note:')} ${DEMO_NOTICE}\n`);
 
-    const relay = await launch({
-      service: 'relay',
-      name: 'relay',
-      portVar: 'RELAY_PORT',
-      preferredPort: PREFERRED_PORTS.relay,
-      env: { RELAY_HOST: '127.0.0.1' },
-      timeoutMs: 30_000,
-    });
-    const relayUrl = relay.url;
-
-    const settlement = await launch({
-      service: 'settlement',
-      name: 'settlement',
-      portVar: 'SETTLEMENT_PORT',
-      preferredPort: PREFERRED_PORTS.settlement,
-      env: {
-        SETTLEMENT_HOST: '127.0.0.1',
-        SETTLEMENT_KEY_FILE: resolve(dir, 'settlement.key'),
-        CREATE_KEY: 'true',
-        SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey.secretKey),
-        SETTLEMENT_OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
-        // The wallet fleet banks here (its account: /v1/account/*).
-        SETTLEMENT_WALLET_PUBKEYS: publicKeyOf(fleetKey.secretKey),
-        FAUCET: 'true',
-        // Payouts on a local network: at once, from 1 sat, to wallets on 127.0.0.1 (production
-        // holds charges back for the dispute window and pays from 100 sat).
-        PAYOUT_HOLD_BACK_S: '0',
-        PAYOUT_THRESHOLD_MSAT: '1000',
-        PAYOUT_MIN_FEE_MSAT: '0',
-        PAYOUT_ALLOW_PRIVATE: 'true',
-        DATA_DIR: resolve(dir, 'settlement'),
-      },
-      describe: 'ledger, internal Lightning, devnet faucet',
-      identity: { path: '/v1/info', pubkey: publicKeyOf(settlementKey.secretKey) },
-      timeoutMs: 60_000,
-    });
-    const settlementUrl = settlement.url;
-
-    const routerPubkey = publicKeyOf(routerKey.secretKey);
-    const router = await launch({
-      service: 'router',
-      name: 'router',
-      portVar: 'ROUTER_PORT',
-      preferredPort: PREFERRED_PORTS.router,
-      env: {
-        ROUTER_HOST: '127.0.0.1',
-        ROUTER_KEY_FILE: resolve(dir, 'router.key'),
-        CREATE_KEY: 'true',
-        ROUTER_NAME: 'fedai-devnet',
-        OPERATOR_PUBKEYS: publicKeyOf(operator.secretKey),
-        ALLOW_PRIVATE_ENDPOINTS: 'true',
-        DATA_DIR: resolve(dir, 'router'),
-        RELAY_URLS: relayUrl,
-        SETTLEMENT_URL: settlementUrl,
-        // Pay per request with no account: a request without credentials gets an L402 challenge.
-        L402_ENABLED: 'true',
-      },
-      identity: { path: '/v1/router', pubkey: routerPubkey },
-      timeoutMs: 60_000,
-    });
-    const routerUrl = router.url;
+    const relayUrl = (await launch(relaySpec(PREFERRED_PORTS.relay))).url;
+    const settlementUrl = (
+      await launch(
+        settlementSpec(dir, keys, PREFERRED_PORTS.settlement, {
+          // Payouts on a local network: at once, from 1 sat, to wallets on 127.0.0.1 (production
+          // holds charges back for the dispute window and pays from 100 sat).
+          PAYOUT_HOLD_BACK_S: '0',
+          PAYOUT_THRESHOLD_MSAT: '1000',
+          PAYOUT_MIN_FEE_MSAT: '0',
+          PAYOUT_ALLOW_PRIVATE: 'true',
+        }),
+      )
+    ).url;
+    const urls = { relay: relayUrl, settlement: settlementUrl };
+    const routerPubkey = publicKeyOf(keys.router);
+    const routerUrl = (await launch(routerSpec(dir, keys, PREFERRED_PORTS.router, urls))).url;
 
     // The wallet fleet starts while the nodes load their model.
-    const fleetStart = launch({
-      service: 'wallet-fleet',
-      name: 'wallet-fleet',
-      portVar: 'WALLET_FLEET_PORT',
-      preferredPort: PREFERRED_PORTS.walletFleet,
-      env: {
-        WALLET_FLEET_HOST: '127.0.0.1',
-        WALLET_FLEET_KEY_FILE: resolve(dir, 'wallet-fleet.key'),
-        CREATE_KEY: 'true',
-        FLEET_OWNER_PUBKEYS: publicKeyOf(ownerKey.secretKey),
-        RELAY_URLS: relayUrl,
-        SETTLEMENT_URL: settlementUrl,
-        DATA_DIR: resolve(dir, 'wallet-fleet'),
-      },
-      describe: 'agent wallets over Nostr Wallet Connect',
-      identity: { path: '/v1/info', pubkey: publicKeyOf(fleetKey.secretKey) },
-      timeoutMs: 60_000,
-    });
+    const fleetStart = launch(walletFleetSpec(dir, keys, PREFERRED_PORTS.walletFleet, urls));
 
     // Both nodes load their model at the same time; each reports once loaded and listening.
     step(`starting node-1 and node-2 (${model.label})`);
     const nodeStarts = [PREFERRED_PORTS.node1, PREFERRED_PORTS.node2].map((preferredPort, index) => {
-      const name = `node-${index + 1}`;
-      const key = loadOrCreateKeyFile(resolve(dir, `${name}.key`));
-      return launch({
-        service: 'node',
-        name,
-        portVar: 'NODE_PORT',
+      const spec = nodeSpec(
+        dir,
+        index,
         preferredPort,
-        env: {
-          NODE_HOST: '127.0.0.1',
-          NODE_KEY_FILE: resolve(dir, `${name}.key`),
-          CREATE_KEY: 'true',
-          ROUTER_URLS: routerUrl,
-          ROUTER_PUBKEYS: routerPubkey,
-          DATA_DIR: resolve(dir, name),
-          PRICE_INPUT_MSAT_PER_1K: String(1000 + index * 200),
-          PRICE_OUTPUT_MSAT_PER_1K: String(2000 + index * 400),
-          HEARTBEAT_INTERVAL_S: '5',
-          ...model.env,
-        },
-        identity: { path: '/v1/info', pubkey: publicKeyOf(key.secretKey) },
-        timeoutMs: (options.readyTimeoutS ?? 180) * 1000,
-        // Both load at once: one progress line is enough.
-        ...(index === 0 ? { progress: 'loading the model on the nodes' } : {}),
-      }).then((started) => ({ name, url: started.url, pubkey: started.pubkey ?? '' }));
+        { url: routerUrl, pubkey: routerPubkey },
+        model.env,
+        (options.readyTimeoutS ?? 180) * 1000,
+      );
+      // Both load at once: one progress line is enough.
+      return launch(index === 0 ? { ...spec, progress: 'loading the model on the nodes' } : spec).then(
+        (started) => ({ name: spec.name, url: started.url, pubkey: started.pubkey ?? '' }),
+      );
     });
     const nodes: Devnet['nodes'] = await Promise.all(nodeStarts);
     step('waiting for nodes to register with the router');
@@ -173,16 +103,16 @@ export async function up(options: UpOptions): Promise<void> {
       return (list.data ?? []).some((m) => m.id === model.id);
     }, 60_000);
 
-    const { key: apiKey, minted } = await ensureApiKey(dir, routerUrl, operator.secretKey);
+    const { key: apiKey, minted } = await ensureApiKey(dir, routerUrl, keys.operator);
     if (minted) step('created an API key (none was saved, or the router refused the saved one)');
     const balanceMsat = await fundFromFaucet(routerUrl, apiKey);
     const fleet = await fleetStart;
     const agent = await setupDemoAgent({
       dir,
       fleetUrl: fleet.url,
-      fleetPubkey: publicKeyOf(fleetKey.secretKey),
+      fleetPubkey: publicKeyOf(keys.fleet),
       relayUrl,
-      ownerKey: ownerKey.secretKey,
+      ownerKey: keys.owner,
       routerUrl,
       apiKey,
     });
