@@ -33,6 +33,8 @@ export interface ConfigLayerOptions {
   cwd?: string;
   /** Command-line values (the CLI's flags): they beat everything. */
   flags?: Record<string, string | undefined>;
+  /** Skip fedai.toml keys outside `keys` instead of refusing them (a reader of a few settings: doctor). */
+  ignoreUnknownKeys?: boolean;
 }
 
 const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
@@ -58,12 +60,35 @@ export function layeredConfig(
   };
   for (const file of configFiles(env, options.cwd ?? process.cwd())) {
     const fromFile =
-      file.kind === 'toml' ? readToml(file.path, section, known) : readDotenv(file.path, known);
+      file.kind === 'toml'
+        ? readToml(file.path, section, known, options.ignoreUnknownKeys ?? false)
+        : readDotenv(file.path, known);
     for (const [key, value] of Object.entries(fromFile.values)) put(key, value, fromFile.source);
   }
   for (const [key, value] of Object.entries(env)) put(key, value, 'environment');
   for (const [key, value] of Object.entries(options.flags ?? {})) put(key, value, 'command line');
   return { values, sources };
+}
+
+/** The sections fedai.toml (or a FEDAI_CONFIG .toml) has: the services configured here. */
+export function configFileSections(options: Omit<ConfigLayerOptions, 'flags'> = {}): ConfigSection[] {
+  const sections = new Set<ConfigSection>();
+  for (const file of configFiles(options.env ?? process.env, options.cwd ?? process.cwd())) {
+    if (file.kind !== 'toml') continue;
+    let doc: Record<string, unknown>;
+    try {
+      doc = parseToml(readText(file.path)) as Record<string, unknown>;
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      throw new ConfigError(
+        'FEDAI_CONFIG',
+        `config error: ${basename(file.path)} is not valid TOML — fix the syntax`,
+      );
+    }
+    for (const key of Object.keys(doc))
+      if ((CONFIG_SECTIONS as readonly string[]).includes(key)) sections.add(key as ConfigSection);
+  }
+  return [...sections];
 }
 
 /** Lowest precedence first: fedai.toml, then .env (or only the FEDAI_CONFIG file). */
@@ -112,7 +137,7 @@ function readDotenv(path: string, known: ReadonlySet<string>) {
   return { values, source: name };
 }
 
-function readToml(path: string, section: ConfigSection, known: ReadonlySet<string>) {
+function readToml(path: string, section: ConfigSection, known: ReadonlySet<string>, ignoreUnknown: boolean) {
   const name = basename(path);
   let doc: Record<string, unknown>;
   try {
@@ -140,6 +165,7 @@ function readToml(path: string, section: ConfigSection, known: ReadonlySet<strin
   const table = (doc[section] ?? {}) as Record<string, unknown>;
   const values: Record<string, string> = {};
   for (const [key, value] of Object.entries(table)) {
+    if (!known.has(key) && ignoreUnknown) continue;
     if (!known.has(key))
       throw new ConfigError(
         key,

@@ -1,5 +1,5 @@
 // What every service entry point and start function shares: its identity key and its lifecycle.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, relative, resolve, sep } from 'node:path';
 import { FedAiError, parseSecretKey, type ReplayStore, verifyNip98 } from '@fed-ai/protocol';
 import type { FastifyRequest } from 'fastify';
@@ -15,6 +15,7 @@ import {
   supervisorEnvSchema,
   writeReadyFile,
 } from './ready-file';
+import { type StartProblem, secretFiles, startProblemLine, unsafeStartProblems } from './safe-start';
 
 /**
  * A start failure an operator can fix: an UPPER_SNAKE code, what is wrong (naming the variable or
@@ -240,7 +241,31 @@ const startEnvSchema = supervisorEnvSchema.extend({
   /** Allow creating a missing, explicitly named key file (a new identity). */
   CREATE_KEY: bool.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+  /** `production` refuses devnet conveniences at start (safe-start.ts, docs/security.md "Safe start"). */
+  FEDAI_ENV: z.enum(['development', 'production']).default('development'),
+  /** Production only: keep the embedded PGlite database instead of DATABASE_URL (one process, one machine). */
+  ALLOW_EMBEDDED_DB: bool.default(false),
 });
+
+/**
+ * The unsafe settings of `service` (safe-start.ts) with the permission bits of the secret files
+ * it would read, taken from the disk now. `settings`: a parsed config or raw values by variable.
+ */
+export function safeStartProblems(
+  service: string,
+  settings: Readonly<Record<string, unknown>>,
+): StartProblem[] {
+  const fileModes = new Map<string, number>();
+  for (const file of secretFiles(service, settings)) {
+    try {
+      const stat = statSync(resolve(file.path));
+      if (stat.isFile()) fileModes.set(file.path, stat.mode & 0o777);
+    } catch {
+      // Missing or unreadable: start itself says so (KEY_FILE_MISSING, CONFIG_INVALID).
+    }
+  }
+  return unsafeStartProblems({ service, settings, fileModes });
+}
 
 export interface RunServiceOptions<C> {
   /**
@@ -288,6 +313,13 @@ export async function runService<
     process.stderr.write(`${name} failed to start: ${line}\n`);
     process.exit(code);
   };
+  // Fail closed before anything is opened: one line for the first unsafe setting.
+  const unsafe = safeStartProblems(name, { ...config, ...supervisor });
+  if (unsafe[0])
+    fail(
+      `${startProblemLine(unsafe[0])}${unsafe.length > 1 ? ` (and ${unsafe.length - 1} more: fedai doctor lists them)` : ''}`,
+      1,
+    );
   const dataDir = options.dataDir ? String(config[options.dataDir]) : undefined;
   let lock: { release(): void } | null = null;
   if (dataDir) {

@@ -4,7 +4,7 @@
 // spend-budget.ts). Records are cached per replica for cacheTtlMs: the bound within which a
 // revocation or a changed limit reaches every replica.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Db } from '@fed-ai/kit';
+import type { Db, JobHeartbeats } from '@fed-ai/kit';
 import { FedAiError } from '@fed-ai/protocol';
 import { z } from 'zod';
 import { type KeyLimiter, type LimitResult, SharedKeyLimiter } from './key-limits';
@@ -65,6 +65,8 @@ export interface ApiKeysOptions {
   /** Lifetime of a parallel slot without renewal (key-limits.ts). */
   slotLeaseMs?: number;
   onError?: (error: unknown) => void;
+  /** Heartbeats of the limiter's background writes (job-heartbeat.ts). */
+  jobs?: JobHeartbeats;
 }
 
 export class ApiKeys {
@@ -79,7 +81,10 @@ export class ApiKeys {
   ) {
     this.budgets = new SpendBudgets(db);
     this.cacheTtlMs = options.cacheTtlMs ?? 10_000;
-    const onError = options.onError ? { onError: options.onError } : {};
+    const onError = {
+      ...(options.onError ? { onError: options.onError } : {}),
+      ...(options.jobs ? { jobs: options.jobs } : {}),
+    };
     // Embedded PGlite belongs to this process alone: its limits can live in memory. On PostgreSQL
     // other replicas may share the keys, so the limits live in the database.
     this.limiter =

@@ -9,6 +9,7 @@ import {
   type GenerationParams,
 } from './dispatch';
 import type { Payments } from './payments';
+import { failedEntry, type RecentRequests, servedEntry } from './recent-requests';
 import type { Registry } from './registry';
 import { schedule, weightsFor } from './scheduler';
 import type { SpendHold } from './spend-budget';
@@ -20,6 +21,8 @@ export interface ChatContext {
   rng?: () => number;
   /** Federation: serves through a peer router what no local node can (auction + offload). */
   offload?: ((req: ChatRequest, localError: FedAiError) => Promise<ChatOutcome>) | undefined;
+  /** The operator dashboard's ring of recent requests (metadata only). */
+  recent?: RecentRequests | undefined;
 }
 
 /** Local refusals a peer router may still be able to serve. */
@@ -115,6 +118,7 @@ export function modelNotFound(model: string, served: string[]): FedAiError {
 }
 
 export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
+  const startedMs = Date.now();
   const promptTokensEstimate = estimatePromptTokens(req.params.messages);
   let ranked: ReturnType<typeof rankFor>;
   try {
@@ -164,6 +168,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       ...(paid ? { reservedMsat: reservation.amountMsat } : {}),
     });
   } catch (error) {
+    ctx.recent?.add(failedEntry(req.params.model, startedMs, reservation.amountMsat, error));
     // Release failures are healed by the reservation's timeout; the client sees the real error.
     await ctx.payments.release(reservation).catch(() => {});
     await spend?.release().catch(() => {});
@@ -171,6 +176,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   }
   // The charge is exactly what the node signed; dispatch refused any record above the reservation.
   const costMsat = result.record.cost_msat;
+  ctx.recent?.add(servedEntry(req.params.model, startedMs, reservation.amountMsat, result));
   // Charged only after the answer went out (or after the client left and the node signed what it
   // generated up to the cancel): a crash before that leaves the reservation to expire unpaid.
   let settled: Promise<void> | null = null;

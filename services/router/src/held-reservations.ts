@@ -10,7 +10,7 @@
 // per request): they still expire with the timeout.
 import { randomUUID } from 'node:crypto';
 import type { Db, Migration } from '@fed-ai/kit';
-import { migrate } from '@fed-ai/kit';
+import { beating, type JobHeartbeat, type JobHeartbeats, migrate } from '@fed-ai/kit';
 
 const HELD_MIGRATIONS: Migration[] = [
   {
@@ -44,6 +44,8 @@ export interface HeldReservationsOptions {
   now?: () => number;
   onSwept?: (released: number) => void;
   onError?: (error: unknown) => void;
+  /** The beat-and-sweep loop's heartbeat (job `router_held_reservations`). */
+  jobs?: JobHeartbeats;
 }
 
 /** Forgotten ids wait for one DELETE; at most this many before it runs at once. */
@@ -58,6 +60,7 @@ export class HeldReservations {
   private readonly deadAfterMs: number;
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
+  private job: JobHeartbeat | undefined;
   private sweeping: Promise<number> | null = null;
 
   constructor(private readonly options: HeldReservationsOptions) {
@@ -70,15 +73,18 @@ export class HeldReservations {
   async start(): Promise<void> {
     await this.beat();
     await this.sweep();
+    this.job = this.options.jobs?.job('router_held_reservations', { intervalMs: this.beatMs });
     this.timer = setInterval(() => void this.tick(), this.beatMs);
     this.timer.unref();
   }
 
   private async tick(): Promise<void> {
     try {
-      await this.beat();
-      await this.flush();
-      await this.sweep();
+      await beating(this.job, async () => {
+        await this.beat();
+        await this.flush();
+        await this.sweep();
+      });
     } catch (error) {
       this.options.onError?.(error);
     }

@@ -8,7 +8,7 @@
 //   read back at start, so a restart forgets at most the last flush interval's requests.
 // - Bounded: at most MAX_PAYERS payers with a current window; past that, new payers are refused
 //   (fail closed) until old windows age out.
-import type { Db } from '@fed-ai/kit';
+import { beating, type Db, type JobHeartbeats } from '@fed-ai/kit';
 import {
   decideAdmission,
   type KeyLimiter,
@@ -28,6 +28,8 @@ export interface LocalKeyLimiterOptions {
   now?: () => number;
   flushEveryMs?: number;
   onError?: (error: unknown) => void;
+  /** The write-behind's heartbeat (job `router_key_limits_flush`). */
+  jobs?: JobHeartbeats;
 }
 
 export class LocalKeyLimiter implements KeyLimiter {
@@ -51,13 +53,17 @@ export class LocalKeyLimiter implements KeyLimiter {
     this.loaded ??= this.load().catch((error: unknown) => this.options.onError?.(error));
     if (this.timer) return;
     let running = false;
+    const intervalMs = this.options.flushEveryMs ?? FLUSH_EVERY_MS;
+    const job = this.options.jobs?.job('router_key_limits_flush', { intervalMs });
     this.timer = setInterval(() => {
       if (running) return;
       running = true;
-      void this.flush().finally(() => {
-        running = false;
-      });
-    }, this.options.flushEveryMs ?? FLUSH_EVERY_MS);
+      void beating(job, () => this.writeWindows())
+        .catch((error: unknown) => this.options.onError?.(error))
+        .finally(() => {
+          running = false;
+        });
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -102,6 +108,11 @@ export class LocalKeyLimiter implements KeyLimiter {
 
   /** Writes the changed windows (one upsert per FLUSH_BATCH) and drops windows that ended. */
   async flush(): Promise<void> {
+    await this.writeWindows().catch((error: unknown) => this.options.onError?.(error));
+  }
+
+  /** flush's work; throws when the database did not take it (those windows stay dirty). */
+  private async writeWindows(): Promise<void> {
     const nowMs = this.now();
     for (const [id, use] of this.windows)
       if (use.windowStartMs < windowStartOf(nowMs) && !this.parallel.has(id)) this.windows.delete(id);
@@ -132,7 +143,7 @@ export class LocalKeyLimiter implements KeyLimiter {
       ]);
     } catch (error) {
       for (const id of ids) this.dirty.add(id); // written at the next flush
-      this.options.onError?.(error);
+      throw error;
     }
   }
 

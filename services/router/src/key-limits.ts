@@ -12,7 +12,7 @@
 // - The window row is monotone (GREATEST): replica clocks that differ by ε shift a window's edges
 //   by at most ε but never open a second window for the same minute.
 import { randomUUID } from 'node:crypto';
-import type { Db, Queryable } from '@fed-ai/kit';
+import { beating, type Db, type JobHeartbeats, type Queryable } from '@fed-ai/kit';
 
 export const WINDOW_MS = 60_000;
 
@@ -88,6 +88,8 @@ export interface KeyLimiterOptions {
   now?: () => number;
   /** Called when a background write (slot release, renewal, sweep) fails; the lease bounds the harm. */
   onError?: (error: unknown) => void;
+  /** The maintenance pass's heartbeat (job `router_key_limits_maintain`). */
+  jobs?: JobHeartbeats;
 }
 
 /** Most stale rows one sweep deletes (each sweep's cost is bounded; the next one takes the rest). */
@@ -111,16 +113,17 @@ export class SharedKeyLimiter implements KeyLimiter {
   start(): void {
     if (this.timer) return;
     let running = false; // a slow pass is not stacked on by the next tick
-    this.timer = setInterval(
-      () => {
-        if (running) return;
-        running = true;
-        void this.maintain().finally(() => {
+    const intervalMs = Math.max(100, Math.floor(this.options.slotLeaseMs / 3));
+    const job = this.options.jobs?.job('router_key_limits_maintain', { intervalMs });
+    this.timer = setInterval(() => {
+      if (running) return;
+      running = true;
+      void beating(job, () => this.maintainOrThrow())
+        .catch((error: unknown) => this.options.onError?.(error))
+        .finally(() => {
           running = false;
         });
-      },
-      Math.max(100, Math.floor(this.options.slotLeaseMs / 3)),
-    );
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -199,28 +202,28 @@ export class SharedKeyLimiter implements KeyLimiter {
 
   /** One maintenance pass: renew this replica's slots, delete expired slots and old windows. */
   async maintain(): Promise<void> {
+    await this.maintainOrThrow().catch((error: unknown) => this.options.onError?.(error));
+  }
+
+  private async maintainOrThrow(): Promise<void> {
     const nowMs = this.now();
-    try {
-      if (this.held.size > 0)
-        await this.db.query('UPDATE key_slots SET expires_at_ms = $1 WHERE slot_id = ANY($2)', [
-          nowMs + this.options.slotLeaseMs,
-          [...this.held],
-        ]);
-      await this.db.query(
-        `DELETE FROM key_slots WHERE slot_id IN
-           (SELECT slot_id FROM key_slots WHERE expires_at_ms <= $1 LIMIT ${SWEEP_BATCH})`,
-        [nowMs],
-      );
-      // A window older than the current one counts as empty, so its row may go.
-      await this.db.query(
-        `DELETE FROM key_windows WHERE key_id IN
-           (SELECT key_id FROM key_windows WHERE window_start_ms < $1 LIMIT ${SWEEP_BATCH})
-         AND window_start_ms < $1`,
-        [windowStartOf(nowMs) - WINDOW_MS],
-      );
-    } catch (error) {
-      this.options.onError?.(error);
-    }
+    if (this.held.size > 0)
+      await this.db.query('UPDATE key_slots SET expires_at_ms = $1 WHERE slot_id = ANY($2)', [
+        nowMs + this.options.slotLeaseMs,
+        [...this.held],
+      ]);
+    await this.db.query(
+      `DELETE FROM key_slots WHERE slot_id IN
+         (SELECT slot_id FROM key_slots WHERE expires_at_ms <= $1 LIMIT ${SWEEP_BATCH})`,
+      [nowMs],
+    );
+    // A window older than the current one counts as empty, so its row may go.
+    await this.db.query(
+      `DELETE FROM key_windows WHERE key_id IN
+         (SELECT key_id FROM key_windows WHERE window_start_ms < $1 LIMIT ${SWEEP_BATCH})
+       AND window_start_ms < $1`,
+      [windowStartOf(nowMs) - WINDOW_MS],
+    );
   }
 }
 

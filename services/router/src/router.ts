@@ -10,6 +10,7 @@ import {
   createSafeAgent,
   createServer,
   fetchWhenUp,
+  JobHeartbeats,
   type Lookup,
   loadServiceKey,
   openDb,
@@ -33,8 +34,10 @@ import { L402Gate } from './l402';
 import { openAiError } from './openai-errors';
 import { FreePayments, type Payments, SettlementPayments } from './payments';
 import { startProber } from './probes';
+import { RecentRequests } from './recent-requests';
 import { Registry } from './registry';
 import { registerAdminRoutes } from './routes/admin';
+import { registerDashboardRoutes } from './routes/dashboard';
 import { registerDisputeRoutes } from './routes/disputes';
 import { registerNativeRoutes } from './routes/native';
 import { registerOpenAiRoutes } from './routes/openai';
@@ -72,6 +75,7 @@ export async function startRouter(
   await migrateOutbox(db);
   await migrateHeld(db);
   const replayStore = await openReplayStore(db);
+  const jobs = new JobHeartbeats(); // background jobs' heartbeats, exported with the metrics below
   const agent = createSafeAgent({
     allowPrivate: config.ALLOW_PRIVATE_ENDPOINTS,
     connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
@@ -104,8 +108,9 @@ export async function startRouter(
   const reload = setInterval(() => {
     if (reloading) return;
     reloading = true;
-    registry
-      .load()
+    jobs
+      .job('router_nodes_reload', { intervalMs: config.NODE_RELOAD_MS })
+      .run(() => registry.load())
       .catch((error: unknown) => logger.warn({ err: error }, 'nodes reload failed'))
       .finally(() => {
         reloading = false;
@@ -116,6 +121,7 @@ export async function startRouter(
     cacheTtlMs: config.API_KEY_CACHE_TTL_MS,
     slotLeaseMs: config.KEY_SLOT_LEASE_MS,
     onError: (error) => logger.warn({ err: error }, 'key limit write failed'),
+    jobs,
   });
   const dispatcher = new Dispatcher({
     secretKey,
@@ -141,6 +147,7 @@ export async function startRouter(
       logger,
       send: (row) => settlement!.sendOutboxRow(row),
       baseDelayMs: config.OUTBOX_RETRY_MS,
+      jobs,
     });
     held = new HeldReservations({
       db,
@@ -150,6 +157,7 @@ export async function startRouter(
         logger.info({ released }, 'released reservations a stopped router held ahead');
       },
       onError: (error) => logger.warn({ err: error }, 'held reservations: sweep or write failed'),
+      jobs,
     });
     const started = await settlementPayments(config, secretKey, outbox, held, logger);
     settlement = started.payments;
@@ -159,10 +167,12 @@ export async function startRouter(
     // After the outbox's rows exist (they are read from the database): those ids are skipped.
     await held.start();
   } else payments = new FreePayments();
+  const recent = new RecentRequests();
   const ctx: ChatContext = {
     registry,
     dispatcher,
     payments,
+    recent,
     ...(options.rng ? { rng: options.rng } : {}),
   };
 
@@ -170,6 +180,7 @@ export async function startRouter(
   addRawJsonParser(app);
   const metrics = createMetricsRegistry('router');
   addReplayStoreMetrics(metrics, replayStore);
+  jobs.register(metrics);
   new Gauge({
     name: 'fedai_router_nodes_serving',
     help: 'Nodes fresh, healthy and not banned',
@@ -293,6 +304,15 @@ export async function startRouter(
     operators: new Set(config.OPERATOR_PUBKEYS),
     replayStore,
     publicUrl: config.ROUTER_PUBLIC_URL,
+  });
+  registerDashboardRoutes(app, {
+    registry,
+    recent,
+    operators: new Set(config.OPERATOR_PUBKEYS),
+    replayStore,
+    publicUrl: config.ROUTER_PUBLIC_URL,
+    routerPubkey: pubkey,
+    paymentsMode: payments.mode,
   });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });

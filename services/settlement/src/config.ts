@@ -55,6 +55,12 @@ const settlementFields = z.object({
         'expected one of "internal", "lnbits", "lnd", "cln", "nwc" (only "internal" is available without a Lightning node or wallet)',
     })
     .default('internal'),
+  /**
+   * The Bitcoin network the backend's invoices are on. Default `regtest` (a devnet; the internal
+   * backend makes regtest invoices). `mainnet` with the internal backend or FAUCET=true is refused
+   * at start (kit's safe-start.ts: DEVNET_BACKEND_ON_MAINNET, FAUCET_ON_MAINNET).
+   */
+  LIGHTNING_NETWORK: z.enum(['mainnet', 'testnet', 'signet', 'regtest']).default('regtest'),
   /** The LNbits server (required when LIGHTNING_BACKEND=lnbits). */
   LNBITS_URL: httpUrl.optional(),
   /**

@@ -1,6 +1,7 @@
 // `ledger verify` on a schedule, for operators: each run's outcome as metrics, so an alert fires
 // when the books stop balancing (infra/prometheus/alerts.yml, FedaiLedgerUnbalanced). The on-demand
 // route (GET /v1/ledger/verify, `fedai ledger verify`) runs through it too.
+import { beating, type JobHeartbeats } from '@fed-ai/kit';
 import type { LedgerReport } from '@fed-ai/ledger';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
@@ -63,12 +64,14 @@ export class LedgerWatch {
     intervalS: number,
     onError: (error: unknown) => void,
     onProblems: (r: LedgerReport) => void,
+    jobs?: JobHeartbeats,
   ): void {
     if (intervalS <= 0 || this.timer) return;
+    const job = jobs?.job('settlement_ledger_verify', { intervalMs: intervalS * 1000 });
     this.timer = setInterval(() => {
-      this.run()
+      beating(job, () => this.run())
         .then((report) => {
-          if (!report.ok) onProblems(report);
+          if (report && !report.ok) onProblems(report);
         })
         .catch(onError);
     }, intervalS * 1000);

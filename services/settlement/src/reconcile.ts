@@ -25,6 +25,7 @@
 //     (a node's balance holds money that is not settlement's, and fees and channel reserves move
 //     it). The internal backend has no outside balance: the report says so.
 
+import { beating, type JobHeartbeats } from '@fed-ai/kit';
 import type { Ledger } from '@fed-ai/ledger';
 import type { Invoice, LightningBackend } from '@fed-ai/lightning';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -385,11 +386,13 @@ export class Reconciler {
     intervalS: number,
     onError: (error: unknown) => void,
     onReport?: (r: ReconcileReport) => void,
+    jobs?: JobHeartbeats,
   ): void {
     if (intervalS <= 0 || this.timer) return;
+    const job = jobs?.job('settlement_reconcile', { intervalMs: intervalS * 1000 });
     this.timer = setInterval(() => {
-      this.run()
-        .then((report) => onReport?.(report))
+      beating(job, () => this.run())
+        .then((report) => report && onReport?.(report))
         .catch(onError);
     }, intervalS * 1000);
     this.timer.unref();

@@ -3,10 +3,12 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   addReplayStoreMetrics,
+  beating,
   createLogger,
   createMetricsRegistry,
   createSafeAgent,
   type Db,
+  JobHeartbeats,
   loadServiceKey,
   migrate,
   openDb,
@@ -295,15 +297,16 @@ function schedulePayouts(
   payouts: Payouts,
   intervalS: number,
   logger: ReturnType<typeof createLogger>,
+  jobs: JobHeartbeats,
 ): { stop(): Promise<void> } {
   let running: Promise<void> | null = null;
+  const job = intervalS > 0 ? jobs.job('settlement_payouts', { intervalMs: intervalS * 1000 }) : undefined;
   const timer =
     intervalS > 0
       ? setInterval(() => {
           if (running) return;
-          running = payouts
-            .runOnce()
-            .then((outcomes) => {
+          running = beating(job, () => payouts.runOnce())
+            .then((outcomes = []) => {
               const paid = outcomes.filter((o) => o.state === 'succeeded').length;
               if (paid > 0) logger.info({ paid }, 'payouts paid');
             })
@@ -394,6 +397,8 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
 
   const metrics = createMetricsRegistry('settlement');
   addReplayStoreMetrics(metrics, replayStore);
+  const jobs = new JobHeartbeats();
+  jobs.register(metrics);
   const reconciler = new Reconciler(books, ledger, lightning, new ReconcileMetrics(metrics));
   const ledgerWatch = new LedgerWatch(() => verifyLedger(db), metrics);
   const app = createSettlementServer({
@@ -414,14 +419,18 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;
+  const sweepJob = jobs.job('settlement_sweeper', { intervalMs: config.SWEEP_INTERVAL_MS });
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
-    Promise.all([
-      ledger.expirePending(),
-      books.creditSettledTopups(),
-      books.resolvePendingPayments({ olderThanS: PAYMENT_RECOVERY_AFTER_S }),
-    ])
+    sweepJob
+      .run(() =>
+        Promise.all([
+          ledger.expirePending(),
+          books.creditSettledTopups(),
+          books.resolvePendingPayments({ olderThanS: PAYMENT_RECOVERY_AFTER_S }),
+        ]),
+      )
       .catch((error: unknown) => logger.error({ err: error }, 'sweep failed'))
       .finally(() => {
         sweeping = false;
@@ -435,13 +444,15 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       if (report.mismatches.length > 0)
         logger.warn({ mismatches: report.mismatches.map((m) => m.kind) }, 'reconcile found differences');
     },
+    jobs,
   );
   ledgerWatch.schedule(
     config.LEDGER_VERIFY_INTERVAL_S,
     (error) => logger.error({ err: error }, 'ledger verify failed to run'),
     (report) => logger.error({ problems: report.problems.slice(0, 10) }, 'ledger verify found problems'),
+    jobs,
   );
-  const payoutRuns = schedulePayouts(payouts, config.PAYOUT_INTERVAL_S, logger);
+  const payoutRuns = schedulePayouts(payouts, config.PAYOUT_INTERVAL_S, logger, jobs);
   if (config.PAYOUT_HOLD_BACK_S < config.DISPUTE_WINDOW_S)
     logger.warn(
       { holdBackS: config.PAYOUT_HOLD_BACK_S, disputeWindowS: config.DISPUTE_WINDOW_S },

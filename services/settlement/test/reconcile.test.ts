@@ -275,6 +275,10 @@ test('POST /v1/admin/reconcile: operators only, bodies checked, the report answe
     assert.match(metrics, /fedai_reconcile_runs_total\{service="settlement"\} 1/);
     assert.match(metrics, /fedai_reconcile_mismatches_total\{kind="payment_stuck",service="settlement"\} 0/);
     assert.match(metrics, /fedai_lightning_balance_difference_msat\{service="settlement"\} 0/);
+    // Every scheduled job beats (kit's job-heartbeat.ts); reconcile is off here (interval 0).
+    for (const job of ['settlement_sweeper', 'settlement_payouts', 'settlement_ledger_verify'])
+      assert.match(metrics, new RegExp(`fedai_job_overdue\\{job_name="${job}",service="settlement"\\} 0`));
+    assert.doesNotMatch(metrics, /job_name="settlement_reconcile"/);
   } finally {
     await settlement?.close();
     rmSync(dir, { recursive: true, force: true });

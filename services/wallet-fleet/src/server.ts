@@ -16,6 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { WF_ACCOUNTS } from './accounts';
+import { registerFleetDashboardRoutes } from './dashboard-routes';
 import type { Fleet, WalletRow } from './fleet';
 import { setTopup } from './topup';
 
@@ -94,6 +95,7 @@ export function createWalletFleetServer(deps: WalletFleetServerDeps): FastifyIns
   app.get('/ready', async () => ({ ok: true }));
   app.get('/v1/info', async () => ({ pubkey: deps.pubkey }));
   const { fleet } = deps;
+  registerFleetDashboardRoutes(app, deps);
 
   app.register(async (scope) => {
     scope.addHook('onRequest', requireNostrHeader('an owner key'));

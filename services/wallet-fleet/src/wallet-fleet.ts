@@ -6,6 +6,7 @@ import {
   createLogger,
   createMetricsRegistry,
   DbReplayStore,
+  JobHeartbeats,
   loadServiceKey,
   migrate,
   openDb,
@@ -60,6 +61,10 @@ export async function startWalletFleet(
   const backend = options.backend ?? new SettlementAccountBackend({ url: config.SETTLEMENT_URL, secretKey });
   const metrics = createMetricsRegistry('wallet_fleet');
   const fleetMetrics = new FleetMetrics(metrics, db);
+  const jobs = new JobHeartbeats();
+  jobs.register(metrics);
+  const sweepJob = jobs.job('wallet_fleet_sweeper', { intervalMs: config.SWEEP_INTERVAL_MS });
+  const topupJob = jobs.job('wallet_fleet_topups', { intervalMs: config.SWEEP_INTERVAL_MS });
   const fleet = new Fleet(db, ledger, audit, backend, {
     approvalTtlS: config.APPROVAL_TTL_S,
     metrics: fleetMetrics,
@@ -97,13 +102,14 @@ export async function startWalletFleet(
         await nwc.notifyPayment(credited.walletId, credited.paymentHash, 'payment_received');
     await payments.recoverPayments();
     await nwc.recoverRequests(config.PAYMENT_RECOVER_AFTER_S);
-    await runTopups(fleet);
+    await topupJob.run(() => runTopups(fleet));
     fleetMetrics.sweepLastSuccessS.set(Math.floor(Date.now() / 1000));
   };
   const sweeper = setInterval(() => {
     if (sweeping) return;
     sweeping = true;
-    sweep()
+    sweepJob
+      .run(sweep)
       .catch((error: unknown) => logger.error({ err: error }, 'sweep failed'))
       .finally(() => {
         sweeping = false;

@@ -438,8 +438,14 @@ program
 
 program
   .command('doctor')
-  .description('check Node, ports, database, relay, model files, key permissions and clock skew')
+  .description(
+    'check Node, ports, database, relay, model files, key permissions, clock skew and unsafe service settings',
+  )
   .option('--ports <list>', 'ports to check, comma separated (default 7447,7000,7101,7102)')
+  .option(
+    '--services <list>',
+    "services whose settings to check for a safe start (default: fedai.toml's sections, else all but lightning-devnet)",
+  )
   .option('--json', 'machine-readable output')
   .action(async (flags) => (await import('./commands/doctor')).doctor(flags));
 

@@ -13,11 +13,12 @@ before(async () => {
   cli = await builtCli();
 });
 
-function fedai(args: string[], env: Record<string, string>) {
+function fedai(args: string[], env: Record<string, string>, cwd?: string) {
   return spawnSync(process.execPath, [cli, ...args], {
     encoding: 'utf8',
     env: { ...process.env, ...env, NO_COLOR: '1' },
     timeout: 60_000,
+    ...(cwd ? { cwd } : {}),
   });
 }
 
@@ -66,6 +67,68 @@ test('fedai keys new writes an nsec with mode 0600 and keys show prints the npub
     assert.equal((JSON.parse(shown.stdout) as { npub: string }).npub, facts.npub);
     assert.equal(fedai(['keys', 'new', '--file', file], {}).status, 2, 'refuses to overwrite');
     assert.equal(fedai(['no-such-command'], {}).status, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("fedai doctor runs the services' safe-start rules over fedai.toml and the environment, each problem with its code and fix", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fedai-doctor-safe-'));
+  try {
+    const nodeKey = join(dir, 'node.key');
+    writeFileSync(nodeKey, toNsec(generateSecretKey()));
+    chmodSync(nodeKey, 0o644);
+    writeFileSync(
+      join(dir, 'fedai.toml'),
+      [
+        '[router]',
+        'ROUTER_NAME = "ours"', // a setting the rules do not read: skipped, not refused
+        'ALLOW_PRIVATE_ENDPOINTS = true',
+        'DATABASE_URL = "postgres://db.internal/router"',
+        '[settlement]',
+        'FAUCET = true',
+        'LIGHTNING_NETWORK = "mainnet"',
+        '[node]',
+        `NODE_KEY_FILE = "${nodeKey}"`,
+        'ALLOW_EMBEDDED_DB = true',
+        '[relay]',
+      ].join('\n'),
+    );
+    const env = { FEDAI_DATA_DIR: join(dir, 'data'), FEDAI_ENV: 'production', DATABASE_URL: '' };
+    const result = fedai(['doctor', '--json', '--ports', '1'], env, dir);
+    assert.equal(result.status, 4, result.stderr);
+    const findings = JSON.parse(result.stdout) as {
+      check: string;
+      ok: boolean;
+      code?: string;
+      fix?: string;
+    }[];
+    const codes = (service: string) =>
+      findings.filter((f) => f.check === `safe start ${service}` && !f.ok).map((f) => f.code);
+    assert.deepEqual(codes('router'), ['PRIVATE_ADDRESSES_IN_PRODUCTION']);
+    assert.deepEqual(codes('settlement'), [
+      'FAUCET_ON_MAINNET',
+      'DEVNET_BACKEND_ON_MAINNET',
+      'EMBEDDED_DB_IN_PRODUCTION',
+      'FAUCET_IN_PRODUCTION',
+      'DEVNET_BACKEND_IN_PRODUCTION',
+    ]);
+    assert.deepEqual(codes('node'), ['KEY_FILE_UNSAFE']);
+    assert.equal(findings.find((f) => f.code === 'KEY_FILE_UNSAFE')?.fix, `chmod 600 ${nodeKey}`);
+    assert.equal(findings.find((f) => f.check === 'safe start relay')?.ok, true);
+    // Only the sections fedai.toml has: no wallet fleet here.
+    assert.equal(findings.filter((f) => f.check === 'safe start wallet-fleet').length, 0);
+    // --services picks them; a name that is no service is a usage error.
+    const fleet = fedai(['doctor', '--json', '--ports', '1', '--services', 'wallet-fleet'], env, dir);
+    const fleetFindings = JSON.parse(fleet.stdout) as { check: string; code?: string }[];
+    assert.deepEqual(
+      fleetFindings.filter((f) => f.check.startsWith('safe start')).map((f) => f.code),
+      ['EMBEDDED_DB_IN_PRODUCTION'],
+    );
+    assert.equal(fedai(['doctor', '--services', 'routr'], env, dir).status, 2);
+    // The text form prints each with its fix.
+    const text = fedai(['doctor', '--ports', '1'], env, dir);
+    assert.match(text.stdout, /FAIL safe start settlement: FAUCET_ON_MAINNET: .*\n\s+fix: unset FAUCET/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -27,6 +27,10 @@ import {
   verifyL402,
 } from '../../../services/router/src/l402';
 // Route modules are not re-exported by the package index; import the module itself.
+import {
+  nodesQuery as dashboardNodesQuery,
+  requestsQuery as dashboardRequestsQuery,
+} from '../../../services/router/src/routes/dashboard';
 import { clientDisputeSchema } from '../../../services/router/src/routes/disputes';
 import { openAiChatSchema } from '../../../services/router/src/routes/openai';
 import {
@@ -45,6 +49,7 @@ import {
   refundSchema as settlementRefundSchema,
   topupSchema as settlementTopupSchema,
 } from '../../../services/settlement/src/server';
+import { overviewQuery as fleetOverviewQuery } from '../../../services/wallet-fleet/src/dashboard-routes';
 
 export interface Verdict {
   /** 'accepted' or a refusal reason code. */
@@ -310,6 +315,9 @@ function schemaTarget(): Target {
     ['api key create', apiKeyCreateSchema, { name: 'ops', requests_per_min: 60 }],
     ['router tab topup', tabTopupSchema, { amount_msat: 1_000_000 }],
     ['router tab faucet', tabFaucetSchema, { bolt11: BOLT11_EXAMPLE }],
+    ['router dashboard nodes query', dashboardNodesQuery, { limit: '50' }],
+    ['router dashboard requests query', dashboardRequestsQuery, { limit: '100' }],
+    ['fleet dashboard overview query', fleetOverviewQuery, { payments: '50' }],
     ['settlement topup', settlementTopupSchema, { payer: 'key-0001', amount_msat: 1_000_000 }],
     ['settlement faucet', settlementFaucetSchema, { bolt11: BOLT11_EXAMPLE }],
     ['settlement refund', settlementRefundSchema, { payer: 'key-0001', bolt11: BOLT11_EXAMPLE }],

@@ -2,7 +2,17 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import { keyFileProblem, openDb } from '@fed-ai/kit';
+import {
+  CONFIG_SECTIONS,
+  type ConfigSection,
+  configFileSections,
+  isProduction,
+  keyFileProblem,
+  layeredConfig,
+  openDb,
+  SAFE_START_VARIABLES,
+  safeStartProblems,
+} from '@fed-ai/kit';
 import { createNip98Header } from '@fed-ai/protocol';
 import { z } from 'zod';
 import { dataDir, readDevnet } from '../devnet-file';
@@ -14,9 +24,64 @@ interface Finding {
   ok: boolean;
   detail: string;
   fix?: string;
+  /** The UPPER_SNAKE code of a safe-start problem (the one the service itself would stop with). */
+  code?: string;
 }
 
-async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Promise<Finding[]> {
+/** Services whose settings `fedai doctor` checks when not told: the relay has none worth a finding. */
+const SERVICES: readonly ConfigSection[] = CONFIG_SECTIONS.filter((s) => s !== 'cli');
+const DEFAULT_SERVICES = SERVICES.filter((s) => s !== 'lightning-devnet');
+
+/**
+ * The same fail-closed rules every service applies at start (kit's safe-start.ts), over the
+ * settings each service would see here (environment, .env, fedai.toml), one finding per problem.
+ */
+function safeStartFindings(services: readonly ConfigSection[] | undefined): Finding[] {
+  let chosen: readonly ConfigSection[];
+  try {
+    chosen = services ?? (configFileSections().filter((s) => s !== 'cli') as ConfigSection[]);
+  } catch (error) {
+    return [
+      {
+        check: 'config files',
+        ok: false,
+        detail: error instanceof Error ? error.message : String(error),
+        fix: 'fix fedai.toml (or the file FEDAI_CONFIG names)',
+      },
+    ];
+  }
+  if (chosen.length === 0) chosen = DEFAULT_SERVICES;
+  const findings: Finding[] = [];
+  for (const service of chosen) {
+    const check = `safe start ${service}`;
+    let values: Record<string, string | undefined>;
+    try {
+      values = layeredConfig(service, SAFE_START_VARIABLES, { ignoreUnknownKeys: true }).values;
+    } catch (error) {
+      findings.push({
+        check,
+        ok: false,
+        detail: error instanceof Error ? error.message : String(error),
+        fix: 'fix fedai.toml (or the file FEDAI_CONFIG names)',
+      });
+      continue;
+    }
+    const problems = safeStartProblems(service, values);
+    if (problems.length === 0)
+      findings.push({
+        check,
+        ok: true,
+        detail: `no unsafe settings (${isProduction(values) ? 'production' : 'development'} mode)`,
+      });
+    for (const p of problems)
+      findings.push({ check, ok: false, code: p.code, detail: `${p.code}: ${p.message}`, fix: p.fix });
+  }
+  return findings;
+}
+
+async function runDoctor(
+  options: { ports?: number[]; dir?: string; services?: readonly ConfigSection[] } = {},
+): Promise<Finding[]> {
   const dir = options.dir ?? dataDir();
   const findings: Finding[] = [];
   const add = (f: Finding) => findings.push(f);
@@ -122,16 +187,25 @@ async function runDoctor(options: { ports?: number[]; dir?: string } = {}): Prom
         : { fix: 'set FEDAI_MODEL to an existing .gguf file, an hf: URI, or an OpenAI-compatible URL' }),
     });
   }
+  findings.push(...safeStartFindings(options.services));
   return findings;
 }
 
-export async function doctor(flags: { json?: boolean; ports?: string }): Promise<void> {
+export async function doctor(flags: { json?: boolean; ports?: string; services?: string }): Promise<void> {
   const ports = flags.ports?.split(',').map((p) => Number(p.trim()));
   if (ports?.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
     process.stderr.write('--ports must be a comma-separated list of port numbers\n');
     process.exit(EXIT.usage);
   }
-  const findings = await runDoctor(ports ? { ports } : {});
+  const services = flags.services?.split(',').map((s) => s.trim());
+  if (services?.some((s) => !(SERVICES as readonly string[]).includes(s))) {
+    process.stderr.write(`--services must be a comma-separated list of ${SERVICES.join(', ')}\n`);
+    process.exit(EXIT.usage);
+  }
+  const findings = await runDoctor({
+    ...(ports ? { ports } : {}),
+    ...(services ? { services: services as ConfigSection[] } : {}),
+  });
   if (flags.json) printJson(findings);
   else {
     for (const f of findings) {
