@@ -2,6 +2,8 @@
 // web/main.ts by esbuild on the first request for it and kept in memory for the life of the
 // process (one bundle serves every app: the page's data-app attribute picks the pages). The page
 // holds no inline script or style, so the policy below needs no 'unsafe-inline' and no nonce.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sendError } from '@fed-ai/kit';
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -57,9 +59,22 @@ async function buildBundle(): Promise<Bundle> {
   return { js, css };
 }
 
-/** The bundle, built once per process; a failed build is tried again on the next request. */
+/**
+ * A bundle built ahead (container images: tools/containers/src/bundle.mjs writes app.js and
+ * app.css to the folder FEDAI_DASHBOARD_DIR names, since an image has neither web/ nor esbuild).
+ */
+async function prebuiltBundle(dir: string): Promise<Bundle> {
+  const [js, css] = await Promise.all([
+    readFile(join(dir, 'app.js'), 'utf8'),
+    readFile(join(dir, 'app.css'), 'utf8').catch(() => ''),
+  ]);
+  return { js, css };
+}
+
+/** The bundle, built (or read) once per process; a failure is tried again on the next request. */
 function dashboardBundle(): Promise<Bundle> {
-  bundled ??= buildBundle().catch((error: unknown) => {
+  const dir = process.env.FEDAI_DASHBOARD_DIR;
+  bundled ??= (dir ? prebuiltBundle(dir) : buildBundle()).catch((error: unknown) => {
     bundled = null;
     throw error;
   });

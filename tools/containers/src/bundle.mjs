@@ -32,7 +32,9 @@ const EXTERNAL = {
   node: ['node-llama-cpp', 'tsx'],
 };
 /** Optional modules that packages try to load and that are never installed here. */
-const ABSENT = ['pg-native', 'bufferutil', 'utf-8-validate', 'pino-pretty'];
+const ABSENT = ['pg-native', 'bufferutil', 'utf-8-validate', 'pino-pretty', 'esbuild'];
+/** Services that serve the operator dashboard: its script is built here, not in the image. */
+const DASHBOARD = ['router', 'wallet-fleet'];
 export const SERVICES = ['router', 'node', 'settlement', 'relay', 'wallet-fleet', 'lightning-devnet'];
 
 /** Bundles `entry` (a path inside the repository) to `outfile`. */
@@ -106,6 +108,27 @@ function copyPackage(name, fromDir, modulesDir, installed, parentDir) {
   }
 }
 
+/**
+ * The dashboard's browser bundle (app.js, app.css), as packages/dashboard/src/serve.ts builds it
+ * on a developer machine; the image points FEDAI_DASHBOARD_DIR at it.
+ */
+async function bundleDashboard(dir) {
+  await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: ['packages/dashboard/web/main.ts'],
+    outdir: dir,
+    entryNames: 'app',
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2022',
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'error',
+  });
+  if (!existsSync(join(dir, 'app.js'))) throw new Error('dashboard bundle: no app.js');
+}
+
 export async function bundleService(service, outDir) {
   if (!SERVICES.includes(service)) throw new Error(`unknown service ${service} (${SERVICES.join(', ')})`);
   const started = performance.now();
@@ -123,6 +146,7 @@ export async function bundleService(service, outDir) {
       external,
     );
   }
+  if (DASHBOARD.includes(service)) await bundleDashboard(join(outDir, 'dashboard'));
   cpSync(join(root, 'infra/docker/healthcheck.mjs'), join(outDir, 'healthcheck.mjs'));
   if (service === 'lightning-devnet')
     cpSync(join(root, 'infra/docker/devnet-wallets.mjs'), join(outDir, 'devnet-wallets.mjs'));
