@@ -589,6 +589,18 @@ async function main(): Promise<void> {
     );
     await step('Prometheus scrapes every target', prometheusTargets, (d) => d);
     await step(
+      'the operator dashboard is served by the router container (built into the image)',
+      async () => {
+        const js = await fetch(`${ROUTER}/dashboard/app.js`);
+        const body = await js.text();
+        if (js.status !== 200 || body.length < 1_000) throw new Error(`app.js: HTTP ${js.status}`);
+        if (!/default-src 'self'/.test(js.headers.get('content-security-policy') ?? ''))
+          throw new Error('app.js without the dashboard CSP');
+        return body.length;
+      },
+      (bytes) => `app.js ${bytes} bytes`,
+    );
+    await step(
       'restart settlement: nothing lost',
       () => restart('settlement', apiKey, operatorKeyFile),
       (d) => d,
