@@ -1,8 +1,10 @@
 // A fake OpenAI-compatible model server for `pnpm bench:gateway`: answers every
-// POST /v1/chat/completions at once with exactly 16 tokens (JSON, or SSE when `stream: true`, with
-// the usage block when `stream_options.include_usage` is set), and GET /v1/models with one model.
-// Nothing is generated, so what a benchmark measures is the gateway in front of it.
-// Run as its own process: `node --import tsx tools/bench/src/fake-upstream.ts <port>`.
+// POST /v1/chat/completions with exactly 16 tokens (JSON, or SSE when `stream: true`, with the
+// usage block when `stream_options.include_usage` is set), and GET /v1/models with one model.
+// Nothing is generated, so what a benchmark measures is the gateway in front of it. A stream is
+// one write, or with a token interval (`--token-interval-ms`) the first token at once and one
+// token per interval after it, as a model decodes (time to first token is then measurable).
+// Run as its own process: `node --import tsx tools/bench/src/fake-upstream.ts <port> [intervalMs]`.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 
@@ -33,21 +35,44 @@ function promptTokens(body: { messages?: { content?: unknown }[] }): number {
   return (body.messages ?? []).reduce((sum, m) => sum + String(m.content ?? '').split(/\s+/).length + 4, 0);
 }
 
-function sseBody(id: string, created: number, prompt: number, withUsage: boolean): string {
+/** The SSE events of one answer: [head + first token, ...one per later token, tail]. */
+function sseParts(id: string, created: number, prompt: number, withUsage: boolean): string[] {
   const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
     `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: FAKE_MODEL, choices, ...extra })}\n\n`;
-  const parts = [chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }])];
-  for (const token of FAKE_TOKENS)
-    parts.push(chunk([{ index: 0, delta: { content: token }, finish_reason: null }]));
-  parts.push(chunk([{ index: 0, delta: {}, finish_reason: 'stop' }]));
+  const tokens = FAKE_TOKENS.map((token) =>
+    chunk([{ index: 0, delta: { content: token }, finish_reason: null }]),
+  );
+  const head = chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+  const tail = [chunk([{ index: 0, delta: {}, finish_reason: 'stop' }])];
   if (withUsage)
-    parts.push(
+    tail.push(
       chunk([], {
         usage: { prompt_tokens: prompt, completion_tokens: 16, total_tokens: prompt + 16 },
       }),
     );
-  parts.push('data: [DONE]\n\n');
-  return parts.join('');
+  tail.push('data: [DONE]\n\n');
+  return [head + tokens[0], ...tokens.slice(1), tail.join('')];
+}
+
+/** Milliseconds between streamed tokens (0: the whole stream in one write). */
+const TOKEN_INTERVAL_MS = Math.max(0, Number(process.argv[3] ?? 0) || 0);
+
+function writeStream(res: ServerResponse, parts: string[]): void {
+  if (TOKEN_INTERVAL_MS === 0) {
+    res.end(parts.join(''));
+    return;
+  }
+  res.write(parts[0]);
+  let next = 1;
+  const timer = setInterval(() => {
+    if (res.destroyed) return clearInterval(timer);
+    if (next === parts.length - 1) {
+      clearInterval(timer);
+      res.end(parts[next]);
+      return;
+    }
+    res.write(parts[next++]);
+  }, TOKEN_INTERVAL_MS);
 }
 
 async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -61,7 +86,7 @@ async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
   const prompt = promptTokens(body);
   if (body.stream) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    res.end(sseBody(id, created, prompt, body.stream_options?.include_usage === true));
+    writeStream(res, sseParts(id, created, prompt, body.stream_options?.include_usage === true));
     return;
   }
   const answer = JSON.stringify({

@@ -114,9 +114,15 @@ export class Services {
 const agent = () => new Agent({ keepAlive: true, maxSockets: 256 });
 const chatUrl = (base: string) => new URL('/v1/chat/completions', base);
 
-async function startUpstream(services: Services): Promise<{ url: string; service: Service }> {
+async function startUpstream(
+  services: Services,
+  tokenIntervalMs: number,
+): Promise<{ url: string; service: Service }> {
   const port = await freePort();
-  const service = services.start('upstream', 'tools/bench/src/fake-upstream.ts', [String(port)]);
+  const service = services.start('upstream', 'tools/bench/src/fake-upstream.ts', [
+    String(port),
+    String(tokenIntervalMs),
+  ]);
   const url = `http://127.0.0.1:${port}`;
   await waitFor(`${url}/v1/models`);
   return { url, service };
@@ -388,8 +394,13 @@ const STARTERS: Record<
 };
 
 /** Starts the upstream and every chosen path (in parallel); the baseline goes straight to the upstream. */
-export async function startPaths(services: Services, dir: string, names: readonly PathName[]) {
-  const upstream = await startUpstream(services);
+export async function startPaths(
+  services: Services,
+  dir: string,
+  names: readonly PathName[],
+  tokenIntervalMs = 0,
+) {
+  const upstream = await startUpstream(services, tokenIntervalMs);
   const paths = await Promise.all(
     names.map((name) =>
       name === 'baseline'

@@ -12,7 +12,8 @@
 // for paid, after the batch's captures are done).
 // Flags: --rounds N (5) --requests N per batch (256) --concurrency 1,16,64 --modes json,stream
 //        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey (also: fedai-pg-1r,fedai-pg-2r, one and
-//        two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE.
+//        two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE
+//        --token-interval-ms N (0: the fake upstream streams its 16 tokens in one write; N: one every N ms).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +39,8 @@ const { values } = parseArgs({
     modes: { type: 'string', default: 'json,stream' },
     paths: { type: 'string', default: DEFAULT_PATHS.join(',') },
     warmup: { type: 'string', default: '50' },
+    // Streams: ms between the fake upstream's tokens (0: all 16 in one write, the old default).
+    'token-interval-ms': { type: 'string', default: '0' },
     json: { type: 'string' },
   },
 });
@@ -49,6 +52,9 @@ const positive = (name: string, text: string): number => {
 const rounds = positive('rounds', values.rounds);
 const requests = positive('requests', values.requests);
 const warmup = positive('warmup', values.warmup);
+const tokenIntervalMs = Number(values['token-interval-ms']);
+if (!Number.isInteger(tokenIntervalMs) || tokenIntervalMs < 0 || tokenIntervalMs > 1_000)
+  throw new Error('--token-interval-ms must be a whole number from 0 to 1000');
 const levels = values.concurrency.split(',').map((c) => positive('concurrency', c));
 const modes = values.modes.split(',').map((m) => {
   if (m !== 'json' && m !== 'stream') throw new Error('--modes takes json and/or stream');
@@ -117,7 +123,7 @@ async function warmUp(paths: Path[], upstream: Service): Promise<void> {
 }
 
 async function main(services: Services, dir: string): Promise<boolean> {
-  const { upstream, paths } = await startPaths(services, dir, pathNames);
+  const { upstream, paths } = await startPaths(services, dir, pathNames, tokenIntervalMs);
   const paid = paths.find((p) => p.name === 'fedai-paid');
   const startBalance = await paid?.balance?.();
   const loadStart = loadavg();
