@@ -1,16 +1,18 @@
-// Reservations held ahead (reserve-ahead.ts), written down so a router that dies does not leave
-// them locking its payers' balances until settlement's reservation timeout. Each slot's op id is
-// recorded before it is reserved (one multi-row INSERT per refill, off any request's path) and
+// The router's reservations at settlement, written down so a router that dies does not leave
+// them locking its payers' balances until settlement's reservation timeout. A slot held ahead
+// (reserve-ahead.ts) is recorded before it is reserved (one multi-row INSERT per refill, off any
+// request's path); a reservation made on the spot for one request is recorded while its reserve
+// is on its way to settlement (concurrent records share one INSERT), so it adds no wait. Each is
 // forgotten once its fate is durable: released, or its capture in the outbox. Every replica beats
 // in `router_replicas`; the slots of a replica that stopped beating (with PGlite: any other, since
 // only one process can own the data directory) are released by whoever sweeps, except those whose
 // capture or release is in the outbox (that row settles them). A release is idempotent at
 // settlement and does nothing to a reservation already captured, so a row forgotten late is
-// harmless. Reservations made on the spot for one request are not recorded (that would be a write
-// per request): they still expire with the timeout.
+// harmless. A reserve that lands at settlement just before a crash, while its record was still
+// on its way, is left to the timeout.
 import { randomUUID } from 'node:crypto';
 import type { Db, Migration } from '@fed-ai/kit';
-import { beating, type JobHeartbeat, type JobHeartbeats, migrate } from '@fed-ai/kit';
+import { beating, GroupCommit, type JobHeartbeat, type JobHeartbeats, migrate } from '@fed-ai/kit';
 
 const HELD_MIGRATIONS: Migration[] = [
   {
@@ -56,6 +58,10 @@ const SWEEP_LIMIT = 1_000;
 export class HeldReservations {
   readonly replicaId = randomUUID();
   private readonly forgotten = new Set<string>();
+  private readonly spotRecords = new GroupCommit<string, void>(async (ids) => {
+    await this.record(ids);
+    return ids.map(() => ({ ok: true as const, value: undefined }));
+  });
   private readonly beatMs: number;
   private readonly deadAfterMs: number;
   private readonly now: () => number;
@@ -98,6 +104,11 @@ export class HeldReservations {
        SELECT id, $2, $3 FROM unnest($1::text[]) AS id ON CONFLICT (op_id) DO NOTHING`,
       [opIds, this.replicaId, this.now()],
     );
+  }
+
+  /** Records one spot reservation's id; concurrent calls share one INSERT. */
+  recordOne(opId: string): Promise<void> {
+    return this.spotRecords.submit(opId);
   }
 
   /** The slot's fate is durable (released, or its capture in the outbox): its row may go. */

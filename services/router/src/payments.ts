@@ -24,8 +24,8 @@ import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outb
 export interface Reservation {
   opId: string;
   amountMsat: number;
-  /** A slot held ahead (reserve-ahead.ts): its record goes once its fate is durable. */
-  heldAhead?: boolean;
+  /** Written down in held-reservations.ts: its record goes once its fate is durable. */
+  recorded?: boolean;
 }
 
 export interface Payments {
@@ -158,7 +158,7 @@ export class SettlementPayments implements Payments {
             reserve: async (opId, payer, amountMsat) => ({
               balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.background)).balance_msat,
             }),
-            release: (opId) => this.release({ opId, amountMsat: 0, heldAhead: true }),
+            release: (opId) => this.release({ opId, amountMsat: 0, recorded: true }),
             ...(options.held ? { record: (opIds) => options.held!.record(opIds) } : {}),
             ...(options.onError ? { onError: options.onError } : {}),
           })
@@ -288,12 +288,27 @@ export class SettlementPayments implements Payments {
     const slot = input.ahead ? this.ahead?.take(input.payer, amountMsat) : null;
     if (slot) {
       this.reservations.ahead += 1;
-      return { opId: slot.opId, amountMsat: slot.amountMsat, heldAhead: true };
+      return { opId: slot.opId, amountMsat: slot.amountMsat, recorded: true };
     }
     this.reservations.spot += 1;
-    const answer = await this.reserveNow(input.requestId, input.payer, amountMsat, this.spot);
+    // Written down while the reserve travels: a crash after it is released at the next start.
+    const held = this.options.held;
+    const recording = held?.recordOne(input.requestId).then(
+      () => true,
+      (error: unknown) => {
+        this.options.onError?.(error);
+        return false;
+      },
+    );
+    let answer: OpAnswer;
+    try {
+      answer = await this.reserveNow(input.requestId, input.payer, amountMsat, this.spot);
+    } catch (error) {
+      if (await recording) held?.forget(input.requestId); // refused, or released through the outbox
+      throw error;
+    }
     if (input.ahead) this.ahead?.noteBalance(input.payer, amountMsat, answer.balance_msat);
-    return { opId: input.requestId, amountMsat };
+    return { opId: input.requestId, amountMsat, recorded: (await recording) ?? false };
   }
 
   private async reserveNow(
@@ -382,6 +397,6 @@ export class SettlementPayments implements Payments {
 
   /** A slot's capture or release is durable now: its held record may go. */
   private forgetHeld(reservation: Reservation): void {
-    if (reservation.heldAhead) this.options.held?.forget(reservation.opId);
+    if (reservation.recorded) this.options.held?.forget(reservation.opId);
   }
 }

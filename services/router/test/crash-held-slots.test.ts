@@ -138,19 +138,33 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('slots held ahead by a SIGKILLed router are released by the next process at start', async () => {
-  const keyBody = JSON.stringify({ name: 'held', requests_per_min: 1_000, max_parallel: 100 });
+/** A new API key whose tab holds `fundMsat`. */
+async function fundedKey(name: string, fundMsat: number): Promise<{ id: string; key: string }> {
+  const keyBody = JSON.stringify({ name, requests_per_min: 1_000, max_parallel: 100 });
   const created = await call('POST', '/admin/apikeys', operatorAuth('/admin/apikeys', 'POST', keyBody), {
-    name: 'held',
+    name,
     requests_per_min: 1_000,
     max_parallel: 100,
   });
   assert.equal(created.status, 200, JSON.stringify(created.body));
   const key = created.body as { id: string; key: string };
-  const invoice = await call('POST', '/v1/tabs/topup', `Bearer ${key.key}`, { amount_msat: FUND_MSAT });
+  const invoice = await call('POST', '/v1/tabs/topup', `Bearer ${key.key}`, { amount_msat: fundMsat });
   assert.equal(invoice.status, 200, JSON.stringify(invoice.body));
   const paid = await call('POST', '/v1/tabs/faucet', `Bearer ${key.key}`, { bolt11: invoice.body.bolt11 });
   assert.equal(paid.status, 200, JSON.stringify(paid.body));
+  return key;
+}
+
+/** SIGKILLs the router process and waits for it to be gone. */
+async function killRouter(): Promise<void> {
+  const victim = router!;
+  const exited = new Promise((done) => victim.once('exit', done));
+  victim.kill('SIGKILL');
+  await exited;
+}
+
+test('slots held ahead by a SIGKILLed router are released by the next process at start', async () => {
+  const key = await fundedKey('held', FUND_MSAT);
 
   // The first request reserves on the spot and learns the balance; slots are then held ahead.
   assert.equal((await chat(key.key)).status, 200);
@@ -163,10 +177,7 @@ test('slots held ahead by a SIGKILLed router are released by the next process at
   node.tokenDelayMs = 2_000;
   const inFlight = chat(key.key).catch(() => null);
   await waitFor('request at the node', async () => (node.requests >= 2 ? true : undefined));
-  const victim = router!;
-  const exited = new Promise((done) => victim.once('exit', done));
-  victim.kill('SIGKILL');
-  await exited;
+  await killRouter();
   assert.equal(await inFlight, null, 'the in-flight request died with the router');
   node.tokenDelayMs = 5;
   const afterKill = await settlement.books.tab(key.id);
@@ -183,5 +194,31 @@ test('slots held ahead by a SIGKILLed router are released by the next process at
   assert.equal(tab.charges.length, 1);
   // Still serving, with slots again.
   assert.equal((await chat(key.key)).status, 200);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
+
+test('a reservation made on the spot for a request in flight when the router is SIGKILLed is released at the next start', async () => {
+  // 5,000 msat: under 10 x 8 slots of 128 msat, so this payer gets no slots (a reserve per request).
+  const key = await fundedKey('spot', 5_000);
+  node.tokenDelayMs = 2_000;
+  const before = node.requests;
+  const inFlight = chat(key.key).catch(() => null);
+  await waitFor('request at the node', async () => (node.requests > before ? true : undefined));
+  const held = await settlement.books.tab(key.id);
+  assert.ok(
+    held.reserved_msat > 0 && held.reserved_msat < 1_000,
+    `one request's hold: ${held.reserved_msat}`,
+  );
+  await killRouter();
+  assert.equal(await inFlight, null);
+  node.tokenDelayMs = 5;
+  await startRouterProcess();
+  await waitFor('the spot hold released', async () => {
+    const tab = await settlement.books.tab(key.id);
+    return tab.reserved_msat === 0 ? true : undefined;
+  });
+  const tab = await settlement.books.tab(key.id);
+  assert.equal(tab.balance_msat, 5_000, 'nothing charged for the answer that never came');
+  assert.equal(tab.charges.length, 0);
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });
