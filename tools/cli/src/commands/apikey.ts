@@ -31,6 +31,12 @@ const listAnswer = z.looseObject({
   ),
 });
 const revokedAnswer = z.looseObject({ ok: z.literal(true) });
+/** The router answers a budget change with the key's id and budgets (no created_at: not the list's row). */
+const budgetAnswer = z.looseObject({
+  id: z.string(),
+  budget_msat_per_day: z.number().int().nullable().optional(),
+  budget_msat_per_month: z.number().int().nullable().optional(),
+});
 
 async function admin<T>(
   flags: AdminFlags,
@@ -143,7 +149,7 @@ export async function apikeyBudget(
     flags,
     'POST',
     `/admin/apikeys/${encodeURIComponent(id)}/budgets`,
-    listAnswer.shape.keys.element,
+    budgetAnswer,
     body,
   );
   if (flags.json) return printJson(answer);

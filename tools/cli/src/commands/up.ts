@@ -50,7 +50,7 @@ export async function up(options: UpOptions): Promise<void> {
   if (existing && isAlive(existing.pid)) {
     fail('NETWORK_RUNNING', `a network is already running (pid ${existing.pid})`);
   }
-  if (options.detach) return detach(dir, options.routers ?? 1);
+  if (options.detach) return detach(dir, options);
   if ((options.routers ?? 1) > 1) return (await import('./up-federation')).upFederation(options);
 
   const started = Date.now();
@@ -251,18 +251,22 @@ export async function down(): Promise<void> {
   process.stdout.write(`${green('stopped')} the network (pid ${pid}).\n`);
 }
 
-function detach(dir: string, routers: number): void {
+/** The `up` flags the background process gets: every one the caller gave, except --detach. */
+export function detachedArgs(options: UpOptions): string[] {
+  return [
+    'up',
+    '--routers',
+    String(options.routers ?? 1),
+    ...(options.model !== undefined ? ['--model', options.model] : []),
+    ...(options.firstRequest === false ? ['--no-first-request'] : []),
+  ];
+}
+
+function detach(dir: string, options: UpOptions): void {
   const log = openSync(resolve(dir, 'logs-up.log'), 'a');
   const child = spawn(
     process.execPath,
-    [
-      '--import',
-      tsxImport(),
-      resolve(REPO_ROOT, 'tools/cli/src/main.ts'),
-      'up',
-      '--routers',
-      String(routers),
-    ],
+    ['--import', tsxImport(), resolve(REPO_ROOT, 'tools/cli/src/main.ts'), ...detachedArgs(options)],
     {
       cwd: process.cwd(),
       env: process.env,
