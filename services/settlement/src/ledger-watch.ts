@@ -5,8 +5,12 @@ import { beating, type JobHeartbeats } from '@fed-ai/kit';
 import type { LedgerReport } from '@fed-ai/ledger';
 import { Counter, Gauge, type Registry } from 'prom-client';
 
+/** The first scheduled verify runs at most this long after start. */
+const FIRST_RUN_MAX_S = 60;
+
 export class LedgerWatch {
   private timer: NodeJS.Timeout | undefined;
+  private first: NodeJS.Timeout | undefined;
   private current: Promise<LedgerReport> | undefined;
   private readonly ok: Gauge;
   private readonly problems: Gauge;
@@ -22,6 +26,9 @@ export class LedgerWatch {
       help: 'Whether the last ledger verify found the books balanced (1) or not (0)',
       registers: [metrics],
     });
+    // Unknown until the first run (NaN): a 0 here would raise FedaiLedgerUnbalanced at every start
+    // (found by tools/containers/test/prometheus-scrape.test.ts with a real Prometheus).
+    this.ok.set(Number.NaN);
     this.problems = new Gauge({
       name: 'fedai_ledger_verify_problems',
       help: 'Problems the last ledger verify found',
@@ -68,17 +75,22 @@ export class LedgerWatch {
   ): void {
     if (intervalS <= 0 || this.timer) return;
     const job = jobs?.job('settlement_ledger_verify', { intervalMs: intervalS * 1000 });
-    this.timer = setInterval(() => {
+    const tick = () => {
       beating(job, () => this.run())
         .then((report) => {
           if (report && !report.ok) onProblems(report);
         })
         .catch(onError);
-    }, intervalS * 1000);
+    };
+    // A first verdict soon after start, not one interval (15 min by default) later.
+    this.first = setTimeout(tick, Math.min(intervalS, FIRST_RUN_MAX_S) * 1000);
+    this.first.unref();
+    this.timer = setInterval(tick, intervalS * 1000);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.first);
     clearInterval(this.timer);
     this.timer = undefined;
     await this.current?.catch(() => undefined);
