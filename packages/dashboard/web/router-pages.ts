@@ -1,5 +1,7 @@
 // The router's pages: its nodes (health, breaker, price, load, what they served lately) and the
 // recent requests (metadata only: the router never keeps prompts or outputs).
+
+import type { RecentRequest } from '../src/wire';
 import { ago, badge, h, sats, short, table } from './dom';
 import type { Page } from './main';
 
@@ -21,20 +23,6 @@ interface NodeRow {
   last_seen_ms_ago: number;
   recent_requests: number;
   recent_earned_msat: number;
-}
-
-interface RequestRow {
-  at_ms: number;
-  model: string;
-  node: string | null;
-  outcome: string;
-  cost_msat: number;
-  reserved_msat: number;
-  tokens_in: number;
-  tokens_out: number;
-  latency_ms: number;
-  attempts: number;
-  receipt_id: string | null;
 }
 
 const breakerKind = (state: string) => (state === 'closed' ? 'ok' : state === 'open' ? 'bad' : 'warn');
@@ -93,7 +81,7 @@ const requestsPage: Page = {
   id: 'requests',
   title: 'Recent requests',
   async render(call) {
-    const { requests, capacity } = await call<{ requests: RequestRow[]; capacity: number }>(
+    const { requests, capacity } = await call<{ requests: RecentRequest[]; capacity: number }>(
       'GET',
       '/admin/dashboard/requests?limit=100',
     );

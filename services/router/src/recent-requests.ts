@@ -2,22 +2,9 @@
 // node, the outcome's reason code, cost, tokens, latency and the receipt's event id. Never a
 // prompt, an output, a caller's id or a key: only what the router measured or the node signed.
 
-export interface RecentRequest {
-  at_ms: number;
-  model: string;
-  /** The node that served (null when none did). */
-  node: string | null;
-  /** 'OK' or the reason code the caller got. */
-  outcome: string;
-  cost_msat: number;
-  reserved_msat: number;
-  tokens_in: number;
-  tokens_out: number;
-  latency_ms: number;
-  attempts: number;
-  /** The node-signed metering record's event id (the receipt the caller got). */
-  receipt_id: string | null;
-}
+import type { RecentRequest } from '@fed-ai/dashboard';
+
+export type { RecentRequest };
 
 const RECENT_REQUESTS_DEFAULT = 500;
 
