@@ -39,6 +39,8 @@ export interface HeldReservationsOptions {
   db: Db;
   /** Releases one orphaned reservation durably (through the outbox when settlement is down). */
   release: (opId: string) => Promise<void>;
+  /** Which of these op ids the outbox still settles (SettlementOutbox.holding): never released here. */
+  outboxHolds: (opIds: string[]) => Promise<Set<string>>;
   /** How often this replica beats and sweeps (default 5 s). */
   beatMs?: number;
   /** A replica whose last beat is older than this is dead (default 6 beats). */
@@ -151,18 +153,21 @@ export class HeldReservations {
     );
     const deadIds = dead.rows.map((r) => r.replica_id);
     if (deadIds.length === 0) return 0;
-    const orphans = await db.query<{ op_id: string }>(
-      `SELECT h.op_id FROM held_reservations h WHERE h.replica_id = ANY($1::text[])
-       AND NOT EXISTS (SELECT 1 FROM settlement_outbox o WHERE o.op_id = h.op_id) LIMIT $2`,
+    const rows = await db.query<{ op_id: string }>(
+      'SELECT op_id FROM held_reservations WHERE replica_id = ANY($1::text[]) ORDER BY op_id LIMIT $2',
       [deadIds, SWEEP_LIMIT],
     );
-    const ids = orphans.rows.map((r) => r.op_id);
+    const looked = rows.rows.map((r) => r.op_id);
+    const settledByOutbox = await this.options.outboxHolds(looked);
+    const ids = looked.filter((id) => !settledByOutbox.has(id));
     // Released first, then forgotten: a sweep cut short is repeated by the next one. A release
     // settlement refuses is reported, not retried (its reservation expires with the timeout).
     const results = await Promise.allSettled(ids.map((id) => this.options.release(id)));
     for (const r of results) if (r.status === 'rejected') this.options.onError?.(r.reason);
-    if (ids.length > 0) await db.query('DELETE FROM held_reservations WHERE op_id = ANY($1::text[])', [ids]);
-    if (ids.length < SWEEP_LIMIT) {
+    // Forgotten too: those the outbox settles (its row releases or captures them).
+    if (looked.length > 0)
+      await db.query('DELETE FROM held_reservations WHERE op_id = ANY($1::text[])', [looked]);
+    if (looked.length < SWEEP_LIMIT) {
       // Rows left are settled by the outbox; the replica is gone for good.
       await db.query('DELETE FROM held_reservations WHERE replica_id = ANY($1::text[])', [deadIds]);
       await db.query('DELETE FROM router_replicas WHERE replica_id = ANY($1::text[])', [deadIds]);

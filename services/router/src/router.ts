@@ -146,11 +146,16 @@ export async function startRouter(
       db,
       logger,
       send: (row) => settlement!.sendOutboxRow(row),
+      // One process owns an embedded database's folder: its outbox is a journal file beside it.
+      ...(db.kind === 'pglite' ? { journalPath: resolve(dataDir, 'settlement-outbox.journal') } : {}),
       baseDelayMs: config.OUTBOX_RETRY_MS,
       jobs,
     });
+    await outbox.open();
+    const openedOutbox = outbox;
     held = new HeldReservations({
       db,
+      outboxHolds: (opIds) => openedOutbox.holding(opIds),
       release: (opId) => settlement!.release({ opId, amountMsat: 0 }),
       onSwept: (released) => {
         orphansReleased += released;
@@ -297,6 +302,7 @@ export async function startRouter(
     agent,
     logger,
     offloadFeeBps,
+    jobs,
   });
   registerAdminRoutes(app, {
     apiKeys,
@@ -316,7 +322,14 @@ export async function startRouter(
   });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });
-  const prober = startProber({ targets: registry, agent, intervalS: config.PROBE_INTERVAL_S, logger });
+  const prober = startProber({
+    targets: registry,
+    agent,
+    intervalS: config.PROBE_INTERVAL_S,
+    logger,
+    jobs,
+    maxNodes: config.MAX_NODES,
+  });
   federation?.start(url);
   logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
   return {

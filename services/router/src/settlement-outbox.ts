@@ -4,7 +4,9 @@
 // settlement outage or a router restart loses no charge: operations are idempotent by op id.
 import type { Db, Migration } from '@fed-ai/kit';
 import { beating, GroupCommit, type JobHeartbeats, migrate } from '@fed-ai/kit';
+import { FedAiError } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
+import { type JournalRow, journalKey, OutboxJournal } from './outbox-journal';
 
 const OUTBOX_MIGRATIONS: Migration[] = [
   {
@@ -46,6 +48,12 @@ export interface OutboxOptions {
   db: Db;
   logger: Logger;
   send: (row: OutboxRow) => Promise<SendOutcome>;
+  /**
+   * Keep the rows in this append-only file instead of the database table (a router whose data
+   * directory is its own: outbox-journal.ts); rows a previous version left in the table move
+   * into it at start().
+   */
+  journalPath?: string;
   baseDelayMs?: number;
   maxDelayMs?: number;
   batch?: number;
@@ -65,6 +73,154 @@ interface NewRow {
   payload: string;
   nextAttemptMs: number;
   repeatUntilMs: number;
+}
+
+type OutboxKey = { opId: string; op: OutboxOp };
+
+/** Where the rows live: the database table, or the journal file. */
+interface OutboxStore {
+  /** Durable when it resolves; a row already there is left as it is. */
+  insert(rows: NewRow[]): Promise<void>;
+  delete(keys: OutboxKey[]): Promise<void>;
+  /** Rows due at `cutoffMs`, soonest first. */
+  due(cutoffMs: number, limit: number): Promise<OutboxRow[]>;
+  /** Sets when a row is due next; `tried` counts one more attempt. */
+  schedule(key: OutboxKey, nextAttemptMs: number, tried: boolean): Promise<void>;
+  count(): Promise<number>;
+  /** Which of these op ids have a row. */
+  holding(opIds: string[]): Promise<Set<string>>;
+  close(): Promise<void>;
+}
+
+class TableStore implements OutboxStore {
+  constructor(private readonly db: Db) {}
+
+  async insert(rows: NewRow[]): Promise<void> {
+    await this.db.query(
+      `INSERT INTO settlement_outbox (op_id, op, payload, next_attempt_ms, repeat_until_ms)
+       SELECT op_id, op, payload::jsonb, next_ms, until_ms
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+         AS v (op_id, op, payload, next_ms, until_ms)
+       ON CONFLICT (op_id, op) DO NOTHING`,
+      [
+        rows.map((r) => r.opId),
+        rows.map((r) => r.op),
+        rows.map((r) => r.payload),
+        rows.map((r) => r.nextAttemptMs),
+        rows.map((r) => r.repeatUntilMs),
+      ],
+    );
+  }
+
+  async delete(keys: OutboxKey[]): Promise<void> {
+    await this.db.query(
+      `DELETE FROM settlement_outbox WHERE (op_id, op) IN
+         (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [keys.map((k) => k.opId), keys.map((k) => k.op)],
+    );
+  }
+
+  async due(cutoffMs: number, limit: number): Promise<OutboxRow[]> {
+    const due = await this.db.query<OutboxRow & { payload: Record<string, unknown> | string }>(
+      `SELECT op_id, op, payload, attempts, repeat_until_ms FROM settlement_outbox
+       WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $2`,
+      [cutoffMs, limit],
+    );
+    return due.rows.map((raw) => ({
+      ...raw,
+      attempts: Number(raw.attempts),
+      repeat_until_ms: Number(raw.repeat_until_ms),
+      payload: typeof raw.payload === 'string' ? JSON.parse(raw.payload) : raw.payload,
+    }));
+  }
+
+  async schedule(key: OutboxKey, nextAttemptMs: number, tried: boolean): Promise<void> {
+    await this.db.query(
+      `UPDATE settlement_outbox SET attempts = attempts + $4, next_attempt_ms = $3
+       WHERE op_id = $1 AND op = $2`,
+      [key.opId, key.op, nextAttemptMs, tried ? 1 : 0],
+    );
+  }
+
+  async count(): Promise<number> {
+    const r = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM settlement_outbox');
+    return r.rows[0]?.n ?? 0;
+  }
+
+  async holding(opIds: string[]): Promise<Set<string>> {
+    const r = await this.db.query<{ op_id: string }>(
+      'SELECT DISTINCT op_id FROM settlement_outbox WHERE op_id = ANY($1::text[])',
+      [opIds],
+    );
+    return new Set(r.rows.map((row) => row.op_id));
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** At most this many rows in the journal's memory (~1.5 kB each); beyond, add() fails. */
+const MAX_JOURNAL_ROWS = 200_000;
+
+class JournalStore implements OutboxStore {
+  /** Due times and attempts, in memory only (a restart sends every row at its first drain). */
+  private readonly timing = new Map<string, { nextAttemptMs: number; attempts: number }>();
+
+  constructor(private readonly journal: OutboxJournal) {
+    for (const key of journal.rows.keys()) this.timing.set(key, { nextAttemptMs: 0, attempts: 0 });
+  }
+
+  async insert(rows: NewRow[]): Promise<void> {
+    if (this.journal.rows.size + rows.length > MAX_JOURNAL_ROWS)
+      throw new FedAiError('OVERLOADED', 'The outbox is full: settlement has not confirmed for a long time.');
+    await this.journal.append(rows);
+    for (const r of rows) {
+      const key = journalKey(r.opId, r.op);
+      if (!this.timing.has(key)) this.timing.set(key, { nextAttemptMs: r.nextAttemptMs, attempts: 0 });
+    }
+  }
+
+  async delete(keys: OutboxKey[]): Promise<void> {
+    for (const k of keys) this.timing.delete(journalKey(k.opId, k.op));
+    await this.journal.remove(keys);
+  }
+
+  async due(cutoffMs: number, limit: number): Promise<OutboxRow[]> {
+    const due: { row: JournalRow; at: number; attempts: number }[] = [];
+    for (const [key, row] of this.journal.rows) {
+      const t = this.timing.get(key) ?? { nextAttemptMs: 0, attempts: 0 };
+      if (t.nextAttemptMs <= cutoffMs) due.push({ row, at: t.nextAttemptMs, attempts: t.attempts });
+    }
+    due.sort((a, b) => a.at - b.at);
+    return due.slice(0, limit).map(({ row, attempts }) => ({
+      op_id: row.opId,
+      op: row.op,
+      payload: JSON.parse(row.payload) as Record<string, unknown>,
+      attempts,
+      repeat_until_ms: row.repeatUntilMs,
+    }));
+  }
+
+  async schedule(key: OutboxKey, nextAttemptMs: number, tried: boolean): Promise<void> {
+    const t = this.timing.get(journalKey(key.opId, key.op));
+    if (!t) return;
+    t.nextAttemptMs = nextAttemptMs;
+    if (tried) t.attempts += 1;
+  }
+
+  async count(): Promise<number> {
+    return this.journal.rows.size;
+  }
+
+  async holding(opIds: string[]): Promise<Set<string>> {
+    const wanted = new Set(opIds);
+    const held = new Set<string>();
+    for (const row of this.journal.rows.values()) if (wanted.has(row.opId)) held.add(row.opId);
+    return held;
+  }
+
+  close(): Promise<void> {
+    return this.journal.close();
+  }
 }
 
 /** How long finished rows wait to be deleted together (deleting late is harmless: ops are idempotent). */
@@ -87,17 +243,51 @@ export class SettlementOutbox {
   private running: Promise<void> | null = null;
   /** The first drain of this process takes every row, in flight or backing off (a previous process's). */
   private drained = false;
-  /** Rows added by concurrent requests go in one INSERT (no linger: a charge is durable at once). */
-  private readonly adds = new GroupCommit<NewRow, void>((rows) => this.insertRows(rows));
-  private readonly removes = new GroupCommit<{ opId: string; op: OutboxOp }, void>(
-    (keys) => this.deleteRows(keys),
+  private store: OutboxStore;
+  /** Rows added by concurrent requests are written together (no linger: a charge is durable at once). */
+  private readonly adds = new GroupCommit<NewRow, void>(async (rows) => {
+    await this.store.insert(rows);
+    return rows.map(() => ({ ok: true, value: undefined }));
+  });
+  private readonly removes = new GroupCommit<OutboxKey, void>(
+    async (keys) => {
+      await this.store.delete(keys);
+      return keys.map(() => ({ ok: true, value: undefined }));
+    },
     { lingerMs: REMOVE_LINGER_MS },
   );
 
   /** Rows not written yet, by `op_id|op` (see MAX_UNWRITTEN). */
   private readonly unwritten = new Map<string, NewRow>();
 
-  constructor(private readonly options: OutboxOptions) {}
+  constructor(private readonly options: OutboxOptions) {
+    this.store = new TableStore(options.db);
+  }
+
+  /**
+   * Opens the journal, when there is one, and moves any rows left in the table into it (written
+   * to the journal first, then deleted: a crash between only repeats the move). Before add().
+   */
+  async open(): Promise<void> {
+    if (!this.options.journalPath) return;
+    const table = this.store;
+    const journal = new JournalStore(await OutboxJournal.open(this.options.journalPath));
+    const left = await table.due(Number.MAX_SAFE_INTEGER, MAX_JOURNAL_ROWS);
+    if (left.length > 0) {
+      await journal.insert(
+        left.map((r) => ({
+          opId: r.op_id,
+          op: r.op,
+          payload: JSON.stringify(r.payload),
+          nextAttemptMs: 0,
+          repeatUntilMs: r.repeat_until_ms,
+        })),
+      );
+      await table.delete(left.map((r) => ({ opId: r.op_id, op: r.op })));
+      this.options.logger.info({ rows: left.length }, 'outbox rows moved from the table to the journal');
+    }
+    this.store = journal;
+  }
 
   private now(): number {
     return this.options.now?.() ?? Date.now();
@@ -139,7 +329,7 @@ export class SettlementOutbox {
   private async writeUnwritten(): Promise<void> {
     if (this.unwritten.size === 0) return;
     const rows = [...this.unwritten.values()];
-    await this.insertRows(rows);
+    await this.store.insert(rows);
     for (const r of rows) this.unwritten.delete(`${r.opId}|${r.op}`);
     this.options.logger.info({ rows: rows.length }, 'outbox rows kept in memory are written');
   }
@@ -148,10 +338,7 @@ export class SettlementOutbox {
   async markDue(opId: string, op: OutboxOp): Promise<void> {
     const kept = this.unwritten.get(`${opId}|${op}`);
     if (kept) kept.nextAttemptMs = this.now();
-    await this.options.db.query(
-      'UPDATE settlement_outbox SET next_attempt_ms = $3 WHERE op_id = $1 AND op = $2',
-      [opId, op, this.now()],
-    );
+    await this.store.schedule({ opId, op }, this.now(), false);
   }
 
   /** Deletes a finished row, together with others finished within a second. */
@@ -160,38 +347,16 @@ export class SettlementOutbox {
     await this.removes.submit({ opId, op });
   }
 
-  private async insertRows(rows: NewRow[]): Promise<{ ok: true; value: undefined }[]> {
-    await this.options.db.query(
-      `INSERT INTO settlement_outbox (op_id, op, payload, next_attempt_ms, repeat_until_ms)
-       SELECT op_id, op, payload::jsonb, next_ms, until_ms
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-         AS v (op_id, op, payload, next_ms, until_ms)
-       ON CONFLICT (op_id, op) DO NOTHING`,
-      [
-        rows.map((r) => r.opId),
-        rows.map((r) => r.op),
-        rows.map((r) => r.payload),
-        rows.map((r) => r.nextAttemptMs),
-        rows.map((r) => r.repeatUntilMs),
-      ],
-    );
-    return rows.map(() => ({ ok: true, value: undefined }));
-  }
-
-  private async deleteRows(
-    keys: { opId: string; op: OutboxOp }[],
-  ): Promise<{ ok: true; value: undefined }[]> {
-    await this.options.db.query(
-      `DELETE FROM settlement_outbox WHERE (op_id, op) IN
-         (SELECT * FROM unnest($1::text[], $2::text[]))`,
-      [keys.map((k) => k.opId), keys.map((k) => k.op)],
-    );
-    return keys.map(() => ({ ok: true, value: undefined }));
-  }
-
   async pending(): Promise<number> {
-    const r = await this.options.db.query<{ n: number }>('SELECT count(*)::int AS n FROM settlement_outbox');
-    return (r.rows[0]?.n ?? 0) + this.unwritten.size;
+    return (await this.store.count()) + this.unwritten.size;
+  }
+
+  /** Which of these op ids the outbox still settles (a capture or release waits for them). */
+  async holding(opIds: string[]): Promise<Set<string>> {
+    const held = await this.store.holding(opIds);
+    const wanted = new Set(opIds);
+    for (const r of this.unwritten.values()) if (wanted.has(r.opId)) held.add(r.opId);
+    return held;
   }
 
   /** Sends every due row once. Returns how many were finished (done or refused). */
@@ -200,19 +365,9 @@ export class SettlementOutbox {
     const now = this.now();
     const cutoff = this.drained ? now : Number.MAX_SAFE_INTEGER;
     this.drained = true;
-    const due = await this.options.db.query<OutboxRow & { payload: Record<string, unknown> | string }>(
-      `SELECT op_id, op, payload, attempts, repeat_until_ms FROM settlement_outbox
-       WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms LIMIT $2`,
-      [cutoff, this.options.batch ?? 100],
-    );
+    const due = await this.store.due(cutoff, this.options.batch ?? 100);
     let finished = 0;
-    for (const raw of due.rows) {
-      const row: OutboxRow = {
-        ...raw,
-        attempts: Number(raw.attempts),
-        repeat_until_ms: Number(raw.repeat_until_ms),
-        payload: typeof raw.payload === 'string' ? JSON.parse(raw.payload) : raw.payload,
-      };
+    for (const row of due) {
       const outcome = await this.options.send(row).catch((error: unknown) => {
         this.options.logger.warn({ err: error, op_id: row.op_id, op: row.op }, 'outbox send failed');
         return 'retry' as const;
@@ -224,7 +379,7 @@ export class SettlementOutbox {
             { op_id: row.op_id, op: row.op },
             'settlement refused an outbox operation',
           );
-        await this.deleteRows([{ opId: row.op_id, op: row.op }]);
+        await this.store.delete([{ opId: row.op_id, op: row.op }]);
         finished += 1;
         continue;
       }
@@ -233,10 +388,7 @@ export class SettlementOutbox {
         this.options.baseDelayMs ?? 1_000,
         this.options.maxDelayMs ?? 60_000,
       );
-      await this.options.db.query(
-        'UPDATE settlement_outbox SET attempts = attempts + 1, next_attempt_ms = $3 WHERE op_id = $1 AND op = $2',
-        [row.op_id, row.op, this.now() + delay],
-      );
+      await this.store.schedule({ opId: row.op_id, op: row.op }, this.now() + delay, true);
     }
     return finished;
   }
@@ -267,5 +419,6 @@ export class SettlementOutbox {
         'outbox rows lost at stop: the database did not answer (their reservations expire)',
       ),
     );
+    await this.store.close();
   }
 }

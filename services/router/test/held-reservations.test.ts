@@ -22,12 +22,21 @@ async function migrated(db: Db): Promise<Db> {
   return db;
 }
 
-function held(db: Db, released: string[], now?: () => number): HeldReservations {
+const silent = pino({ level: 'silent' });
+
+/** The outbox is the table one unless a test gives its own (PGlite's journal). */
+function held(
+  db: Db,
+  released: string[],
+  now?: () => number,
+  outbox = new SettlementOutbox({ db, logger: silent, send: async () => 'done' }),
+): HeldReservations {
   return new HeldReservations({
     db,
     release: async (opId) => {
       released.push(opId);
     },
+    outboxHolds: (ids) => outbox.holding(ids),
     ...(now ? { now } : {}),
   });
 }
@@ -41,13 +50,19 @@ test('PGlite: the next process releases the last one slots, skips those in the o
     await before.start();
     await before.record(['rq-a', 'rq-b', 'rq-c', 'rq-d']);
     // rq-b was taken and its capture is in the outbox; rq-c was released (forgotten).
-    const outbox = new SettlementOutbox({ db, logger: pino({ level: 'silent' }), send: async () => 'done' });
+    // PGlite's outbox is the journal file beside the database (as router.ts opens it).
+    const journalPath = join(dir, 'settlement-outbox.journal');
+    const outbox = new SettlementOutbox({ db, logger: silent, send: async () => 'done', journalPath });
+    await outbox.open();
     await outbox.add('rq-b', 'capture', { op: 'capture', op_id: 'rq-b' });
     before.forget('rq-c');
     await before.close(); // writes what was forgotten; the process then dies without releasing
+    await outbox.stop();
 
     const released: string[] = [];
-    const next = held(db, released);
+    const reopened = new SettlementOutbox({ db, logger: silent, send: async () => 'done', journalPath });
+    await reopened.open();
+    const next = held(db, released, undefined, reopened);
     await next.start();
     assert.deepEqual(released.sort(), ['rq-a', 'rq-d']);
     const rows = await db.query<{ op_id: string }>('SELECT op_id FROM held_reservations');
@@ -61,6 +76,7 @@ test('PGlite: the next process releases the last one slots, skips those in the o
     await next.record(['rq-mine']);
     assert.equal(await next.sweep(), 0);
     await next.close();
+    await reopened.stop();
   } finally {
     await db.close();
   }
@@ -118,6 +134,7 @@ test('a release that fails is reported and the sweep goes on', async () => {
         if (opId === 'rq-x') throw new Error('refused');
         released.push(opId);
       },
+      outboxHolds: async () => new Set(),
       onError: (e) => errors.push(e),
     });
     await next.start();
