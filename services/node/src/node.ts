@@ -4,6 +4,7 @@ import {
   addReplayStoreMetrics,
   createLogger,
   createMetricsRegistry,
+  JobHeartbeats,
   loadServiceKey,
   migrate,
   openDb,
@@ -64,6 +65,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const stats = new NodeStats();
   const metrics = createMetricsRegistry('node');
   addReplayStoreMetrics(metrics, replayStore);
+  const jobs = new JobHeartbeats(); // the registration loop's heartbeats (job-heartbeat.ts)
+  jobs.register(metrics);
   const capacity = { max_concurrency: config.MAX_CONCURRENCY, queue_max: config.QUEUE_MAX };
   let registration: RegistrationLoop | null = null;
   const app = createNodeServer({
@@ -140,6 +143,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     intervalS: config.HEARTBEAT_INTERVAL_S,
     onRouterKey: (key) => allowedRouters.add(key),
     logger,
+    jobs,
   });
   registration.start();
   logger.info({ url, pubkey, endpoint, models: [...offers.keys()] }, 'node ready');

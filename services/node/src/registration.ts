@@ -3,8 +3,12 @@
 // heal by waiting (private or taken endpoint, not admitted, banned...) is logged once with its fix
 // and that router is not tried again. On stop, a last heartbeat says `ready: false`, so routers stop
 // sending work at once. The loop never throws.
+// Each contact with a router is one run of the `node_registration` job (kit's job-heartbeat.ts):
+// a run that the router refused or that failed counts as an error, one past its timeout as a
+// timeout, so a node whose heartbeats stopped reaching every router raises FedaiJobStopped.
 
 import { randomBytes } from 'node:crypto';
+import { beating, type JobHeartbeat, type JobHeartbeats } from '@fed-ai/kit';
 import {
   createEnvelope,
   isReasonCode,
@@ -31,6 +35,8 @@ export interface RegistrationDeps {
   onRouterKey: (pubkey: string) => void;
   logger: Logger;
   maxBackoffMs?: number;
+  /** Heartbeats of the loop (job `node_registration`); none: the loop runs bare. */
+  jobs?: JobHeartbeats;
 }
 
 interface RouterState {
@@ -52,6 +58,8 @@ export interface RegistrationRefusal {
 
 const REQUEST_TIMEOUT_MS = 5_000;
 const FAREWELL_TIMEOUT_MS = 5_000;
+/** One contact is at most two requests (learn the key, then register or beat), each bounded. */
+const CONTACT_TIMEOUT_MS = 3 * REQUEST_TIMEOUT_MS;
 
 /**
  * Refusals that waiting does not heal, with the fix to print. Anything else (network errors, 5xx,
@@ -101,8 +109,17 @@ class RouterRefusedError extends Error {
 export class RegistrationLoop {
   private readonly routers: RouterState[];
   private stopped = false;
+  private readonly job: JobHeartbeat | undefined;
 
   constructor(private readonly deps: RegistrationDeps) {
+    const intervalMs = deps.intervalS * 1000;
+    // One job for every router: each contact beats. Retries back off up to maxBackoffMs, so the
+    // job is overdue only after a few intervals (and backoffs) without any router answering.
+    this.job = deps.jobs?.job('node_registration', {
+      intervalMs,
+      timeoutMs: CONTACT_TIMEOUT_MS,
+      overdueAfterMs: Math.max(3 * intervalMs, 2 * (deps.maxBackoffMs ?? 30_000)) + CONTACT_TIMEOUT_MS,
+    });
     this.routers = deps.routerUrls.map((url, i) => ({
       url: url.replace(/\/+$/, ''),
       pubkey: deps.routerPubkeys[i],
@@ -145,7 +162,7 @@ export class RegistrationLoop {
                 heartbeatOptions(router.pubkey),
                 this.deps.secretKey,
               ),
-              FAREWELL_TIMEOUT_MS,
+              { timeoutMs: FAREWELL_TIMEOUT_MS },
             );
           } catch (error) {
             this.deps.logger.warn(
@@ -175,74 +192,89 @@ export class RegistrationLoop {
 
   private async tick(router: RouterState): Promise<void> {
     try {
-      if (!router.pubkey) {
-        router.pubkey = await this.learnRouterKey(router.url);
-        this.deps.onRouterKey(router.pubkey);
-        this.deps.logger.info(
-          { router: router.url, pubkey: router.pubkey },
-          'trusting router key on first contact',
-        );
-      }
-      if (!router.registered) {
-        const payload: NodeRegistration = {
-          endpoint: this.deps.endpoint,
-          models: this.deps.offers(),
-          capacity: this.deps.capacity,
-          ...(this.deps.region ? { region: this.deps.region } : {}),
-          software: 'fed-ai-node/0.1.0',
-        };
-        await this.post(
-          router,
-          '/v1/nodes/register',
-          createEnvelope(KIND.nodeRegistration, payload, { audience: router.pubkey }, this.deps.secretKey),
-        );
-        router.registered = true;
-        this.deps.logger.info({ router: router.url }, 'registered');
-      } else {
-        await this.post(
-          router,
-          '/v1/nodes/heartbeat',
-          createEnvelope(
-            KIND.nodeHeartbeat,
-            this.deps.heartbeat(),
-            heartbeatOptions(router.pubkey),
-            this.deps.secretKey,
-          ),
-        );
-      }
+      const done = await beating(this.job, (signal) => this.contact(router, signal));
+      // Skipped: earlier contacts still hang past their timeout; try again after a backoff.
+      if (done === undefined) throw new Error('earlier router contacts still hang; contact skipped');
       router.failures = 0;
       this.schedule(router, this.deps.intervalS * 1000);
     } catch (error) {
-      router.failures += 1;
-      const status = (error as { status?: number }).status;
-      const code = error instanceof RouterRefusedError ? error.code : undefined;
-      // A router that forgot us (restart, TTL) answers 404 NODE_NOT_REGISTERED: register again.
-      if (router.registered && status === 404) {
-        router.registered = false;
-      } else {
-        const fix =
-          error instanceof RouterRefusedError ? permanentRefusalFix(code ?? notFound(status)) : null;
-        if (fix) {
-          router.refused = { router: router.url, code: code ?? 'NOT_FOUND', fix };
-          this.deps.logger.error(
-            { router: router.url, code: router.refused.code },
-            `router ${router.url} refuses this node (${router.refused.code}), not retrying: ${fix}`,
-          );
-          return;
-        }
-      }
-      const base = Math.min(this.deps.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(router.failures, 10));
-      const delay = Math.round(base * (0.5 + Math.random() / 2));
-      this.deps.logger.warn(
-        { router: router.url, failures: router.failures, retry_ms: delay, err: (error as Error).message },
-        'router contact failed',
-      );
-      this.schedule(router, delay);
+      this.failed(router, error);
     }
   }
 
-  private async learnRouterKey(url: string): Promise<string> {
-    const response = await request(`${url}/v1/router`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  /** One contact: learn the router's key if needed, then register or send a heartbeat. */
+  private async contact(router: RouterState, signal: AbortSignal): Promise<true> {
+    if (!router.pubkey) {
+      router.pubkey = await this.learnRouterKey(router.url, signal);
+      this.deps.onRouterKey(router.pubkey);
+      this.deps.logger.info(
+        { router: router.url, pubkey: router.pubkey },
+        'trusting router key on first contact',
+      );
+    }
+    if (!router.registered) {
+      const payload: NodeRegistration = {
+        endpoint: this.deps.endpoint,
+        models: this.deps.offers(),
+        capacity: this.deps.capacity,
+        ...(this.deps.region ? { region: this.deps.region } : {}),
+        software: 'fed-ai-node/0.1.0',
+      };
+      await this.post(
+        router,
+        '/v1/nodes/register',
+        createEnvelope(KIND.nodeRegistration, payload, { audience: router.pubkey }, this.deps.secretKey),
+        { signal },
+      );
+      router.registered = true;
+      this.deps.logger.info({ router: router.url }, 'registered');
+    } else {
+      await this.post(
+        router,
+        '/v1/nodes/heartbeat',
+        createEnvelope(
+          KIND.nodeHeartbeat,
+          this.deps.heartbeat(),
+          heartbeatOptions(router.pubkey),
+          this.deps.secretKey,
+        ),
+        { signal },
+      );
+    }
+    return true;
+  }
+
+  private failed(router: RouterState, error: unknown): void {
+    router.failures += 1;
+    const status = (error as { status?: number }).status;
+    const code = error instanceof RouterRefusedError ? error.code : undefined;
+    // A router that forgot us (restart, TTL) answers 404 NODE_NOT_REGISTERED: register again.
+    if (router.registered && status === 404) {
+      router.registered = false;
+    } else {
+      const fix = error instanceof RouterRefusedError ? permanentRefusalFix(code ?? notFound(status)) : null;
+      if (fix) {
+        router.refused = { router: router.url, code: code ?? 'NOT_FOUND', fix };
+        this.deps.logger.error(
+          { router: router.url, code: router.refused.code },
+          `router ${router.url} refuses this node (${router.refused.code}), not retrying: ${fix}`,
+        );
+        return;
+      }
+    }
+    const base = Math.min(this.deps.maxBackoffMs ?? 30_000, 500 * 2 ** Math.min(router.failures, 10));
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    this.deps.logger.warn(
+      { router: router.url, failures: router.failures, retry_ms: delay, err: (error as Error).message },
+      'router contact failed',
+    );
+    this.schedule(router, delay);
+  }
+
+  private async learnRouterKey(url: string, signal: AbortSignal): Promise<string> {
+    const response = await request(`${url}/v1/router`, {
+      signal: AbortSignal.any([signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
+    });
     const body = (await response.body.json()) as { pubkey?: unknown };
     if (
       response.statusCode !== 200 ||
@@ -260,13 +292,15 @@ export class RegistrationLoop {
     router: RouterState,
     path: string,
     envelope: unknown,
-    timeoutMs = REQUEST_TIMEOUT_MS,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<void> {
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? REQUEST_TIMEOUT_MS);
     const response = await request(`${router.url}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(envelope),
-      signal: AbortSignal.timeout(timeoutMs),
+      // The job's signal aborts a contact abandoned past its timeout.
+      signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
     });
     const text = await response.body.text();
     if (response.statusCode >= 300) {

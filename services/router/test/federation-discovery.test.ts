@@ -1,8 +1,10 @@
 // Federation presence over real relays (services/relay, in-process on 127.0.0.1): routers announce
 // themselves and discover each other; the inbound gate and the peer policy hold on the wire; a relay
-// restart is survived (announcements republished, discovery resumes, duplicates counted once).
+// restart is survived (announcements republished, discovery resumes, duplicates counted once);
+// the presence's loops beat as background jobs (fedai_job_*).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { JobHeartbeats } from '@fed-ai/kit';
 import {
   createEnvelope,
   finalizeEvent,
@@ -17,6 +19,7 @@ import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import type { Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import pino from 'pino';
+import { Registry as MetricsRegistry } from 'prom-client';
 import WebSocket from 'ws';
 import type { AnnounceModel } from '../src/federation/announce';
 import type { RelayBus } from '../src/federation/bus';
@@ -409,4 +412,69 @@ test("follows mode: the operator's contact list makes peers, its NIP-51 mute lis
   await publishTo([main.url], mutes);
   await until('muted friend removed', () => !watcher.p.peers.has(publicKeyOf(friend)));
   assert.deepEqual(watcher.p.peers.peersFor('m-follow', Date.now()), []);
+});
+
+/** A fedai_job_* sample for one job (and outcome), or undefined when it is not exported. */
+async function jobSample(
+  metrics: MetricsRegistry,
+  name: string,
+  jobName: string,
+  outcome?: string,
+): Promise<number | undefined> {
+  const metric = (await metrics.getMetricsAsJSON()).find((m) => m.name === name);
+  return metric?.values.find(
+    (v) => v.labels.job_name === jobName && (outcome === undefined || v.labels.outcome === outcome),
+  )?.value;
+}
+
+test('the presence loops beat as jobs; a check without a relay and a round no relay took are errors', async () => {
+  const jobs = new JobHeartbeats();
+  const metrics = new MetricsRegistry();
+  jobs.register(metrics);
+  const r = await relay();
+  const { p, src } = presence([r.url], 'beating', [model('m-beat')], { jobs, pruneIntervalMs: 50 });
+  const runs = (job: string, outcome: string) => jobSample(metrics, 'fedai_job_runs_total', job, outcome);
+  const loops = ['router_federation_relays', 'router_federation_announce', 'router_federation_peer_prune'];
+  const first = new Map<string, number>();
+  await until('every loop beat', async () => {
+    for (const job of loops) {
+      const n = (await runs(job, 'success')) ?? 0;
+      if (n < 1) return false;
+      first.set(job, n);
+    }
+    return true;
+  });
+  const beatAt = await jobSample(
+    metrics,
+    'fedai_job_last_success_timestamp_seconds',
+    'router_federation_announce',
+  );
+  assert.ok(beatAt !== undefined && Math.abs(beatAt - Date.now() / 1000) < 60, `last success ${beatAt}`);
+  // Advancing: more successes after the first ones, and none overdue.
+  await until('every loop beat again', async () => {
+    for (const job of loops) if (((await runs(job, 'success')) ?? 0) <= first.get(job)!) return false;
+    return true;
+  });
+  for (const job of loops) assert.equal(await jobSample(metrics, 'fedai_job_overdue', job), 0, job);
+  assert.equal((await runs('router_federation_announce', 'error')) ?? 0, 0, 'the relay took every round');
+
+  // The only relay goes away: its checks fail, and a changed announcement reaches no relay.
+  await r.close();
+  relays.splice(relays.indexOf(r), 1);
+  await until('the drop is noticed', () => p.relays.connected().length === 0);
+  const relayErrors = (await runs('router_federation_relays', 'error')) ?? 0;
+  await until(
+    'relay checks fail',
+    async () => ((await runs('router_federation_relays', 'error')) ?? 0) > relayErrors,
+  );
+  src.state.models = [model('m-beat', 999)];
+  await until(
+    'the unpublished round is an error',
+    async () => ((await runs('router_federation_announce', 'error')) ?? 0) >= 1,
+  );
+  const pruned = (await runs('router_federation_peer_prune', 'success')) ?? 0;
+  await until(
+    'pruning goes on',
+    async () => ((await runs('router_federation_peer_prune', 'success')) ?? 0) > pruned,
+  );
 });

@@ -71,3 +71,25 @@ test('probeAll: banned nodes are skipped, failures count against the breaker, at
   assert.deepEqual(failures.sort(), ['b', 'd']);
   assert.equal(most, 2);
 });
+
+test('probeAll: a round aborted by its job (past its timeout) stops between batches', async () => {
+  const node = (id: string) =>
+    ({ id, endpoint: `http://${id}`, banned: false, health: { recordFailure: () => {} } }) as never;
+  const targets = { all: () => [node('a'), node('b'), node('c'), node('d')], now: () => 0 };
+  const controller = new AbortController();
+  const probed: string[] = [];
+  await assert.rejects(
+    probeAll(
+      targets,
+      async (endpoint) => {
+        probed.push(endpoint);
+        controller.abort(new Error('job timeout'));
+        return true;
+      },
+      2,
+      controller.signal,
+    ),
+    /job timeout/,
+  );
+  assert.deepEqual(probed, ['http://a', 'http://b'], 'the second batch never starts');
+});

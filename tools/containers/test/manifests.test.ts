@@ -38,14 +38,26 @@ function k8sDocs(): { file: string; doc: Doc }[] {
 /** Every fed-ai metric name the services and packages export (from their sources). */
 function exportedMetrics(): Set<string> {
   const names = new Set<string>();
+  for (const { text } of sourceFiles())
+    for (const m of text.matchAll(/name:\s*'((?:fedai|wallet_fleet)_[a-z0-9_]+)'/g)) names.add(m[1]!);
+  // wallet-fleet's countGauge(name, …) helper.
+  for (const m of readFileSync(join(root, 'services/wallet-fleet/src/metrics.ts'), 'utf8').matchAll(
+    /countGauge\(\s*'([a-z0-9_]+)'/g,
+  ))
+    names.add(m[1]!);
+  return names;
+}
+
+/** Each `.ts` file under the services' and packages' `src` folders, with its text. */
+function sourceFiles(): { path: string; text: string }[] {
+  const out: { path: string; text: string }[] = [];
   const walk = (dir: string) => {
     for (const name of readdirSync(dir)) {
       const full = join(dir, name);
       if (name === 'node_modules' || name === 'test') continue;
       if (statSync(full).isDirectory()) walk(full);
       else if (name.endsWith('.ts'))
-        for (const m of readFileSync(full, 'utf8').matchAll(/name:\s*'((?:fedai|wallet_fleet)_[a-z0-9_]+)'/g))
-          names.add(m[1]!);
+        out.push({ path: full.slice(root.length + 1), text: readFileSync(full, 'utf8') });
     }
   };
   for (const top of ['services', 'packages'])
@@ -53,12 +65,56 @@ function exportedMetrics(): Set<string> {
       const src = join(root, top, pkg, 'src');
       if (existsSync(src)) walk(src);
     }
-  // wallet-fleet's countGauge(name, …) helper.
-  for (const m of readFileSync(join(root, 'services/wallet-fleet/src/metrics.ts'), 'utf8').matchAll(
-    /countGauge\(\s*'([a-z0-9_]+)'/g,
-  ))
-    names.add(m[1]!);
+  return out;
+}
+
+/**
+ * The job heartbeat metrics (kit's job-heartbeat.ts) with their label names, and the services
+ * that export them: those whose sources make a `JobHeartbeats` and register it on a registry.
+ */
+function jobMetrics(): { labels: Map<string, string[]>; services: Set<string> } {
+  const kit = readFileSync(join(root, 'packages/kit/src/job-heartbeat.ts'), 'utf8');
+  const labels = new Map<string, string[]>();
+  for (const m of kit.matchAll(/name:\s*'(fedai_job_[a-z0-9_]+)'[^}]*?labelNames:\s*\[([^\]]*)\]/g))
+    labels.set(
+      m[1]!,
+      [...m[2]!.matchAll(/'([a-z_]+)'/g)].map((l) => l[1]!),
+    );
+  const services = new Set<string>();
+  for (const { path, text } of sourceFiles()) {
+    if (!path.startsWith('services/')) continue;
+    for (const m of text.matchAll(/\b(\w+)\s*=\s*new JobHeartbeats\(/g))
+      if (new RegExp(`\\b${m[1]}\\.register\\(`).test(text)) services.add(path.split('/')[1]!);
+  }
+  return { labels, services };
+}
+
+/** Job names the services give `jobs.job(name, …)` in their sources. */
+function jobNames(): Set<string> {
+  const names = new Set<string>();
+  for (const { text } of sourceFiles())
+    for (const m of text.matchAll(/\.job\(\s*'([a-z0-9_]+)'/g)) names.add(m[1]!);
   return names;
+}
+
+/** Labels a PromQL expression names: in selectors `{a="…"}` and in `by (…)` / `without (…)`. */
+function labelsIn(expr: string): string[] {
+  const out: string[] = [];
+  for (const m of expr.matchAll(/\{([^}]*)\}/g))
+    for (const l of m[1]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) out.push(l[1]!);
+  for (const m of expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g))
+    out.push(
+      ...m[1]!
+        .split(',')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    );
+  return out;
+}
+
+/** Every panel of a dashboard, rows' nested panels (collapsed rows) included. */
+function allPanels(dashboard: Doc): Doc[] {
+  return dashboard.panels.flatMap((p: Doc) => (p.type === 'row' ? [p, ...(p.panels ?? [])] : [p]));
 }
 
 /** fed-ai metric names a PromQL expression uses (histogram suffixes stripped). */
@@ -301,7 +357,13 @@ test('Grafana: provisioned datasource and dashboards, panels on that datasource 
     assert.ok(dashboard.uid && !uids.has(dashboard.uid), `${file}: unique uid`);
     uids.add(dashboard.uid);
     assert.ok(dashboard.panels.length > 0, `${file}: panels`);
-    for (const panel of dashboard.panels) {
+    const ids = allPanels(dashboard).map((p) => p.id);
+    assert.equal(new Set(ids).size, ids.length, `${file}: unique panel ids`);
+    for (const panel of allPanels(dashboard)) {
+      if (panel.type === 'row') {
+        assert.ok(panel.title, `${file}: a row without a title`);
+        continue;
+      }
       assert.equal(panel.datasource.uid, uid, `${file} ${panel.title}: datasource`);
       assert.ok(panel.targets.length > 0, `${file} ${panel.title}: targets`);
       for (const target of panel.targets) {
@@ -311,6 +373,65 @@ test('Grafana: provisioned datasource and dashboards, panels on that datasource 
       }
     }
   }
+});
+
+test('Grafana: the background-job panels read metrics the services export, with their labels', () => {
+  const { labels, services } = jobMetrics();
+  assert.deepEqual(
+    [...labels.keys()].sort(),
+    [
+      'fedai_job_last_duration_seconds',
+      'fedai_job_last_success_timestamp_seconds',
+      'fedai_job_overdue',
+      'fedai_job_runs_total',
+    ],
+    'the scan found every job metric kit defines',
+  );
+  // Every service with background jobs registers them on its /metrics registry.
+  for (const service of ['router', 'node', 'settlement', 'wallet-fleet'])
+    assert.ok(services.has(service), `${service} exports the job metrics`);
+  // Labels every scraped series has: `service` (each registry's default) and Prometheus' own.
+  const everywhere = ['service', 'instance', 'job'];
+  const used = new Set<string>();
+  for (const file of readdirSync(join(infra, 'grafana/dashboards')).filter((f) => f.endsWith('.json'))) {
+    const dashboard = JSON.parse(read(`grafana/dashboards/${file}`));
+    for (const panel of allPanels(dashboard))
+      for (const target of panel.targets ?? []) {
+        const named = [...target.expr.matchAll(/\bfedai_job_[a-z0-9_]+/g)].map((m: RegExpMatchArray) => m[0]);
+        if (named.length === 0) continue;
+        const allowed = new Set([...everywhere, ...named.flatMap((m: string) => labels.get(m) ?? [])]);
+        for (const metric of named) {
+          assert.ok(labels.has(metric), `${file} ${panel.title}: ${metric} is not a job metric kit exports`);
+          used.add(metric);
+        }
+        for (const label of labelsIn(target.expr))
+          assert.ok(
+            allowed.has(label),
+            `${file} ${panel.title}: label ${label} is not on ${named.join(', ')}`,
+          );
+        for (const m of String(target.legendFormat ?? '').matchAll(/\{\{\s*(\w+)\s*\}\}/g))
+          assert.ok(
+            allowed.has(m[1]!),
+            `${file} ${panel.title}: legend label ${m[1]} is not on ${named.join(', ')}`,
+          );
+      }
+  }
+  // The job panels show how long since each job's last success, its timeouts and its overdue flag.
+  for (const metric of [
+    'fedai_job_last_success_timestamp_seconds',
+    'fedai_job_runs_total',
+    'fedai_job_overdue',
+  ])
+    assert.ok(used.has(metric), `no dashboard panel shows ${metric}`);
+});
+
+test('the job-stopped runbook lists every background job the services run', () => {
+  const runbook = readFileSync(join(root, 'docs/runbooks/job-stopped.md'), 'utf8');
+  const names = jobNames();
+  for (const job of ['router_health_probes', 'node_registration', 'settlement_sweeper'])
+    assert.ok(names.has(job), `the job scan found ${job}`);
+  for (const job of names)
+    assert.ok(runbook.includes(`\`${job}\``), `docs/runbooks/job-stopped.md: ${job} missing`);
 });
 
 test('OpenTelemetry collector: every pipeline component is defined, all on 127.0.0.1', () => {

@@ -4,7 +4,10 @@
 // expiration (`expiryFactor` x the refresh interval). Republished every `refreshS`, when what it
 // says changed (a hash of models, prices and coarse status, checked every `changeCheckMs`), and
 // when a relay comes back (a restarted relay may have lost its store).
-// `buildAnnouncements` is the pure core; `Announcer` is the timer shell.
+// `buildAnnouncements` is the pure core; `Announcer` is the timer shell. Each check of the timer
+// is one run of the `router_federation_announce` job (kit's job-heartbeat.ts); a check whose
+// source throws, or whose round no relay took, counts as an error.
+import { beating, type JobHeartbeat, type JobHeartbeats } from '@fed-ai/kit';
 import {
   createEnvelope,
   finalizeEvent,
@@ -204,6 +207,15 @@ export interface AnnouncerOptions extends AnnounceIdentity {
   expiryFactor?: number;
   changeCheckMs?: number;
   logger: Logger;
+  /** Heartbeats of the timer's checks (job `router_federation_announce`); none: they run bare. */
+  jobs?: JobHeartbeats | undefined;
+}
+
+/** A publishing round that no relay took (not one event accepted). */
+class NothingPublishedError extends Error {
+  constructor(readonly events: number) {
+    super(`no federation relay took any of the ${events} announcements`);
+  }
 }
 
 export class Announcer {
@@ -215,6 +227,8 @@ export class Announcer {
   private readonly refreshS: number;
   private readonly expiryFactor: number;
   private readonly changeCheckMs: number;
+  private readonly checkMs: number;
+  private readonly job: JobHeartbeat | undefined;
   /** How many rounds were published (tests and metrics read it). */
   rounds = 0;
 
@@ -227,32 +241,51 @@ export class Announcer {
     this.expiryFactor = o.expiryFactor ?? ANNOUNCE_DEFAULTS.expiryFactor;
     this.changeCheckMs = o.changeCheckMs ?? ANNOUNCE_DEFAULTS.changeCheckMs;
     if (!(this.refreshS >= 1)) throw new Error('refreshS must be at least 1');
+    this.checkMs = Math.min(this.changeCheckMs, this.refreshS * 1000);
+    // A round waits on the relays' publish timeouts (a few seconds): the default timeout (1 min) fits.
+    this.job = o.jobs?.job('router_federation_announce', { intervalMs: this.checkMs });
   }
 
   start(): void {
     this.unsubscribe = this.publisher.onReconnect(() => void this.publishNow());
-    this.timer = setInterval(() => void this.tick(), Math.min(this.changeCheckMs, this.refreshS * 1000));
+    this.timer = setInterval(() => void this.tick(), this.checkMs);
     this.timer.unref();
     void this.publishNow();
   }
 
-  /** Publishes every announcement now; rounds are serialised (never two at once). */
+  /** Publishes every announcement now; rounds are serialised (never two at once). Never rejects. */
   publishNow(): Promise<void> {
-    this.running = this.running.then(() => this.round()).catch(() => undefined);
-    return this.running;
+    return this.publishRound().catch((error: unknown) => this.logFailure(error));
   }
 
-  /** Republishes when what the announcements say changed, or when the refresh is due. */
+  /** Republishes when what the announcements say changed, or when the refresh is due. Never throws. */
   async tick(): Promise<void> {
-    const nowS = Math.floor(Date.now() / 1000);
-    let hash: string;
     try {
-      hash = announcementHash(this.snapshot());
+      await beating(this.job, () => this.check());
     } catch (error) {
-      this.o.logger.warn({ err: error }, 'announcement source failed');
-      return;
+      this.logFailure(error);
     }
-    if (hash !== this.lastHash || nowS - this.lastPublishS >= this.refreshS) await this.publishNow();
+  }
+
+  private logFailure(error: unknown): void {
+    // Relays that are down get the announcements again from the reconnect hook.
+    if (error instanceof NothingPublishedError)
+      this.o.logger.info({ events: error.events, accepted: 0 }, 'federation announcements not taken yet');
+    else this.o.logger.warn({ err: error }, 'federation announcement round failed');
+  }
+
+  /** One check of the timer: rejects when the source throws or the round reached no relay. */
+  private async check(): Promise<void> {
+    const nowS = Math.floor(Date.now() / 1000);
+    const hash = announcementHash(this.snapshot());
+    if (hash !== this.lastHash || nowS - this.lastPublishS >= this.refreshS) await this.publishRound();
+  }
+
+  /** The round, queued after the one in progress; rejects with the round's error. */
+  private publishRound(): Promise<void> {
+    const round = this.running.then(() => this.round());
+    this.running = round.catch(() => undefined);
+    return round;
   }
 
   close(): void {
@@ -280,6 +313,7 @@ export class Announcer {
     const results = await Promise.all(events.map((e) => this.publisher.publish(e)));
     const accepted = results.filter((r) => r.accepted.length > 0).length;
     this.rounds += 1;
+    if (accepted === 0 && events.length > 0) throw new NothingPublishedError(events.length);
     if (accepted < events.length) {
       this.o.logger.info({ events: events.length, accepted }, 'federation announcements not all taken yet');
     }

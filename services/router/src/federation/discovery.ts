@@ -1,7 +1,9 @@
 // Discovery: subscribes to other routers' announcements (38100-38102) and, when an operator key
 // is configured, to its contact list (kind 3), its NIP-51 mute list (kind 10000) and the contact
 // lists of the keys it follows (follows of follows). Every event goes through the inbound gate,
-// then the peer policy, then into the peer table. Our own events are ignored.
+// then the peer policy, then into the peer table. Our own events are ignored. The table's prune
+// timer is the `router_federation_peer_prune` job (kit's job-heartbeat.ts).
+import { beating, type JobHeartbeat, type JobHeartbeats } from '@fed-ai/kit';
 import { tagValue } from '@fed-ai/protocol';
 import type { Filter } from 'nostr-tools';
 import type { Logger } from 'pino';
@@ -27,6 +29,10 @@ export interface DiscoveryOptions {
   self: string;
   logger: Logger;
   now?: () => number;
+  /** How often expired peers are pruned (default 30 s). */
+  pruneIntervalMs?: number | undefined;
+  /** Heartbeats of the prune timer (job `router_federation_peer_prune`); none: it runs bare. */
+  jobs?: JobHeartbeats | undefined;
 }
 
 export interface DiscoveryStats {
@@ -41,12 +47,16 @@ export class Discovery {
   private followsCloser: Closer | undefined;
   private watchedFollows = '';
   private pruneTimer: NodeJS.Timeout | undefined;
+  private readonly pruneJob: JobHeartbeat | undefined;
+  private readonly pruneIntervalMs: number;
   private readonly now: () => number;
   /** Newest contact/mute list handled per (kind, author), so an older one cannot undo a newer. */
   private readonly listAt = new Map<string, number>();
 
   constructor(private readonly o: DiscoveryOptions) {
     this.now = o.now ?? Date.now;
+    this.pruneIntervalMs = o.pruneIntervalMs ?? DISCOVERY_DEFAULTS.pruneIntervalMs;
+    this.pruneJob = o.jobs?.job('router_federation_peer_prune', { intervalMs: this.pruneIntervalMs });
   }
 
   start(): void {
@@ -65,7 +75,7 @@ export class Discovery {
         ),
       );
     }
-    this.pruneTimer = setInterval(() => this.o.peers.prune(this.now()), DISCOVERY_DEFAULTS.pruneIntervalMs);
+    this.pruneTimer = setInterval(() => void this.prune(), this.pruneIntervalMs);
     this.pruneTimer.unref();
   }
 
@@ -74,6 +84,15 @@ export class Discovery {
     this.closers.length = 0;
     this.followsCloser?.close();
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+  }
+
+  /** Forgets expired peers (one run of the prune job). Never throws. */
+  async prune(): Promise<void> {
+    try {
+      await beating(this.pruneJob, async () => this.o.peers.prune(this.now()));
+    } catch (error) {
+      this.o.logger.warn({ err: error }, 'federation peer prune failed');
+    }
   }
 
   /** One event from a relay (or anywhere): gate, policy, table. Never throws. */

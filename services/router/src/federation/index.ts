@@ -1,6 +1,7 @@
 // A router's federation presence: announces this router on the federation relays and discovers
 // peer routers there. Wires FederationRelays, the Announcer, the inbound gate, the peer policy,
 // the peer table and Discovery; returns the peer table (for the auction and the peers route).
+import type { JobHeartbeats } from '@fed-ai/kit';
 import { publicKeyOf } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
 import { Announcer, type AnnouncerOptions, type AnnounceSource } from './announce';
@@ -30,7 +31,11 @@ export interface FederationPresenceOptions {
   changeCheckMs?: number;
   inbound?: InboundOptions;
   peers?: Omit<PeerTableOptions, 'policy'>;
-  relayOptions?: Omit<FederationRelaysOptions, 'urls' | 'logger'>;
+  relayOptions?: Omit<FederationRelaysOptions, 'urls' | 'logger' | 'jobs'>;
+  /** How often expired peers are pruned (default 30 s). */
+  pruneIntervalMs?: number;
+  /** Heartbeats of the presence's loops (relay check, announcements, peer prune). */
+  jobs?: JobHeartbeats;
 }
 
 export interface FederationPresence {
@@ -47,7 +52,8 @@ export function startFederationPresence(options: FederationPresenceOptions): Fed
   const pubkey = options.pubkey ?? publicKeyOf(options.secretKey);
   if (pubkey !== publicKeyOf(options.secretKey)) throw new Error('pubkey does not match secretKey');
   const logger = options.logger;
-  const relays = new FederationRelays({ urls: options.relays, logger, ...options.relayOptions });
+  const jobs = options.jobs;
+  const relays = new FederationRelays({ urls: options.relays, logger, ...options.relayOptions, jobs });
   const policy = new PeerPolicy({ ...options.policy, self: pubkey });
   const peers = new PeerTable({ policy, ...options.peers });
   const refreshS = options.refreshS;
@@ -55,7 +61,16 @@ export function startFederationPresence(options: FederationPresenceOptions): Fed
   // with a longer refresh are covered up to an hour).
   const maxAgeS = Math.max(3600, (refreshS ?? 300) * (options.expiryFactor ?? 3));
   const gate = new InboundGate({ maxAgeS, ...options.inbound });
-  const discovery = new Discovery({ relays, gate, policy, peers, self: pubkey, logger });
+  const discovery = new Discovery({
+    relays,
+    gate,
+    policy,
+    peers,
+    self: pubkey,
+    logger,
+    pruneIntervalMs: options.pruneIntervalMs,
+    jobs,
+  });
   const announcer = new Announcer(relays, options.source, {
     secretKey: options.secretKey,
     name: options.name,
@@ -67,6 +82,7 @@ export function startFederationPresence(options: FederationPresenceOptions): Fed
     expiryFactor: options.expiryFactor,
     changeCheckMs: options.changeCheckMs,
     logger,
+    jobs,
   });
   discovery.start();
   announcer.start();

@@ -14,6 +14,10 @@
 //   (nostr-tools' pool keeps an unbounded set per subscription, so relays are subscribed directly);
 // - bounds: relays, subscriptions, WebSocket frame size.
 // It satisfies the auction's RelayBus (bus.ts): publish(event), subscribe(filters, onEvent).
+// The connection check is the `router_federation_relays` job (kit's job-heartbeat.ts): a check
+// that finds no relay connected counts as an error, so a router cut off from every relay (no
+// announcements, no discovery, no auction) is overdue within a couple of reconnect backoffs.
+import { beating, type JobHeartbeat, type JobHeartbeats } from '@fed-ai/kit';
 import type { Event, Filter } from 'nostr-tools';
 import { type AbstractPoolConstructorOptions, AbstractSimplePool } from 'nostr-tools/abstract-pool';
 import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
@@ -48,6 +52,15 @@ export interface FederationRelaysOptions {
   checkIntervalMs?: number;
   connectTimeoutMs?: number;
   maxMessageBytes?: number;
+  /** Heartbeats of the connection check (job `router_federation_relays`); none: it runs bare. */
+  jobs?: JobHeartbeats | undefined;
+}
+
+/** A connection check that found no relay connected. */
+class NoRelayConnectedError extends Error {
+  constructor(readonly relays: number) {
+    super(`none of the ${relays} federation relays is connected`);
+  }
 }
 
 export interface PublishResult {
@@ -132,7 +145,10 @@ export class FederationRelays {
   private readonly seen: LruSet;
   private readonly reconnectListeners = new Set<(url: string) => void>();
   private readonly timer: NodeJS.Timeout;
-  private readonly o: Required<Omit<FederationRelaysOptions, 'urls' | 'logger'>> & { logger: Logger };
+  private readonly job: JobHeartbeat | undefined;
+  private readonly o: Required<Omit<FederationRelaysOptions, 'urls' | 'logger' | 'jobs'>> & {
+    logger: Logger;
+  };
   private nextSubId = 1;
   private closed = false;
 
@@ -174,9 +190,31 @@ export class FederationRelays {
         reopenAtMs: 0,
       });
     }
-    this.timer = setInterval(() => this.check(), this.o.checkIntervalMs);
+    // The check itself is synchronous (connects run on their own): a short timeout. Overdue once no
+    // relay was connected for two of the longest reconnect backoffs (a restarted relay is back well within).
+    const longestBackoffMs = Math.max(...this.o.reconnectBackoffMs, 1000);
+    this.job = options.jobs?.job('router_federation_relays', {
+      intervalMs: this.o.checkIntervalMs,
+      timeoutMs: 10_000,
+      overdueAfterMs: Math.max(60_000, 2 * longestBackoffMs + this.o.connectTimeoutMs),
+    });
+    this.timer = setInterval(() => void this.beat(), this.o.checkIntervalMs);
     this.timer.unref();
     this.check();
+  }
+
+  /** One run of the connection check; its error (none connected) is the job's, not logged here. */
+  private async beat(): Promise<void> {
+    try {
+      await beating(this.job, async () => {
+        this.check();
+        if (!this.closed && this.connected().length === 0) throw new NoRelayConnectedError(this.urls.length);
+      });
+    } catch (error) {
+      // Unreachable relays are logged by connect() (first attempt, then every tenth).
+      if (!(error instanceof NoRelayConnectedError))
+        this.o.logger.warn({ err: error }, 'federation relay check failed');
+    }
   }
 
   /** Called with the relay's URL each time a relay that had dropped (or never connected) is up. */

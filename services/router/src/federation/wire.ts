@@ -2,6 +2,7 @@
 // route (serving peers), the auction and offload (using peers), prepaid tabs at peers, the NIP-90
 // bridge, and `GET /v1/federation/peers`. Routes are registered before the server listens; the
 // relay side starts once the router knows its own URL.
+import type { JobHeartbeats } from '@fed-ai/kit';
 import { SettlementAccountBackend } from '@fed-ai/lightning';
 import { DEFAULT_PROMPT_OVERHEAD, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
@@ -33,6 +34,8 @@ export interface FederationDeps {
   logger: Logger;
   /** Settlement's offload fee (from its /v1/info); 0 in free mode; null when unknown (no offload). */
   offloadFeeBps: number | null;
+  /** Heartbeats of the federation loops (relay check, announcements, peer prune). */
+  jobs?: JobHeartbeats;
 }
 
 export interface RunningFederation {
@@ -86,6 +89,7 @@ export function setupFederation(app: FastifyInstance, deps: FederationDeps): Run
         },
         logger: deps.logger,
         refreshS: config.ANNOUNCE_REFRESH_S,
+        ...(deps.jobs ? { jobs: deps.jobs } : {}),
       });
       const bus = presence.relays;
       if (config.FEDERATION_ACCEPT_OFFLOAD)
