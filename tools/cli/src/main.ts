@@ -337,6 +337,15 @@ nodeOptions(
     .option('--settlement-pubkey <hex>', "settlement's key (default: the one its /v1/info names)"),
 ).action(async (flags) => (await payoutCommands()).statementVerify(flags));
 
+// Operator: keep a node out of the router for good (NIP-98 signed with the operator key; no unban).
+adminOptions(
+  serviceCommands
+    .get('node')!
+    .command('ban')
+    .description('ban a node at the router for good: no unban route exists (operator)')
+    .argument('<id>', 'node pubkey (64 hex) or a unique prefix of it (fedai nodes)'),
+).action(async (id, flags) => (await import('./commands/node-ban')).nodeBan(id, flags));
+
 program
   .command('payouts')
   .description('node payouts at settlement (operators)')

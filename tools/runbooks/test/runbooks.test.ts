@@ -1,14 +1,15 @@
 // The operator runbooks, executed: every fenced block marked `sh runbook:<id>` in docs/runbooks/*.md
 // runs with bash (as an operator would paste it, from the repository root) against ONE real local
 // network (`fedai up --detach` in a temporary data folder), and what the runbook promises is
-// checked: the incident look-around sees a healthy network and a capped key is refused then served
-// again; a rotated API key works with the moved balance and the revoked one gets 401; an agent's
-// NWC payment is refused after the kill switch and the pause, and goes through after revive;
-// payouts and reconciliation report the local network's state; and a backup restored over a deleted
-// settlement directory gives exactly the recorded `fedai ledger verify` totals and tab balance.
-// The last test checks that every marked block was run here.
+// checked: the incident look-around sees a healthy network, a capped key is refused then served
+// again, and a banned node is out while the other serves; a rotated API key works with the moved
+// balance and the revoked one gets 401; a node restarted on a new key (and a new port) is served
+// and charged under its new id; an agent's NWC payment is refused after the kill switch and the
+// pause, and goes through after revive; payouts and reconciliation report the local network's
+// state; and a backup restored over a deleted settlement directory gives exactly the recorded
+// `fedai ledger verify` totals and tab balance. The last test checks that every marked block but
+// the PostgreSQL ones (runbooks-postgres.test.ts) was run here.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -19,72 +20,22 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { builtCli } from '../../cli/test/built-cli';
+import { markedBlocks, POSTGRES_BLOCK_IDS, type Run, root, run, runBlock } from './blocks';
 
-const root = resolve(new URL('../../..', import.meta.url).pathname);
-const runbooksDir = join(root, 'docs/runbooks');
 const work = mkdtempSync(join(tmpdir(), 'fedai-runbooks-'));
 const dataDir = join(work, 'data');
 const binDir = join(work, 'bin');
 const backupDir = join(work, 'backups');
 
-interface Block {
-  file: string;
-  script: string;
-}
-
-/** Every `sh runbook:<id>` block of the runbooks, indentation (list items) removed. */
-function markedBlocks(): Map<string, Block> {
-  const blocks = new Map<string, Block>();
-  const fence = /^([ \t]*)```sh runbook:([a-z0-9-]+)[ \t]*\n([\s\S]*?)^\1```[ \t]*$/gm;
-  for (const file of readdirSync(runbooksDir).filter((f) => f.endsWith('.md'))) {
-    const text = readFileSync(join(runbooksDir, file), 'utf8');
-    for (const match of text.matchAll(fence)) {
-      const [, indent = '', id = '', body = ''] = match;
-      assert.ok(!blocks.has(id), `runbook block ${id} is marked twice`);
-      const script = body
-        .split('\n')
-        .map((line) => (line.startsWith(indent) ? line.slice(indent.length) : line))
-        .join('\n');
-      blocks.set(id, { file, script });
-    }
-  }
-  return blocks;
-}
-
 const blocks = markedBlocks();
 const ran = new Set<string>();
 /** The variables the runbooks tell the operator to set (filled in once the network is up). */
 const vars: Record<string, string> = {};
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
-  return new Promise((done, reject) => {
-    const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
 
 function shellEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
@@ -104,17 +55,8 @@ function shellEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Runs the block `id` with bash (-euo pipefail); fails unless it exits 0. */
-async function block(id: string, extra: Record<string, string> = {}): Promise<Run> {
-  const found = blocks.get(id);
-  assert.ok(found, `no block marked sh runbook:${id} in docs/runbooks`);
-  ran.add(id);
-  const result = await run('bash', ['-euo', 'pipefail', '-c', found.script], shellEnv(extra), 90_000);
-  assert.equal(
-    result.code,
-    0,
-    `${found.file} runbook:${id} exited ${result.code}:\n${result.stdout}\n${result.stderr}`,
-  );
-  return result;
+function block(id: string, extra: Record<string, string> = {}): Promise<Run> {
+  return runBlock(blocks, ran, id, shellEnv(extra));
 }
 
 /** The CLI outside the runbooks (setting up the scene). */
@@ -148,6 +90,8 @@ interface Devnet {
   agent_nwc_uri: string;
   api_key: string;
   model: string;
+  router_pubkey: string;
+  nodes: { name: string; url: string; pubkey: string }[];
 }
 let devnet: Devnet;
 let upPid = 0;
@@ -162,32 +106,64 @@ async function tabStatus(key: string): Promise<{ status: number; balance: number
 }
 
 async function chatStatus(key: string): Promise<{ status: number; code: string }> {
+  const { status, code } = await chat(key, devnet.model);
+  return { status, code };
+}
+
+/** A paid request: its status, reason code and the node that answered (`x-fedai-node`). */
+async function chat(key: string, model: string): Promise<{ status: number; code: string; node: string }> {
   const response = await fetch(`${devnet.router_url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({
-      model: devnet.model,
-      messages: [{ role: 'user', content: 'runbook' }],
-      max_tokens: 4,
-    }),
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'runbook' }], max_tokens: 4 }),
   });
   const text = await response.text();
-  return { status: response.status, code: /"code":"([A-Z_]+)"/.exec(text)?.[1] ?? '' };
+  return {
+    status: response.status,
+    code: /"code":"([A-Z_]+)"/.exec(text)?.[1] ?? '',
+    node: response.headers.get('x-fedai-node') ?? '',
+  };
+}
+
+async function routerNodes(): Promise<Map<string, { serving: boolean; banned: boolean }>> {
+  const body = (await (await fetch(`${devnet.router_url}/nodes`)).json()) as {
+    nodes: { id: string; serving: boolean; banned: boolean }[];
+  };
+  return new Map(body.nodes.map((n) => [n.id, { serving: n.serving, banned: n.banned }]));
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const address = server.address();
+  await new Promise((done) => server.close(done));
+  return typeof address === 'object' && address ? address.port : 0;
+}
+
+async function stopByPidFile(file: string): Promise<void> {
+  if (!existsSync(file)) return;
+  const pid = Number(readFileSync(file, 'utf8'));
+  if (pid > 0 && isAlive(pid)) {
+    process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
 }
 
 before(async () => {
   mkdirSync(binDir, { recursive: true });
   mkdirSync(dataDir, { recursive: true });
-  // `fedai` on PATH: the CLI bundled once (fast starts); the service commands import a service's
-  // TypeScript entry point, so they run the CLI through tsx as `pnpm fedai` does.
+  // `fedai` on PATH: the CLI bundled once (fast starts); the service starts (`fedai <service>
+  // start`) import a service's TypeScript entry point, so they run the CLI through tsx as `pnpm
+  // fedai` does.
   const bundle = await builtCli();
   const wrapper = join(binDir, 'fedai');
   writeFileSync(
     wrapper,
     [
       '#!/bin/sh',
-      'case "$1" in',
-      `  settlement|router|node|relay) exec "${process.execPath}" --import tsx "${join(root, 'tools/cli/src/main.ts')}" "$@" ;;`,
+      'case "$1:$2" in',
+      `  settlement:start|router:start|node:start|relay:start) exec "${process.execPath}" --import tsx "${join(root, 'tools/cli/src/main.ts')}" "$@" ;;`,
       `  *) exec "${process.execPath}" "${bundle}" "$@" ;;`,
       'esac',
       '',
@@ -232,16 +208,8 @@ before(async () => {
 });
 
 after(async () => {
-  for (const name of ['settlement-restore.pid', 'router-restore.pid']) {
-    const file = join(dataDir, name);
-    if (!existsSync(file)) continue;
-    const pid = Number(readFileSync(file, 'utf8'));
-    if (pid > 0 && isAlive(pid)) {
-      process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(100);
-      if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-    }
-  }
+  for (const name of ['node-3.pid', 'settlement-restore.pid', 'router-restore.pid'])
+    await stopByPidFile(join(dataDir, name));
   if (upPid > 0 && isAlive(upPid)) await fedai(['down']).catch(() => undefined);
   try {
     if (upPid > 0) process.kill(-upPid, 'SIGKILL'); // only if something is left of the network
@@ -276,6 +244,19 @@ test('incident.md: ready, metrics, breakers, logs; a capped key is refused and s
   assert.match(resumed.stdout, new RegExp(`^${client.id}\\s+client\\s+active\\s+.*\\s16\\s+-\\s+-\\s`, 'm'));
   assert.equal((await chatStatus(client.key)).status, 200, 'served again once the cap is lifted');
 
+  // A node that must never serve again: node-2 is banned by the prefix `fedai nodes` shows.
+  const [node1, node2] = devnet.nodes;
+  assert.ok(node1 && node2, 'fedai up starts two nodes');
+  const ban = await block('incident-ban-node', { NODE_ID: node2.pubkey.slice(0, 12) });
+  assert.match(ban.stdout, new RegExp(`^banned ${node2.pubkey}$`, 'm'));
+  assert.match(ban.stdout, new RegExp(`^${node2.pubkey.slice(0, 12)}…\\s+\\S+\\s+banned\\s`, 'm'));
+  assert.match(ban.stdout, /^nodes\s+1 serving of 2 registered$/m);
+  assert.deepEqual((await routerNodes()).get(node2.pubkey), { serving: false, banned: true });
+  for (let i = 0; i < 3; i++) {
+    const served = await chat(client.key, devnet.model);
+    assert.deepEqual([served.status, served.node], [200, node1.pubkey], 'the other node serves');
+  }
+
   const verify = await block('incident-verify');
   assert.match(verify.stdout, /^ledger balanced: \d+ accounts, \d+ transfers/m);
   assert.match(verify.stdout, /^no differences$/m);
@@ -304,6 +285,88 @@ test('key-rotation.md: the new key works with the moved balance, the revoked one
   assert.equal((await tabStatus(client.key)).status, 401);
   assert.equal((await chatStatus(client.key)).status, 401);
   assert.equal((await chatStatus(newKey)).status, 200);
+});
+
+test('key-rotation.md: a node restarted on a new key is served under the new id, the old id not', async () => {
+  // The scene: an operator's own node (the network's nodes belong to `fedai up`) serving a model
+  // of its own, configured by a fedai.toml, started in the background on its old key.
+  const nodeModel = 'rotation-demo';
+  const env = {
+    NODE_CONFIG: join(work, 'node-3.toml'),
+    NODE_MODEL: nodeModel,
+    OLD_NODE_KEY: join(work, 'node-3-old.key'),
+    NEW_NODE_KEY: join(work, 'node-3-new.key'),
+    NODE_PID_FILE: join(dataDir, 'node-3.pid'),
+    NODE_LOG: join(dataDir, 'node-3.log'),
+    NEW_NODE_PORT: String(await freePort()),
+  };
+  const pubkey = async (file: string) =>
+    (await fedaiJson<{ pubkey: string }>(['keys', 'new', '--file', file])).pubkey;
+  const oldId = await pubkey(env.OLD_NODE_KEY);
+  writeFileSync(
+    env.NODE_CONFIG,
+    [
+      '[node]',
+      'NODE_HOST = "127.0.0.1"',
+      `NODE_PORT = "${await freePort()}"`,
+      `NODE_KEY_FILE = "${env.OLD_NODE_KEY}"`,
+      `ROUTER_URLS = "${devnet.router_url}"`,
+      `ROUTER_PUBKEYS = "${devnet.router_pubkey}"`,
+      `DATA_DIR = "${join(dataDir, 'node-3')}"`,
+      'RUNNER = "embedded"',
+      'DEMO_MODEL = "true"',
+      `MODEL_ID = "${nodeModel}"`,
+      'HEARTBEAT_INTERVAL_S = "2"',
+      '',
+    ].join('\n'),
+  );
+  const started = await run(
+    'bash',
+    [
+      '-c',
+      'FEDAI_CONFIG="$NODE_CONFIG" nohup fedai node start >> "$NODE_LOG" 2>&1 & echo $! > "$NODE_PID_FILE"',
+    ],
+    shellEnv(env),
+    10_000,
+  );
+  assert.equal(started.code, 0, started.stderr);
+  for (let i = 0; i < 900 && !(await routerNodes()).get(oldId)?.serving; i++) await sleep(100);
+  assert.equal((await routerNodes()).get(oldId)?.serving, true, readFileSync(env.NODE_LOG, 'utf8'));
+  const before = await chat(devnet.api_key, nodeModel);
+  assert.deepEqual([before.status, before.node], [200, oldId], 'the old key serves before the rotation');
+
+  const made = await block('node-key-new', env);
+  const newId = /^new ([0-9a-f]{64})$/m.exec(made.stdout)?.[1];
+  assert.ok(newId && newId !== oldId, made.stdout);
+  assert.match(made.stdout, new RegExp(`^old ${oldId}$`, 'm'));
+
+  await block('node-key-switch', env);
+  assert.match(
+    readFileSync(env.NODE_CONFIG, 'utf8'),
+    new RegExp(`^NODE_KEY_FILE = "${env.NEW_NODE_KEY}"$`, 'm'),
+  );
+  const checked = await block('node-key-check', env);
+  assert.match(checked.stdout, /^HTTP\/1\.1 200 /m);
+  assert.match(checked.stdout, new RegExp(`^x-fedai-node: ${newId}$`, 'mi'));
+  assert.match(checked.stdout, new RegExp(`^${newId.slice(0, 12)}…\\s+\\S+\\s+serving\\s`, 'm'));
+  assert.match(checked.stdout, new RegExp(`^${oldId.slice(0, 12)}…\\s+\\S+\\s+not serving\\s`, 'm'));
+  const nodes = await routerNodes();
+  assert.equal(nodes.get(newId)?.serving, true);
+  assert.equal(nodes.get(oldId)?.serving, false);
+  // Paid: the charge of the check's request names the new node.
+  let charged = 0;
+  for (let i = 0; i < 100 && charged === 0; i++) {
+    const tab = (await (
+      await fetch(`${devnet.router_url}/v1/tabs/me`, {
+        headers: { authorization: `Bearer ${devnet.api_key}` },
+      })
+    ).json()) as { charges: { node: string; amount_msat: number }[] };
+    charged = tab.charges.find((c) => c.node === newId)?.amount_msat ?? 0;
+    if (charged === 0) await sleep(200);
+  }
+  assert.ok(charged > 0, 'the request answered by the new id was charged');
+
+  await stopByPidFile(env.NODE_PID_FILE);
 });
 
 test('kill-switch.md: an agent payment is refused after kill and pause, and goes through after revive', async () => {
@@ -464,10 +527,10 @@ test('backup-restore.md: a backup restored over a deleted settlement directory g
   assert.deepEqual(tabAfter, tabBefore);
 });
 
-test('every block marked sh runbook:<id> in docs/runbooks was run by this file', () => {
+test('every block marked sh runbook:<id> in docs/runbooks, except the PostgreSQL ones, was run by this file', () => {
   assert.ok(blocks.size >= 20, `found ${blocks.size} marked blocks`);
   assert.deepEqual(
-    [...blocks.keys()].filter((id) => !ran.has(id)),
+    [...blocks.keys()].filter((id) => !ran.has(id) && !POSTGRES_BLOCK_IDS.includes(id)),
     [],
   );
 });

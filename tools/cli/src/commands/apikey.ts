@@ -9,7 +9,7 @@ import { formatTable, groupDigits } from '../table';
 import { callJson, type RouterFlags, routerTarget } from './client';
 import { readKeyFile } from './key-file';
 
-interface AdminFlags extends RouterFlags {
+export interface AdminFlags extends RouterFlags {
   operatorKey?: string;
   json?: boolean;
 }
@@ -38,7 +38,8 @@ const budgetAnswer = z.looseObject({
   budget_msat_per_month: z.number().int().nullable().optional(),
 });
 
-async function admin<T>(
+/** One operator call to the router's /admin routes, NIP-98 signed with the operator key. */
+export async function admin<T>(
   flags: AdminFlags,
   method: 'GET' | 'POST' | 'DELETE',
   path: string,
