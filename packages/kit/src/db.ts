@@ -1,7 +1,8 @@
 // One database interface over embedded PGlite (the default: nothing to install) and a real
 // PostgreSQL server through `pg` (when DATABASE_URL is set). Services write plain SQL against it.
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { FedAiError } from '@fed-ai/protocol';
 import pg from 'pg';
@@ -47,11 +48,34 @@ export async function openDb(options: OpenDbOptions): Promise<Db> {
   return openPglite(options.dataDir);
 }
 
+/**
+ * PGlite's compiled WASM module and file-system bundle, made once per process and shared by every
+ * database it opens (tests open hundreds: ~0.25 s of CPU each saved). Undefined where PGlite's
+ * files cannot be found beside it; PGlite then loads its own, as before.
+ */
+let artifacts: Promise<{ pgliteWasmModule: WebAssembly.Module; fsBundle: Blob } | undefined> | undefined;
+function pgliteArtifacts() {
+  artifacts ??= (async () => {
+    try {
+      const dist = dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+      // The global exists in Node; this project's TypeScript libs type it but do not declare it.
+      const wasm = (globalThis as { WebAssembly?: { compile(b: Uint8Array): Promise<WebAssembly.Module> } })
+        .WebAssembly;
+      if (!wasm) return undefined;
+      const pgliteWasmModule = await wasm.compile(readFileSync(join(dist, 'pglite.wasm')));
+      return { pgliteWasmModule, fsBundle: new Blob([readFileSync(join(dist, 'pglite.data'))]) };
+    } catch {
+      return undefined;
+    }
+  })();
+  return artifacts;
+}
+
 /** A new database starts from the saved fresh cluster when there is one (pglite-template.ts). */
 async function createPglite(dataDir: string | undefined): Promise<PGlite> {
   const onDisk = dataDir !== undefined && !dataDir.startsWith('memory://');
   if (onDisk) mkdirSync(dataDir, { recursive: true });
-  const options = { parsers: { [INT8_OID]: parseInt8 } };
+  const options = { parsers: { [INT8_OID]: parseInt8 }, ...(await pgliteArtifacts()) };
   const fresh = isNewDataDir(dataDir);
   const template = fresh ? readTemplate() : undefined;
   if (template) {
