@@ -4,6 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import bolt11 from 'bolt11';
 
 export const REGTEST = { bech32: 'bcrt', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1] };
+/** The bolt11 package knows mainnet and testnet only; signet (`lntbs`) is named here. */
+const SIGNET = { bech32: 'tbs', pubKeyHash: 0x6f, scriptHash: 0xc4, validWitnessVersions: [0, 1] };
 
 export interface EncodedInvoice {
   bolt11: string;
@@ -55,6 +57,19 @@ export function encodeInvoice(input: {
   };
 }
 
+export type BitcoinNetwork = 'mainnet' | 'testnet' | 'signet' | 'regtest';
+
+/** The network a BOLT11 string is for, from its human-readable prefix (BOLT 11); null if none. */
+export function invoiceNetwork(paymentRequest: string): BitcoinNetwork | null {
+  const text = paymentRequest.trim().toLowerCase();
+  // Longest prefixes first: lnbcrt starts with lnbc, lntbs with lntb.
+  if (text.startsWith('lnbcrt')) return 'regtest';
+  if (text.startsWith('lntbs')) return 'signet';
+  if (text.startsWith('lntb')) return 'testnet';
+  if (text.startsWith('lnbc')) return 'mainnet';
+  return null;
+}
+
 export interface DecodedInvoice {
   paymentHash: string;
   amountMsat: number;
@@ -68,7 +83,11 @@ export interface DecodedInvoice {
 /** Decodes and checks the signature of a BOLT11 string (mainnet, testnet, signet or regtest). */
 export function decodeInvoice(paymentRequest: string): DecodedInvoice {
   const text = paymentRequest.trim().toLowerCase();
-  const decoded = bolt11.decode(text, text.startsWith('lnbcrt') ? REGTEST : undefined);
+  const network = invoiceNetwork(text);
+  const decoded = bolt11.decode(
+    text,
+    network === 'regtest' ? REGTEST : network === 'signet' ? SIGNET : undefined,
+  );
   const tag = (name: string) => decoded.tags.find((t) => t.tagName === name)?.data;
   const paymentHash = tag('payment_hash');
   if (typeof paymentHash !== 'string') throw new Error('invoice has no payment hash');

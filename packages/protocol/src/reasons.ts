@@ -296,6 +296,16 @@ export const REASONS = define({
     hint: 'Raise max_price or choose another model.',
   },
   INVOICE_NOT_FOUND: { status: 404, message: 'No such invoice.', hint: 'Check the payment hash.' },
+  INVOICE_WRONG_NETWORK: {
+    status: 400,
+    message: 'The invoice is for another Bitcoin network than this settlement pays on.',
+    hint: "Ask for an invoice on the network settlement's GET /v1/info names (lightning_network).",
+  },
+  LIGHTNING_NETWORK_MISMATCH: {
+    status: 503,
+    message: "The Lightning backend's invoices are not on the configured LIGHTNING_NETWORK.",
+    hint: "The operator sets LIGHTNING_NETWORK to the backend's network (or points at the right backend).",
+  },
   INVOICE_EXPIRED: { status: 410, message: 'The invoice has expired.', hint: 'Request a new invoice.' },
   BAD_PREIMAGE: {
     status: 400,

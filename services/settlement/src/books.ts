@@ -16,8 +16,10 @@ import {
   type TransferResult,
 } from '@fed-ai/ledger';
 import {
+  type BitcoinNetwork,
   decodeInvoice,
   type Invoice,
+  invoiceNetwork,
   type LightningBackend,
   LightningPaymentError,
   type PaymentFailureCode,
@@ -188,6 +190,8 @@ export interface BooksOptions {
   routerFeeBps: number;
   /** Fee on a peer router's cost when a request was offloaded (federation). */
   offloadFeeBps?: number;
+  /** The network every invoice made or paid must be on (LIGHTNING_NETWORK; default regtest). */
+  network?: BitcoinNetwork;
   topupExpiryS?: number;
   faucetEnabled?: boolean;
   /** Devnet faucet that pays over Lightning (the LNbits mint wallet); default: the faucet account. */
@@ -322,6 +326,8 @@ export class Books {
   });
   private readonly paymentHooks: PaymentHook[] = [];
   private readonly nowS: () => number;
+  /** The Bitcoin network every invoice made or paid is on (LIGHTNING_NETWORK). */
+  readonly network: BitcoinNetwork;
 
   constructor(
     private readonly db: Db,
@@ -330,6 +336,7 @@ export class Books {
     private readonly options: BooksOptions,
   ) {
     this.nowS = options.nowS ?? (() => Math.floor(Date.now() / 1000));
+    this.network = options.network ?? 'regtest';
   }
 
   /** The Lightning backend's name (`internal` pays only invoices of this system). */
@@ -373,6 +380,13 @@ export class Books {
       description: options.description ?? `fed-ai tab top-up ${account}`,
       expirySeconds: options.expirySeconds ?? this.options.topupExpiryS ?? 3600,
     });
+    // A backend on another network than configured: nobody could pay it as expected; fail closed.
+    const made = invoiceNetwork(invoice.bolt11);
+    if (made !== this.network)
+      throw new FedAiError(
+        'LIGHTNING_NETWORK_MISMATCH',
+        `The Lightning backend made a ${made ?? 'unknown'} invoice; LIGHTNING_NETWORK is ${this.network}.`,
+      );
     await this.db.query(
       `INSERT INTO topups (payment_hash, account, amount_msat, expires_at_s, bolt11, description, created_at_s)
        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -428,7 +442,7 @@ export class Books {
   private async topupFor(
     bolt11: string,
   ): Promise<{ payment_hash: string; account: string; amount_msat: number; settled_at_s: number | null }> {
-    const hash = decodeOrRefuse(bolt11).paymentHash;
+    const hash = decodeOrRefuse(bolt11, this.network).paymentHash;
     const row = await this.topupRow(hash);
     if (!row) throw new FedAiError('INVOICE_NOT_FOUND');
     return row;
@@ -650,7 +664,7 @@ export class Books {
     bolt11: string,
     options: { maxFeeMsat?: number | undefined } = {},
   ): Promise<PaymentRow> {
-    const hash = decodeOrRefuse(bolt11).paymentHash;
+    const hash = decodeOrRefuse(bolt11, this.network).paymentHash;
     const account = ACCOUNTS.tab(payer);
     const prior = await this.paymentRow(hash);
     if (prior?.account === account) return this.ownPaymentOutcome(prior);
@@ -712,7 +726,7 @@ export class Books {
     bolt11: string,
     options: { maxFeeMsat?: number | undefined } = {},
   ): Promise<PaymentRow> {
-    const decoded = decodeOrRefuse(bolt11);
+    const decoded = decodeOrRefuse(bolt11, this.network);
     const hash = decoded.paymentHash;
     const account = ACCOUNTS.tab(payer);
     const prior = await this.paymentRow(hash);
@@ -1312,12 +1326,20 @@ async function verifiedOffloadResult(
   return { record: record.payload };
 }
 
-function decodeOrRefuse(bolt11: string): ReturnType<typeof decodeInvoice> {
+function decodeOrRefuse(bolt11: string, network: BitcoinNetwork): ReturnType<typeof decodeInvoice> {
+  let decoded: ReturnType<typeof decodeInvoice>;
   try {
-    return decodeInvoice(bolt11);
+    decoded = decodeInvoice(bolt11);
   } catch (error) {
     throw new FedAiError('INVALID_REQUEST', `not a BOLT11 invoice: ${(error as Error).message}`);
   }
+  const on = invoiceNetwork(bolt11);
+  if (on !== network)
+    throw new FedAiError(
+      'INVOICE_WRONG_NETWORK',
+      `The invoice is for ${on ?? 'an unknown network'}; this settlement pays on ${network}.`,
+    );
+  return decoded;
 }
 
 /** Why a second refund of an invoice is refused: each invoice is paid at most once. */

@@ -12,6 +12,7 @@ import { availableMsat, type Ledger } from '@fed-ai/ledger';
 import {
   decodeInvoice,
   invoiceFromLightningAddress,
+  invoiceNetwork,
   LnurlError,
   type LnurlOptions,
   NwcBackend,
@@ -176,6 +177,11 @@ export class Payouts {
     if (!plan.pay) return { node, state: 'skipped', reason: plan.reason };
     const bolt11 = await this.invoiceFrom(destination, plan.amountMsat);
     const decoded = decodeInvoice(bolt11);
+    if (invoiceNetwork(bolt11) !== this.books.network)
+      throw new FedAiError(
+        'PAYOUT_DESTINATION_FAILED',
+        `The destination gave an invoice for another network than ${this.books.network}.`,
+      );
     if (decoded.amountMsat !== plan.amountMsat)
       throw new FedAiError(
         'PAYOUT_DESTINATION_FAILED',

@@ -38,6 +38,8 @@ export interface SettlementServerDeps {
   publicUrl?: string | undefined;
   /** The fee on a peer router's cost for offloaded requests (routers reserve with it). */
   offloadFeeBps?: number;
+  /** The Bitcoin network its invoices are on (LIGHTNING_NETWORK), shown by /v1/info. */
+  lightningNetwork?: string;
   /** `GET /v1/backend` (operators): the Lightning backend's name and a balance check, no secrets. */
   backend?: () => Promise<{ backend: string; reachable: boolean; balance_msat: number | null }>;
   /** Node payouts (`/v1/payouts*`); absent: the routes are not there. */
@@ -107,7 +109,11 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
   addMetricsRoute(app, deps.metrics);
   app.get('/health', async () => ({ ok: true }));
   app.get('/ready', async () => ({ ok: true }));
-  app.get('/v1/info', async () => ({ pubkey: deps.pubkey, offload_fee_bps: deps.offloadFeeBps ?? 0 }));
+  app.get('/v1/info', async () => ({
+    pubkey: deps.pubkey,
+    offload_fee_bps: deps.offloadFeeBps ?? 0,
+    lightning_network: deps.lightningNetwork ?? 'regtest',
+  }));
 
   /** NIP-98 by an allowed router (or operator); returns the signer's pubkey. */
   const routerAuth = (request: FastifyRequest, allowed: Set<string> = deps.routers) =>

@@ -370,6 +370,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   const books = new Books(db, ledger, lightning, {
     routerFeeBps: config.ROUTER_FEE_BPS,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
+    network: config.LIGHTNING_NETWORK,
     faucetEnabled: config.FAUCET,
     faucetLightning,
   });
@@ -412,6 +413,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     metrics,
     publicUrl: config.SETTLEMENT_PUBLIC_URL,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
+    lightningNetwork: config.LIGHTNING_NETWORK,
     backend: () => backendStatus(lightning),
     reconcile: (options) => reconciler.run(options),
     payouts,
