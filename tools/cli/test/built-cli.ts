@@ -8,6 +8,8 @@
 // its npm dependencies resolve. Names carry esbuild's content hash, and each file is written under a
 // temporary name and renamed, so test files building at the same time never see a partial file and
 // an edited source never runs stale.
+
+import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -109,4 +111,39 @@ let built: Promise<string> | undefined;
 export function builtCli(): Promise<string> {
   built ??= buildCli();
   return built;
+}
+
+export interface ProcessRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to its end and collects its output; SIGKILL after `timeoutMs` when given. */
+export function runCollected(
+  command: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number },
+): Promise<ProcessRun> {
+  return new Promise((done, reject) => {
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = options.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs) : null;
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (timer) clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
 }

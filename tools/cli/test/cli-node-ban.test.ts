@@ -3,7 +3,6 @@
 // the node out of serving and refuses its heartbeats; the other node is untouched; an unknown id,
 // an ambiguous or too short prefix and a key that is not an operator's are refused with their codes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +11,7 @@ import { generateSecretKey, publicKeyOf, toNsec } from '@fed-ai/protocol';
 import { routerConfigSchema } from '../../../services/router/src/config';
 import { type RunningRouter, startRouter } from '../../../services/router/src/router';
 import { SigningNodeDouble } from '../../../services/router/test/signing-node-double';
-import { builtCli } from './built-cli';
+import { builtCli, type ProcessRun, runCollected } from './built-cli';
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-node-ban-'));
 const operatorKey = generateSecretKey();
@@ -47,23 +46,9 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function fedai(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const cli = await builtCli();
-  return new Promise((done, reject) => {
-    const child = spawn(process.execPath, [cli, ...args, '--router', router.url], {
-      env: { ...process.env, FEDAI_DATA_DIR: dir, FEDAI_ROUTER_URL: '', NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.once('exit', (code) => done({ code, stdout, stderr }));
+async function fedai(args: string[]): Promise<ProcessRun> {
+  return runCollected(process.execPath, [await builtCli(), ...args, '--router', router.url], {
+    env: { ...process.env, FEDAI_DATA_DIR: dir, FEDAI_ROUTER_URL: '', NO_COLOR: '1' },
   });
 }
 

@@ -4,9 +4,10 @@
 // runbooks-postgres.test.ts runs the PostgreSQL ones (POSTGRES_BLOCK_IDS) against a real
 // PostgreSQL server. Each file checks that it ran all of its blocks.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+
+import { type ProcessRun, runCollected } from '../../cli/test/built-cli';
 
 export const root = resolve(new URL('../../..', import.meta.url).pathname);
 const runbooksDir = join(root, 'docs/runbooks');
@@ -44,11 +45,7 @@ export function markedBlocks(): Map<string, Block> {
   return blocks;
 }
 
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type Run = ProcessRun;
 
 /** Runs a command from the repository root; SIGKILL after `timeoutMs`. */
 export function run(
@@ -57,23 +54,7 @@ export function run(
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
 ): Promise<Run> {
-  return new Promise((done, reject) => {
-    const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+  return runCollected(command, args, { cwd: root, env, timeoutMs });
 }
 
 /**
