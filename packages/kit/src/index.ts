@@ -11,6 +11,7 @@ export * from './keyfile';
 export * from './metrics';
 export * from './pg-server';
 export * from './ready-file';
+export * from './relay-socket';
 export * from './replay-store';
 export * from './safe-start';
 export * from './service';

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { relaySocketClass } from '@fed-ai/kit';
 import type { Event, Filter } from 'nostr-tools';
 import { finalizeEvent, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { Relay, type Subscription, useWebSocketImplementation } from 'nostr-tools/relay';
 import WebSocket from 'ws';
 import { type RunningRelay, startRelay } from '../src/index';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 
 const WAIT_MS = 5000;
 const secretKey = generateSecretKey();

@@ -5,6 +5,7 @@
 // only the valid bid counts. With `expectedBidders` the auction ends as soon as they answered.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { relaySocketClass } from '@fed-ai/kit';
 import {
   type Bid,
   createEnvelope,
@@ -22,11 +23,10 @@ import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import type { Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import pino from 'pino';
-import WebSocket from 'ws';
 import { type AuctionDeps, BidInbox, runAuction } from '../src/federation/auction';
 import { FederationRelays } from '../src/federation/relays';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 
 const logger = pino({ level: 'silent' });
 const OVERHEAD = 2_000;

@@ -3,8 +3,9 @@
 // restart is survived (announcements republished, discovery resumes, duplicates counted once);
 // the presence's loops beat as background jobs (fedai_job_*).
 import assert from 'node:assert/strict';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
-import { JobHeartbeats } from '@fed-ai/kit';
+import { JobHeartbeats, relaySocketClass } from '@fed-ai/kit';
 import {
   createEnvelope,
   finalizeEvent,
@@ -20,7 +21,6 @@ import type { Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import pino from 'pino';
 import { Registry as MetricsRegistry } from 'prom-client';
-import WebSocket from 'ws';
 import type { AnnounceModel } from '../src/federation/announce';
 import type { RelayBus } from '../src/federation/bus';
 import {
@@ -30,7 +30,7 @@ import {
 } from '../src/federation/index';
 import type { PeerPolicyOptions } from '../src/federation/peer-policy';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 
 const logger = pino({ level: 'silent' });
 const relayLogger = pino({ level: 'silent' }) as unknown as NonNullable<
@@ -379,6 +379,33 @@ test('a relay that is down when the router starts is connected once it is up', a
       (await client().querySync([later.url], { kinds: [KIND.priceSheet], '#d': ['m-early'] })).length === 1,
   );
   assert.ok(early.p.relays.connected().length === 1);
+});
+
+test('a relay that takes the TCP connection but never answers the handshake: connects time out, closing while connecting is quiet, the other relay serves', async () => {
+  // nostr-tools aborts such a socket on its connect timeout and on close; unguarded, ws raised that
+  // abort as an uncaught exception and killed the router (CI, session 9).
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const silentUrl = `ws://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  try {
+    const stuck = presence([silentUrl, main.url], 'stuck', [model('m-stuck')], {
+      relayOptions: { ...FAST, connectTimeoutMs: 100 },
+    });
+    await until(
+      'announced on the relay that answers',
+      async () =>
+        (await client().querySync([main.url], { kinds: [KIND.priceSheet], '#d': ['m-stuck'] })).length === 1,
+    );
+    await until('a second connect to the silent relay', () => sockets.length >= 2);
+    assert.deepEqual(stuck.p.relays.connected(), [main.url]);
+    await until('a connect in flight', () => sockets.some((socket) => !socket.destroyed));
+    await stuck.p.close();
+    presences.splice(presences.indexOf(stuck.p), 1);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
 });
 
 test("follows mode: the operator's contact list makes peers, its NIP-51 mute list removes them", async () => {

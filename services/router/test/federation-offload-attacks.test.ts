@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { readSseData } from '@fed-ai/kit';
+import { readSseData, relaySocketClass } from '@fed-ai/kit';
 import {
   type Bid,
   createEnvelope,
@@ -26,13 +26,12 @@ import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import type { Event } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import pino from 'pino';
-import WebSocket from 'ws';
 import { routerConfigSchema } from '../src/config';
 import { offloadOnce } from '../src/federation/offload-client';
 import { type RunningRouter, startRouter } from '../src/router';
 import { SigningNodeDouble } from './signing-node-double';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 
 const MODEL = 'double-model';
 const peerKey = generateSecretKey();

@@ -56,6 +56,7 @@ export class SigningNodeDouble {
   url = '';
   private server: Server | undefined;
   private readonly replay = new MemoryReplayStore();
+  private lastHeartbeatS = 0;
 
   async start(): Promise<void> {
     this.server = createServer(async (req, res) => {
@@ -253,10 +254,12 @@ export class SigningNodeDouble {
   }
 
   async heartbeat(routerUrl: string, routerPubkey: string, model = 'double-model'): Promise<Response> {
+    // Each beat a second after the last: two alike in one second would be one event, a replay.
+    this.lastHeartbeatS = Math.max(Math.floor(Date.now() / 1000), this.lastHeartbeatS + 1);
     const heartbeat = createEnvelope(
       KIND.nodeHeartbeat,
       { free_slots: 4, queue_depth: 0, models_loaded: [model], ready: true },
-      { audience: routerPubkey },
+      { audience: routerPubkey, nowS: this.lastHeartbeatS },
       this.secretKey,
     );
     return fetch(`${routerUrl}/v1/nodes/heartbeat`, {

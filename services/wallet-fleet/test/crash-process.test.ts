@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Db, openDb, readReadyFile, startPostgres } from '@fed-ai/kit';
+import { type Db, openDb, readReadyFile, relaySocketClass, startPostgres } from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
 import { SettlementAccountBackend } from '@fed-ai/lightning';
 import { generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
@@ -18,12 +18,11 @@ import { type RunningSettlement, settlementConfigSchema, startSettlement } from 
 import { nip44 } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { finalizeEvent } from 'nostr-tools/pure';
-import WebSocket from 'ws';
 import { AuditLog } from '../src/audit';
 import { Fleet } from '../src/fleet';
 import { fundedAgentWallet } from './fleet-setup';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'fedai-wf-proc-'));
 const ownerKey = generateSecretKey();

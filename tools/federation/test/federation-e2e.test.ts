@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { relaySocketClass } from '@fed-ai/kit';
 import { verifyLedger } from '@fed-ai/ledger';
 import {
   bytesToHex,
@@ -23,10 +24,9 @@ import { startRelay } from '@fed-ai/relay';
 import { type Event, finalizeEvent } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import OpenAI from 'openai';
-import WebSocket from 'ws';
 import { type FederationNetwork, startFederationNetwork, waitUntil } from './network';
 
-useWebSocketImplementation(WebSocket);
+useWebSocketImplementation(relaySocketClass(1024 * 1024));
 const execFileAsync = promisify(execFile);
 
 const SECRET_PROMPT = 'the-secret-prompt-7f3a';

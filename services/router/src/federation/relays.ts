@@ -17,13 +17,12 @@
 // The connection check is the `router_federation_relays` job (kit's job-heartbeat.ts): a check
 // that finds no relay connected counts as an error, so a router cut off from every relay (no
 // announcements, no discovery, no auction) is overdue within a couple of reconnect backoffs.
-import { beating, type JobHeartbeat, type JobHeartbeats } from '@fed-ai/kit';
+import { beating, type JobHeartbeat, type JobHeartbeats, relaySocketClass } from '@fed-ai/kit';
 import type { Event, Filter } from 'nostr-tools';
 import { type AbstractPoolConstructorOptions, AbstractSimplePool } from 'nostr-tools/abstract-pool';
 import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
 import { verifyEvent } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
-import WebSocket from 'ws';
 
 const RELAYS_DEFAULTS = {
   maxRelays: 16,
@@ -118,15 +117,10 @@ interface RelayState {
 
 type SocketImplementation = AbstractPoolConstructorOptions['websocketImplementation'];
 
-/** The `ws` client with a frame size bound (its default is 100 MiB). */
+/** The relay socket class (frame bound, aborted connects never crash the process; see @fed-ai/kit). */
 function boundedWebSocket(maxPayload: number): SocketImplementation {
-  class BoundedWebSocket extends WebSocket {
-    constructor(address: string | URL, protocols?: string | string[]) {
-      super(address, protocols, { maxPayload });
-    }
-  }
   // ws implements the browser WebSocket surface nostr-tools uses; its types differ in details.
-  return BoundedWebSocket as unknown as SocketImplementation;
+  return relaySocketClass(maxPayload) as unknown as SocketImplementation;
 }
 
 /** Normalises a relay URL the way nostr-tools does (trailing slash dropped). */

@@ -11,12 +11,11 @@
 // Tracing (docs/observability.md): a request event MAY carry a `["traceparent", "<W3C value>"]` tag;
 // the fleet's span for the request (and its calls to settlement) then continues that trace. The tag
 // is optional, outside NIP-47, ignored by other wallet services and by this one when tracing is off.
-import { annotateSpan, inSpan } from '@fed-ai/kit';
+import { annotateSpan, inSpan, relaySocketClass } from '@fed-ai/kit';
 import { nip04, nip44, verifyEvent } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import { type Event, finalizeEvent } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
-import WebSocket from 'ws';
 import { z } from 'zod';
 import type { Fleet } from '../fleet';
 import type { Payments } from '../payments';
@@ -29,8 +28,6 @@ import {
   type PaymentRowForNwc,
 } from './transactions';
 
-useWebSocketImplementation(WebSocket);
-
 const NWC_KIND = {
   info: 13194,
   request: 23194,
@@ -40,6 +37,8 @@ const NWC_KIND = {
 } as const;
 
 const MAX_EVENT_BYTES = 64 * 1024;
+// Frames carry one event (content at most MAX_EVENT_BYTES) and its envelope.
+useWebSocketImplementation(relaySocketClass(4 * MAX_EVENT_BYTES));
 const MAX_CLOCK_SKEW_S = 600;
 const MAX_RATE_ENTRIES = 10_000;
 const INFO_REPUBLISH_MS = 5 * 60_000;
