@@ -21,6 +21,7 @@ import { addAccountRoutes } from './account-routes';
 import type { Books } from './books';
 import { addDisputeRoutes } from './dispute-routes';
 import type { Disputes } from './disputes';
+import { type Overview, overviewQuery } from './overview';
 import { addPayoutRoutes } from './payout-routes';
 import type { Payouts } from './payouts';
 import { addReconcileRoutes, type ReconcileRouteDeps } from './reconcile-routes';
@@ -48,6 +49,8 @@ export interface SettlementServerDeps {
   reconcile?: ReconcileRouteDeps['reconcile'];
   /** Disputes of charges (`/v1/disputes*`, dispute-routes.ts); absent: the routes are not there. */
   disputes?: Disputes | undefined;
+  /** `GET /v1/admin/overview` (routers and operators): fees, tabs and payouts (overview.ts). */
+  overview?: (limit: number | undefined) => Promise<Overview>;
 }
 
 export const topupSchema = z.object({
@@ -207,6 +210,13 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     await routerAuth(request, deps.operators);
     if (!deps.backend) throw new FedAiError('NOT_FOUND', 'no backend status here');
     return deps.backend();
+  });
+
+  app.get('/v1/admin/overview', async (request) => {
+    await routerAuth(request, new Set([...deps.routers, ...deps.operators]));
+    const { limit } = overviewQuery.parse(request.query);
+    if (!deps.overview) throw new FedAiError('NOT_FOUND', 'no overview here');
+    return deps.overview(limit);
   });
 
   app.get('/v1/tabs/:payer', async (request: FastifyRequest<{ Params: { payer: string } }>) => {

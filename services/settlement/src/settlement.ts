@@ -35,6 +35,7 @@ import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { Disputes } from './disputes';
 import { LedgerWatch } from './ledger-watch';
+import { readOverview } from './overview';
 import { Payouts } from './payouts';
 import { ReconcileMetrics, Reconciler } from './reconcile';
 import { createSettlementServer } from './server';
@@ -418,6 +419,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     reconcile: (options) => reconciler.run(options),
     payouts,
     disputes: new Disputes(db, ledger, secretKey, { windowS: config.DISPUTE_WINDOW_S }),
+    overview: (limit) => readOverview(db, Math.floor(Date.now() / 1000), limit),
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;

@@ -44,6 +44,7 @@ const PROTECTED: { method: string; path: string; body?: string }[] = [
   { method: 'POST', path: '/v1/refunds', body: JSON.stringify({ payer: 'p', bolt11: 'lnbcrt1xxxxxxxxx' }) },
   { method: 'GET', path: '/v1/ledger/verify' },
   { method: 'GET', path: '/v1/backend' },
+  { method: 'GET', path: '/v1/admin/overview' },
   { method: 'POST', path: '/v1/admin/reconcile', body: '{}' },
   {
     method: 'PUT',

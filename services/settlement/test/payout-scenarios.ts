@@ -23,6 +23,7 @@ import {
 } from '@fed-ai/protocol';
 import { type LnurlDouble, startLnurlDouble } from '../../../packages/lightning/test/lnurl-double';
 import { ACCOUNTS, Books } from '../src/books';
+import { readOverview } from '../src/overview';
 import { Payouts, type PayoutsOptions } from '../src/payouts';
 import type { BackendName, Rig } from './backend-scenarios-rig';
 import { signedMetering } from './signed-metering';
@@ -180,6 +181,21 @@ export function payoutScenarios(name: BackendName, get: () => PayoutCtx): { clos
     assert.equal(left.available, 19_000 - 18_000 - statement.fee_msat, 'the fee came out of the earnings');
     assert.equal(left.available, statement.returned_msat, 'what is left is the unspent fee budget');
     assert.equal(await uncovered(c, node), 0);
+    // The operator's overview lists it with what was paid and the routing fee it cost.
+    const shown = (await readOverview(c.db, Math.floor(Date.now() / 1000), 100)).payouts.recent.find(
+      (p) => p.node === node,
+    );
+    assert.deepEqual(
+      { ...shown, created_at_s: undefined },
+      {
+        payout_id: listed!.payout_id,
+        node,
+        state: 'succeeded',
+        amount_msat: 18_000,
+        fee_msat: statement.fee_msat,
+        created_at_s: undefined,
+      },
+    );
 
     const again = await payouts.payOut(node);
     assert.equal(again.state, 'skipped');
