@@ -30,19 +30,4 @@ export function table(testId: string, headers: string[], rows: Child[][], empty:
 
 export const short = (hex: string) => (hex.length > 16 ? `${hex.slice(0, 8)}…${hex.slice(-6)}` : hex);
 
-/** msat as sats with up to three decimals (integer arithmetic; money is never a float here). */
-export function sats(msat: number): string {
-  const whole = Math.trunc(msat / 1000);
-  const rest = Math.abs(msat % 1000);
-  return `${whole.toLocaleString('en')}${rest ? `.${String(rest).padStart(3, '0').replace(/0+$/, '')}` : ''} sat`;
-}
-
-export function ago(ms: number): string {
-  if (ms < 1000) return 'now';
-  const s = Math.floor(ms / 1000);
-  if (s < 120) return `${s} s ago`;
-  const m = Math.floor(s / 60);
-  return m < 120 ? `${m} min ago` : `${Math.floor(m / 60)} h ago`;
-}
-
 export const badge = (text: string, kind: string) => h('span', { class: `badge ${kind}` }, text);

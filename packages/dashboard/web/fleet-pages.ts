@@ -1,6 +1,7 @@
 // The wallet fleet's pages: wallets with their policy, the approvals inbox (approve / deny), and
 // the switches (pause, kill, revive the whole fleet or one wallet).
-import { ago, badge, h, sats, short, table } from './dom';
+import { ago, sats } from '../src/format';
+import { badge, h, short, table } from './dom';
 import type { Call, Page } from './main';
 
 interface Policy {

@@ -42,6 +42,7 @@ import { registerDisputeRoutes } from './routes/disputes';
 import { registerNativeRoutes } from './routes/native';
 import { registerOpenAiRoutes } from './routes/openai';
 import { registerTabRoutes } from './routes/tabs';
+import { SettlementClient } from './settlement-client';
 import { migrateOutbox, SettlementOutbox } from './settlement-outbox';
 
 export interface RunningRouter {
@@ -311,6 +312,11 @@ export async function startRouter(
     replayStore,
     publicUrl: config.ROUTER_PUBLIC_URL,
   });
+  // The dashboard's money page reads settlement's overview with the router's key.
+  const moneyClient =
+    config.SETTLEMENT_URL && payments.mode === 'settlement'
+      ? new SettlementClient(config.SETTLEMENT_URL.replace(/\/+$/, ''), secretKey)
+      : undefined;
   registerDashboardRoutes(app, {
     registry,
     recent,
@@ -319,6 +325,8 @@ export async function startRouter(
     publicUrl: config.ROUTER_PUBLIC_URL,
     routerPubkey: pubkey,
     paymentsMode: payments.mode,
+    moneyOverview: moneyClient && ((limit) => moneyClient.overview(limit)),
+    federation: () => federation?.presence() ?? null,
   });
 
   const url = await app.listen({ host: config.ROUTER_HOST, port: config.ROUTER_PORT });

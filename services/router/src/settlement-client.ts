@@ -1,5 +1,6 @@
 // The router's NIP-98 signed calls to its settlement service outside the money-op envelopes:
-// open a top-up invoice for a payer, and read a payer's tab. Used by the NIP-90 bridge.
+// open a top-up invoice for a payer and read a payer's tab (the NIP-90 bridge), and read the
+// operator's money overview (the dashboard).
 import { readErrorCode } from '@fed-ai/kit';
 import { createNip98Header, FedAiError } from '@fed-ai/protocol';
 import { request } from 'undici';
@@ -14,6 +15,43 @@ const tabAnswer = z.object({
   reserved_msat: z.number().int().nonnegative(),
 });
 
+const msat = z.number().int().nonnegative();
+const sums = z.object({ count: z.number().int().nonnegative(), balance_msat: msat, reserved_msat: msat });
+const MAX_LISTED = 100;
+/** Settlement's `GET /v1/admin/overview` (services/settlement/src/overview.ts), checked before it is shown. */
+const overviewAnswer = z.object({
+  fees: z.object({
+    router_fees_msat: msat,
+    last_24h: z.object({
+      requests: z.number().int().nonnegative(),
+      charged_msat: msat,
+      node_msat: msat,
+      router_msat: msat,
+    }),
+  }),
+  tabs: sums.extend({
+    largest: z
+      .array(z.object({ payer: z.string().max(200), balance_msat: msat, reserved_msat: msat }))
+      .max(MAX_LISTED),
+  }),
+  payouts: z.object({
+    owed: sums,
+    recent: z
+      .array(
+        z.object({
+          payout_id: z.string().max(100),
+          node: z.string().regex(/^[0-9a-f]{64}$/),
+          state: z.enum(['pending', 'succeeded', 'failed']),
+          amount_msat: msat,
+          fee_msat: msat.nullable(),
+          created_at_s: z.number().int().nonnegative(),
+        }),
+      )
+      .max(MAX_LISTED),
+  }),
+});
+export type MoneyOverview = z.infer<typeof overviewAnswer>;
+
 export class SettlementClient {
   constructor(
     private readonly url: string,
@@ -27,6 +65,10 @@ export class SettlementClient {
 
   async tab(payer: string): Promise<z.infer<typeof tabAnswer>> {
     return tabAnswer.parse(await this.call('GET', `/v1/tabs/${encodeURIComponent(payer)}`));
+  }
+
+  async overview(limit: number): Promise<MoneyOverview> {
+    return overviewAnswer.parse(await this.call('GET', `/v1/admin/overview?limit=${limit}`));
   }
 
   private async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {

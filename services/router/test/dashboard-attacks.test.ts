@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { DASHBOARD_CSP } from '@fed-ai/dashboard';
 import { nodeConfigSchema, type RunningNode, startNode } from '@fed-ai/node';
 import { createNip98Header, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { settlementConfigSchema, startSettlement } from '../../settlement/src/index';
 import { routerConfigSchema } from '../src/config';
 import { failedEntry, RecentRequests } from '../src/recent-requests';
 import { type RunningRouter, startRouter } from '../src/router';
@@ -23,7 +24,13 @@ const CANARY = 'canary-4b1d: a prompt the operator must never see';
 let router: RunningRouter;
 let node: RunningNode;
 
-const ROUTES = ['/admin/dashboard/whoami', '/admin/dashboard/nodes', '/admin/dashboard/requests?limit=5'];
+const ROUTES = [
+  '/admin/dashboard/whoami',
+  '/admin/dashboard/nodes',
+  '/admin/dashboard/requests?limit=5',
+  '/admin/dashboard/money?limit=3',
+  '/admin/dashboard/federation',
+];
 
 before(async () => {
   router = await startRouter(
@@ -112,6 +119,10 @@ test('query parameters are validated: out of bounds, not a number, or unknown an
     '/admin/dashboard/requests?prompt=1',
     '/admin/dashboard/nodes?limit=501',
     '/admin/dashboard/whoami?x=1',
+    '/admin/dashboard/money?limit=101',
+    '/admin/dashboard/money?limit=-1',
+    '/admin/dashboard/money?account=tab:x',
+    '/admin/dashboard/federation?peer=1',
   ]) {
     const answer = await signed(path);
     assert.equal(answer.status, 400, `${path}: ${answer.text}`);
@@ -149,6 +160,47 @@ test('after a real request no dashboard route answers with its prompt or output;
   assert.match(requests[0]?.receipt_id ?? '', /^[0-9a-f]{64}$/);
   const { nodes } = JSON.parse(texts[1]!) as { nodes: { id: string; recent_requests: number }[] };
   assert.equal(nodes.find((n) => n.id === node.pubkey)?.recent_requests, 1);
+  // Free mode and no federation: the pages say so instead of failing.
+  assert.deepEqual(JSON.parse(texts[3]!), { payments: 'free', overview: null });
+  assert.deepEqual(JSON.parse(texts[4]!), { enabled: false, relays: [], peers: [], total: 0 });
+});
+
+test("a settlement that refuses the router's key, or is down, is SETTLEMENT_UNAVAILABLE on the money page, never the operator's FORBIDDEN", async () => {
+  const stranger = generateSecretKey();
+  const settlement = await startSettlement(
+    settlementConfigSchema.parse({
+      SETTLEMENT_PORT: '0',
+      DATA_DIR: join(dir, 'settlement'),
+      SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(stranger),
+      FAUCET: 'true',
+    }),
+  );
+  const paid = await startRouter(
+    routerConfigSchema.parse({
+      ROUTER_PORT: '0',
+      DATA_DIR: join(dir, 'paid-router'),
+      SETTLEMENT_URL: settlement.url,
+      OPERATOR_PUBKEYS: publicKeyOf(operatorKey),
+    }),
+  );
+  const money = () =>
+    rawRequest(paid.url, 'GET', '/admin/dashboard/money', undefined, {
+      authorization: createNip98Header(`${paid.url}/admin/dashboard/money`, 'GET', undefined, operatorKey),
+    });
+  try {
+    const refused = await money();
+    assert.equal(refused.status, 503, refused.text);
+    assert.equal(codeOf(refused.text), 'SETTLEMENT_UNAVAILABLE');
+    assert.match(refused.text, /\(FORBIDDEN\)/, 'the cause is named in the message');
+    await settlement.close();
+    const down = await money();
+    assert.equal(down.status, 503, down.text);
+    assert.equal(codeOf(down.text), 'SETTLEMENT_UNAVAILABLE');
+    assert.ok(!down.text.includes('127.0.0.1'), 'no internal address in the answer');
+  } finally {
+    await paid.close();
+    await settlement.close().catch(() => undefined);
+  }
 });
 
 test('the page, its script and its stylesheet carry the strict CSP; the page holds no inline script or style', async () => {

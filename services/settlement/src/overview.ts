@@ -7,14 +7,14 @@ import type { Queryable } from '@fed-ai/kit';
 import { z } from 'zod';
 import { ACCOUNTS } from './books';
 
-export const OVERVIEW_MAX_ROWS = 100;
+const OVERVIEW_MAX_ROWS = 100;
 export const overviewQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(OVERVIEW_MAX_ROWS).optional(),
 });
 const DEFAULT_ROWS = 20;
 const DAY_S = 24 * 3600;
 
-export interface AccountSums {
+interface AccountSums {
   count: number;
   balance_msat: number;
   reserved_msat: number;

@@ -14,9 +14,11 @@ import { delimiter, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { nodeConfigSchema, type RunningNode, startNode } from '@fed-ai/node';
 import {
+  createEnvelope,
   createNip98Header,
   decodeEnvelopeHeader,
   generateSecretKey,
+  KIND,
   publicKeyOf,
   secretKeyHex,
 } from '@fed-ai/protocol';
@@ -24,9 +26,13 @@ import { type RunningRelay, startRelay } from '@fed-ai/relay';
 import { type RunningRouter, routerConfigSchema, startRouter } from '@fed-ai/router';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '@fed-ai/settlement';
 import { type RunningWalletFleet, startWalletFleet, walletFleetConfigSchema } from '@fed-ai/wallet-fleet';
+import type { Event } from 'nostr-tools';
+import { SimplePool } from 'nostr-tools/pool';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from 'playwright-core';
 import WebSocket from 'ws';
+import { sats } from '../../../packages/dashboard/src/format';
+import type { Overview } from '../../../services/settlement/src/overview';
 
 (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket; // @getalby/sdk on Node 20
 const { NWCClient } = await import('@getalby/sdk/nwc');
@@ -45,6 +51,7 @@ const operator = publicKeyOf(operatorKey);
 const strangerKey = generateSecretKey();
 const routerKey = generateSecretKey();
 const fleetKey = generateSecretKey();
+const peerKey = generateSecretKey();
 
 let relay: RunningRelay;
 let settlement: RunningSettlement;
@@ -179,6 +186,8 @@ before(async () => {
       ALLOW_PRIVATE_ENDPOINTS: 'true',
       SETTLEMENT_URL: settlement.url,
       OPERATOR_PUBKEYS: operator,
+      FEDERATION_RELAYS: relay.url,
+      FEDERATION_ALLOWLIST: publicKeyOf(peerKey),
     }),
   );
   node = await startNode(
@@ -320,6 +329,70 @@ test('router dashboard: a paid request shows in recent requests with its cost, n
   // The nodes page now counts what the node earned lately.
   await routerPage.getByTestId('nav-nodes').click();
   await routerPage.getByTestId('nodes').waitFor();
+});
+
+test('router dashboard: money shows the fees, tabs and owed earnings settlement holds; federation shows the relay and a peer', async () => {
+  // What settlement itself says, read with the router's key: the page must show exactly these.
+  const url = `${settlement.url}/v1/admin/overview?limit=20`;
+  const answer = await fetch(url, {
+    headers: { authorization: createNip98Header(url, 'GET', undefined, routerKey) },
+  });
+  const overview = (await answer.json()) as Overview;
+  assert.equal(answer.status, 200, JSON.stringify(overview));
+  assert.ok(overview.fees.router_fees_msat > 0, 'the paid request left a router fee');
+  await routerPage.getByTestId('nav-money').click();
+  await routerPage.getByTestId('tabs').waitFor();
+  const shown = async (id: string) => textOf(routerPage.getByTestId(id));
+  assert.equal(await shown('fees-held'), sats(overview.fees.router_fees_msat));
+  assert.equal(await shown('fees-requests'), String(overview.fees.last_24h.requests));
+  assert.equal(await shown('tabs-count'), String(overview.tabs.count));
+  assert.equal(await shown('tabs-balance'), sats(overview.tabs.balance_msat));
+  assert.equal(await shown('owed-balance'), sats(overview.payouts.owed.balance_msat));
+  assert.ok(overview.payouts.owed.balance_msat > 0, 'the node is owed its share');
+  assert.match(await shown('tabs'), new RegExp(apiKey.id.slice(0, 8)), "the agent's tab is listed");
+  await routerPage.getByTestId('payouts-empty').waitFor();
+  await routerPage.screenshot({ path: join(shots, 'router-money.png') });
+
+  // A peer router announces itself on the relay (the allowlisted key); the page lists it.
+  const nowS = Math.floor(Date.now() / 1000);
+  const common = { nowS, expiresInS: 600 };
+  const publisher = new SimplePool();
+  for (const event of [
+    createEnvelope(
+      KIND.routerCapabilities,
+      { name: 'peer-west', url: 'http://peer-west.example', models: ['peer-model'], features: ['offload'] },
+      { ...common, tags: [['d', 'capabilities']] },
+      peerKey,
+    ),
+    createEnvelope(
+      KIND.priceSheet,
+      {
+        model: 'peer-model',
+        price: { input_msat_per_1k: 700, output_msat_per_1k: 900 },
+        context_window: 4096,
+        nodes: 2,
+      },
+      { ...common, tags: [['d', 'peer-model']] },
+      peerKey,
+    ),
+  ])
+    await Promise.any(publisher.publish([relay.url], event as Event));
+  await until('the router sees the peer', async () => {
+    const peers = (await (await fetch(`${router.url}/v1/federation/peers`)).json()) as {
+      peers: { prices: unknown[] }[];
+    };
+    return peers.peers[0]?.prices.length === 1;
+  });
+  await routerPage.getByTestId('nav-federation').click();
+  const peers = routerPage.getByTestId('peers');
+  await peers.waitFor();
+  const peerText = await textOf(peers);
+  assert.ok(peerText.includes(publicKeyOf(peerKey).slice(0, 8)) && peerText.includes('peer-west'), peerText);
+  assert.match(peerText, /peer-model[\s\S]*0\.7 sat \/ 0\.9 sat/);
+  assert.match(peerText, /peer \(trust/, 'allowlisted');
+  assert.match(await textOf(routerPage.getByTestId('relays')), /connected/);
+  await routerPage.screenshot({ path: join(shots, 'router-federation.png') });
+  publisher.destroy();
 });
 
 test('fleet dashboard: the kill switch stops payments; revive lets them through again', async () => {
