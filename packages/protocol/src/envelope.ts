@@ -2,7 +2,14 @@
 // the checks of docs/protocol.md in order, cheapest first, and records the id in the replay store
 // only after the signature holds (so forged ids cannot poison it).
 import type { z } from 'zod';
-import { eventHash, finalizeEvent, type SignedEvent, verifyEventSignature } from './crypto';
+import { type ChannelKeys, isMacEnvelope } from './channel-mac';
+import {
+  eventHash,
+  finalizeEvent,
+  type SignedEvent,
+  type UnsignedEvent,
+  verifyEventSignature,
+} from './crypto';
 import { base64Decode, base64UrlEncode, utf8ByteLength, utf8Decode, utf8Encode } from './encoding';
 import { isPayloadKind, PAYLOAD_SCHEMAS, type PayloadKind, type PayloadOf } from './payloads';
 import type { ReasonCode } from './reasons';
@@ -32,12 +39,12 @@ export interface CreateOptions {
   nowS?: number;
 }
 
-export function createEnvelope<K extends PayloadKind>(
+/** The unsigned event of a payload: tags from `options`, content validated by its schema. */
+function draftEnvelope<K extends PayloadKind>(
   kind: K,
   payload: PayloadOf<K>,
   options: CreateOptions,
-  secretKey: Uint8Array,
-): Envelope {
+): UnsignedEvent {
   const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
   const tags: string[][] = [];
   if (options.audience) tags.push(['p', options.audience]);
@@ -47,7 +54,26 @@ export function createEnvelope<K extends PayloadKind>(
   for (const tag of options.tags ?? []) tags.push(tag);
   // Validate what we sign: a malformed payload is a bug on our side, caught before it leaves.
   const checked = (PAYLOAD_SCHEMAS[kind] as z.ZodType).parse(payload);
-  return finalizeEvent({ kind, created_at: nowS, tags, content: JSON.stringify(checked) }, secretKey);
+  return { kind, created_at: nowS, tags, content: JSON.stringify(checked) };
+}
+
+export function createEnvelope<K extends PayloadKind>(
+  kind: K,
+  payload: PayloadOf<K>,
+  options: CreateOptions,
+  secretKey: Uint8Array,
+): Envelope {
+  return finalizeEvent(draftEnvelope(kind, payload, options), secretKey);
+}
+
+/** An envelope for `options.audience` with a MAC of the pair's channel key instead of a signature (channel-mac.ts). */
+export function createMacEnvelope<K extends PayloadKind>(
+  kind: K,
+  payload: PayloadOf<K>,
+  options: CreateOptions & { audience: string },
+  keys: ChannelKeys,
+): Envelope {
+  return keys.seal(draftEnvelope(kind, payload, options), options.audience);
 }
 
 export interface VerifyOptions<K extends PayloadKind> {
@@ -59,6 +85,11 @@ export interface VerifyOptions<K extends PayloadKind> {
   nowS?: number;
   windowS?: number;
   maxBytes?: number;
+  /**
+   * Accept MAC envelopes (channel-mac.ts) from these authors, checked with my channel keys. Without
+   * it, or from anyone else, a MAC envelope is BAD_SIGNATURE (no channel key is derived for them).
+   */
+  channel?: { keys: ChannelKeys; from: ReadonlySet<string> } | undefined;
 }
 
 declare const verifiedBrand: unique symbol;
@@ -153,8 +184,14 @@ async function verifyUnchecked<K extends PayloadKind>(
   if (!parsed.success) return fail('BAD_PAYLOAD', summarizeZodError(parsed.error));
 
   if (eventHash(event) !== event.id) return fail('BAD_ID', 'id is not sha256 of the serialized event');
-  // Verify a fresh copy: some libraries cache verdicts on the object.
-  if (!verifyEventSignature({ ...event })) return fail('BAD_SIGNATURE', 'signature does not verify');
+  if (isMacEnvelope(event)) {
+    const channel = options.channel;
+    if (!channel?.from.has(event.pubkey) || !channel.keys.opens(event))
+      return fail('BAD_SIGNATURE', 'MAC does not verify (no channel with this key here)');
+  } else if (!verifyEventSignature({ ...event })) {
+    // Verify a fresh copy: some libraries cache verdicts on the object.
+    return fail('BAD_SIGNATURE', 'signature does not verify');
+  }
 
   if (options.replayStore) {
     // After created_at + window the id is refused as STALE anyway, so that is all we must remember.

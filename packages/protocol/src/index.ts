@@ -1,3 +1,4 @@
+export * from './channel-mac';
 export * from './crypto';
 export * from './encoding';
 export * from './envelope';

@@ -96,6 +96,11 @@ export const nodeRegistrationSchema = z.object({
   region: region.optional(),
   software: shortText.optional(),
   stats: nodeStatsSchema.optional(),
+  /** How routers may authenticate requests besides signatures: 'mac-v1' (channel-mac.ts). */
+  auth: z
+    .array(z.enum(['mac-v1']))
+    .max(4)
+    .optional(),
 });
 export type NodeRegistration = z.infer<typeof nodeRegistrationSchema>;
 

@@ -2,7 +2,13 @@
 // signed cancel (POST /v1/cancel). The stream then ends normally with a metering record, signed by
 // this node, of what was generated up to the cancel: the node is paid for the work it did.
 import { rawBody, sendError } from '@fed-ai/kit';
-import { ENVELOPE_DEFAULTS, KIND, type ReplayStore, verifyEnvelope } from '@fed-ai/protocol';
+import {
+  ENVELOPE_DEFAULTS,
+  KIND,
+  type ReplayStore,
+  type VerifyOptions,
+  verifyEnvelope,
+} from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
 
 interface Job {
@@ -43,13 +49,20 @@ export class InFlightJobs {
 
 export function registerCancelRoute(
   app: FastifyInstance,
-  deps: { pubkey: string; replayStore: ReplayStore; allowedRouters: Set<string>; jobs: InFlightJobs },
+  deps: {
+    pubkey: string;
+    replayStore: ReplayStore;
+    allowedRouters: Set<string>;
+    jobs: InFlightJobs;
+    channel: VerifyOptions<typeof KIND.inferenceCancel>['channel'];
+  },
 ): void {
   app.post('/v1/cancel', async (request, reply) => {
     const verified = await verifyEnvelope(rawBody(request), {
       me: deps.pubkey,
       kinds: [KIND.inferenceCancel],
       maxBytes: 4096,
+      channel: deps.channel,
     });
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
     const router = verified.envelope.pubkey;

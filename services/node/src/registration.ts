@@ -16,6 +16,7 @@ import {
   type ModelOffer,
   type NodeHeartbeat,
   type NodeRegistration,
+  REQUEST_AUTH,
 } from '@fed-ai/protocol';
 import type { Logger } from 'pino';
 import { request } from 'undici';
@@ -219,6 +220,7 @@ export class RegistrationLoop {
         capacity: this.deps.capacity,
         ...(this.deps.region ? { region: this.deps.region } : {}),
         software: 'fed-ai-node/0.1.0',
+        auth: [...REQUEST_AUTH],
       };
       await this.post(
         router,

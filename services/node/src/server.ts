@@ -13,6 +13,7 @@ import {
   writeSseData,
 } from '@fed-ai/kit';
 import {
+  ChannelKeys,
   createEnvelope,
   type Envelope,
   type InferenceRequest,
@@ -20,6 +21,7 @@ import {
   LIMITS,
   type ModelOffer,
   publicKeyOf,
+  REQUEST_AUTH,
   type ReasonCode,
   type ReplayStore,
 } from '@fed-ai/protocol';
@@ -77,11 +79,14 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
   const pubkey = publicKeyOf(deps.secretKey);
   const m = nodeMetrics(deps.metrics, deps.admission);
   const jobs = new InFlightJobs();
+  // Routers it registered with may send requests with a MAC instead of a signature.
+  const channel = { keys: new ChannelKeys(deps.secretKey), from: deps.allowedRouters };
   registerCancelRoute(app, {
     pubkey,
     replayStore: deps.replayStore,
     allowedRouters: deps.allowedRouters,
     jobs,
+    channel,
   });
 
   app.get('/health', async () => ({ ok: true }));
@@ -121,7 +126,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
     if (models.length === 0) return sendError(reply, 'NOT_READY', 'no models yet');
     return createEnvelope(
       KIND.nodeRegistration,
-      { endpoint, models, capacity: deps.capacity },
+      { endpoint, models, capacity: deps.capacity, auth: [...REQUEST_AUTH] },
       { audience: router, tags: [['challenge', nonce]], expiresInS: 60 },
       deps.secretKey,
     );
@@ -139,6 +144,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       kinds: [KIND.inferenceRequest],
       replayStore: deps.replayStore,
       allowed: deps.allowedRouters,
+      channel,
       notAllowed: 'ROUTER_NOT_ALLOWED',
     });
     if (!verified.ok)

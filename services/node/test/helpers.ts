@@ -1,6 +1,8 @@
 // Shared by node tests: a router identity that signs requests, and an SSE reader.
 import {
+  ChannelKeys,
   createEnvelope,
+  createMacEnvelope,
   generateSecretKey,
   type InferenceRequest,
   KIND,
@@ -22,6 +24,16 @@ export function inferenceRequest(overrides: Partial<InferenceRequest> = {}): Inf
     stream: true,
     ...overrides,
   };
+}
+
+/** The same request with the router's MAC instead of a signature (as a router sends to a node that takes MACs). */
+export function macRequest(nodePubkey: string, payload: InferenceRequest, key = routerKey) {
+  return createMacEnvelope(
+    KIND.inferenceRequest,
+    payload,
+    { audience: nodePubkey, refs: [payload.request_id] },
+    new ChannelKeys(key),
+  );
 }
 
 export function signedRequest(nodePubkey: string, payload: InferenceRequest, key = routerKey, options = {}) {

@@ -13,7 +13,15 @@ import {
 } from '@fed-ai/protocol';
 import { nodeConfigSchema } from '../src/config';
 import { type RunningNode, startNode } from '../src/node';
-import { inferenceRequest, postInfer, readEvents, routerKey, routerPubkey, signedRequest } from './helpers';
+import {
+  inferenceRequest,
+  macRequest,
+  postInfer,
+  readEvents,
+  routerKey,
+  routerPubkey,
+  signedRequest,
+} from './helpers';
 import { ScriptedRunnerDouble } from './runner-double';
 
 let node: RunningNode;
@@ -65,6 +73,31 @@ test('a signed stream request streams deltas and ends with a signed metering rec
   assert.deepEqual(done.usage, { prompt_tokens: 7, completion_tokens: 4, total_tokens: 11 });
   // 7 x 1000/1k + 4 x 2000/1k = 15 msat
   assert.equal(verified.payload.cost_msat, 15);
+});
+
+test('a request with the router’s MAC is served like a signed one; its replay, a stranger’s MAC and a changed body are refused', async () => {
+  const payload = inferenceRequest({ stream: false });
+  const envelope = macRequest(node.pubkey, payload);
+  const response = await postInfer(node.url, envelope);
+  assert.equal(response.status, 200, await response.clone().text());
+  const body = (await response.json()) as { text: string; metering: unknown };
+  assert.equal(body.text, 'Hello world');
+  const verified = await verifyEnvelope(body.metering, { me: routerPubkey, kinds: [KIND.meteringRecord] });
+  assert.ok(verified.ok && verified.payload.request_id === payload.request_id, 'the record is still signed');
+  const codeOf = async (sent: unknown) => {
+    const answer = await postInfer(node.url, sent);
+    return `${answer.status} ${((await answer.json()) as { error: { code: string } }).error.code}`;
+  };
+  assert.equal(await codeOf(envelope), '409 REPLAYED');
+  assert.equal(
+    await codeOf(macRequest(node.pubkey, inferenceRequest(), generateSecretKey())),
+    '401 BAD_SIGNATURE',
+  );
+  const changed = macRequest(node.pubkey, inferenceRequest());
+  assert.equal(
+    await codeOf({ ...changed, content: changed.content.replace('Say hello', 'Say more') }),
+    '401 BAD_ID',
+  );
 });
 
 test('non-stream answers JSON with text, usage and metering', async () => {

@@ -1,11 +1,14 @@
-// Dispatch: sends a signed inference request to the best candidate, relays its tokens as they
+// Dispatch: sends an authenticated inference request (a MAC where the node accepts one, else a
+// signature) to the best candidate, relays its tokens as they
 // arrive, and verifies the node's signed metering against what was actually streamed. Fails over
 // to the next candidate only while nothing has reached the client; never after.
 
 import { readErrorCode, readSseData } from '@fed-ai/kit';
 import {
+  type ChannelKeys,
   checkMeteringRecord,
   createEnvelope,
+  createMacEnvelope,
   type Envelope,
   FedAiError,
   type FinishReason,
@@ -15,6 +18,7 @@ import {
   maxCostMsat,
   type NodeStreamEvent,
   nodeStreamEventSchema,
+  type PayloadOf,
   promptOverheadOf,
   promptTokensBound,
   type ReasonCode,
@@ -42,6 +46,8 @@ export interface DispatchDeps {
   logger: Logger;
   /** After the client goes away, how long the node may take to stop and sign what it generated. */
   cancelGraceMs?: number;
+  /** The router's channel keys with its nodes (MAC envelopes, channel-mac.ts). */
+  channelKeys: ChannelKeys;
 }
 
 export type GenerationParams = Pick<
@@ -186,12 +192,7 @@ export class Dispatcher {
       stream: true,
       price,
     };
-    const envelope = createEnvelope(
-      KIND.inferenceRequest,
-      job,
-      { audience: node.id, refs: [input.dispatchId] },
-      this.deps.secretKey,
-    );
+    const envelope = this.envelopeFor(node, KIND.inferenceRequest, job, [input.dispatchId]);
 
     const controller = new AbortController();
     let timedOut: 'first token' | 'total' | null = null;
@@ -310,14 +311,22 @@ export class Dispatcher {
     );
   }
 
+  /** A MAC envelope to a node that said it takes them (registration `auth`), else a signed one. */
+  private envelopeFor<K extends typeof KIND.inferenceRequest | typeof KIND.inferenceCancel>(
+    node: NodeRecord,
+    kind: K,
+    payload: PayloadOf<K>,
+    refs: string[],
+  ): Envelope {
+    const options = { audience: node.id, refs };
+    return node.registration.auth?.includes('mac-v1')
+      ? createMacEnvelope(kind, payload, options, this.deps.channelKeys)
+      : createEnvelope(kind, payload, options, this.deps.secretKey);
+  }
+
   /** Best effort: the node stops generating and ends the stream with a record of what it made. */
   private cancelAtNode(node: NodeRecord, requestId: string): void {
-    const envelope = createEnvelope(
-      KIND.inferenceCancel,
-      { request_id: requestId },
-      { audience: node.id, refs: [requestId] },
-      this.deps.secretKey,
-    );
+    const envelope = this.envelopeFor(node, KIND.inferenceCancel, { request_id: requestId }, [requestId]);
     request(`${node.endpoint}/v1/cancel`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -18,7 +18,7 @@ import {
   pathOf,
   toFedAiError,
 } from '@fed-ai/kit';
-import { initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
+import { ChannelKeys, initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
 import type { FastifyReply } from 'fastify';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
@@ -126,6 +126,7 @@ export async function startRouter(
   });
   const dispatcher = new Dispatcher({
     secretKey,
+    channelKeys: new ChannelKeys(secretKey, config.MAX_NODES),
     routerPubkey: pubkey,
     registry,
     agent,

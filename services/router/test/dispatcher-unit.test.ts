@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { createLogger, createSafeAgent } from '@fed-ai/kit';
-import { FedAiError, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { ChannelKeys, FedAiError, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
 import { Dispatcher, type DispatchInput } from '../src/dispatch';
 import { DEFAULT_HEALTH_CONFIG, NodeHealth } from '../src/health';
 import type { NodeRecord } from '../src/registry';
@@ -18,18 +18,26 @@ after(async () => {
   await agent.close();
 });
 
-async function nodes(modes: SigningNodeDouble['mode'][]) {
+/** Doubles that take the router's MACs (their records say `auth: ['mac-v1']`, as a real node's registration does). */
+const macNodes = new Set<SigningNodeDouble>();
+
+async function nodes(modes: SigningNodeDouble['mode'][], takesMac: boolean[] = []) {
   const records = new Map<string, NodeRecord>();
   const list: { double: SigningNodeDouble; record: NodeRecord; candidate: RankedCandidate }[] = [];
   for (const mode of modes) {
     const double = new SigningNodeDouble();
     double.mode = mode;
+    if (takesMac[list.length]) {
+      double.takesMacFrom.add(publicKeyOf(routerKey));
+      macNodes.add(double);
+    }
     await double.start();
     doubles.push(double);
     const offer = { id: 'double-model', context_window: 4096, max_output_tokens: 512, price: double.price };
     const record = {
       id: double.pubkey,
       endpoint: double.url,
+      registration: { auth: macNodes.has(double) ? ['mac-v1'] : undefined },
       health: new NodeHealth({ ...DEFAULT_HEALTH_CONFIG, allowedFailures: 1, cooldownMs: 1000 }),
       inFlight: 0,
     } as unknown as NodeRecord;
@@ -43,6 +51,7 @@ async function nodes(modes: SigningNodeDouble['mode'][]) {
 function dispatcher(registry: { get(id: string): NodeRecord | undefined }, maxAttempts = 3) {
   return new Dispatcher({
     secretKey: routerKey,
+    channelKeys: new ChannelKeys(routerKey),
     routerPubkey: publicKeyOf(routerKey),
     registry: registry as never,
     agent,
@@ -74,6 +83,18 @@ test('at most maxAttempts nodes are tried; the error says how many', async () =>
     [1, 1, 0],
   );
   for (const n of list) assert.equal(n.record.inFlight, 0, 'every lease ended');
+});
+
+test("a node whose registration takes MACs gets the request with the router's MAC, any other a signed one", async () => {
+  const { list, registry } = await nodes(['ok', 'ok'], [true, false]);
+  for (const n of list) {
+    const outcome = await dispatcher(registry).run(input([n.candidate], { allowFallbacks: false }));
+    assert.equal(outcome.text, 'Hello from the double');
+  }
+  assert.deepEqual(
+    list.map((n) => n.double.auths),
+    [['mac'], ['signature']],
+  );
 });
 
 test('without fallbacks only the first candidate is tried', async () => {

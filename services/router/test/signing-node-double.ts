@@ -3,9 +3,11 @@
 // Each test scripts its behaviour. Lives only under test/.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
+  ChannelKeys,
   costMsat,
   createEnvelope,
   generateSecretKey,
+  isMacEnvelope,
   KIND,
   MemoryReplayStore,
   outputSha256,
@@ -53,6 +55,11 @@ export class SigningNodeDouble {
   requests = 0;
   /** The x-request-id of the last request: the caller's id follows the request to the node. */
   lastRequestId: string | undefined;
+  /** MACs it takes from routers (as a real node registers `auth: ['mac-v1']`); off: signatures only. */
+  takesMacFrom = new Set<string>();
+  /** How each accepted request was authenticated, in order. */
+  readonly auths: ('mac' | 'signature')[] = [];
+  private readonly channelKeys = new ChannelKeys(this.secretKey);
   url = '';
   private server: Server | undefined;
   private readonly replay = new MemoryReplayStore();
@@ -89,7 +96,9 @@ export class SigningNodeDouble {
         me: this.pubkey,
         kinds: [KIND.inferenceRequest],
         replayStore: this.replay,
+        channel: { keys: this.channelKeys, from: this.takesMacFrom },
       });
+      if (verified.ok) this.auths.push(isMacEnvelope(verified.envelope) ? 'mac' : 'signature');
       if (!verified.ok) {
         res
           .writeHead(401, { 'content-type': 'application/json' })
