@@ -117,6 +117,17 @@ export function modelNotFound(model: string, served: string[]): FedAiError {
   });
 }
 
+/** A refusal before any node was asked (no node, over budget, no funds) goes in the dashboard's ring too. */
+function refusedBeforeDispatch(
+  ctx: ChatContext,
+  req: ChatRequest,
+  startedMs: number,
+  error: unknown,
+): unknown {
+  ctx.recent?.add(failedEntry(req.params.model, startedMs, 0, error));
+  return error;
+}
+
 export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatOutcome> {
   const startedMs = Date.now();
   const promptTokensEstimate = estimatePromptTokens(req.params.messages);
@@ -131,14 +142,19 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       !req.provider?.only &&
       error instanceof FedAiError &&
       OFFLOADABLE.has(error.code);
-    if (!offloadable) throw error;
+    if (!offloadable) throw refusedBeforeDispatch(ctx, req, startedMs, error);
     return ctx.offload!(req, error);
   }
   // Reserve a true upper bound of what the most expensive candidate we may fail over to could
   // cost; dispatch never tries a candidate this does not cover.
   const maxCost = Math.max(...ranked.map((c) => candidateMaxCostMsat(c, req.params)));
   const paid = ctx.payments.mode === 'settlement';
-  const spend = paid && req.holdSpend ? await req.holdSpend(maxCost) : null;
+  let spend: SpendHold | null;
+  try {
+    spend = paid && req.holdSpend ? await req.holdSpend(maxCost) : null;
+  } catch (error) {
+    throw refusedBeforeDispatch(ctx, req, startedMs, error);
+  }
   let reservation: Awaited<ReturnType<Payments['reserve']>>;
   try {
     reservation = await ctx.payments.reserve({
@@ -150,7 +166,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
     });
   } catch (error) {
     await spend?.release().catch(() => {});
-    throw error;
+    throw refusedBeforeDispatch(ctx, req, startedMs, error);
   }
   // The reservation's op id names the node request and its metering record (a slot held ahead has
   // its own id).

@@ -165,6 +165,34 @@ test('after a real request no dashboard route answers with its prompt or output;
   assert.deepEqual(JSON.parse(texts[4]!), { enabled: false, relays: [], peers: [], total: 0 });
 });
 
+test('a request refused before any node is asked is in the ring with its reason code, never its prompt', async () => {
+  const { key } = await router.createApiKey({ name: 'dash-refused' });
+  const response = await fetch(`${router.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({
+      model: 'no-such-model',
+      messages: [{ role: 'user', content: CANARY }],
+      max_tokens: 4,
+    }),
+  });
+  assert.equal(response.status, 404);
+  const answer = await signed('/admin/dashboard/requests?limit=1');
+  assert.equal(answer.status, 200, answer.text);
+  assert.ok(!answer.text.includes(CANARY));
+  const [entry] = (JSON.parse(answer.text) as { requests: Record<string, unknown>[] }).requests;
+  assert.deepEqual(
+    {
+      model: entry?.model,
+      outcome: entry?.outcome,
+      node: entry?.node,
+      cost: entry?.cost_msat,
+      attempts: entry?.attempts,
+    },
+    { model: 'no-such-model', outcome: 'MODEL_NOT_FOUND', node: null, cost: 0, attempts: 0 },
+  );
+});
+
 test("a settlement that refuses the router's key, or is down, is SETTLEMENT_UNAVAILABLE on the money page, never the operator's FORBIDDEN", async () => {
   const stranger = generateSecretKey();
   const settlement = await startSettlement(
