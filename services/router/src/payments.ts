@@ -7,7 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { GroupCommit, type ItemOutcome, readErrorCode } from '@fed-ai/kit';
 import {
+  type ChannelKeys,
   createEnvelope,
+  createMacEnvelope,
   type Envelope,
   FedAiError,
   isReasonCode,
@@ -132,6 +134,8 @@ export class SettlementPayments implements Payments {
       url: string;
       settlementPubkey: string;
       secretKey: Uint8Array;
+      /** Set when settlement takes MAC envelopes (its /v1/info says `mac-v1`): then no signature per batch. */
+      channelKeys?: ChannelKeys | undefined;
       reservationTimeoutS: number;
       requestTimeoutMs?: number;
       outbox: SettlementOutbox;
@@ -255,15 +259,13 @@ export class SettlementPayments implements Payments {
     throw unreadable();
   }
 
-  /** Signs and posts one envelope; an unreachable service is SETTLEMENT_UNAVAILABLE. */
+  /** Signs (or MACs) and posts one envelope; an unreachable service is SETTLEMENT_UNAVAILABLE. */
   private async post(payload: SettlementRequest): Promise<{ status: number; body: unknown }> {
     // A nonce makes each attempt a distinct envelope: a retry in the same second is not a replay.
-    const envelope = createEnvelope(
-      KIND.settlementRequest,
-      payload,
-      { audience: this.options.settlementPubkey, tags: [['nonce', randomUUID()]] },
-      this.options.secretKey,
-    );
+    const options = { audience: this.options.settlementPubkey, tags: [['nonce', randomUUID()]] };
+    const envelope = this.options.channelKeys
+      ? createMacEnvelope(KIND.settlementRequest, payload, options, this.options.channelKeys)
+      : createEnvelope(KIND.settlementRequest, payload, options, this.options.secretKey);
     try {
       const response = await request(`${this.options.url}/v1/ops`, {
         method: 'POST',

@@ -373,10 +373,14 @@ function sendOpenAiShaped(reply: FastifyReply, code: ReasonCode, message?: strin
   return reply.code(REASONS[code].status).send({ error: { ...body.error, hint: REASONS[code].hint } });
 }
 
-const settlementInfoSchema = z.object({
-  pubkey: z.string().regex(/^[0-9a-f]{64}$/),
-  offload_fee_bps: z.number().int().min(0).max(10_000).default(0),
-});
+const settlementInfoSchema = z
+  .object({
+    pubkey: z.string().regex(/^[0-9a-f]{64}$/),
+    offload_fee_bps: z.number().int().min(0).max(10_000).default(0),
+    /** How settlement takes operations besides signatures ('mac-v1': channel-mac.ts); older ones omit it. */
+    auth: z.array(z.string().max(32)).max(8).default([]),
+  })
+  .loose();
 type SettlementInfo = z.infer<typeof settlementInfoSchema>;
 
 async function settlementPayments(
@@ -394,13 +398,16 @@ async function settlementPayments(
     throw new Error(
       `SETTLEMENT_URL: ${url}/v1/info gave no settlement pubkey (is settlement running there? or set SETTLEMENT_PUBKEY)`,
     );
-  const info = parsed.success ? parsed.data : { pubkey: config.SETTLEMENT_PUBKEY!, offload_fee_bps: -1 };
+  const info = parsed.success
+    ? parsed.data
+    : { pubkey: config.SETTLEMENT_PUBKEY!, offload_fee_bps: -1, auth: [] };
   if (config.SETTLEMENT_PUBKEY && parsed.success && parsed.data.pubkey !== config.SETTLEMENT_PUBKEY)
     throw new Error(`SETTLEMENT_PUBKEY: ${url} answers with another key`);
   const payments = new SettlementPayments({
     url,
     settlementPubkey: config.SETTLEMENT_PUBKEY ?? info.pubkey,
     secretKey,
+    channelKeys: info.auth.includes('mac-v1') ? new ChannelKeys(secretKey) : undefined,
     reservationTimeoutS: config.RESERVATION_TIMEOUT_S,
     outbox,
     held,

@@ -13,9 +13,18 @@ import {
   verifyAllowedEnvelope,
   verifyNip98Request,
 } from '@fed-ai/kit';
-import { type Envelope, FedAiError, KIND, type ReplayStore, type SettlementRequest } from '@fed-ai/protocol';
+import {
+  type ChannelKeys,
+  type Envelope,
+  FedAiError,
+  isMacEnvelope,
+  KIND,
+  REQUEST_AUTH,
+  type ReplayStore,
+  type SettlementRequest,
+} from '@fed-ai/protocol';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { addAccountRoutes } from './account-routes';
 import type { Books } from './books';
@@ -49,6 +58,8 @@ export interface SettlementServerDeps {
   reconcile?: ReconcileRouteDeps['reconcile'];
   /** Disputes of charges (`/v1/disputes*`, dispute-routes.ts); absent: the routes are not there. */
   disputes?: Disputes | undefined;
+  /** Takes routers' operations with a MAC instead of a signature (channel-mac.ts; /v1/info says so). */
+  channelKeys?: ChannelKeys | undefined;
   /** `GET /v1/admin/overview` (routers and operators): fees, tabs and payouts (overview.ts). */
   overview?: (limit: number | undefined) => Promise<Overview>;
 }
@@ -116,12 +127,19 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     pubkey: deps.pubkey,
     offload_fee_bps: deps.offloadFeeBps ?? 0,
     lightning_network: deps.lightningNetwork ?? 'regtest',
+    auth: deps.channelKeys ? [...REQUEST_AUTH] : [],
   }));
 
   /** NIP-98 by an allowed router (or operator); returns the signer's pubkey. */
   const routerAuth = (request: FastifyRequest, allowed: Set<string> = deps.routers) =>
     verifyNip98Request(request, { replayStore: deps.replayStore, allowed, publicUrl: deps.publicUrl });
 
+  const opEnvelopes = new Counter({
+    name: 'fedai_settlement_op_envelopes_total',
+    help: "Routers' operation envelopes taken, by how they were authenticated (mac, signature)",
+    labelNames: ['auth'],
+    registers: [deps.metrics],
+  });
   app.post('/v1/ops', async (request, reply) => {
     // Signature first, then the signer, and only then the replay-store write: an unknown key's
     // envelopes are refused without leaving a row.
@@ -132,8 +150,10 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
       allowed: deps.routers,
       notAllowed: 'FORBIDDEN',
       notAllowedMessage: 'Not an allowed router.',
+      channel: deps.channelKeys && { keys: deps.channelKeys, from: deps.routers },
     });
     if (!verified.ok) return sendError(reply, verified.code, verified.detail);
+    opEnvelopes.inc({ auth: isMacEnvelope(verified.envelope) ? 'mac' : 'signature' });
     const op = verified.payload;
     const router = verified.envelope.pubkey;
     if (op.op === 'batch') {

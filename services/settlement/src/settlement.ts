@@ -30,7 +30,7 @@ import {
   NwcBackend,
   NwcCallError,
 } from '@fed-ai/lightning';
-import { bytesToHex, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import { bytesToHex, ChannelKeys, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { Disputes } from './disputes';
@@ -420,6 +420,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
     payouts,
     disputes: new Disputes(db, ledger, secretKey, { windowS: config.DISPUTE_WINDOW_S }),
     overview: (limit) => readOverview(db, Math.floor(Date.now() / 1000), limit),
+    channelKeys: new ChannelKeys(secretKey),
   });
   const url = await app.listen({ host: config.SETTLEMENT_HOST, port: config.SETTLEMENT_PORT });
   let sweeping = false;

@@ -6,7 +6,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { createEnvelope, createNip98Header, generateSecretKey, KIND, publicKeyOf } from '@fed-ai/protocol';
+import {
+  ChannelKeys,
+  createEnvelope,
+  createMacEnvelope,
+  createNip98Header,
+  generateSecretKey,
+  KIND,
+  publicKeyOf,
+} from '@fed-ai/protocol';
 import { pathVariants, rawRequest } from '../../router/test/raw-http';
 import { settlementConfigSchema } from '../src/config';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
@@ -106,6 +114,16 @@ test('an unknown key: validly signed envelopes and NIP-98 headers are refused an
     });
     assert.equal(nip98.status, 403, nip98.text);
   }
+  // A stranger's MAC envelope (as if it shared a channel with settlement) is refused the same way.
+  const strangerMac = createMacEnvelope(
+    KIND.settlementRequest,
+    { op: 'release', op_id: 'op-stranger-mac' },
+    { audience: settlement.pubkey, tags: [['nonce', 'mac']] },
+    new ChannelKeys(stranger),
+  );
+  const macAnswer = await raw('POST', '/v1/ops', JSON.stringify(strangerMac));
+  assert.equal(macAnswer.status, 401, macAnswer.text);
+  assert.equal((JSON.parse(macAnswer.text) as { error: { code: string } }).error.code, 'BAD_SIGNATURE');
   assert.equal(await replayRows(), before, 'no row written for a stranger');
   // The allowed router's envelope is recorded (the count can move at all).
   const own = createEnvelope(
@@ -119,6 +137,19 @@ test('an unknown key: validly signed envelopes and NIP-98 headers are refused an
   assert.equal(await replayRows(), before + 1);
   const replay = await raw('POST', '/v1/ops', JSON.stringify(own));
   assert.equal((JSON.parse(replay.text) as { error: { code: string } }).error.code, 'REPLAYED');
+  // The allowed router's MAC envelope is taken (settlement offers mac-v1), and recorded once too.
+  const info = (await (await fetch(`${settlement.url}/v1/info`)).json()) as { auth: string[] };
+  assert.deepEqual(info.auth, ['mac-v1']);
+  const ownMac = createMacEnvelope(
+    KIND.settlementRequest,
+    { op: 'release', op_id: 'op-own-mac-01' },
+    { audience: settlement.pubkey, tags: [['nonce', 'own-mac']] },
+    new ChannelKeys(routerKey),
+  );
+  assert.equal((await raw('POST', '/v1/ops', JSON.stringify(ownMac))).status, 200);
+  assert.equal(await replayRows(), before + 2);
+  const macReplay = await raw('POST', '/v1/ops', JSON.stringify(ownMac));
+  assert.equal((JSON.parse(macReplay.text) as { error: { code: string } }).error.code, 'REPLAYED');
 });
 
 test('a capture whose metering is the string "null" (or any non-object) is 400 BAD_METERING, not 500', async () => {

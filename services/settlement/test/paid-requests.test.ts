@@ -139,6 +139,10 @@ test('a tab with exactly N requests of credit: 10N concurrent requests, exactly 
   }
   const report = await verifyLedger(settlement.ledger.db);
   assert.deepEqual(report.problems, []);
+  // The router sent its operations with a MAC (settlement's /v1/info offers mac-v1), none signed.
+  const metrics = await (await fetch(`${settlement.url}/metrics`)).text();
+  assert.match(metrics, /^fedai_settlement_op_envelopes_total\{[^}]*auth="mac"[^}]*\} [1-9]\d*$/m);
+  assert.doesNotMatch(metrics, /^fedai_settlement_op_envelopes_total\{[^}]*auth="signature"/m);
 });
 
 test('idempotency: a replayed capture and release change nothing; a capture without the node receipt is refused', async () => {
