@@ -35,7 +35,14 @@ const APPS = {
 const current = APPS[kind];
 const root = document.getElementById('app') as HTMLElement;
 
+/** Auto-refresh: the page on screen is drawn again this often while it is on (off by default). */
+const AUTO_REFRESH_MS = 10_000;
+let autoRefresh = false;
+let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+
 function show(...children: HTMLElement[]): void {
+  // Whatever replaces the screen (another page, the login screen) cancels a pending refresh.
+  clearTimeout(refreshTimer);
   root.replaceChildren(...children);
 }
 
@@ -140,6 +147,21 @@ function shell(pubkey: string, page: Page): void {
         ),
       ),
       h('button', { type: 'button', class: 'tab', 'data-testid': 'refresh', onclick: refresh }, 'Refresh'),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: autoRefresh ? 'tab active' : 'tab',
+          'data-testid': 'auto-refresh',
+          'aria-pressed': String(autoRefresh),
+          title: `Draw this page again every ${AUTO_REFRESH_MS / 1000} s (each time the extension signs its calls)`,
+          onclick: () => {
+            autoRefresh = !autoRefresh;
+            refresh();
+          },
+        },
+        autoRefresh ? `Auto-refresh: on (${AUTO_REFRESH_MS / 1000} s)` : 'Auto-refresh: off',
+      ),
     ),
     h('h2', {}, page.title),
     content,
@@ -150,11 +172,14 @@ function shell(pubkey: string, page: Page): void {
     .then((element) => {
       content.replaceChildren(element);
       status.textContent = `Updated ${new Date().toLocaleTimeString('en-GB')}`;
+      if (autoRefresh) refreshTimer = setTimeout(refresh, AUTO_REFRESH_MS);
     })
     .catch((error: unknown) => {
       if (error instanceof ApiError && error.code === 'FORBIDDEN')
         return notOperatorScreen(pubkey, messageOf(error));
       content.replaceChildren(h('p', { class: 'error', 'data-testid': 'error' }, messageOf(error)));
+      // A service that is down now may answer next time.
+      if (autoRefresh) refreshTimer = setTimeout(refresh, AUTO_REFRESH_MS);
     });
 }
 

@@ -393,6 +393,23 @@ test('router dashboard: money shows the fees, tabs and owed earnings settlement 
   assert.match(await textOf(routerPage.getByTestId('relays')), /connected/);
   await routerPage.screenshot({ path: join(shots, 'router-federation.png') });
   publisher.destroy();
+
+  // Auto-refresh draws the page again by itself (every 10 s) until it is turned off: the toggle
+  // draws it at once, then the timer does, with its own signed calls.
+  await routerPage.getByTestId('auto-refresh').click();
+  const drawn = await until('the page drawn with auto-refresh on', async () => {
+    const text = await textOf(routerPage.getByTestId('status'));
+    return text.startsWith('Updated') && text;
+  });
+  const calls = apiCalls.length;
+  await until('the page drawn again by the timer', async () => {
+    const text = await textOf(routerPage.getByTestId('status'));
+    return text.startsWith('Updated') && text !== drawn;
+  });
+  await until('its calls recorded, signed', async () => apiCalls.length > calls);
+  assert.equal(await routerPage.getByTestId('auto-refresh').getAttribute('aria-pressed'), 'true');
+  await routerPage.getByTestId('auto-refresh').click();
+  assert.equal(await routerPage.getByTestId('auto-refresh').getAttribute('aria-pressed'), 'false');
 });
 
 test('fleet dashboard: the kill switch stops payments; revive lets them through again', async () => {
