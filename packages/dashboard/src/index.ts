@@ -5,4 +5,4 @@
 
 export { addOperatorGuard, operatorOf } from './guard';
 export { DASHBOARD_CSP, type DashboardApp, registerDashboard } from './serve';
-export type { RecentRequest } from './wire';
+export type { FederationAnswer, MoneyAnswer, RecentRequest } from './wire';

@@ -17,3 +17,53 @@ export interface RecentRequest {
   /** The node-signed metering record's event id (the receipt the caller got). */
   receipt_id: string | null;
 }
+
+interface Sums {
+  count: number;
+  balance_msat: number;
+  reserved_msat: number;
+}
+
+/** `GET /admin/dashboard/money`: settlement's overview (services/settlement/src/overview.ts), null in free mode. */
+export interface MoneyAnswer {
+  payments: string;
+  overview: null | {
+    fees: {
+      router_fees_msat: number;
+      last_24h: { requests: number; charged_msat: number; node_msat: number; router_msat: number };
+    };
+    tabs: Sums & { largest: { payer: string; balance_msat: number; reserved_msat: number }[] };
+    payouts: {
+      owed: Sums;
+      recent: {
+        payout_id: string;
+        node: string;
+        state: string;
+        amount_msat: number;
+        fee_msat: number | null;
+        created_at_s: number;
+      }[];
+    };
+  };
+}
+
+/** `GET /admin/dashboard/federation`: the relays and the peer table (empty with federation off). */
+export interface FederationAnswer {
+  enabled: boolean;
+  relays: { url: string; connected: boolean }[];
+  total: number;
+  peers: {
+    pubkey: string;
+    name: string | null;
+    url: string | null;
+    allowed: boolean;
+    trust: number;
+    models: { id: string; input_msat_per_1k: number; output_msat_per_1k: number }[];
+    status: { nodes_online: number; free_slots: number; load: number; accepting_offload: boolean } | null;
+    answered: number;
+    failed: number;
+    disputes: number;
+    latency_ms: number | null;
+    last_seen_ms_ago: number;
+  }[];
+}

@@ -3,7 +3,7 @@
 // tabs, payouts: settlement's overview, read by the router) and the federation (relays, peers).
 
 import { ago, sats } from '../src/format';
-import type { RecentRequest } from '../src/wire';
+import type { FederationAnswer, MoneyAnswer, RecentRequest } from '../src/wire';
 import { badge, h, short, table } from './dom';
 import type { Page } from './main';
 
@@ -131,34 +131,6 @@ const requestsPage: Page = {
   },
 };
 
-interface Sums {
-  count: number;
-  balance_msat: number;
-  reserved_msat: number;
-}
-
-interface MoneyAnswer {
-  payments: string;
-  overview: null | {
-    fees: {
-      router_fees_msat: number;
-      last_24h: { requests: number; charged_msat: number; node_msat: number; router_msat: number };
-    };
-    tabs: Sums & { largest: { payer: string; balance_msat: number; reserved_msat: number }[] };
-    payouts: {
-      owed: Sums;
-      recent: {
-        payout_id: string;
-        node: string;
-        state: string;
-        amount_msat: number;
-        fee_msat: number | null;
-        created_at_s: number;
-      }[];
-    };
-  };
-}
-
 /** A row of figures: label above value, each with a test id. */
 function figures(items: [label: string, value: string, testId: string][]): HTMLElement {
   return h(
@@ -234,26 +206,6 @@ const moneyPage: Page = {
     );
   },
 };
-
-interface FederationAnswer {
-  enabled: boolean;
-  relays: { url: string; connected: boolean }[];
-  total: number;
-  peers: {
-    pubkey: string;
-    name: string | null;
-    url: string | null;
-    allowed: boolean;
-    trust: number;
-    models: { id: string; input_msat_per_1k: number; output_msat_per_1k: number }[];
-    status: { nodes_online: number; free_slots: number; load: number; accepting_offload: boolean } | null;
-    answered: number;
-    failed: number;
-    disputes: number;
-    latency_ms: number | null;
-    last_seen_ms_ago: number;
-  }[];
-}
 
 const federationPage: Page = {
   id: 'federation',

@@ -232,8 +232,9 @@ export function createSettlementServer(deps: SettlementServerDeps): FastifyInsta
     return deps.backend();
   });
 
+  const overviewReaders = new Set([...deps.routers, ...deps.operators]);
   app.get('/v1/admin/overview', async (request) => {
-    await routerAuth(request, new Set([...deps.routers, ...deps.operators]));
+    await routerAuth(request, overviewReaders);
     const { limit } = overviewQuery.parse(request.query);
     if (!deps.overview) throw new FedAiError('NOT_FOUND', 'no overview here');
     return deps.overview(limit);

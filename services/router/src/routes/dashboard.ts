@@ -2,7 +2,13 @@
 // each NIP-98-signed by a key in OPERATOR_PUBKEYS (the guard is the routes' own hooks, as in
 // admin.ts). Output is bounded; query parameters are validated; nothing here holds a prompt or an
 // output (the recent-requests ring keeps metadata only).
-import { addOperatorGuard, operatorOf, registerDashboard } from '@fed-ai/dashboard';
+import {
+  addOperatorGuard,
+  type FederationAnswer,
+  type MoneyAnswer,
+  operatorOf,
+  registerDashboard,
+} from '@fed-ai/dashboard';
 import { FedAiError, type ReplayStore } from '@fed-ai/protocol';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -102,7 +108,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
       return { requests: deps.recent.list(limit), capacity: deps.recent.capacity };
     });
 
-    scope.get('/admin/dashboard/money', async (request) => {
+    scope.get('/admin/dashboard/money', async (request): Promise<MoneyAnswer> => {
       const { limit = 20 } = moneyQuery.parse(request.query);
       // Free mode has no money to show; a settlement that does not answer is the call's error.
       if (!deps.moneyOverview) return { payments: deps.paymentsMode, overview: null };
@@ -116,7 +122,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
       }
     });
 
-    scope.get('/admin/dashboard/federation', async (request) => {
+    scope.get('/admin/dashboard/federation', async (request): Promise<FederationAnswer> => {
       noQuery.parse(request.query);
       const federation = deps.federation();
       if (!federation) return { enabled: false, relays: [], peers: [], total: 0 };
@@ -133,7 +139,7 @@ export function registerDashboardRoutes(app: FastifyInstance, deps: DashboardRou
   });
 }
 
-function peerRow(peer: PeerSnapshot, nowMs: number) {
+function peerRow(peer: PeerSnapshot, nowMs: number): FederationAnswer['peers'][number] {
   return {
     pubkey: peer.pubkey,
     name: peer.capabilities?.name ?? null,
