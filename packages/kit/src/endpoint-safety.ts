@@ -269,6 +269,8 @@ export function createSafeAgent(options: {
     connections: options.connections ?? 256,
     headersTimeout: 0,
     bodyTimeout: 0,
-    keepAliveTimeout: 30_000,
+    // For a server that sends no keep-alive hint: shorter than common server timeouts (Node's 5 s
+    // default less a margin), so an idle socket is dropped here before the server drops it.
+    keepAliveTimeout: 4_000,
   });
 }

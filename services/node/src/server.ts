@@ -69,7 +69,9 @@ const challengeSchema = z.object({
 const SSE_HEADERS = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
-  connection: 'keep-alive',
+  // No `connection` header: Node adds `keep-alive: timeout=N` only when it writes that header
+  // itself, and without the hint a client pool keeps idle sockets past our keep-alive timeout and
+  // sends its next request into a socket we are closing (ECONNRESET).
   'x-accel-buffering': 'no',
 };
 

@@ -56,6 +56,8 @@ test('a signed stream request streams deltas and ends with a signed metering rec
   const response = await postInfer(node.url, signedRequest(node.pubkey, payload));
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type') ?? '', /text\/event-stream/);
+  // The keep-alive hint: without it the router's pool reuses sockets this node is closing.
+  assert.match(response.headers.get('keep-alive') ?? '', /^timeout=\d+/);
   const events = await readEvents(response);
   const deltas = events.filter((e) => e.type === 'delta').map((e) => e.delta as string);
   assert.deepEqual(deltas, ['Hel', 'lo', ' wor', 'ld']);

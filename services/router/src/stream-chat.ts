@@ -40,7 +40,7 @@ export async function streamChat(ctx: ChatContext, options: StreamChatOptions): 
     reply.raw.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
+      // No `connection` header, so Node sends the keep-alive timeout hint (see the node's SSE_HEADERS).
       'x-request-id': options.request.correlationId,
     });
     for (const data of wire.head()) await writeSseData(reply.raw, data);

@@ -219,6 +219,8 @@ test('a slow client (backpressure) still gets every token in order', async () =>
         stream: true,
       }),
     });
+    // The keep-alive hint lets a client's pool drop an idle socket before the router closes it.
+    assert.match(response.headers.get('keep-alive') ?? '', /^timeout=\d+/);
     const reader = response.body!.getReader();
     let raw = '';
     const decoder = new TextDecoder();

@@ -90,7 +90,7 @@ export class Services {
       : [];
     const child = spawn(process.execPath, [...profile, '--import', 'tsx', resolve(root, entry), ...args], {
       cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+      env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ...env },
       stdio: ['ignore', log, log],
     });
     closeSync(log);
