@@ -16,6 +16,12 @@ export interface GroupCommitOptions {
   maxQueued?: number;
   /** How long a batch that is not full waits for more items before it is written (default 0). */
   lingerMs?: number;
+  /**
+   * Without a linger, a lone item still waits for the rest of this turn of the event loop
+   * (setImmediate), so items that callers reach in the same turn (the ops of one request, say)
+   * share its batch. Costs microseconds, not a timer.
+   */
+  gatherTurn?: boolean;
 }
 
 interface Waiting<I, O> {
@@ -30,6 +36,7 @@ export class GroupCommit<I, O> {
   private readonly maxBatch: number;
   private readonly maxQueued: number;
   private readonly lingerMs: number;
+  private readonly gatherTurn: boolean;
   /** Ends the current linger early (the queue filled a batch). */
   private wake: (() => void) | null = null;
 
@@ -41,6 +48,7 @@ export class GroupCommit<I, O> {
     this.maxBatch = options.maxBatch ?? 256;
     this.maxQueued = options.maxQueued ?? 10_000;
     this.lingerMs = options.lingerMs ?? 0;
+    this.gatherTurn = options.gatherTurn ?? false;
   }
 
   submit(item: I): Promise<O> {
@@ -57,7 +65,10 @@ export class GroupCommit<I, O> {
     this.running = true;
     try {
       while (this.queue.length > 0) {
-        if (this.lingerMs > 0 && this.queue.length < this.maxBatch) await this.linger();
+        if (this.queue.length < this.maxBatch) {
+          if (this.lingerMs > 0) await this.linger();
+          else if (this.gatherTurn) await new Promise<void>((done) => setImmediate(done));
+        }
         const batch = this.queue.splice(0, this.maxBatch);
         await this.writeBatch(batch);
       }

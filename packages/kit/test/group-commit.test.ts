@@ -23,6 +23,38 @@ test('a lone item is written at once; items arriving meanwhile share the next ba
   assert.deepEqual(batches, [[1], [2, 3, 4]]);
 });
 
+test('with gatherTurn, items reached later in the same turn (after awaits) share the first batch', async () => {
+  const batches: number[][] = [];
+  const gc = new GroupCommit<number, number>(
+    async (items) => {
+      batches.push(items);
+      return items.map((i) => ({ ok: true, value: i }));
+    },
+    { gatherTurn: true },
+  );
+  // Each caller reaches submit after a different number of microtask hops, as the ops of one
+  // envelope do after their own async checks.
+  const hops = async (n: number) => {
+    for (let i = 0; i < n; i++) await Promise.resolve();
+    return gc.submit(n);
+  };
+  assert.deepEqual(await Promise.all([hops(0), hops(3), hops(10)]), [0, 3, 10]);
+  assert.deepEqual(batches, [[0, 3, 10]]);
+  // Without it, the first goes alone.
+  const plain: number[][] = [];
+  const eager = new GroupCommit<number, number>(async (items) => {
+    plain.push(items);
+    return items.map((i) => ({ ok: true, value: i }));
+  });
+  await Promise.all(
+    [0, 3, 10].map(async (n) => {
+      for (let i = 0; i < n; i++) await Promise.resolve();
+      return eager.submit(n);
+    }),
+  );
+  assert.deepEqual(plain[0], [0]);
+});
+
 test('a batch that throws is retried item by item: only the poisonous item fails', async () => {
   const gc = new GroupCommit<number, number>(async (items) => {
     if (items.includes(13)) throw new Error('poison');

@@ -202,6 +202,8 @@ export interface BooksOptions {
   /** Most routing fee a refund to another node may cost (held on top of the amount). */
   refundMaxFeeMsat?: number;
   nowS?: () => number;
+  /** Told the size of every ledger transaction of request operations (reserves, captures). */
+  onRequestBatch?: (ops: number) => void;
 }
 
 export interface TopupOptions {
@@ -316,14 +318,18 @@ export class Books {
   private readonly inFlight = new Set<string>();
   private readonly knownEarnings = new Set<string>();
   /** Reserves and charges of concurrent requests, written in one ledger transaction per batch. */
-  private readonly requestOps = new GroupCommit<RequestOp, RequestOpResult>((ops) =>
-    this.writeRequestOps(ops),
+  private readonly requestOps = new GroupCommit<RequestOp, RequestOpResult>(
+    (ops) => this.writeRequestOps(ops),
+    { gatherTurn: true },
   );
   /** Reservations looked up by concurrent captures and releases, read in one statement per batch. */
-  private readonly reservationReads = new GroupCommit<string, StoredTransfer | undefined>(async (ids) => {
-    const found = new Map((await this.ledger.lookupTransfers(ids)).map((t) => [t.id, t]));
-    return ids.map((id) => ({ ok: true, value: found.get(id) }));
-  });
+  private readonly reservationReads = new GroupCommit<string, StoredTransfer | undefined>(
+    async (ids) => {
+      const found = new Map((await this.ledger.lookupTransfers(ids)).map((t) => [t.id, t]));
+      return ids.map((id) => ({ ok: true, value: found.get(id) }));
+    },
+    { gatherTurn: true },
+  );
   private readonly paymentHooks: PaymentHook[] = [];
   private readonly nowS: () => number;
   /** The Bitcoin network every invoice made or paid is on (LIGHTNING_NETWORK). */
@@ -1141,6 +1147,7 @@ export class Books {
    * the captures that went through, in the same transaction.
    */
   private async writeRequestOps(ops: RequestOp[]): Promise<ItemOutcome<RequestOpResult>[]> {
+    this.options.onRequestBatch?.(ops.length);
     const transfers = ops.flatMap((op) => op.transfers);
     const ranges: [number, number][] = [];
     let at = 0;

@@ -31,6 +31,7 @@ import {
   NwcCallError,
 } from '@fed-ai/lightning';
 import { bytesToHex, ChannelKeys, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import { Histogram } from 'prom-client';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
 import { Disputes } from './disputes';
@@ -368,7 +369,15 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
   await migrate(db, 'settlement-replay', REPLAY_MIGRATIONS);
   const replayStore = await openReplayStore(db);
+  const metrics = createMetricsRegistry('settlement');
+  const requestBatch = new Histogram({
+    name: 'fedai_settlement_request_batch_ops',
+    help: 'Request operations (reserves, captures) per ledger transaction',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [metrics],
+  });
   const books = new Books(db, ledger, lightning, {
+    onRequestBatch: (ops) => requestBatch.observe(ops),
     routerFeeBps: config.ROUTER_FEE_BPS,
     offloadFeeBps: config.OFFLOAD_FEE_BPS,
     network: config.LIGHTNING_NETWORK,
@@ -397,7 +406,6 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
   await ledger.expirePending();
   await books.creditSettledTopups();
 
-  const metrics = createMetricsRegistry('settlement');
   addReplayStoreMetrics(metrics, replayStore);
   const jobs = new JobHeartbeats();
   jobs.register(metrics);

@@ -48,8 +48,8 @@ export interface Path {
   settle?: () => Promise<void>;
   /** msat left on the tab (paid only). */
   balance?: () => Promise<number>;
-  /** The router's /metrics (paid: how many reservations were held ahead). */
-  metricsUrl?: string;
+  /** The router's and settlement's /metrics (paid: reservations held ahead, ledger batch sizes). */
+  metricsUrls?: string[];
 }
 
 function freePort(): Promise<number> {
@@ -289,7 +289,7 @@ async function startPaid(services: Services, dir: string, upstream: string): Pro
     services: [started.services[0]!, settlement, started.services[1]!],
     settle,
     balance,
-    metricsUrl: `${routerUrl}/metrics`,
+    metricsUrls: [`${routerUrl}/metrics`, `${settlementUrl}/metrics`],
   };
 }
 

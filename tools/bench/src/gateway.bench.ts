@@ -160,11 +160,19 @@ async function main(services: Services, dir: string): Promise<boolean> {
   };
   const { text, json, failures } = report(summary, results);
   process.stdout.write(text);
-  if (paid?.metricsUrl) {
-    const metrics = await (await fetch(paid.metricsUrl)).text();
-    const lines = metrics.split('\n').filter((l) => l.startsWith('fedai_router_reservations{'));
+  if (paid?.metricsUrls) {
+    const metrics = (await Promise.all(paid.metricsUrls.map(async (url) => (await fetch(url)).text())))
+      .join('\n')
+      .split('\n');
+    const lines = (prefix: string) =>
+      metrics
+        .filter((l) => l.startsWith(prefix))
+        .map((l) => l.replace(/,?service="[a-z]+"/, '').replace('{}', ''));
+    process.stdout.write(`paid router reservations: ${lines('fedai_router_reservations{').join(' · ')}\n`);
+    const batch = (part: string) =>
+      Number(lines(`fedai_settlement_request_batch_ops_${part}`)[0]?.split(' ')[1]);
     process.stdout.write(
-      `paid router reservations: ${lines.map((l) => l.replace(/,?service="router"/, '')).join(' · ')}\n`,
+      `settlement: ${lines('fedai_settlement_op_envelopes_total').join(' · ')} · ledger transactions ${batch('count')}, ${(batch('sum') / batch('count')).toFixed(2)} request ops each\n`,
     );
   }
   if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
