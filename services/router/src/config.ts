@@ -58,8 +58,12 @@ export const routerConfigSchema = z.object({
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
   /** Reservations held ahead per well-funded payer and cost bucket (reserve-ahead.ts); 0 turns it off. */
   RESERVE_AHEAD_SLOTS: z.coerce.number().int().min(0).max(64).default(8),
-  /** How long captures and releases wait to share one batch envelope to settlement (ms). */
-  SETTLEMENT_BATCH_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(5),
+  /**
+   * How long captures, releases and reservations ahead wait to share one batch envelope to
+   * settlement (ms). None is on a request's critical path; longer lingers mean fewer, larger
+   * ledger transactions (docs/benchmarks.md "Session 11").
+   */
+  SETTLEMENT_BATCH_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(50),
 
   // Replicas on one database (docs/architecture.md "Running more than one replica").
   /** How often the nodes table is re-read (registrations, bans, prices made at other replicas). */

@@ -101,7 +101,7 @@ const unreadable = () =>
   new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service gave an unreadable answer.');
 
 /** How long a background operation (capture, release, a slot held ahead) waits to share a batch. */
-const DEFAULT_BATCH_LINGER_MS = 5;
+const DEFAULT_BATCH_LINGER_MS = 50;
 
 /** How long releases after a reserve with an unknown outcome keep being re-sent. */
 const UNKNOWN_RESERVE_WATCH_MS = 60_000;
