@@ -31,7 +31,8 @@ export interface Summary {
   rounds: number;
   requestsPerBatch: number;
   /** Paid path: what the tab was charged against the sum of the signed costs in the answers. */
-  paid?: { chargedMsat: number; signedCostMsat: number };
+  /** Per paid path: what its tab was charged and the sum of the signed costs in its answers. */
+  paid: { path: string; chargedMsat: number; signedCostMsat: number }[];
 }
 
 interface Row {
@@ -141,10 +142,10 @@ export function report(summary: Summary, cells: CellResult[]) {
   ];
   for (const r of rows.filter((row) => row.errors > 0))
     out.push(`  ${r.mode}/${r.concurrency}/${r.path}: ${JSON.stringify(r.errorKinds)}`);
-  if (summary.paid)
+  for (const paid of summary.paid)
     out.push(
-      `paid tab: charged ${fmt(summary.paid.chargedMsat)} msat, signed costs in the answers ${fmt(summary.paid.signedCostMsat)} msat (${
-        summary.paid.chargedMsat === summary.paid.signedCostMsat ? 'equal' : 'MISMATCH'
+      `${paid.path} tab: charged ${fmt(paid.chargedMsat)} msat, signed costs in the answers ${fmt(paid.signedCostMsat)} msat (${
+        paid.chargedMsat === paid.signedCostMsat ? 'equal' : 'MISMATCH'
       })`,
     );
   return { text: `${out.join('\n')}\n`, json: { ...summary, rows }, failures };

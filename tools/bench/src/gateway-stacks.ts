@@ -3,7 +3,7 @@
 // fed-ai free (router -> node on the OpenAI runner -> upstream), fed-ai paid (the same plus
 // settlement and a funded tab), and Portkey's gateway. Logs go to files in the run's temp dir.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,7 @@ import { openDb, startPostgres } from '@fed-ai/kit';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { FAKE_MODEL } from './fake-upstream';
 import type { Target } from './gateway-client';
+import { cpuMsWithChildren } from './gateway-proc';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const START_TIMEOUT_MS = 120_000;
@@ -22,8 +23,12 @@ export const PATH_NAMES = [
   'portkey',
   'fedai-pg-1r',
   'fedai-pg-2r',
+  'fedai-paid-pg',
 ] as const;
-/** What a plain run measures; the replica paths (PostgreSQL, issue 18) are asked for by --paths. */
+/**
+ * What a plain run measures; the PostgreSQL paths (replicas, issue 18; settlement on PostgreSQL)
+ * are asked for by --paths.
+ */
 export const DEFAULT_PATHS: readonly PathName[] = [
   'baseline',
   'node-proxy',
@@ -37,6 +42,8 @@ export interface Service {
   name: string;
   child: ChildProcess;
   exited: Promise<void>;
+  /** Its CPU ms so far when /proc/<child pid> alone does not hold it (PostgreSQL's backends). */
+  cpuMs?: () => number;
 }
 
 export interface Path {
@@ -189,7 +196,7 @@ async function tab(routerUrl: string, apiKey: string, path: string, body?: unkno
 }
 
 interface FedAiStack {
-  name: 'fedai-free' | 'fedai-paid';
+  name: 'fedai-free' | 'fedai-paid' | 'fedai-paid-pg';
   upstream: string;
   settlementUrl?: string;
   settlementPubkey?: string;
@@ -198,7 +205,7 @@ interface FedAiStack {
 
 /** A router and one node on the OpenAI runner (pointed at the upstream), registered and serving. */
 async function startRouterAndNode(services: Services, dir: string, stack: FedAiStack) {
-  const tag = stack.name === 'fedai-free' ? 'free' : 'paid';
+  const tag = stack.name.replace(/^fedai-/, '');
   const operatorKey = generateSecretKey();
   const [routerPort, nodePort] = [await freePort(), await freePort()];
   const routerUrl = `http://127.0.0.1:${routerPort}`;
@@ -252,21 +259,34 @@ async function startFree(services: Services, dir: string, upstream: string): Pro
 
 const FUNDING_MSAT = 1_000_000_000;
 
-async function startPaid(services: Services, dir: string, upstream: string): Promise<Path> {
+/**
+ * fed-ai paid: settlement on embedded PGlite, or (`onPostgres`) on the shared PostgreSQL server,
+ * whose postmaster and backends then count as one of the path's processes.
+ */
+async function startPaid(
+  services: Services,
+  dir: string,
+  upstream: string,
+  onPostgres = false,
+): Promise<Path> {
+  const name = onPostgres ? 'fedai-paid-pg' : 'fedai-paid';
+  const tag = onPostgres ? '-pg' : '';
   const routerKey = generateSecretKey();
   const settlementKey = generateSecretKey();
   const port = await freePort();
   const settlementUrl = `http://127.0.0.1:${port}`;
-  const settlement = services.start('settlement', 'services/settlement/src/main.ts', [], {
+  const pg = onPostgres ? await database(services, 'settlement_paid') : null;
+  const settlement = services.start(`settlement${tag}`, 'services/settlement/src/main.ts', [], {
     SETTLEMENT_PORT: String(port),
     SETTLEMENT_KEY: secretKeyHex(settlementKey),
     SETTLEMENT_ROUTER_PUBKEYS: publicKeyOf(routerKey),
     FAUCET: 'true',
-    DATA_DIR: join(dir, 'settlement'),
+    DATA_DIR: join(dir, `settlement${tag}`),
+    ...(pg ? { DATABASE_URL: pg.url } : {}),
   });
   await waitFor(`${settlementUrl}/v1/info`, async (r) => r.ok);
   const started = await startRouterAndNode(services, dir, {
-    name: 'fedai-paid',
+    name,
     upstream,
     settlementUrl,
     settlementPubkey: publicKeyOf(settlementKey),
@@ -284,28 +304,40 @@ async function startPaid(services: Services, dir: string, upstream: string): Pro
   };
   const balance = async () => Number((await tab(routerUrl, apiKey, 'me')).balance_msat);
   return {
-    name: 'fedai-paid',
+    name,
     target: started.target,
-    services: [started.services[0]!, settlement, started.services[1]!],
+    services: [started.services[0]!, settlement, started.services[1]!, ...(pg ? [pg.server] : [])],
     settle,
     balance,
     metricsUrls: [`${routerUrl}/metrics`, `${settlementUrl}/metrics`],
   };
 }
 
-let postgres: Promise<{ url: string }> | undefined;
+let postgres: Promise<{ url: string; dataDir: string }> | undefined;
 
-/** One PostgreSQL server for the replica paths, a database per path. */
-async function database(services: Services, name: string): Promise<string> {
-  postgres ??= startPostgres().then((pg) => {
+/**
+ * One PostgreSQL server for the paths that use one, a database per path. `server` stands for the
+ * postmaster and its backends in a path's process list (its CPU, read from /proc).
+ */
+async function database(services: Services, name: string): Promise<{ url: string; server: Service }> {
+  // synchronous_commit on, as a real deployment; fsync stays off (a bench machine does not crash).
+  postgres ??= startPostgres({ durableCommits: true }).then((pg) => {
     services.cleanups.push(() => pg.stop());
     return pg;
   });
-  const { url } = await postgres;
+  const { url, dataDir } = await postgres;
   const admin = await openDb({ url });
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.close();
-  return url.replace(/\/postgres$/, `/${name}`);
+  // postmaster.pid's first line is the postmaster's pid.
+  const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const server: Service = {
+    name: 'postgres',
+    child: { pid } as ChildProcess,
+    exited: new Promise<void>(() => {}),
+    cpuMs: () => cpuMsWithChildren(pid),
+  };
+  return { url: url.replace(/\/postgres$/, `/${name}`), server };
 }
 
 /**
@@ -322,7 +354,7 @@ async function startReplicas(
   const tag = `pg-${replicas}r`;
   const routerKey = generateSecretKey();
   const operatorKey = generateSecretKey();
-  const databaseUrl = await database(services, `router_${replicas}r`);
+  const databaseUrl = (await database(services, `router_${replicas}r`)).url;
   const routerUrls: string[] = [];
   const routers: Service[] = [];
   for (let i = 0; i < replicas; i++) {
@@ -388,7 +420,8 @@ const STARTERS: Record<
   'node-proxy': (s, _dir, upstream) => startProxy(s, upstream),
   portkey: (s, _dir, upstream) => startPortkey(s, upstream),
   'fedai-free': startFree,
-  'fedai-paid': startPaid,
+  'fedai-paid': (s, dir, upstream) => startPaid(s, dir, upstream),
+  'fedai-paid-pg': (s, dir, upstream) => startPaid(s, dir, upstream, true),
   'fedai-pg-1r': (s, dir, upstream) => startReplicas(s, dir, upstream, 1),
   'fedai-pg-2r': (s, dir, upstream) => startReplicas(s, dir, upstream, 2),
 };

@@ -4,6 +4,8 @@
 //   node-proxy  client -> bare node:http reverse proxy -> upstream
 //   fedai-free  client -> router -> node (OpenAI runner) -> upstream (signed request and metering)
 //   fedai-paid  the same with settlement: reservation before dispatch, capture after the answer
+//   fedai-paid-pg  fedai-paid with settlement on a PostgreSQL server (its CPU, backends included,
+//               counted as the path's `postgres` process; asked for with --paths)
 //   portkey     client -> Portkey's open-source gateway (@portkey-ai/gateway) -> upstream
 // Every round runs every (mode, concurrency) cell on every path, in rotating order, so load changes
 // on the machine hit all paths alike. Every answer is checked (gateway-client.ts). Reported per path
@@ -11,8 +13,8 @@
 // wall time), CPU ms per request of each process (/proc/<pid>/stat before and after each batch;
 // for paid, after the batch's captures are done).
 // Flags: --rounds N (5) --requests N per batch (256) --concurrency 1,16,64 --modes json,stream
-//        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey (also: fedai-pg-1r,fedai-pg-2r, one and
-//        two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE
+//        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey (also: fedai-paid-pg; fedai-pg-1r,
+//        fedai-pg-2r, one and two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE
 //        --token-interval-ms N (0: the fake upstream streams its 16 tokens in one write; N: one every N ms).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -78,7 +80,8 @@ function emptyTotals(): Totals {
   return { latencies: [], firstTokenMs: [], wallMs: 0, count: 0, errors: {}, cpuMs: {}, clientCpuMs: 0 };
 }
 
-let paidCostMsat = 0;
+/** Per paid path: the sum of the signed costs in its answers. */
+const paidCostMsat = new Map<string, number>();
 
 /** One batch of one cell on one path, with the CPU of its processes (and the upstream's). */
 async function runBatch(path: Path, upstream: Service, cell: Cell, count: number, totals?: Totals) {
@@ -88,13 +91,18 @@ async function runBatch(path: Path, upstream: Service, cell: Cell, count: number
   // Every batch starts on fresh connections: a pooled one the server closed while other paths ran
   // (keep-alive timeouts) would otherwise fail as "socket hang up" when reused at that moment.
   path.target.agent.destroy();
-  const before = processes.map((s) => cpuMs(s.child.pid!));
+  const cpuOf = (s: Service) => s.cpuMs?.() ?? cpuMs(s.child.pid!);
+  const before = processes.map(cpuOf);
   const clientBefore = process.cpuUsage();
   const { answers, wallMs } = await batch(count, cell.concurrency, () => ask(path.target, payload, stream));
   await path.settle?.();
   const clientUsed = process.cpuUsage(clientBefore);
-  const after = processes.map((s) => cpuMs(s.child.pid!));
-  if (path.name === 'fedai-paid') paidCostMsat += answers.reduce((sum, a) => sum + a.costMsat, 0);
+  const after = processes.map(cpuOf);
+  if (path.balance)
+    paidCostMsat.set(
+      path.name,
+      (paidCostMsat.get(path.name) ?? 0) + answers.reduce((sum, a) => sum + a.costMsat, 0),
+    );
   if (!totals) return answers;
   totals.wallMs += wallMs;
   totals.count += answers.length;
@@ -124,8 +132,8 @@ async function warmUp(paths: Path[], upstream: Service): Promise<void> {
 
 async function main(services: Services, dir: string): Promise<boolean> {
   const { upstream, paths } = await startPaths(services, dir, pathNames, tokenIntervalMs);
-  const paid = paths.find((p) => p.name === 'fedai-paid');
-  const startBalance = await paid?.balance?.();
+  const paidPaths = paths.filter((p) => p.balance);
+  const startBalances = await Promise.all(paidPaths.map((p) => p.balance!()));
   const loadStart = loadavg();
   const startedAt = new Date().toISOString();
   await warmUp(paths, upstream);
@@ -143,10 +151,13 @@ async function main(services: Services, dir: string): Promise<boolean> {
     ...cell,
     paths: paths.map((p) => ({ path: p.name, totals: totals.get(keyOf(cell, p.name))! })),
   }));
-  const paidCheck =
-    paid && startBalance !== undefined
-      ? { chargedMsat: startBalance - (await paid.balance!()), signedCostMsat: paidCostMsat }
-      : undefined;
+  const paidChecks = await Promise.all(
+    paidPaths.map(async (p, i) => ({
+      path: p.name,
+      chargedMsat: startBalances[i]! - (await p.balance!()),
+      signedCostMsat: paidCostMsat.get(p.name) ?? 0,
+    })),
+  );
   const summary: Summary = {
     command: `pnpm bench:gateway ${process.argv.slice(2).join(' ')}`.trim(),
     startedAt,
@@ -156,27 +167,30 @@ async function main(services: Services, dir: string): Promise<boolean> {
     loadavgEnd: loadavg(),
     rounds,
     requestsPerBatch: requests,
-    ...(paidCheck ? { paid: paidCheck } : {}),
+    paid: paidChecks,
   };
   const { text, json, failures } = report(summary, results);
   process.stdout.write(text);
-  if (paid?.metricsUrls) {
-    const metrics = (await Promise.all(paid.metricsUrls.map(async (url) => (await fetch(url)).text())))
-      .join('\n')
-      .split('\n');
-    const lines = (prefix: string) =>
-      metrics
-        .filter((l) => l.startsWith(prefix))
-        .map((l) => l.replace(/,?service="[a-z]+"/, '').replace('{}', ''));
-    process.stdout.write(`paid router reservations: ${lines('fedai_router_reservations{').join(' · ')}\n`);
-    const batch = (part: string) =>
-      Number(lines(`fedai_settlement_request_batch_ops_${part}`)[0]?.split(' ')[1]);
-    process.stdout.write(
-      `settlement: ${lines('fedai_settlement_op_envelopes_total').join(' · ')} · ledger transactions ${batch('count')}, ${(batch('sum') / batch('count')).toFixed(2)} request ops each\n`,
-    );
-  }
+  for (const p of paidPaths) await printPaidMetrics(p);
   if (values.json) writeFileSync(values.json, `${JSON.stringify(json, null, 2)}\n`);
-  return failures === 0 && (!paidCheck || paidCheck.chargedMsat === paidCheck.signedCostMsat);
+  return failures === 0 && paidChecks.every((c) => c.chargedMsat === c.signedCostMsat);
+}
+
+/** A paid path's reservations held ahead and settlement's envelopes and ledger batch sizes. */
+async function printPaidMetrics(path: Path): Promise<void> {
+  if (!path.metricsUrls) return;
+  const metrics = (await Promise.all(path.metricsUrls.map(async (url) => (await fetch(url)).text())))
+    .join('\n')
+    .split('\n');
+  const lines = (prefix: string) =>
+    metrics
+      .filter((l) => l.startsWith(prefix))
+      .map((l) => l.replace(/,?service="[a-z]+"/, '').replace('{}', ''));
+  const batch = (part: string) =>
+    Number(lines(`fedai_settlement_request_batch_ops_${part}`)[0]?.split(' ')[1]);
+  process.stdout.write(
+    `${path.name}: router reservations ${lines('fedai_router_reservations{').join(' · ')}; settlement ${lines('fedai_settlement_op_envelopes_total').join(' · ')} · ledger transactions ${batch('count')}, ${(batch('sum') / batch('count')).toFixed(2)} request ops each\n`,
+  );
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'fedai-bench-gateway-'));
