@@ -59,9 +59,9 @@ export const routerConfigSchema = z.object({
   /** Reservations held ahead per well-funded payer and cost bucket (reserve-ahead.ts); 0 turns it off. */
   RESERVE_AHEAD_SLOTS: z.coerce.number().int().min(0).max(64).default(8),
   /**
-   * How long captures, releases and reservations ahead wait to share one batch envelope to
-   * settlement (ms). None is on a request's critical path; longer lingers mean fewer, larger
-   * ledger transactions (docs/benchmarks.md "Session 11").
+   * How long captures and releases wait to share one batch envelope to settlement (ms). Neither
+   * is on a request's critical path; longer lingers mean fewer, larger ledger transactions
+   * (docs/benchmarks.md "Session 11"). Reservations ahead wait at most 5 ms.
    */
   SETTLEMENT_BATCH_LINGER_MS: z.coerce.number().int().min(0).max(1_000).default(50),
 

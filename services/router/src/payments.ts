@@ -100,8 +100,13 @@ function refusal(status: number, body: unknown): FedAiError {
 const unreadable = () =>
   new FedAiError('SETTLEMENT_UNAVAILABLE', 'The settlement service gave an unreadable answer.');
 
-/** How long a background operation (capture, release, a slot held ahead) waits to share a batch. */
+/** How long a capture or release waits to share a batch (nobody waits for them). */
 const DEFAULT_BATCH_LINGER_MS = 50;
+/**
+ * How long a reservation ahead waits: briefly, since a payer whose slots ran dry reserves on its
+ * requests' critical path until the refill lands.
+ */
+const AHEAD_LINGER_MS = 5;
 
 /** How long releases after a reserve with an unknown outcome keep being re-sent. */
 const UNKNOWN_RESERVE_WATCH_MS = 60_000;
@@ -128,6 +133,7 @@ export class SettlementPayments implements Payments {
   private readonly ahead: ReserveAhead | null;
   private readonly spot: GroupCommit<BatchableOp, OpAnswer>;
   private readonly background: GroupCommit<BatchableOp, OpAnswer>;
+  private readonly refills: GroupCommit<BatchableOp, OpAnswer>;
 
   constructor(
     private readonly options: {
@@ -148,11 +154,16 @@ export class SettlementPayments implements Payments {
       onError?: (error: unknown) => void;
     },
   ) {
-    // Two lanes of batching: a reserve on a request's critical path never waits for a linger.
+    // Three lanes of batching: a reserve on a request's critical path never waits for a linger,
+    // reservations ahead wait a little, captures and releases longest.
     this.spot = new GroupCommit((ops) => this.sendOps(ops), { maxBatch: SETTLEMENT_BATCH_MAX });
     this.background = new GroupCommit((ops) => this.sendOps(ops), {
       maxBatch: SETTLEMENT_BATCH_MAX,
       lingerMs: options.batchLingerMs ?? DEFAULT_BATCH_LINGER_MS,
+    });
+    this.refills = new GroupCommit((ops) => this.sendOps(ops), {
+      maxBatch: SETTLEMENT_BATCH_MAX,
+      lingerMs: Math.min(AHEAD_LINGER_MS, options.batchLingerMs ?? AHEAD_LINGER_MS),
     });
     const slots = options.reserveAheadSlots ?? 0;
     this.ahead =
@@ -160,7 +171,7 @@ export class SettlementPayments implements Payments {
         ? new ReserveAhead({
             slotsPerBucket: slots,
             reserve: async (opId, payer, amountMsat) => ({
-              balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.background)).balance_msat,
+              balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.refills)).balance_msat,
             }),
             release: (opId) => this.release({ opId, amountMsat: 0, recorded: true }),
             ...(options.held ? { record: (opIds) => options.held!.record(opIds) } : {}),
