@@ -9,16 +9,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { migrate, openDb } from '@fed-ai/kit';
-import { Ledger, verifyLedger } from '@fed-ai/ledger';
-import { decodeInvoice, encodeInvoice, InternalLightning, invoiceNetwork } from '@fed-ai/lightning';
-import { generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { verifyLedger } from '@fed-ai/ledger';
+import { decodeInvoice, encodeInvoice, invoiceNetwork } from '@fed-ai/lightning';
 import { startLnurlDouble } from '../../../packages/lightning/test/lnurl-double';
-import { BOOKS_MIGRATIONS, Books } from '../src/books';
+import { Books } from '../src/books';
 import { settlementConfigSchema } from '../src/config';
 import { Payouts } from '../src/payouts';
 import { type RunningSettlement, startSettlement } from '../src/settlement';
-import { signedMetering } from './signed-metering';
+import { earningNode, testPayoutOptions } from './payout-fixtures';
 
 const others = JSON.parse(
   readFileSync(new URL('./fixtures/invoices-other-networks.json', import.meta.url), 'utf8'),
@@ -92,30 +90,8 @@ test("a payout destination's invoice for another network is refused before anyth
   // One database, two views of it: regtest books fund the node's earnings with real captures; the
   // payouts run on books that say LIGHTNING_NETWORK is testnet, so the destination's regtest
   // invoice is for another network.
-  const db = await openDb({});
-  const ledger = await Ledger.open(db);
-  const internal = await InternalLightning.open(db, randomBytes(32).toString('hex'));
-  await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
-  const books = new Books(db, ledger, internal, { routerFeeBps: 500, faucetEnabled: true });
-  await books.init();
+  const { db, ledger, internal, routerKey, node } = await earningNode('payout-network');
   const testnetBooks = new Books(db, ledger, internal, { routerFeeBps: 500, network: 'testnet' });
-  const routerKey = generateSecretKey();
-  const nodeKey = generateSecretKey();
-  const node = publicKeyOf(nodeKey);
-  await books.faucetPay((await books.openTopup('payer-payout-network', 20_000)).bolt11);
-  for (let i = 0; i < 4; i++) {
-    const opId = `req-payout-network-${i}`;
-    await books.reserve(opId, 'payer-payout-network', 5000, 600);
-    const { metering } = signedMetering({
-      opId,
-      router: publicKeyOf(routerKey),
-      nodeKey,
-      tokensIn: 100,
-      tokensOut: 200,
-      price: { input_msat_per_1k: 10_000, output_msat_per_1k: 20_000 },
-    });
-    await books.capture(opId, node, metering, publicKeyOf(routerKey));
-  }
   const lnurl = await startLnurlDouble({
     mint: async (amountMsat, descriptionHash) =>
       encodeInvoice({
@@ -127,17 +103,7 @@ test("a payout destination's invoice for another network is refused before anyth
       }).bolt11,
   });
   try {
-    const payouts = new Payouts(db, ledger, testnetBooks, {
-      secretKey: routerKey,
-      routerFeeBps: 500,
-      thresholdMsat: 10_000,
-      maxFeeBps: 100,
-      minFeeMsat: 1000,
-      holdBackS: 0,
-      holdTimeoutS: 3600,
-      allowHttp: true,
-      nowS: () => Math.floor(Date.now() / 1000) + 2,
-    });
+    const payouts = new Payouts(db, ledger, testnetBooks, testPayoutOptions(routerKey));
     await payouts.setDestination(node, { kind: 'lightning_address', address: lnurl.address('node') });
     await assert.rejects(payouts.payOut(node), {
       code: 'PAYOUT_DESTINATION_FAILED',

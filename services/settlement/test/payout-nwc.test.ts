@@ -5,15 +5,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { migrate, openDb } from '@fed-ai/kit';
-import { Ledger, verifyLedger } from '@fed-ai/ledger';
-import { encodeInvoice, InternalLightning } from '@fed-ai/lightning';
-import { generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import { verifyLedger } from '@fed-ai/ledger';
+import { encodeInvoice } from '@fed-ai/lightning';
 import { type RunningRelay, startRelay } from '@fed-ai/relay';
-import { BOOKS_MIGRATIONS, Books } from '../src/books';
 import { Payouts } from '../src/payouts';
 import { startNwcWalletDouble } from './nwc-wallet-double';
-import { signedMetering } from './signed-metering';
+import { earningNode, testPayoutOptions } from './payout-fixtures';
 
 let relay: RunningRelay;
 before(async () => {
@@ -22,46 +19,6 @@ before(async () => {
 after(async () => {
   await relay.close();
 });
-
-/** Books with 19,000 msat of a node's earnings from four real node-signed captures. */
-async function earningNode(tag: string) {
-  const db = await openDb({});
-  const ledger = await Ledger.open(db);
-  const internal = await InternalLightning.open(db, randomBytes(32).toString('hex'));
-  await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
-  const books = new Books(db, ledger, internal, { routerFeeBps: 500, faucetEnabled: true });
-  await books.init();
-  const routerKey = generateSecretKey();
-  const nodeKey = generateSecretKey();
-  const node = publicKeyOf(nodeKey);
-  const payer = `payer-${tag}`;
-  await books.faucetPay((await books.openTopup(payer, 20_000)).bolt11);
-  for (let i = 0; i < 4; i++) {
-    const opId = `req-${tag}-${i}`;
-    await books.reserve(opId, payer, 5000, 600);
-    const { metering } = signedMetering({
-      opId,
-      router: publicKeyOf(routerKey),
-      nodeKey,
-      tokensIn: 100,
-      tokensOut: 200,
-      price: { input_msat_per_1k: 10_000, output_msat_per_1k: 20_000 },
-    });
-    await books.capture(opId, node, metering, publicKeyOf(routerKey));
-  }
-  const payouts = new Payouts(db, ledger, books, {
-    secretKey: routerKey,
-    routerFeeBps: 500,
-    thresholdMsat: 10_000,
-    maxFeeBps: 100,
-    minFeeMsat: 1000,
-    holdBackS: 0,
-    holdTimeoutS: 3600,
-    allowHttp: true,
-    nowS: () => Math.floor(Date.now() / 1000) + 2,
-  });
-  return { db, node, payouts };
-}
 
 /** An invoice of some other Lightning node for `amountMsat`. */
 const foreignInvoice = (amountMsat: number, expirySeconds: number) =>
@@ -73,7 +30,8 @@ const foreignInvoice = (amountMsat: number, expirySeconds: number) =>
   }).bolt11;
 
 async function refusedPayout(tag: string, mint: (amountMsat: number, expiryS: number) => string) {
-  const { db, node, payouts } = await earningNode(tag);
+  const { db, ledger, books, routerKey, node } = await earningNode(tag);
+  const payouts = new Payouts(db, ledger, books, testPayoutOptions(routerKey));
   const wallet = await startNwcWalletDouble({ relayUrl: relay.url, mint });
   try {
     await payouts.setDestination(node, { kind: 'nwc', uri: wallet.uri });

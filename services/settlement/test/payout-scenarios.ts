@@ -24,8 +24,9 @@ import {
 import { type LnurlDouble, startLnurlDouble } from '../../../packages/lightning/test/lnurl-double';
 import { ACCOUNTS, Books } from '../src/books';
 import { readOverview } from '../src/overview';
-import { Payouts, type PayoutsOptions } from '../src/payouts';
+import { Payouts } from '../src/payouts';
 import type { BackendName, Rig } from './backend-scenarios-rig';
+import { PAYOUT_ROUTER_FEE_BPS, testPayoutOptions } from './payout-fixtures';
 import { signedMetering } from './signed-metering';
 
 export interface PayoutCtx {
@@ -36,24 +37,12 @@ export interface PayoutCtx {
   adapters: (LightningBackend & { destroy?(): Promise<void> })[];
 }
 
-const ROUTER_FEE_BPS = 500;
+const ROUTER_FEE_BPS = PAYOUT_ROUTER_FEE_BPS;
 const price = { input_msat_per_1k: 10_000, output_msat_per_1k: 20_000 };
 const routerKey = generateSecretKey();
 const router = publicKeyOf(routerKey);
 
-function payoutOptions(clock: { aheadS: number }): PayoutsOptions {
-  return {
-    secretKey: routerKey,
-    routerFeeBps: ROUTER_FEE_BPS,
-    thresholdMsat: 10_000,
-    maxFeeBps: 100,
-    minFeeMsat: 1000,
-    holdBackS: 0,
-    holdTimeoutS: 3600,
-    allowHttp: true,
-    nowS: () => Math.floor(Date.now() / 1000) + clock.aheadS,
-  };
-}
+const payoutOptions = (clock: { aheadS: number }) => testPayoutOptions(routerKey, () => clock.aheadS);
 
 /** How the node's wallet answers the next invoice request. */
 type WalletMode = 'pay' | 'fail' | 'hold';
