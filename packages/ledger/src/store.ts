@@ -148,6 +148,18 @@ export class Ledger {
     return rows.rows.map(toAccount);
   }
 
+  /**
+   * Reads accounts inside the caller's open transaction and locks them until it ends (in id
+   * order, as every batch locks), so a balance read there stays true until the caller commits.
+   */
+  async lookupAccountsIn(tx: Queryable, ids: readonly string[]): Promise<Account[]> {
+    const rows = await tx.query<AccountRow>(
+      'SELECT * FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE',
+      [ids],
+    );
+    return rows.rows.map(toAccount);
+  }
+
   async lookupTransfers(ids: readonly string[]): Promise<StoredTransfer[]> {
     const rows = await this.db.query<TransferRow>('SELECT * FROM ledger_transfers WHERE id = ANY($1)', [ids]);
     return rows.rows.map(toTransfer);

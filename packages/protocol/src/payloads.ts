@@ -285,8 +285,26 @@ const captureOpSchema = z.object({
   node: hex64,
   /** The node-signed metering envelope this charge rests on. */
   metering: z.string().max(16_384),
+  /**
+   * The spending lease this request's bound was drawn from (instead of a reservation of its
+   * own): the charge comes out of the lease, or straight from the tab once the lease is closed.
+   */
+  lease_id: requestId.optional(),
 });
 const releaseOpSchema = z.object({ op: z.literal('release'), op_id: requestId });
+/**
+ * A spending lease: moves `amount_msat` of the payer's tab into a lease that many requests'
+ * captures draw from (never more than it holds), until the router closes it or it expires after
+ * `timeout_s` and settlement closes it; closing gives what is left back to the tab.
+ */
+const openLeaseOpSchema = z.object({
+  op: z.literal('open_lease'),
+  op_id: requestId,
+  account: z.string().min(1).max(200),
+  amount_msat: positiveMsat,
+  timeout_s: z.number().int().positive().max(86_400),
+});
+const closeLeaseOpSchema = z.object({ op: z.literal('close_lease'), op_id: requestId });
 
 /** Most operations in one `batch` (and what keeps a batch of captures within the envelope size). */
 export const SETTLEMENT_BATCH_MAX = 64;
@@ -296,6 +314,8 @@ export const settlementRequestSchema = z.discriminatedUnion('op', [
   reserveOpSchema,
   captureOpSchema,
   releaseOpSchema,
+  openLeaseOpSchema,
+  closeLeaseOpSchema,
   /**
    * A request a peer router served (federation offload): charges the peer's signed cost plus this
    * network's offload fee, and pays the peer's part back to the router's own account.
@@ -309,13 +329,21 @@ export const settlementRequestSchema = z.discriminatedUnion('op', [
     result: z.string().max(32_000),
   }),
   /**
-   * Several reserves, captures and releases in one signed envelope: each is checked and answered
+   * Several reserves, captures, releases and lease operations in one signed envelope: each is checked and answered
    * on its own (`results`, in order), exactly as if it had come alone.
    */
   z.object({
     op: z.literal('batch'),
     ops: z
-      .array(z.discriminatedUnion('op', [reserveOpSchema, captureOpSchema, releaseOpSchema]))
+      .array(
+        z.discriminatedUnion('op', [
+          reserveOpSchema,
+          captureOpSchema,
+          releaseOpSchema,
+          openLeaseOpSchema,
+          closeLeaseOpSchema,
+        ]),
+      )
       .min(1)
       .max(SETTLEMENT_BATCH_MAX),
   }),

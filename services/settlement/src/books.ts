@@ -47,6 +47,16 @@ export const ACCOUNTS = {
   routerFees: 'fees:router',
   tab: (payer: string) => `tab:${payer}`,
   earnings: (node: string) => `earnings:${node}`,
+  /** A spending lease's money while it is open (never below zero: captures cannot overdraw it). */
+  lease: (leaseId: string) => `lease:${leaseId}`,
+} as const;
+
+/** Ledger transfer ids of a spending lease, from its id (idempotent by lease). */
+export const LEASE_IDS = {
+  /** The tab's money moved into the lease. */
+  open: (leaseId: string) => `lopen:${leaseId}`,
+  /** What the lease still held, back to the tab when it closed. */
+  close: (leaseId: string) => `lclose:${leaseId}`,
 } as const;
 
 /** Ledger transfer ids of a refund, all from the invoice's payment hash (idempotent by invoice). */
@@ -181,6 +191,22 @@ export const BOOKS_MIGRATIONS: Migration[] = [
       actor TEXT NOT NULL,
       PRIMARY KEY (case_id, seq)
     );`,
+  },
+  {
+    // Spending leases: whose tab a lease came from, which router holds it, and until when
+    // (settlement closes it then if the router did not).
+    version: 6,
+    name: 'spending_leases',
+    sql: `CREATE TABLE IF NOT EXISTS leases (
+      lease_id TEXT PRIMARY KEY,
+      account TEXT NOT NULL,
+      router TEXT NOT NULL,
+      amount_msat BIGINT NOT NULL,
+      expires_at_s BIGINT NOT NULL,
+      closed_at_s BIGINT
+    );
+    CREATE INDEX IF NOT EXISTS leases_open ON leases (expires_at_s) WHERE closed_at_s IS NULL;
+    CREATE INDEX IF NOT EXISTS leases_open_by_account ON leases (account) WHERE closed_at_s IS NULL;`,
   },
 ];
 
@@ -327,6 +353,18 @@ export class Books {
     async (ids) => {
       const found = new Map((await this.ledger.lookupTransfers(ids)).map((t) => [t.id, t]));
       return ids.map((id) => ({ ok: true, value: found.get(id) }));
+    },
+    { gatherTurn: true },
+  );
+  /** Leases looked up by concurrent captures, read in one statement per batch. */
+  private readonly leaseReads = new GroupCommit<string, LeaseRow | undefined>(
+    async (ids) => {
+      const found = await this.db.query<LeaseRow>(
+        'SELECT lease_id, account, router, amount_msat, expires_at_s, closed_at_s FROM leases WHERE lease_id = ANY($1)',
+        [ids],
+      );
+      const byId = new Map(found.rows.map((r) => [r.lease_id, r]));
+      return ids.map((id) => ({ ok: true, value: byId.get(id) }));
     },
     { gatherTurn: true },
   );
@@ -981,18 +1019,83 @@ export class Books {
         },
       ],
     });
-    const [result] = results;
-    const tab = accounts.get(account);
-    if (result?.code === 'DEBIT_ACCOUNT_NOT_FOUND') throw noTab();
-    if (result?.code === 'EXCEEDS_CREDITS') {
-      throw new FedAiError(
-        'INSUFFICIENT_BALANCE',
-        `The tab holds ${tab ? availableMsat(tab) : 0} msat; this request may cost up to ${amountMsat} msat.`,
+    return holdOutcome(results[0], accounts.get(account), amountMsat, 'reserve');
+  }
+
+  /**
+   * Opens a spending lease for `router`: moves `amountMsat` of the payer's tab into the lease's
+   * own account, which that router's captures draw from (`capture` with the lease id) and which
+   * can never go below zero, so the lease's requests together never spend more than it holds.
+   * The lease closes when the router says so or, at the latest, `timeoutS` from now.
+   */
+  async openLease(
+    leaseId: string,
+    payer: string,
+    amountMsat: number,
+    timeoutS: number,
+    router: string,
+  ): Promise<{ balanceMsat: number }> {
+    const tab = ACCOUNTS.tab(payer);
+    const account = ACCOUNTS.lease(leaseId);
+    await this.ledger.createAccounts([{ id: account, flags: ACCOUNT_FLAGS.debitsMustNotExceedCredits }]);
+    const { results, accounts } = await this.requestOps.submit({
+      transfers: [
+        {
+          id: LEASE_IDS.open(leaseId),
+          kind: 'single',
+          debitAccountId: tab,
+          creditAccountId: account,
+          amountMsat,
+          userData: leaseId,
+        },
+      ],
+      lease: { leaseId, account: tab, router, amountMsat, expiresAtS: this.nowS() + timeoutS },
+    });
+    return holdOutcome(results[0], accounts.get(tab), amountMsat, 'open lease');
+  }
+
+  /**
+   * Closes a lease (`router` null: settlement itself, at its expiry): what it still holds goes
+   * back to the tab, in one transaction with the lease's row. Idempotent; a capture arriving
+   * later is charged from the tab directly.
+   */
+  async closeLease(leaseId: string, router: string | null): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const found = await tx.query<LeaseRow>(
+        'SELECT lease_id, account, router, amount_msat, expires_at_s, closed_at_s FROM leases WHERE lease_id = $1 FOR UPDATE',
+        [leaseId],
       );
-    }
-    if (result?.code === 'EXISTS_WITH_DIFFERENT_FIELDS') throw new FedAiError('IDEMPOTENCY_CONFLICT');
-    if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `reserve: ${result?.code}`);
-    return { balanceMsat: tab ? availableMsat(tab) : 0 };
+      const lease = found.rows[0];
+      if (!lease || (router !== null && lease.router !== router))
+        throw new FedAiError('NOT_FOUND', 'No such lease.');
+      if (lease.closed_at_s !== null) return;
+      const [held] = await this.ledger.lookupAccountsIn(tx, [ACCOUNTS.lease(leaseId)]);
+      const leftMsat = held ? availableMsat(held) : 0;
+      if (leftMsat > 0) {
+        const [result] = await this.ledger.createTransfersIn(tx, [
+          {
+            id: LEASE_IDS.close(leaseId),
+            kind: 'single',
+            debitAccountId: ACCOUNTS.lease(leaseId),
+            creditAccountId: lease.account,
+            amountMsat: leftMsat,
+            userData: leaseId,
+          },
+        ]);
+        if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `close lease: ${result?.code}`);
+      }
+      await tx.query('UPDATE leases SET closed_at_s = $2 WHERE lease_id = $1', [leaseId, this.nowS()]);
+    });
+  }
+
+  /** Closes leases past their expiry (the sweep); returns how many. */
+  async closeExpiredLeases(limit = 200): Promise<number> {
+    const due = await this.db.query<{ lease_id: string }>(
+      'SELECT lease_id FROM leases WHERE closed_at_s IS NULL AND expires_at_s <= $1 ORDER BY expires_at_s LIMIT $2',
+      [this.nowS(), limit],
+    );
+    for (const { lease_id } of due.rows) await this.closeLease(lease_id, null);
+    return due.rows.length;
   }
 
   /**
@@ -1007,7 +1110,9 @@ export class Books {
     node: string,
     metering: unknown,
     routerPubkey: string,
+    leaseId?: string,
   ): Promise<{ chargedMsat: number }> {
+    if (leaseId !== undefined) return this.captureFromLease(opId, leaseId, node, metering, routerPubkey);
     const pending = await this.reservationOf(opId);
     if (pending?.kind !== 'pending') throw new FedAiError('NOT_FOUND', 'No reservation for this request.');
     const record = await verifiedRecord(metering, {
@@ -1022,18 +1127,59 @@ export class Books {
       return { chargedMsat: 0 };
     }
     await this.ensureEarnings(node);
-    const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
-    await this.commitCharge(
-      opId,
-      pending,
-      charge,
-      [
-        { id: `pay:${opId}`, account: ACCOUNTS.earnings(node), amountMsat: nodeMsat },
-        { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: routerMsat },
-      ],
-      { node, metering },
-    );
+    await this.commitCharge(opId, reservationSource(pending), charge, this.nodeAndFee(opId, node, charge), {
+      node,
+      metering,
+    });
     return { chargedMsat: charge };
+  }
+
+  /**
+   * A capture whose bound was drawn from a lease: the charge comes out of the lease's account;
+   * once the lease is closed or spent (the account refuses to go below zero), straight from the
+   * tab, as for a reservation that expired on the way. At most one of the two ever happens for
+   * an op id: both write its `pay:` transfer.
+   */
+  private async captureFromLease(
+    opId: string,
+    leaseId: string,
+    node: string,
+    metering: unknown,
+    routerPubkey: string,
+  ): Promise<{ chargedMsat: number }> {
+    const lease = await this.leaseReads.submit(leaseId);
+    if (!lease || lease.router !== routerPubkey)
+      throw new FedAiError('NOT_FOUND', 'No lease for this request.');
+    const record = await verifiedRecord(metering, {
+      node,
+      opId,
+      routerPubkey,
+      reservedMsat: Number(lease.amount_msat),
+    });
+    const charge = record.cost_msat;
+    if (charge === 0) return { chargedMsat: 0 };
+    await this.ensureEarnings(node);
+    const parts = this.nodeAndFee(opId, node, charge);
+    const source: ChargeSource = { kind: 'lease', account: ACCOUNTS.lease(leaseId), tab: lease.account };
+    const fromLease = await this.tryCharge(opId, source, charge, parts, { node, metering });
+    if (!fromLease) return { chargedMsat: charge };
+    const spent = fromLease.code === 'EXCEEDS_CREDITS';
+    // A retry of a capture the tab paid: its `pay:` exists from the tab's chain.
+    const paidByTab =
+      fromLease.code === 'EXISTS_WITH_DIFFERENT_FIELDS' &&
+      (await this.ledger.lookupTransfers([`chg:${opId}`])).length > 0;
+    if (!spent && !paidByTab) throw chargeError(fromLease);
+    await this.commitCharge(opId, { kind: 'tab', tab: lease.account }, charge, parts, { node, metering });
+    return { chargedMsat: charge };
+  }
+
+  /** A charge's split: the node's earnings and the router fee, ids from the op id. */
+  private nodeAndFee(opId: string, node: string, charge: number): ChargePart[] {
+    const { nodeMsat, routerMsat } = splitCharge(charge, this.options.routerFeeBps);
+    return [
+      { id: `pay:${opId}`, account: ACCOUNTS.earnings(node), amountMsat: nodeMsat },
+      { id: `fee:${opId}`, account: ACCOUNTS.routerFees, amountMsat: routerMsat },
+    ];
   }
 
   /**
@@ -1065,7 +1211,7 @@ export class Books {
     const float = await this.ensureTab(`svc:${routerPubkey}`);
     await this.commitCharge(
       opId,
-      pending,
+      reservationSource(pending),
       charge,
       [
         { id: `pay:${opId}`, account: float, amountMsat: peerCostMsat },
@@ -1077,54 +1223,35 @@ export class Books {
   }
 
   /**
-   * Posts `charge` of a reservation (or charges the tab directly when the reservation expired on
-   * its way) and moves it out of escrow to `parts`, in one linked batch with the charge record.
+   * Charges `charge` from its source (see ChargeSource) and moves it out to `parts`, in one
+   * linked batch with the charge record; throws the refusal.
    */
   private async commitCharge(
     opId: string,
-    pending: { debitAccountId: string; resolution?: string | null | undefined },
+    source: ChargeSource,
     charge: number,
-    parts: { id: string; account: string; amountMsat: number }[],
+    parts: ChargePart[],
     record: { node: string; metering: unknown },
   ): Promise<void> {
-    const expired = pending.resolution === 'expired';
-    const batch: TransferInput[] = [
-      expired
-        ? {
-            id: `chg:${opId}`,
-            kind: 'single',
-            debitAccountId: pending.debitAccountId,
-            creditAccountId: ACCOUNTS.escrow,
-            amountMsat: charge,
-            userData: opId,
-          }
-        : {
-            id: `post:${opId}`,
-            kind: 'post',
-            pendingId: `res:${opId}`,
-            debitAccountId: pending.debitAccountId,
-            creditAccountId: ACCOUNTS.escrow,
-            amountMsat: charge,
-            userData: opId,
-          },
-    ];
-    for (const part of parts)
-      if (part.amountMsat > 0)
-        batch.push({
-          id: part.id,
-          kind: 'single',
-          debitAccountId: ACCOUNTS.escrow,
-          creditAccountId: part.account,
-          amountMsat: part.amountMsat,
-          userData: opId,
-        });
-    for (let i = 0; i < batch.length - 1; i++) batch[i]!.linked = true;
+    const failed = await this.tryCharge(opId, source, charge, parts, record);
+    if (failed) throw chargeError(failed);
+  }
+
+  /** As commitCharge, but answers the refusal (the first transfer that failed) instead of throwing. */
+  private async tryCharge(
+    opId: string,
+    source: ChargeSource,
+    charge: number,
+    parts: ChargePart[],
+    record: { node: string; metering: unknown },
+  ): Promise<TransferResult | null> {
+    const batch = chargeTransfers(opId, source, charge, parts);
     const [first, second] = parts;
     const { results } = await this.requestOps.submit({
       transfers: batch,
       charge: {
         opId,
-        account: pending.debitAccountId,
+        account: source.tab,
         node: record.node,
         amountMsat: charge,
         nodeMsat: first?.amountMsat ?? 0,
@@ -1132,13 +1259,8 @@ export class Books {
         metering: JSON.stringify(record.metering),
       },
     });
-    if (!results.every(ok)) {
-      const failed = results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0];
-      throw new FedAiError(
-        failed?.code === 'EXCEEDS_CREDITS' ? 'INSUFFICIENT_BALANCE' : 'LEDGER_REJECTED',
-        `capture: ${failed?.code}`,
-      );
-    }
+    if (results.every(ok)) return null;
+    return results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0] ?? null;
   }
 
   /**
@@ -1158,10 +1280,11 @@ export class Books {
     let finalAccounts: ReadonlyMap<string, Account> = new Map();
     const results = await this.ledger.createTransfers(transfers, async (tx, r, accounts) => {
       finalAccounts = accounts;
-      const charges = ops
-        .filter((op, i) => op.charge && r.slice(...ranges[i]!).every(ok))
-        .map((op) => op.charge!);
+      const went = (i: number) => r.slice(...ranges[i]!).every(ok);
+      const charges = ops.filter((op, i) => op.charge && went(i)).map((op) => op.charge!);
       if (charges.length > 0) await insertCharges(tx, charges);
+      const leases = ops.filter((op, i) => op.lease && went(i)).map((op) => op.lease!);
+      if (leases.length > 0) await insertLeases(tx, leases);
     });
     return ops.map((_, i) => ({
       ok: true,
@@ -1206,6 +1329,7 @@ export class Books {
   ): Promise<{ account: string; balance_msat: number; reserved_msat: number; charges: unknown[] }> {
     const account = ACCOUNTS.tab(payer);
     const [tab] = await this.ledger.lookupAccounts([account]);
+    const leasedMsat = await this.leasedMsat(account);
     const charges = await this.db.query(
       'SELECT op_id AS request_id, node, amount_msat, node_msat, router_msat, metering AS receipt, created_at FROM charges WHERE account = $1 ORDER BY created_at DESC LIMIT $2',
       [account, Math.min(Math.max(limit, 1), 200)],
@@ -1213,16 +1337,134 @@ export class Books {
     return {
       account,
       balance_msat: tab ? availableMsat(tab) : 0,
-      reserved_msat: tab?.debitsPending ?? 0,
+      reserved_msat: (tab?.debitsPending ?? 0) + leasedMsat,
       charges: charges.rows,
     };
   }
+
+  /** What the tab's open leases still hold (shown as reserved, like its reservations). */
+  private async leasedMsat(tab: string): Promise<number> {
+    const open = await this.db.query<{ lease_id: string }>(
+      'SELECT lease_id FROM leases WHERE account = $1 AND closed_at_s IS NULL',
+      [tab],
+    );
+    if (open.rows.length === 0) return 0;
+    const held = await this.ledger.lookupAccounts(open.rows.map((r) => ACCOUNTS.lease(r.lease_id)));
+    return held.reduce((sum, a) => sum + availableMsat(a), 0);
+  }
 }
 
-/** One request's ledger operation: a reserve, or a capture chain with its charge row. */
+/** One request's ledger operation: a reserve, a lease's opening, or a capture chain with its charge row. */
 interface RequestOp {
   transfers: TransferInput[];
   charge?: ChargeRow;
+  lease?: NewLease;
+}
+
+interface NewLease {
+  leaseId: string;
+  account: string;
+  router: string;
+  amountMsat: number;
+  expiresAtS: number;
+}
+
+interface LeaseRow {
+  lease_id: string;
+  account: string;
+  router: string;
+  amount_msat: number;
+  expires_at_s: number;
+  closed_at_s: number | null;
+}
+
+interface ChargePart {
+  id: string;
+  account: string;
+  amountMsat: number;
+}
+
+/**
+ * Where a charge comes from: a request's own reservation (posted), the tab directly (the
+ * reservation expired on the capture's way, or the lease was closed or spent), or a lease's
+ * account (the parts are paid from it, no escrow leg).
+ */
+type ChargeSource =
+  | { kind: 'reservation'; tab: string }
+  | { kind: 'tab'; tab: string }
+  | { kind: 'lease'; account: string; tab: string };
+
+function reservationSource(pending: StoredTransfer): ChargeSource {
+  const tab = pending.debitAccountId;
+  return pending.resolution === 'expired' ? { kind: 'tab', tab } : { kind: 'reservation', tab };
+}
+
+/** A charge's linked chain: the source's leg (none from a lease), then each non-zero part. */
+function chargeTransfers(
+  opId: string,
+  source: ChargeSource,
+  charge: number,
+  parts: ChargePart[],
+): TransferInput[] {
+  const batch: TransferInput[] = [];
+  if (source.kind === 'reservation')
+    batch.push({
+      id: `post:${opId}`,
+      kind: 'post',
+      pendingId: `res:${opId}`,
+      debitAccountId: source.tab,
+      creditAccountId: ACCOUNTS.escrow,
+      amountMsat: charge,
+      userData: opId,
+    });
+  if (source.kind === 'tab')
+    batch.push({
+      id: `chg:${opId}`,
+      kind: 'single',
+      debitAccountId: source.tab,
+      creditAccountId: ACCOUNTS.escrow,
+      amountMsat: charge,
+      userData: opId,
+    });
+  const from = source.kind === 'lease' ? source.account : ACCOUNTS.escrow;
+  for (const part of parts)
+    if (part.amountMsat > 0)
+      batch.push({
+        id: part.id,
+        kind: 'single',
+        debitAccountId: from,
+        creditAccountId: part.account,
+        amountMsat: part.amountMsat,
+        userData: opId,
+      });
+  for (let i = 0; i < batch.length - 1; i++) batch[i]!.linked = true;
+  return batch;
+}
+
+function chargeError(failed: TransferResult): FedAiError {
+  return new FedAiError(
+    failed.code === 'EXCEEDS_CREDITS' ? 'INSUFFICIENT_BALANCE' : 'LEDGER_REJECTED',
+    `capture: ${failed.code}`,
+  );
+}
+
+/** A hold's answer (a reservation, a lease): the tab's available balance after it, or the refusal. */
+function holdOutcome(
+  result: TransferResult | undefined,
+  tab: Account | undefined,
+  amountMsat: number,
+  what: string,
+): { balanceMsat: number } {
+  if (result?.code === 'DEBIT_ACCOUNT_NOT_FOUND')
+    throw new FedAiError('INSUFFICIENT_BALANCE', 'No tab yet: top up with POST /v1/tabs/topup.');
+  if (result?.code === 'EXCEEDS_CREDITS')
+    throw new FedAiError(
+      'INSUFFICIENT_BALANCE',
+      `The tab holds ${tab ? availableMsat(tab) : 0} msat; this request may cost up to ${amountMsat} msat.`,
+    );
+  if (result?.code === 'EXISTS_WITH_DIFFERENT_FIELDS') throw new FedAiError('IDEMPOTENCY_CONFLICT');
+  if (!result || !ok(result)) throw new FedAiError('LEDGER_REJECTED', `${what}: ${result?.code}`);
+  return { balanceMsat: tab ? availableMsat(tab) : 0 };
 }
 
 interface RequestOpResult {
@@ -1239,6 +1481,21 @@ interface ChargeRow {
   nodeMsat: number;
   routerMsat: number;
   metering: string;
+}
+
+async function insertLeases(tx: Queryable, rows: NewLease[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO leases (lease_id, account, router, amount_msat, expires_at_s)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+     ON CONFLICT (lease_id) DO NOTHING`,
+    [
+      rows.map((r) => r.leaseId),
+      rows.map((r) => r.account),
+      rows.map((r) => r.router),
+      rows.map((r) => r.amountMsat),
+      rows.map((r) => r.expiresAtS),
+    ],
+  );
 }
 
 async function insertCharges(tx: Queryable, rows: ChargeRow[]): Promise<void> {

@@ -90,8 +90,17 @@ async function runOp(books: Books, op: SingleOp, router: string): Promise<Record
       op.node,
       parseJsonObject(op.metering, 'metering'),
       router,
+      op.lease_id,
     );
     return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
+  }
+  if (op.op === 'open_lease') {
+    const { balanceMsat } = await books.openLease(op.op_id, op.account, op.amount_msat, op.timeout_s, router);
+    return { op_id: op.op_id, ok: true, balance_msat: balanceMsat };
+  }
+  if (op.op === 'close_lease') {
+    await books.closeLease(op.op_id, router);
+    return { op_id: op.op_id, ok: true };
   }
   if (op.op === 'capture_offload') {
     const result = parseJsonObject(op.result, 'result');

@@ -440,6 +440,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       .run(() =>
         Promise.all([
           ledger.expirePending(),
+          books.closeExpiredLeases(),
           books.creditSettledTopups(),
           books.resolvePendingPayments({ olderThanS: PAYMENT_RECOVERY_AFTER_S }),
         ]),

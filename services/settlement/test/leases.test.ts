@@ -1,0 +1,220 @@
+// Spending leases at settlement (issue 15): a lease moves part of a tab into its own account;
+// captures drawn from it are charged exactly the node-signed cost out of it and never more than
+// it holds; closing gives the rest back; a capture after the close (or once the lease is spent) is
+// charged from the tab directly, once; the sweep closes expired leases. Real books on PGlite,
+// real node-signed records; `ledger verify` after every test.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, test } from 'node:test';
+import { type Db, migrate, openDb } from '@fed-ai/kit';
+import { Ledger, verifyLedger } from '@fed-ai/ledger';
+import { InternalLightning } from '@fed-ai/lightning';
+import { FedAiError, generateSecretKey, publicKeyOf, splitCharge } from '@fed-ai/protocol';
+import { ACCOUNTS, BOOKS_MIGRATIONS, Books } from '../src/books';
+import { signedMetering } from './signed-metering';
+
+const FEE_BPS = 1000;
+const PRICE = { input_msat_per_1k: 10_000, output_msat_per_1k: 20_000 };
+/** 100 tokens in, 200 out at PRICE: 5,000 msat. */
+const COST_MSAT = 5000;
+
+let db: Db;
+let ledger: Ledger;
+let books: Books;
+let clockS: number;
+const routerKey = generateSecretKey();
+const router = publicKeyOf(routerKey);
+const nodeKey = generateSecretKey();
+const node = publicKeyOf(nodeKey);
+
+beforeEach(async () => {
+  db = await openDb({});
+  ledger = await Ledger.open(db);
+  const internal = await InternalLightning.open(db, randomBytes(32).toString('hex'));
+  await migrate(db, 'settlement-books', BOOKS_MIGRATIONS);
+  clockS = Math.floor(Date.now() / 1000);
+  books = new Books(db, ledger, internal, { routerFeeBps: FEE_BPS, faucetEnabled: true, nowS: () => clockS });
+  await books.init();
+});
+
+afterEach(async () => {
+  const report = await verifyLedger(db);
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  await db.close();
+});
+
+async function fundedPayer(payer: string, amountMsat: number): Promise<void> {
+  await books.faucetPay((await books.openTopup(payer, amountMsat)).bolt11);
+}
+
+const metering = (opId: string, signer = nodeKey, audience = router) =>
+  signedMetering({ opId, router: audience, nodeKey: signer, tokensIn: 100, tokensOut: 200, price: PRICE })
+    .metering;
+
+async function balances(payer: string, leaseId: string) {
+  const [tab, lease, earnings, fees] = await Promise.all(
+    [ACCOUNTS.tab(payer), ACCOUNTS.lease(leaseId), ACCOUNTS.earnings(node), ACCOUNTS.routerFees].map(
+      async (id) => (await ledger.lookupAccounts([id]))[0],
+    ),
+  );
+  const net = (a: typeof tab) => (a ? a.creditsPosted - a.debitsPosted - a.debitsPending : 0);
+  return { tab: net(tab), lease: net(lease), earnings: net(earnings), fees: net(fees) };
+}
+
+const chargesOf = async (opIds: string[]) =>
+  (
+    await db.query<{ op_id: string; amount_msat: number; account: string }>(
+      'SELECT op_id, amount_msat, account FROM charges WHERE op_id = ANY($1) ORDER BY op_id',
+      [opIds],
+    )
+  ).rows;
+
+test('captures come out of the lease at exactly the signed cost; closing gives the rest back', async () => {
+  await fundedPayer('p1', 100_000);
+  const opened = await books.openLease('lease-p1-aaaa', 'p1', 40_000, 600, router);
+  assert.equal(opened.balanceMsat, 60_000, 'the lease left the tab');
+  const ops = ['rq-p1-0001', 'rq-p1-0002', 'rq-p1-0003'];
+  const charged = await Promise.all(
+    ops.map((op) => books.capture(op, node, metering(op), router, 'lease-p1-aaaa')),
+  );
+  assert.deepEqual(
+    charged.map((c) => c.chargedMsat),
+    [COST_MSAT, COST_MSAT, COST_MSAT],
+  );
+  const { nodeMsat, routerMsat } = splitCharge(COST_MSAT, FEE_BPS);
+  let b = await balances('p1', 'lease-p1-aaaa');
+  assert.deepEqual(b, {
+    tab: 60_000,
+    lease: 40_000 - 3 * COST_MSAT,
+    earnings: 3 * nodeMsat,
+    fees: 3 * routerMsat,
+  });
+  assert.equal(
+    (await books.tab('p1')).reserved_msat,
+    40_000 - 3 * COST_MSAT,
+    'the open lease shows as reserved',
+  );
+  const rows = await chargesOf(ops);
+  assert.deepEqual(
+    rows.map((r) => [r.op_id, Number(r.amount_msat), r.account]),
+    ops.map((op) => [op, COST_MSAT, ACCOUNTS.tab('p1')]),
+  );
+
+  // A retried capture changes nothing.
+  assert.equal(
+    (await books.capture(ops[0]!, node, metering(ops[0]!), router, 'lease-p1-aaaa')).chargedMsat,
+    COST_MSAT,
+  );
+  await books.closeLease('lease-p1-aaaa', router);
+  await books.closeLease('lease-p1-aaaa', router); // idempotent
+  b = await balances('p1', 'lease-p1-aaaa');
+  assert.deepEqual(b, {
+    tab: 100_000 - 3 * COST_MSAT,
+    lease: 0,
+    earnings: 3 * nodeMsat,
+    fees: 3 * routerMsat,
+  });
+  assert.equal((await books.tab('p1')).reserved_msat, 0);
+
+  // A retry after the close still changes nothing: its transfers exist.
+  await books.capture(ops[1]!, node, metering(ops[1]!), router, 'lease-p1-aaaa');
+  assert.equal((await balances('p1', 'lease-p1-aaaa')).tab, 100_000 - 3 * COST_MSAT);
+});
+
+test('a lease never pays out more than it holds: the capture that does not fit is charged from the tab', async () => {
+  await fundedPayer('p2', 100_000);
+  await books.openLease('lease-p2-aaaa', 'p2', 12_000, 600, router); // room for two 5,000 msat charges
+  const ops = ['rq-p2-0001', 'rq-p2-0002', 'rq-p2-0003'];
+  for (const op of ops) await books.capture(op, node, metering(op), router, 'lease-p2-aaaa');
+  const b = await balances('p2', 'lease-p2-aaaa');
+  assert.equal(b.lease, 2000, 'two charges out of the lease');
+  assert.equal(b.tab, 100_000 - 12_000 - COST_MSAT, 'the third from the tab');
+  assert.equal(b.earnings + b.fees, 3 * COST_MSAT, 'each charged once');
+  assert.equal((await ledger.lookupTransfers(['chg:rq-p2-0003'])).length, 1);
+  assert.equal((await ledger.lookupTransfers(['chg:rq-p2-0001'])).length, 0);
+  // Retrying the tab-paid one finds it paid: no second charge.
+  await books.capture(ops[2]!, node, metering(ops[2]!), router, 'lease-p2-aaaa');
+  assert.equal((await balances('p2', 'lease-p2-aaaa')).tab, 100_000 - 12_000 - COST_MSAT);
+  assert.equal((await chargesOf(ops)).length, 3);
+});
+
+test('a capture after the lease closed is charged from the tab, once', async () => {
+  await fundedPayer('p3', 50_000);
+  await books.openLease('lease-p3-aaaa', 'p3', 20_000, 600, router);
+  await books.closeLease('lease-p3-aaaa', router);
+  await books.capture('rq-p3-0001', node, metering('rq-p3-0001'), router, 'lease-p3-aaaa');
+  await books.capture('rq-p3-0001', node, metering('rq-p3-0001'), router, 'lease-p3-aaaa');
+  const b = await balances('p3', 'lease-p3-aaaa');
+  assert.deepEqual([b.tab, b.lease, b.earnings + b.fees], [50_000 - COST_MSAT, 0, COST_MSAT]);
+});
+
+test('the sweep closes expired leases; open ones stay', async () => {
+  await fundedPayer('p4', 50_000);
+  await books.openLease('lease-p4-old1', 'p4', 10_000, 30, router);
+  await books.openLease('lease-p4-new1', 'p4', 10_000, 600, router);
+  await books.capture('rq-p4-0001', node, metering('rq-p4-0001'), router, 'lease-p4-old1');
+  clockS += 31;
+  assert.equal(await books.closeExpiredLeases(), 1);
+  assert.equal(await books.closeExpiredLeases(), 0);
+  const old = await balances('p4', 'lease-p4-old1');
+  assert.equal(old.lease, 0);
+  assert.equal(old.tab, 50_000 - 10_000 - COST_MSAT, 'the expired lease gave back all but its charge');
+  assert.equal((await balances('p4', 'lease-p4-new1')).lease, 10_000);
+});
+
+test('refused: another router, an unknown lease, a record not for this request, a lease over the tab', async () => {
+  await fundedPayer('p5', 30_000);
+  await books.openLease('lease-p5-aaaa', 'p5', 10_000, 600, router);
+  const other = publicKeyOf(generateSecretKey());
+  const code = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (error) {
+      return error instanceof FedAiError ? error.code : String(error);
+    }
+    return 'OK';
+  };
+  assert.equal(
+    await code(
+      books.capture('rq-p5-0001', node, metering('rq-p5-0001', nodeKey, other), other, 'lease-p5-aaaa'),
+    ),
+    'NOT_FOUND',
+  );
+  assert.equal(
+    await code(books.capture('rq-p5-0001', node, metering('rq-p5-0001'), router, 'lease-p5-none')),
+    'NOT_FOUND',
+  );
+  assert.equal(
+    await code(books.capture('rq-p5-0001', node, metering('rq-p5-0002'), router, 'lease-p5-aaaa')),
+    'BAD_METERING',
+  );
+  assert.equal(
+    await code(
+      books.capture('rq-p5-0001', node, metering('rq-p5-0001', generateSecretKey()), router, 'lease-p5-aaaa'),
+    ),
+    'BAD_METERING',
+  );
+  assert.equal(await code(books.closeLease('lease-p5-aaaa', other)), 'NOT_FOUND');
+  assert.equal(
+    await code(books.openLease('lease-p5-bbbb', 'p5', 25_000, 600, router)),
+    'INSUFFICIENT_BALANCE',
+  );
+  assert.equal(
+    await code(books.openLease('lease-p5-cccc', 'nobody', 1000, 600, router)),
+    'INSUFFICIENT_BALANCE',
+  );
+  const b = await balances('p5', 'lease-p5-aaaa');
+  assert.deepEqual([b.tab, b.lease, b.earnings], [20_000, 10_000, 0], 'nothing moved');
+});
+
+test('concurrent captures on one lease never overdraw it (one transaction, many ops)', async () => {
+  await fundedPayer('p6', 200_000);
+  await books.openLease('lease-p6-aaaa', 'p6', 33_000, 600, router); // room for six
+  const ops = Array.from({ length: 20 }, (_, i) => `rq-p6-${String(i).padStart(4, '0')}`);
+  await Promise.all(ops.map((op) => books.capture(op, node, metering(op), router, 'lease-p6-aaaa')));
+  const b = await balances('p6', 'lease-p6-aaaa');
+  assert.equal(b.lease, 3000);
+  assert.equal(b.tab, 200_000 - 33_000 - 14 * COST_MSAT);
+  assert.equal(b.earnings + b.fees, 20 * COST_MSAT);
+  assert.equal((await chargesOf(ops)).length, 20);
+});
