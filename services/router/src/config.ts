@@ -56,8 +56,12 @@ export const routerConfigSchema = z.object({
   /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */
   OUTBOX_RETRY_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   RESERVATION_TIMEOUT_S: z.coerce.number().int().min(10).max(86_400).default(900),
-  /** Reservations held ahead per well-funded payer and cost bucket (reserve-ahead.ts); 0 turns it off. */
-  RESERVE_AHEAD_SLOTS: z.coerce.number().int().min(0).max(64).default(8),
+  /**
+   * Spending leases for well-funded payers (spending-leases.ts): how many requests' bounds a lease
+   * holds to start with (it grows up to 64 under concurrency); 0 turns leases off (a reservation
+   * per request).
+   */
+  RESERVE_AHEAD_SLOTS: z.coerce.number().int().min(0).max(64).default(16),
   /**
    * How long captures and releases wait to share one batch envelope to settlement (ms). Neither
    * is on a request's critical path; longer lingers mean fewer, larger ledger transactions

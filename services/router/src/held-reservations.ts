@@ -1,7 +1,7 @@
-// The router's reservations at settlement, written down so a router that dies does not leave
-// them locking its payers' balances until settlement's reservation timeout. A slot held ahead
-// (reserve-ahead.ts) is recorded before it is reserved (one multi-row INSERT per refill, off any
-// request's path); a reservation made on the spot for one request is recorded while its reserve
+// The router's reservations and spending leases at settlement, written down so a router that dies
+// does not leave them locking its payers' balances until settlement's timeout. A lease
+// (spending-leases.ts) is recorded before it is opened (off any request's path) and closed instead
+// of released by the sweep; a reservation made on the spot for one request is recorded while its reserve
 // is on its way to settlement (concurrent records share one INSERT), so it adds no wait. Each is
 // forgotten once its fate is durable: released, or its capture in the outbox. Every replica beats
 // in `router_replicas`; the slots of a replica that stopped beating (with PGlite: any other, since

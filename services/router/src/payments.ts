@@ -20,21 +20,23 @@ import {
 import { request } from 'undici';
 import { z } from 'zod';
 import type { HeldReservations } from './held-reservations';
-import { ReserveAhead } from './reserve-ahead';
 import type { OutboxRow, SendOutcome, SettlementOutbox } from './settlement-outbox';
+import { type Draw, SpendingLeases } from './spending-leases';
 
 export interface Reservation {
   opId: string;
   amountMsat: number;
   /** Written down in held-reservations.ts: its record goes once its fate is durable. */
   recorded?: boolean;
+  /** Drawn from a spending lease instead of a reservation of its own. */
+  lease?: Draw;
 }
 
 export interface Payments {
   readonly mode: 'free' | 'settlement';
   /**
-   * Holds at least `amountMsat` of the payer's tab. With `ahead`, a slot reserved ahead may be
-   * used instead: its op id is then the reservation's (callers dispatch with `opId`).
+   * Holds `amountMsat` of the payer's tab for the request. With `ahead`, the bound may be drawn
+   * from the payer's spending lease instead (callers dispatch with `opId`).
    */
   reserve(input: {
     requestId: string;
@@ -42,7 +44,7 @@ export interface Payments {
     amountMsat: number;
     ahead?: boolean;
   }): Promise<Reservation>;
-  /** Releases the payer's reservations held ahead (before its tab is shown or refunded). */
+  /** Closes the payer's spending leases (before its tab is shown or refunded). */
   releaseAhead(payer: string): Promise<void>;
   close(): Promise<void>;
   /** Durable once it returns or throws SETTLEMENT_UNAVAILABLE: the outbox retries until confirmed. */
@@ -82,7 +84,10 @@ const batchAnswerSchema = z.object({
 });
 
 /** The operations a lane batches (a federation offload capture always goes alone). */
-type BatchableOp = Extract<SettlementRequest, { op: 'reserve' | 'capture' | 'release' }>;
+type BatchableOp = Extract<
+  SettlementRequest,
+  { op: 'reserve' | 'capture' | 'release' | 'open_lease' | 'close_lease' }
+>;
 
 /** Refusals (4xx) are final; only an unreachable or failing service is worth another try. */
 function refusalError(status: number, code: string | undefined, message: string | undefined): FedAiError {
@@ -103,8 +108,8 @@ const unreadable = () =>
 /** How long a capture or release waits to share a batch (nobody waits for them). */
 const DEFAULT_BATCH_LINGER_MS = 50;
 /**
- * How long a reservation ahead waits: briefly, since a payer whose slots ran dry reserves on its
- * requests' critical path until the refill lands.
+ * How long a lease's opening waits: briefly, since a payer without a lease reserves on its
+ * requests' critical path until the lease is open.
  */
 const AHEAD_LINGER_MS = 5;
 
@@ -129,8 +134,8 @@ export class FreePayments implements Payments {
  */
 export class SettlementPayments implements Payments {
   readonly mode = 'settlement' as const;
-  /** Reservations held ahead for well-funded payers (reserve-ahead.ts); absent when turned off. */
-  private readonly ahead: ReserveAhead | null;
+  /** Spending leases for well-funded payers (spending-leases.ts); absent when turned off. */
+  private readonly leases: SpendingLeases | null;
   private readonly spot: GroupCommit<BatchableOp, OpAnswer>;
   private readonly background: GroupCommit<BatchableOp, OpAnswer>;
   private readonly refills: GroupCommit<BatchableOp, OpAnswer>;
@@ -145,9 +150,9 @@ export class SettlementPayments implements Payments {
       reservationTimeoutS: number;
       requestTimeoutMs?: number;
       outbox: SettlementOutbox;
-      /** Slots per payer and amount bucket (0: reserve every request on the spot). */
+      /** Requests' bounds a new spending lease holds (0: no leases, reserve every request on the spot). */
       reserveAheadSlots?: number;
-      /** Where slot ids are written down, so a crash does not leave them held (held-reservations.ts). */
+      /** Where lease and reservation ids are written down, so a crash does not leave them held (held-reservations.ts). */
       held?: HeldReservations;
       /** How long background operations wait to share a batch envelope (0: natural batching only). */
       batchLingerMs?: number;
@@ -155,7 +160,7 @@ export class SettlementPayments implements Payments {
     },
   ) {
     // Three lanes of batching: a reserve on a request's critical path never waits for a linger,
-    // reservations ahead wait a little, captures and releases longest.
+    // leases' openings wait a little, captures, releases and lease closes longest.
     this.spot = new GroupCommit((ops) => this.sendOps(ops), { maxBatch: SETTLEMENT_BATCH_MAX });
     this.background = new GroupCommit((ops) => this.sendOps(ops), {
       maxBatch: SETTLEMENT_BATCH_MAX,
@@ -165,42 +170,83 @@ export class SettlementPayments implements Payments {
       maxBatch: SETTLEMENT_BATCH_MAX,
       lingerMs: Math.min(AHEAD_LINGER_MS, options.batchLingerMs ?? AHEAD_LINGER_MS),
     });
-    const slots = options.reserveAheadSlots ?? 0;
-    this.ahead =
-      slots > 0
-        ? new ReserveAhead({
-            slotsPerBucket: slots,
-            reserve: async (opId, payer, amountMsat) => ({
-              balanceMsat: (await this.reserveNow(opId, payer, amountMsat, this.refills)).balance_msat,
+    const leaseRequests = options.reserveAheadSlots ?? 0;
+    const held = options.held;
+    this.leases =
+      leaseRequests > 0
+        ? new SpendingLeases({
+            leaseRequests,
+            // Half the lease's life at settlement: a request drawn late still captures in time.
+            maxDrawAgeMs: (options.reservationTimeoutS * 1000) / 2,
+            open: async (leaseId, payer, amountMsat) => ({
+              balanceMsat: (await this.openLease(leaseId, payer, amountMsat)).balance_msat,
             }),
-            release: (opId) => this.release({ opId, amountMsat: 0, recorded: true }),
-            ...(options.held ? { record: (opIds) => options.held!.record(opIds) } : {}),
+            close: (leaseId) => this.closeLease(leaseId),
+            ...(held ? { record: (ids) => held.record(ids), forget: (id) => held.forget(id) } : {}),
             ...(options.onError ? { onError: options.onError } : {}),
           })
         : null;
-    this.ahead?.start();
+    this.leases?.start();
   }
 
-  /** Reservations made so far: held ahead and handed out, made on the spot, and slots held now. */
+  /** Reservations made so far: drawn from a lease, and made on the spot. */
   readonly reservations = { ahead: 0, spot: 0 };
+  /** Money held in open spending leases right now. */
   get heldAhead(): number {
-    return this.ahead?.held ?? 0;
+    return this.leases?.heldMsat ?? 0;
   }
 
   async releaseAhead(payer: string): Promise<void> {
-    await this.ahead?.releaseIdle(payer);
+    await this.leases?.releasePayer(payer);
   }
 
   async close(): Promise<void> {
-    await this.ahead?.close();
+    await this.leases?.close();
+  }
+
+  private async openLease(leaseId: string, payer: string, amountMsat: number): Promise<OpAnswer> {
+    const open: BatchableOp = {
+      op: 'open_lease',
+      op_id: leaseId,
+      account: payer,
+      amount_msat: amountMsat,
+      timeout_s: this.options.reservationTimeoutS,
+    };
+    try {
+      return await this.op(open, this.refills);
+    } catch (error) {
+      // An opening that timed out here may still commit at settlement: close it durably.
+      if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
+        await this.options.outbox
+          .add(
+            leaseId,
+            'release',
+            { op: 'close_lease', op_id: leaseId },
+            { repeatForMs: UNKNOWN_RESERVE_WATCH_MS },
+          )
+          .catch(() => {});
+      throw error;
+    }
+  }
+
+  /** Closes a lease (idempotent at settlement); through the outbox when settlement is down. */
+  async closeLease(leaseId: string): Promise<void> {
+    const close: BatchableOp = { op: 'close_lease', op_id: leaseId };
+    try {
+      await this.op(close, this.background, 2);
+    } catch (error) {
+      if (!(error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')) throw error;
+      await this.options.outbox.add(leaseId, 'release', close);
+    }
   }
 
   /** The outbox's sender: one attempt, and whether to retry. */
   async sendOutboxRow(row: OutboxRow): Promise<SendOutcome> {
     try {
       const payload = row.payload as SettlementRequest;
-      // Outbox rows are captures, releases and offload captures; only the last goes alone.
-      if (payload.op === 'capture' || payload.op === 'release') await this.background.submit(payload);
+      // Outbox rows are captures, releases, lease closes and offload captures; only the last goes alone.
+      if (payload.op === 'capture' || payload.op === 'release' || payload.op === 'close_lease')
+        await this.background.submit(payload);
       else await this.sendAlone(payload);
       return 'done';
     } catch (error) {
@@ -298,10 +344,10 @@ export class SettlementPayments implements Payments {
     ahead?: boolean;
   }): Promise<Reservation> {
     const amountMsat = Math.max(1, input.amountMsat);
-    const slot = input.ahead ? this.ahead?.take(input.payer, amountMsat) : null;
-    if (slot) {
+    const draw = input.ahead ? this.leases?.take(input.payer, amountMsat) : null;
+    if (draw) {
       this.reservations.ahead += 1;
-      return { opId: slot.opId, amountMsat: slot.amountMsat, recorded: true };
+      return { opId: input.requestId, amountMsat, lease: draw };
     }
     this.reservations.spot += 1;
     // Written down while the reserve travels: a crash after it is released at the next start.
@@ -320,7 +366,7 @@ export class SettlementPayments implements Payments {
       if (await recording) held?.forget(input.requestId); // refused, or released through the outbox
       throw error;
     }
-    if (input.ahead) this.ahead?.noteBalance(input.payer, amountMsat, answer.balance_msat);
+    if (input.ahead) this.leases?.noteBalance(input.payer, amountMsat, answer.balance_msat);
     return { opId: input.requestId, amountMsat, recorded: (await recording) ?? false };
   }
 
@@ -355,17 +401,31 @@ export class SettlementPayments implements Payments {
     reservation: Reservation,
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void> {
+    const { lease } = reservation;
     const payload: BatchableOp = {
       op: 'capture',
       op_id: reservation.opId,
       amount_msat: input.amountMsat,
       node: input.node,
       metering: JSON.stringify(input.metering),
+      ...(lease ? { lease_id: lease.leaseId } : {}),
     };
     // Written before the first try: from here on a crash or an outage only delays the charge.
-    await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    try {
+      await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
+    } catch (error) {
+      // Not durable: the lease keeps the bound as spent (it may still be charged from a retry).
+      if (lease) this.leases?.settle(lease, lease.amountMsat, false);
+      throw error;
+    }
     this.forgetHeld(reservation);
-    await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
+    if (!lease) return this.sendOwed(reservation.opId, () => this.op(payload, this.background));
+    this.leases?.settle(lease, input.amountMsat, true);
+    try {
+      await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
+    } finally {
+      this.leases?.confirmed(lease);
+    }
   }
 
   async captureOffload(
@@ -399,6 +459,8 @@ export class SettlementPayments implements Payments {
   }
 
   async release(reservation: Reservation): Promise<void> {
+    // A lease's draw holds nothing of its own at settlement: its bound goes back to the lease.
+    if (reservation.lease) return this.leases?.settle(reservation.lease, 0, false);
     try {
       await this.op({ op: 'release', op_id: reservation.opId }, this.background, 2);
     } catch (error) {

@@ -44,6 +44,7 @@ import { registerOpenAiRoutes } from './routes/openai';
 import { registerTabRoutes } from './routes/tabs';
 import { SettlementClient } from './settlement-client';
 import { migrateOutbox, SettlementOutbox } from './settlement-outbox';
+import { isLeaseId } from './spending-leases';
 
 export interface RunningRouter {
   url: string;
@@ -158,7 +159,8 @@ export async function startRouter(
     held = new HeldReservations({
       db,
       outboxHolds: (opIds) => openedOutbox.holding(opIds),
-      release: (opId) => settlement!.release({ opId, amountMsat: 0 }),
+      release: (opId) =>
+        isLeaseId(opId) ? settlement!.closeLease(opId) : settlement!.release({ opId, amountMsat: 0 }),
       onSwept: (released) => {
         orphansReleased += released;
         logger.info({ released }, 'released reservations a stopped router held ahead');
@@ -200,7 +202,7 @@ export async function startRouter(
     const paid = payments;
     new Gauge({
       name: 'fedai_router_reservations',
-      help: 'Reservations for requests since start, by source (held ahead, or made on the spot)',
+      help: 'Reservations for requests since start, by source (drawn from a spending lease, or made on the spot)',
       labelNames: ['source'],
       registers: [metrics],
       collect() {
@@ -217,8 +219,8 @@ export async function startRouter(
       },
     });
     new Gauge({
-      name: 'fedai_router_reservations_held_ahead',
-      help: 'Reservations held at settlement ahead of requests right now',
+      name: 'fedai_router_lease_held_msat',
+      help: 'Money (msat) held in spending leases at settlement right now',
       registers: [metrics],
       collect() {
         this.set(paid.heldAhead);

@@ -194,15 +194,16 @@ test(`${KILLS} SIGKILLs of settlement and router during paid requests leave the 
     await Promise.all(inflight);
   }
 
-  // Recover: restart, let every reservation expire and the sweeper run.
+  // Recover: restart, let every reservation expire (every lease close) and the sweeper run.
   await ensureRunning();
   const db = await openDb({ url: pg.url });
   try {
     for (let i = 0; i < 150; i++) {
       const open = await db.query<{ n: number }>(
-        `SELECT COUNT(*)::bigint AS n FROM ledger_transfers WHERE kind = 'pending' AND resolution IS NULL`,
+        `SELECT (SELECT COUNT(*) FROM ledger_transfers WHERE kind = 'pending' AND resolution IS NULL)
+              + (SELECT COUNT(*) FROM leases WHERE closed_at_s IS NULL) AS n`,
       );
-      if (open.rows[0]!.n === 0) break;
+      if (Number(open.rows[0]!.n) === 0) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     const report = await verifyLedger(db);
@@ -210,7 +211,7 @@ test(`${KILLS} SIGKILLs of settlement and router during paid requests leave the 
 
     // One snapshot for charges and balances: the restarted router's outbox may still land a late
     // capture (an expired reservation charged directly) between two separate reads.
-    const { charges, topups, tab } = await db.transaction(async (tx) => {
+    const { charges, topups, tab, leases } = await db.transaction(async (tx) => {
       await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
       return {
         charges: await tx.query<{ op_id: string; amount_msat: number }>(
@@ -222,15 +223,30 @@ test(`${KILLS} SIGKILLs of settlement and router during paid requests leave the 
         tab: await tx.query<{ credits_posted: number; debits_posted: number; debits_pending: number }>(
           `SELECT credits_posted, debits_posted, debits_pending FROM ledger_accounts WHERE id LIKE 'tab:%'`,
         ),
+        leases: await tx.query<{ open: number; held: number }>(
+          `SELECT (SELECT COUNT(*) FROM leases WHERE closed_at_s IS NULL) AS open,
+                  COALESCE(SUM(credits_posted - debits_posted), 0)::bigint AS held
+           FROM ledger_accounts WHERE id LIKE 'lease:%'`,
+        ),
       };
     });
     for (const c of charges.rows)
       assert.ok(answered.has(c.op_id), `charge ${c.op_id} has no answered request`);
     assert.equal(topups.rows[0]!.n, 1, 'the top-up was credited once');
     const charged = charges.rows.reduce((sum, c) => sum + c.amount_msat, 0);
-    assert.equal(tab.rows[0]!.credits_posted, FUND_MSAT);
-    assert.equal(tab.rows[0]!.debits_posted, charged, 'the tab paid exactly its charges');
-    assert.equal(tab.rows[0]!.debits_pending, 0, 'no hold outlived its reservation');
+    // Spending leases move money out of the tab and back: what the tab lost is what it was charged.
+    const tabRow = tab.rows[0]!;
+    assert.equal(
+      tabRow.credits_posted - tabRow.debits_posted,
+      FUND_MSAT - charged,
+      'the tab paid exactly its charges',
+    );
+    assert.equal(tabRow.debits_pending, 0, 'no hold outlived its reservation');
+    assert.deepEqual(
+      [Number(leases.rows[0]!.open), Number(leases.rows[0]!.held)],
+      [0, 0],
+      'every lease closed, empty',
+    );
     assert.ok(answered.size > 0 && attempts >= KILLS * 4, `answered ${answered.size} of ${attempts}`);
     t.diagnostic(
       `kills ${KILLS}, requests ${attempts}, answered ${answered.size}, charged ${charges.rows.length} (${charged} msat)`,

@@ -1,6 +1,6 @@
-// A router process SIGKILLed while it holds reservations ahead for a payer (and one request is in
-// flight on a slot): the next process on the same data directory releases them at start, long
-// before settlement's reservation timeout (900 s here), and charges nothing it did not answer.
+// A router process SIGKILLed while it holds a spending lease for a payer (and one request drawn
+// from it is in flight): the next process on the same data directory closes it at start, long
+// before settlement's expiry (900 s here), and charges nothing it did not answer.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -20,9 +20,9 @@ const routerPubkey = publicKeyOf(routerKey);
 const settlementKey = generateSecretKey();
 const operatorKey = generateSecretKey();
 const PER_REQUEST_MSAT = 125; // 4 output tokens at 31,250 msat per 1k; input free
-/** The bucket of a request's upper bound (the power of two above it): one slot's amount. */
+/** The bucket of a request's upper bound (the power of two above it): a lease holds 8 of them. */
 const SLOT_MSAT = 128;
-const FUND_MSAT = 1_000_000; // far above 10 x the slots: reserve-ahead holds slots for this payer
+const FUND_MSAT = 1_000_000; // far above 10 x the lease: this payer gets a spending lease
 
 let settlement: RunningSettlement;
 let port: number;
@@ -163,17 +163,17 @@ async function killRouter(): Promise<void> {
   await exited;
 }
 
-test('slots held ahead by a SIGKILLed router are released by the next process at start', async () => {
+test('a spending lease held by a SIGKILLed router is closed by the next process at start', async () => {
   const key = await fundedKey('held', FUND_MSAT);
 
-  // The first request reserves on the spot and learns the balance; slots are then held ahead.
+  // The first request reserves on the spot and learns the balance; a lease is then opened.
   assert.equal((await chat(key.key)).status, 200);
-  // Eight slots of the request's bucket (the spot reservation is captured meanwhile).
-  await waitFor('slots held ahead', async () => {
+  // Eight bounds of the request's bucket (the spot reservation is captured meanwhile).
+  await waitFor('a lease open', async () => {
     const tab = await settlement.books.tab(key.id);
     return tab.reserved_msat === 8 * SLOT_MSAT && tab.charges.length === 1 ? true : undefined;
   });
-  // A second request takes a slot and is in flight (a slow node) when the router dies.
+  // A second request draws from the lease and is in flight (a slow node) when the router dies.
   node.tokenDelayMs = 2_000;
   const inFlight = chat(key.key).catch(() => null);
   await waitFor('request at the node', async () => (node.requests >= 2 ? true : undefined));
@@ -181,10 +181,14 @@ test('slots held ahead by a SIGKILLed router are released by the next process at
   assert.equal(await inFlight, null, 'the in-flight request died with the router');
   node.tokenDelayMs = 5;
   const afterKill = await settlement.books.tab(key.id);
-  assert.equal(afterKill.reserved_msat, 8 * SLOT_MSAT, 'the slots (one taken) are still held after the kill');
+  assert.equal(
+    afterKill.reserved_msat,
+    8 * SLOT_MSAT,
+    'the lease (one request drawn) is still held after the kill',
+  );
 
   await startRouterProcess();
-  // Released at start by the sweep, not by the reservation timeout (900 s).
+  // Closed at start by the sweep, not by settlement's expiry (900 s).
   await waitFor('no reservation left', async () => {
     const tab = await settlement.books.tab(key.id);
     return tab.reserved_msat === 0 ? true : undefined;
@@ -192,13 +196,13 @@ test('slots held ahead by a SIGKILLed router are released by the next process at
   const tab = await settlement.books.tab(key.id);
   assert.equal(tab.balance_msat, FUND_MSAT - PER_REQUEST_MSAT, 'only the answered request was charged');
   assert.equal(tab.charges.length, 1);
-  // Still serving, with slots again.
+  // Still serving, with a lease again.
   assert.equal((await chat(key.key)).status, 200);
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });
 
 test('a reservation made on the spot for a request in flight when the router is SIGKILLed is released at the next start', async () => {
-  // 5,000 msat: under 10 x 8 slots of 128 msat, so this payer gets no slots (a reserve per request).
+  // 5,000 msat: under 10 x a lease of 8 x 128 msat, so this payer gets none (a reserve per request).
   const key = await fundedKey('spot', 5_000);
   node.tokenDelayMs = 2_000;
   const before = node.requests;
