@@ -188,6 +188,9 @@ test('an idle lease closes; one with a request running closes when it ends and i
   await turn();
   assert.equal(bLease!.closed, true, "b's idle lease closed");
   assert.equal(aLease!.closed, false, "a's lease is not idle: a request is running");
+  const another = leases.take('a', 100);
+  assert.equal(another?.leaseId, running.leaseId, 'and it still takes draws');
+  leases.settle(another!, 0, false);
   await leases.releasePayer('a');
   assert.equal(aLease!.closed, false, 'releasePayer does not wait for a running request');
   assert.equal(leases.take('a', 100), null, 'but the lease takes no more draws');
@@ -290,6 +293,10 @@ test('leases found short while in use grow (doubling, capped, only as far as the
   // 10 x 8 x 128 = 10,240 fits in 12,000, 10 x 16 x 128 does not: never more than 8.
   const modest = await run(12_000);
   assert.ok(Math.max(...modest.sizes) === 8, `${modest.sizes}`);
+  assert.ok(
+    modest.sizes.length >= 6,
+    `smaller leases keep coming when a bigger one is not covered: ${modest.sizes}`,
+  );
   // At half the draw age a new lease is opened; at the draw age the old one takes nothing.
   nowMs = 0;
   const aging = await run(10_000_000);

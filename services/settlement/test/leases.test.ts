@@ -205,6 +205,12 @@ test('refused: another router, an unknown lease, a record not for this request, 
   );
   const b = await balances('p5', 'lease-p5-aaaa');
   assert.deepEqual([b.tab, b.lease, b.earnings], [20_000, 10_000, 0], 'nothing moved');
+  const rows = await db.query<{ lease_id: string }>('SELECT lease_id FROM leases ORDER BY lease_id');
+  assert.deepEqual(
+    rows.rows.map((r) => r.lease_id),
+    ['lease-p5-aaaa'],
+    'a refused opening leaves no lease',
+  );
 });
 
 test('concurrent captures on one lease never overdraw it (one transaction, many ops)', async () => {
@@ -217,4 +223,34 @@ test('concurrent captures on one lease never overdraw it (one transaction, many 
   assert.equal(b.tab, 200_000 - 33_000 - 14 * COST_MSAT);
   assert.equal(b.earnings + b.fees, 20 * COST_MSAT);
   assert.equal((await chargesOf(ops)).length, 20);
+});
+
+test('a request captured from its own reservation and then again from a lease is charged once', async () => {
+  await fundedPayer('p7', 50_000);
+  await books.openLease('lease-p7-aaaa', 'p7', 20_000, 600, router);
+  await books.reserve('rq-p7-0001', 'p7', 8000, 600);
+  await books.capture('rq-p7-0001', node, metering('rq-p7-0001'), router);
+  await assert.rejects(
+    books.capture('rq-p7-0001', node, metering('rq-p7-0001'), router, 'lease-p7-aaaa'),
+    (error: unknown) => error instanceof FedAiError && error.code === 'LEDGER_REJECTED',
+  );
+  const b = await balances('p7', 'lease-p7-aaaa');
+  assert.deepEqual([b.tab, b.lease, b.earnings + b.fees], [50_000 - 20_000 - COST_MSAT, 20_000, COST_MSAT]);
+});
+
+test('a zero-cost record from a lease charges nothing and writes no charge', async () => {
+  await fundedPayer('p8', 50_000);
+  await books.openLease('lease-p8-aaaa', 'p8', 20_000, 600, router);
+  const free = signedMetering({
+    opId: 'rq-p8-0001',
+    router,
+    nodeKey,
+    tokensIn: 0,
+    tokensOut: 0,
+    price: PRICE,
+  });
+  const { chargedMsat } = await books.capture('rq-p8-0001', node, free.metering, router, 'lease-p8-aaaa');
+  assert.equal(chargedMsat, 0);
+  assert.equal((await chargesOf(['rq-p8-0001'])).length, 0);
+  assert.equal((await balances('p8', 'lease-p8-aaaa')).lease, 20_000);
 });

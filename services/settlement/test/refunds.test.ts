@@ -239,7 +239,7 @@ test('top-ups from a version-1 database are looked up in the backend once, never
         userData: invoice.paymentHash,
       },
     ]);
-    assert.deepEqual(await migrate(old, 'settlement-books', BOOKS_MIGRATIONS), [2, 3, 4, 5]);
+    assert.deepEqual(await migrate(old, 'settlement-books', BOOKS_MIGRATIONS), [2, 3, 4, 5, 6]);
     assert.equal(await oldBooks.creditSettledTopups(), 0);
     const row = await old.query<{ settled_at_s: number | null; expires_at_s: number | null }>(
       'SELECT settled_at_s, expires_at_s FROM topups WHERE payment_hash = $1',
