@@ -268,3 +268,49 @@ test('spend budget per key: 20 concurrent requests on a day budget of 3 requests
   );
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });
+
+test('a well-funded payer draws from a spending lease: charged exactly, failures give their bound back, the tab view closes it', async () => {
+  const { key, client } = await newClient();
+  const FUND = 1_000_000; // far above 10 x a lease of 16 x 128 msat
+  const invoice = await tabs(key.key, 'topup', { amount_msat: FUND });
+  await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+  const leaseRows = () =>
+    settlement.books['db'].query<{ closed_at_s: number | null }>(
+      'SELECT closed_at_s FROM leases WHERE account = $1',
+      [`tab:${key.id}`],
+    );
+  await ask(client); // reserves on the spot and learns the balance: a lease is opened
+  for (let i = 0; i < 200 && (await leaseRows()).rows.length === 0; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await leaseRows()).rows.length, 1, 'a lease was opened');
+
+  const answers = [];
+  for (let round = 0; round < 4; round++)
+    answers.push(...(await Promise.all(Array.from({ length: 6 }, () => ask(client)))));
+  node.mode = 'fail-before';
+  const failed = await Promise.allSettled([ask(client), ask(client)]);
+  node.mode = 'ok';
+  assert.ok(failed.every((r) => r.status === 'rejected'));
+  answers.push(await ask(client));
+
+  const tab = await settledTab(key.key);
+  const charges = await settlement.books['db'].query<{ amount_msat: number }>(
+    'SELECT amount_msat FROM charges WHERE account = $1',
+    [`tab:${key.id}`],
+  );
+  assert.equal(charges.rows.length, 1 + answers.length, 'one charge per answer, none for the failures');
+  assert.ok(charges.rows.every((c) => c.amount_msat === PER_REQUEST_MSAT));
+  assert.equal(tab.body.balance_msat, FUND - charges.rows.length * PER_REQUEST_MSAT);
+  assert.equal(tab.body.reserved_msat, 0, 'the tab view closed the lease');
+  assert.ok(
+    (await leaseRows()).rows.every((r) => r.closed_at_s !== null),
+    'every lease closed',
+  );
+  // Most requests drew from the lease: at most the first few reserved one of their own.
+  const own = await settlement.books['db'].query<{ n: number }>(
+    "SELECT COUNT(*)::int AS n FROM ledger_transfers WHERE id LIKE 'res:%' AND debit_account_id = $1",
+    [`tab:${key.id}`],
+  );
+  assert.ok(own.rows[0]!.n <= 3, `${own.rows[0]!.n} reservations of their own`);
+  assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+});
