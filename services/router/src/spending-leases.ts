@@ -194,9 +194,10 @@ export class SpendingLeases {
    * requests have all ended; a lease with a request still running closes when it ends.
    */
   async releasePayer(payer: string): Promise<void> {
+    // Taken before retiring: a retired, drained lease starts closing at once and leaves `open`.
+    const idle = [...this.open.values()].filter((l) => l.payer === payer && l.draws === 0);
     const lease = this.current.get(payer);
     if (lease) this.retire(lease);
-    const idle = [...this.open.values()].filter((l) => l.payer === payer && l.draws === 0);
     // Its captures first (they linger a little), so they are charged from the lease.
     await Promise.all(idle.map(async (l) => this.closeLease(await this.whenConfirmed(l))));
   }

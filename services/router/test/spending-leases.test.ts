@@ -25,6 +25,7 @@ function settlementDouble(balanceMsat: number) {
       return { balanceMsat: state.balanceMsat };
     },
     close: async (leaseId: string) => {
+      await new Promise((done) => setImmediate(done)); // a round trip
       state.closes += 1;
       const lease = leases.get(leaseId);
       if (!lease || lease.closed) return;
@@ -217,6 +218,11 @@ test('an idle lease closes; one with a request running closes when it ends and i
   leases.confirmed(ended);
   await releasing;
   assert.equal(dLease!.closed, true);
+  leases.noteBalance('c', 100, s.state.balanceMsat);
+  await turn();
+  const cLease = [...s.leases.values()].find((l) => l.payer === 'c');
+  await leases.releasePayer('c');
+  assert.equal(cLease?.closed, true, 'an idle lease is closed by the time releasePayer resolves');
   leases.noteBalance('c', 100, s.state.balanceMsat);
   await turn();
   await leases.close();
