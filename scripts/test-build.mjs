@@ -10,7 +10,10 @@
 //   computed from it (fixtures, migrations, `services/x/src/main.ts` to spawn, the repository root)
 //   are the ones tsx would give;
 // - linked source maps (node --enable-source-maps): stack traces name the .ts sources.
-// Child processes the tests spawn with `--import tsx` still run from the sources.
+// The services' entry points (services/*/src/main.ts) are bundled too: tests and `fedai up` that
+// start them through kit's `serviceNodeArgs` run the bundles (FEDAI_TEST_SERVICE_BUNDLES); other
+// child processes the tests spawn with `--import tsx` still run from the sources.
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire, isBuiltin } from 'node:module';
 import { dirname, extname, join } from 'node:path';
@@ -85,6 +88,9 @@ function alive(pid) {
  * is gone are removed first.
  */
 export async function buildTests(root, files, buildsDir) {
+  const serviceEntries = (await readdir(join(root, 'services')))
+    .map((name) => `services/${name}/src/main.ts`)
+    .filter((entry) => existsSync(join(root, entry)));
   for (const name of await readdir(buildsDir).catch(() => [])) {
     const pid = Number(/^run-(\d+)$/.exec(name)?.[1]);
     if (pid && pid !== process.pid && !alive(pid))
@@ -99,7 +105,7 @@ export async function buildTests(root, files, buildsDir) {
     const source = JSON.stringify(pathToFileURL(join(root, file)).href);
     await writeFile(outputOf(file), `import ${JSON.stringify(tsx)};\nawait import(${source});\n`);
   }
-  const bundled = files.filter((f) => !FROM_SOURCES.has(f));
+  const bundled = [...files.filter((f) => !FROM_SOURCES.has(f)), ...serviceEntries];
   if (bundled.length > 0)
     await esbuild.build({
       absWorkingDir: root,
@@ -123,6 +129,8 @@ export async function buildTests(root, files, buildsDir) {
     });
   return {
     files: files.map(outputOf),
+    /** Where `serviceNodeArgs` (@fed-ai/kit) finds services/<name>/src/main.mjs. */
+    serviceBundles: outDir,
     remove: () => rm(outDir, { recursive: true, force: true }),
   };
 }

@@ -26,10 +26,38 @@ function findTests(dir, out) {
 // Arguments starting with `--` go to node --test (e.g. --test-reporter=tap); the rest are filters.
 const nodeTestArgs = process.argv.slice(2).filter((arg) => arg.startsWith('--'));
 const filters = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
+// The longest files start first (node --test starts files in the order given), so the run does not
+// end with one of them alone on a core. Durations on 2 cores, session 12; order only, not asserted.
+const LONGEST_FIRST = [
+  'tools/runbooks/test/runbooks.test.ts', // ~60-95 s
+  'tools/cli/test/devnet-e2e.test.ts', // ~60 s
+  'services/settlement/test/crash.test.ts', // ~45 s
+  'services/router/test/dispatch-attacks.test.ts',
+  'services/router/test/start-errors.test.ts',
+  'tools/dashboard/test/dashboard-browser.test.ts',
+  'services/router/test/crash-held-leases.test.ts',
+  'packages/kit/test/pglite-template.test.ts',
+  'tools/cli/test/cli-wallet.test.ts',
+  'services/router/test/attacks-sybil.test.ts',
+  'services/router/test/replicas-e2e.test.ts',
+  'packages/kit/test/db.test.ts',
+  'tools/cli/test/safe-start-services.test.ts',
+  'services/router/test/dashboard-attacks.test.ts',
+  'packages/kit/test/tracing-e2e.test.ts',
+  'services/wallet-fleet/test/crash-process.test.ts',
+  'services/router/test/l402.test.ts',
+  'services/settlement/test/backend-scenarios.test.ts',
+  'tools/federation/test/federation-e2e.test.ts', // ~20 s
+];
+const rank = (file) => {
+  const i = LONGEST_FIRST.indexOf(file);
+  return i === -1 ? LONGEST_FIRST.length : i;
+};
 const files = ['packages', 'services', 'tools']
   .flatMap((top) => findTests(join(root, top), []))
   .filter((f) => filters.length === 0 || filters.some((needle) => f.includes(needle)))
-  .sort();
+  .sort()
+  .sort((a, b) => rank(a) - rank(b));
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
@@ -58,7 +86,15 @@ const result = spawnSync(
   {
     cwd: root,
     stdio: 'inherit',
-    env: { ...process.env, NODE_ENV: 'test', FEDAI_PGLITE_TEMPLATE_DIR: templateDir },
+    env: {
+      ...process.env,
+      NODE_ENV: 'test',
+      FEDAI_PGLITE_TEMPLATE_DIR: templateDir,
+      // Services started through kit's serviceNodeArgs run from their bundles (empty: through tsx).
+      ...(built
+        ? { FEDAI_TEST_SERVICE_BUNDLES: process.env.FEDAI_TEST_SERVICE_BUNDLES ?? built.serviceBundles }
+        : {}),
+    },
   },
 );
 await built?.remove();

@@ -15,5 +15,6 @@ export * from './relay-socket';
 export * from './replay-store';
 export * from './safe-start';
 export * from './service';
+export * from './service-entry';
 export * from './sse';
 export * from './tracing';

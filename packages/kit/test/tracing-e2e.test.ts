@@ -1,5 +1,5 @@
-// Traces across real processes: settlement, router and node (each `node --import tsx .../main.ts`,
-// as `fedai up` starts them) export to an OTLP/HTTP receiver in this test. ONE paid chat request,
+// Traces across real processes: settlement, router and node (each its main.ts as `fedai up` starts
+// them: kit's serviceNodeArgs) export to an OTLP/HTTP receiver in this test. ONE paid chat request,
 // sent with a traceparent of ours, must come back as one trace with spans from all three services
 // whose parent links chain up to our span, and no span may carry the prompt, the output, the API
 // key or an invoice.
@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 // Relative, as the router's tests import settlement's: the double lives under the node's test/.
 import { OpenAiUpstreamDouble } from '../../../services/node/test/upstream-double';
-import { readReadyFile } from '../src/index';
+import { readReadyFile, serviceNodeArgs } from '../src/index';
 
 const root = resolve(new URL('../../..', import.meta.url).pathname);
 const dir = mkdtempSync(join(tmpdir(), 'fedai-tracing-'));
@@ -105,7 +105,7 @@ async function launch(service: string, name: string, env: Record<string, string>
   const readyFile = join(dir, `${name}.ready.json`);
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', resolve(root, `services/${service}/src/main.ts`)],
+    serviceNodeArgs(resolve(root, `services/${service}/src/main.ts`), ['--import', 'tsx']),
     {
       cwd: root,
       env: {

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
+import { serviceNodeArgs } from '@fed-ai/kit';
 
 const MAIN = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 const TSX = new URL(`file://${createRequire(import.meta.url).resolve('tsx/esm')}`).href;
@@ -23,7 +24,7 @@ after(async () => {
 });
 
 function spawnDevnet(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', TSX, MAIN], {
+  const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', LIGHTNING_DEVNET_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

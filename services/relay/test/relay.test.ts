@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { relaySocketClass } from '@fed-ai/kit';
+import { relaySocketClass, serviceNodeArgs } from '@fed-ai/kit';
 import type { Event, Filter } from 'nostr-tools';
 import { finalizeEvent, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { Relay, type Subscription, useWebSocketImplementation } from 'nostr-tools/relay';
@@ -370,7 +370,7 @@ test('NIP-11 document with CORS headers, /health, and a plain GET', async () => 
 
 test('main.ts: starts from env, logs one JSON line with the URL, exits 0 on SIGTERM', async () => {
   const mainPath = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', mainPath], {
+  const child = spawn(process.execPath, serviceNodeArgs(mainPath, ['--import', 'tsx']), {
     env: { ...process.env, RELAY_PORT: '0', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -401,7 +401,7 @@ test('main.ts: starts from env, logs one JSON line with the URL, exits 0 on SIGT
 
 test('main.ts: a bad RELAY_PORT stops with one line naming the variable and exit code 2', async () => {
   const mainPath = fileURLToPath(new URL('../src/main.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', mainPath], {
+  const child = spawn(process.execPath, serviceNodeArgs(mainPath, ['--import', 'tsx']), {
     env: { ...process.env, RELAY_PORT: 'seventy' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { readReadyFile } from '@fed-ai/kit';
+import { readReadyFile, serviceNodeArgs } from '@fed-ai/kit';
 
 const MAIN = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 const TSX = new URL(`file://${createRequire(import.meta.url).resolve('tsx/esm')}`).href;
@@ -24,7 +24,7 @@ after(async () => {
 });
 
 function spawnRouter(env: Record<string, string>, cwd = dir) {
-  const child = spawn(process.execPath, ['--import', TSX, MAIN], {
+  const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd,
     env: {
       PATH: process.env.PATH ?? '',

@@ -1,8 +1,10 @@
-// Where each service's entry point lives, and how to run one as a child process through tsx.
+// Where each service's entry point lives, and how to run one as a child process through tsx (or from
+// the test runner's bundle of it: kit's serviceNodeArgs).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { serviceNodeArgs } from '@fed-ai/kit';
 
 export const REPO_ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 
@@ -43,7 +45,7 @@ export function spawnService(
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(
     process.execPath,
-    ['--import', tsxImport(), resolve(REPO_ROOT, SERVICE_ENTRY[service])],
+    serviceNodeArgs(resolve(REPO_ROOT, SERVICE_ENTRY[service]), ['--import', tsxImport()]),
     {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env, FORCE_COLOR: '0' },

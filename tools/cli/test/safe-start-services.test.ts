@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { SAFE_START_DEFAULTS } from '@fed-ai/kit';
+import { SAFE_START_DEFAULTS, serviceNodeArgs } from '@fed-ai/kit';
 import { generateSecretKey, toNsec } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '@fed-ai/settlement';
 
@@ -33,11 +33,15 @@ function start(
   service: string,
   env: Record<string, string>,
 ): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'services', service, 'src/main.ts')], {
-    cwd: dir,
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    serviceNodeArgs(join(ROOT, 'services', service, 'src/main.ts'), ['--import', TSX]),
+    {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.add(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => {
