@@ -14,7 +14,7 @@
 // for paid, after the batch's captures are done).
 // Flags: --rounds N (5) --requests N per batch (256) --concurrency 1,16,64 --modes json,stream
 //        --paths baseline,node-proxy,fedai-free,fedai-paid,portkey (also: fedai-paid-pg; fedai-pg-1r,
-//        fedai-pg-2r, one and two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (50) --json FILE
+//        fedai-pg-2r, one and two router replicas on one PostgreSQL behind a round-robin proxy) --warmup N (1000) --json FILE
 //        --token-interval-ms N (0: the fake upstream streams its 16 tokens in one write; N: one every N ms).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -40,7 +40,10 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '1,16,64' },
     modes: { type: 'string', default: 'json,stream' },
     paths: { type: 'string', default: DEFAULT_PATHS.join(',') },
-    warmup: { type: 'string', default: '50' },
+    // Requests per path and mode at c = 16 before measuring. V8 needs thousands of requests to
+    // optimise every process's hot path: with 20-50 the first batches measured cold code, up to
+    // twice the steady CPU per request (docs/benchmarks.md "Session 12").
+    warmup: { type: 'string', default: '1000' },
     // Streams: ms between the fake upstream's tokens (0: all 16 in one write, the old default).
     'token-interval-ms': { type: 'string', default: '0' },
     json: { type: 'string' },
