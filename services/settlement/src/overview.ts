@@ -73,11 +73,16 @@ async function fees(db: Queryable, nowS: number): Promise<Overview['fees']> {
   };
 }
 
+/** What a tab's open spending leases still hold: reserved, like its reservations. */
+const LEASED = `COALESCE((SELECT SUM(la.credits_posted - la.debits_posted) FROM leases l
+  JOIN ledger_accounts la ON la.id = 'lease:' || l.lease_id
+  WHERE l.account = a.id AND l.closed_at_s IS NULL), 0)`;
+
 async function largestTabs(db: Queryable, limit: number): Promise<Overview['tabs']['largest']> {
   const prefix = ACCOUNTS.tab('');
   const { rows } = await db.query<{ id: string; balance_msat: number; reserved_msat: number }>(
-    `SELECT id, (${AVAILABLE})::bigint AS balance_msat, debits_pending AS reserved_msat
-     FROM ledger_accounts WHERE starts_with(id, $1) ORDER BY 2 DESC, id LIMIT $2`,
+    `SELECT id, (${AVAILABLE})::bigint AS balance_msat, (debits_pending + ${LEASED})::bigint AS reserved_msat
+     FROM ledger_accounts a WHERE starts_with(id, $1) ORDER BY 2 DESC, id LIMIT $2`,
     [prefix, limit],
   );
   return rows.map((r) => ({
@@ -99,12 +104,15 @@ async function recentPayouts(db: Queryable, limit: number): Promise<Overview['pa
 
 /** The overview at `nowS`, with at most `limit` rows per list. */
 export async function readOverview(db: Queryable, nowS: number, limit = DEFAULT_ROWS): Promise<Overview> {
-  const [fee, tabs, largest, owed, recent] = await Promise.all([
+  const [fee, tabs, leased, largest, owed, recent] = await Promise.all([
     fees(db, nowS),
     sums(db, ACCOUNTS.tab('')),
+    sums(db, ACCOUNTS.lease('')),
     largestTabs(db, limit),
     sums(db, ACCOUNTS.earnings('')),
     recentPayouts(db, limit),
   ]);
-  return { fees: fee, tabs: { ...tabs, largest }, payouts: { owed, recent } };
+  // Money in open leases left the tabs' accounts but is still theirs: counted as reserved.
+  const reservedMsat = Number(tabs.reserved_msat) + Number(leased.balance_msat);
+  return { fees: fee, tabs: { ...tabs, reserved_msat: reservedMsat, largest }, payouts: { owed, recent } };
 }

@@ -69,6 +69,8 @@ test('fees, tabs and owed earnings are the exact msat of the charges; old charge
   for (let i = 0; i < 3; i++) await charge('alice');
   await charge('bob');
   await settlement.books.reserve('req-overview-held', 'carol', 600, 600);
+  // A spending lease of bob's: out of his tab's balance, still his, so reserved.
+  await settlement.books.openLease('lease-overview-bob', 'bob', 2_000, 600, publicKeyOf(routerKey));
   // One of alice's charges is two days old: in the totals, not in the last 24 hours.
   await settlement.ledger.db.query(
     "UPDATE charges SET created_at = now() - interval '2 days' WHERE op_id = 'req-overview-1'",
@@ -85,11 +87,11 @@ test('fees, tabs and owed earnings are the exact msat of the charges; old charge
     router_msat: 750,
   });
   assert.equal(o.tabs.count, 3);
-  assert.equal(o.tabs.balance_msat, 20_000 - 15_000 + (8_000 - 5_000) + (1_000 - 600));
-  assert.equal(o.tabs.reserved_msat, 600);
+  assert.equal(o.tabs.balance_msat, 20_000 - 15_000 + (8_000 - 5_000 - 2_000) + (1_000 - 600));
+  assert.equal(o.tabs.reserved_msat, 600 + 2_000);
   assert.deepEqual(o.tabs.largest, [
     { payer: 'alice', balance_msat: 5_000, reserved_msat: 0 },
-    { payer: 'bob', balance_msat: 3_000, reserved_msat: 0 },
+    { payer: 'bob', balance_msat: 1_000, reserved_msat: 2_000 },
     { payer: 'carol', balance_msat: 400, reserved_msat: 600 },
   ]);
   assert.deepEqual(o.payouts.owed, { count: 1, balance_msat: 4 * 4_750, reserved_msat: 0 });
