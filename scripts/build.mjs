@@ -12,6 +12,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import * as esbuild from 'esbuild';
+import { resolveWithoutPlugin } from './esbuild-resolve.mjs';
 
 const root = resolve(new URL('..', import.meta.url).pathname);
 const require = createRequire(import.meta.url);
@@ -67,13 +68,8 @@ function externalsPlugin(platform) {
 const workspaceSources = ['packages', 'services'].map((top) => join(root, top));
 
 async function workspaceModule(build, args) {
-  if (args.pluginData === 'fedai-resolving') return undefined;
-  const resolved = await build.resolve(args.path, {
-    kind: args.kind,
-    importer: args.importer,
-    resolveDir: args.resolveDir,
-    pluginData: 'fedai-resolving',
-  });
+  const resolved = await resolveWithoutPlugin(build, args);
+  if (!resolved) return undefined;
   if (resolved.errors.length > 0) return { errors: resolved.errors };
   const foreign = workspaceSources.some((dir) => resolved.path.startsWith(`${dir}/`));
   return { ...resolved, sideEffects: foreign ? false : resolved.sideEffects };

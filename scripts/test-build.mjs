@@ -19,6 +19,7 @@ import { createRequire, isBuiltin } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
+import { resolveWithoutPlugin } from './esbuild-resolve.mjs';
 
 /**
  * Test files that observe how modules load, so they run from their sources through tsx (their
@@ -44,15 +45,10 @@ function sameCodePlugin() {
     name: 'fedai-test-build',
     setup(build) {
       build.onResolve({ filter: /^[^./]/ }, async (args) => {
-        if (args.pluginData === 'fedai-resolving') return undefined;
         if (args.path.startsWith('node:') || isBuiltin(args.path)) return { path: args.path, external: true };
         if (args.path.startsWith('@fed-ai/')) return undefined; // workspace package: bundled
-        const resolved = await build.resolve(args.path, {
-          kind: args.kind,
-          importer: args.importer,
-          resolveDir: args.resolveDir,
-          pluginData: 'fedai-resolving',
-        });
+        const resolved = await resolveWithoutPlugin(build, args);
+        if (!resolved) return undefined;
         if (resolved.errors.length > 0) return { errors: resolved.errors };
         return { path: pathToFileURL(resolved.path).href, external: true };
       });

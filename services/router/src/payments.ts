@@ -113,7 +113,7 @@ const DEFAULT_BATCH_LINGER_MS = 50;
  */
 const AHEAD_LINGER_MS = 5;
 
-/** How long releases after a reserve with an unknown outcome keep being re-sent. */
+/** How long the undo of a reserve or lease opening with an unknown outcome keeps being re-sent. */
 const UNKNOWN_RESERVE_WATCH_MS = 60_000;
 
 export class FreePayments implements Payments {
@@ -212,18 +212,24 @@ export class SettlementPayments implements Payments {
       amount_msat: amountMsat,
       timeout_s: this.options.reservationTimeoutS,
     };
+    return this.hold(open, this.refills, { op: 'close_lease', op_id: leaseId });
+  }
+
+  /**
+   * Sends an operation that holds money (a reserve, a lease's opening). One that timed out here
+   * may still commit at settlement: its undo is kept re-sent through the outbox for a while.
+   */
+  private async hold(
+    payload: BatchableOp,
+    lane: GroupCommit<BatchableOp, OpAnswer>,
+    undo: Extract<BatchableOp, { op: 'release' | 'close_lease' }>,
+  ): Promise<OpAnswer> {
     try {
-      return await this.op(open, this.refills);
+      return await this.op(payload, lane);
     } catch (error) {
-      // An opening that timed out here may still commit at settlement: close it durably.
       if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
         await this.options.outbox
-          .add(
-            leaseId,
-            'release',
-            { op: 'close_lease', op_id: leaseId },
-            { repeatForMs: UNKNOWN_RESERVE_WATCH_MS },
-          )
+          .add(undo.op_id, 'release', undo, { repeatForMs: UNKNOWN_RESERVE_WATCH_MS })
           .catch(() => {});
       throw error;
     }
@@ -376,25 +382,14 @@ export class SettlementPayments implements Payments {
     amountMsat: number,
     lane: GroupCommit<BatchableOp, OpAnswer>,
   ): Promise<OpAnswer> {
-    try {
-      return await this.op(
-        {
-          op: 'reserve',
-          op_id: opId,
-          account: payer,
-          amount_msat: amountMsat,
-          timeout_s: this.options.reservationTimeoutS,
-        },
-        lane,
-      );
-    } catch (error) {
-      // A reserve that timed out here may still commit at settlement: keep releasing it for a while.
-      if (error instanceof FedAiError && error.code === 'SETTLEMENT_UNAVAILABLE')
-        await this.options.outbox
-          .add(opId, 'release', { op: 'release', op_id: opId }, { repeatForMs: UNKNOWN_RESERVE_WATCH_MS })
-          .catch(() => {});
-      throw error;
-    }
+    const reserve: BatchableOp = {
+      op: 'reserve',
+      op_id: opId,
+      account: payer,
+      amount_msat: amountMsat,
+      timeout_s: this.options.reservationTimeoutS,
+    };
+    return this.hold(reserve, lane, { op: 'release', op_id: opId });
   }
 
   async capture(

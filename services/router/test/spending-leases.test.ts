@@ -236,17 +236,20 @@ test('an idle lease closes; one with a request running closes when it ends and i
 
 test('a refused or failed opening holds no lease and is closed (it may have been made)', async () => {
   const s = settlementDouble(10_000_000);
+  /** Leases whose every opening fails with `code`; errors reported go to `errors`. */
+  const failingOpens = (code: 'SETTLEMENT_UNAVAILABLE' | 'INSUFFICIENT_BALANCE', errors: unknown[]) =>
+    new SpendingLeases({
+      open: async () => {
+        throw new FedAiError(code);
+      },
+      close: s.close,
+      leaseRequests: 4,
+      balanceMultiple: 10,
+      maxDrawAgeMs: 60_000,
+      onError: (e) => errors.push(e),
+    });
   const errors: unknown[] = [];
-  const leases = new SpendingLeases({
-    open: async () => {
-      throw new FedAiError('SETTLEMENT_UNAVAILABLE');
-    },
-    close: s.close,
-    leaseRequests: 4,
-    balanceMultiple: 10,
-    maxDrawAgeMs: 60_000,
-    onError: (e) => errors.push(e),
-  });
+  const leases = failingOpens('SETTLEMENT_UNAVAILABLE', errors);
   leases.noteBalance('p', 100, s.state.balanceMsat);
   await turn();
   assert.equal(leases.take('p', 100), null);
@@ -254,15 +257,7 @@ test('a refused or failed opening holds no lease and is closed (it may have been
   assert.equal(errors.length, 1);
   // A refusal for the balance is expected, not an error.
   const quiet: unknown[] = [];
-  const refused = new SpendingLeases({
-    open: async () => {
-      throw new FedAiError('INSUFFICIENT_BALANCE');
-    },
-    close: s.close,
-    leaseRequests: 4,
-    maxDrawAgeMs: 60_000,
-    onError: (e) => quiet.push(e),
-  });
+  const refused = failingOpens('INSUFFICIENT_BALANCE', quiet);
   refused.noteBalance('p', 100, 10_000_000);
   await turn();
   assert.equal(quiet.length, 0);

@@ -51,6 +51,16 @@ export const ACCOUNTS = {
   lease: (leaseId: string) => `lease:${leaseId}`,
 } as const;
 
+/**
+ * SQL for what the open leases of the tab named by `tabSql` (a column or a parameter) still hold:
+ * reserved money of that tab, like its reservations (Books.tab, the admin overview).
+ */
+export function leasedMsatSql(tabSql: string): string {
+  return `COALESCE((SELECT SUM(la.credits_posted - la.debits_posted) FROM leases l
+    JOIN ledger_accounts la ON la.id = 'lease:' || l.lease_id
+    WHERE l.account = ${tabSql} AND l.closed_at_s IS NULL), 0)::bigint`;
+}
+
 /** Ledger transfer ids of a spending lease, from its id (idempotent by lease). */
 export const LEASE_IDS = {
   /** The tab's money moved into the lease. */
@@ -1344,13 +1354,10 @@ export class Books {
 
   /** What the tab's open leases still hold (shown as reserved, like its reservations). */
   private async leasedMsat(tab: string): Promise<number> {
-    const open = await this.db.query<{ lease_id: string }>(
-      'SELECT lease_id FROM leases WHERE account = $1 AND closed_at_s IS NULL',
-      [tab],
-    );
-    if (open.rows.length === 0) return 0;
-    const held = await this.ledger.lookupAccounts(open.rows.map((r) => ACCOUNTS.lease(r.lease_id)));
-    return held.reduce((sum, a) => sum + availableMsat(a), 0);
+    const { rows } = await this.db.query<{ leased: number }>(`SELECT ${leasedMsatSql('$1')} AS leased`, [
+      tab,
+    ]);
+    return Number(rows[0]?.leased ?? 0);
   }
 }
 

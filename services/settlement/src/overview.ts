@@ -5,7 +5,7 @@
 // availableMsat in @fed-ai/ledger computes it), so this view and `ledger verify` read the same numbers.
 import type { Queryable } from '@fed-ai/kit';
 import { z } from 'zod';
-import { ACCOUNTS } from './books';
+import { ACCOUNTS, leasedMsatSql } from './books';
 
 const OVERVIEW_MAX_ROWS = 100;
 export const overviewQuery = z.strictObject({
@@ -73,15 +73,10 @@ async function fees(db: Queryable, nowS: number): Promise<Overview['fees']> {
   };
 }
 
-/** What a tab's open spending leases still hold: reserved, like its reservations. */
-const LEASED = `COALESCE((SELECT SUM(la.credits_posted - la.debits_posted) FROM leases l
-  JOIN ledger_accounts la ON la.id = 'lease:' || l.lease_id
-  WHERE l.account = a.id AND l.closed_at_s IS NULL), 0)`;
-
 async function largestTabs(db: Queryable, limit: number): Promise<Overview['tabs']['largest']> {
   const prefix = ACCOUNTS.tab('');
   const { rows } = await db.query<{ id: string; balance_msat: number; reserved_msat: number }>(
-    `SELECT id, (${AVAILABLE})::bigint AS balance_msat, (debits_pending + ${LEASED})::bigint AS reserved_msat
+    `SELECT id, (${AVAILABLE})::bigint AS balance_msat, (debits_pending + ${leasedMsatSql('a.id')})::bigint AS reserved_msat
      FROM ledger_accounts a WHERE starts_with(id, $1) ORDER BY 2 DESC, id LIMIT $2`,
     [prefix, limit],
   );
