@@ -74,9 +74,22 @@ export class ChannelKeys {
 
   /** True when `event` (id already checked) carries the MAC its author's channel with me gives. */
   opens(event: SignedEvent): boolean {
-    if (!/^[0-9a-f]{64}$/.test(event.pubkey) || !/^[0-9a-f]{64}$/.test(event.id)) return false;
+    return this.attests(event.id, event.pubkey, event.sig);
+  }
+
+  /**
+   * The MAC of an event id for `peerPubkey`, sent beside an event that stays signed (a metering
+   * record): the peer checks this instead of the signature when someone after it checks that.
+   */
+  attest(id: string, peerPubkey: string): string {
+    return macOf(this.keyFor(peerPubkey), id);
+  }
+
+  /** True when `mac` is what `authorPubkey`'s channel with me gives for the event id `id`. */
+  attests(id: string, authorPubkey: string, mac: string): boolean {
+    if (!/^[0-9a-f]{64}$/.test(authorPubkey) || !/^[0-9a-f]{64}$/.test(id)) return false;
     try {
-      return sameHex(event.sig, macOf(this.keyFor(event.pubkey), event.id));
+      return sameHex(mac, macOf(this.keyFor(authorPubkey), id));
     } catch {
       // Not a point on the curve: no channel with it.
       return false;

@@ -90,6 +90,13 @@ export interface VerifyOptions<K extends PayloadKind> {
    * it, or from anyone else, a MAC envelope is BAD_SIGNATURE (no channel key is derived for them).
    */
   channel?: { keys: ChannelKeys; from: ReadonlySet<string> } | undefined;
+  /**
+   * The author's channel MAC of this signed event's id, sent beside it by a peer I share a channel
+   * with: checked instead of the BIP-340 signature. Only for a receiver that does not act on the
+   * event as evidence itself and hands it on to one that checks the signature (a router's paid
+   * metering record goes to settlement, which verifies it before it charges anything).
+   */
+  attestation?: { keys: ChannelKeys; mac: string } | undefined;
 }
 
 declare const verifiedBrand: unique symbol;
@@ -188,6 +195,9 @@ async function verifyUnchecked<K extends PayloadKind>(
     const channel = options.channel;
     if (!channel?.from.has(event.pubkey) || !channel.keys.opens(event))
       return fail('BAD_SIGNATURE', 'MAC does not verify (no channel with this key here)');
+  } else if (options.attestation) {
+    if (!options.attestation.keys.attests(event.id, event.pubkey, options.attestation.mac))
+      return fail('BAD_SIGNATURE', 'the channel MAC of this event does not verify');
   } else if (!verifyEventSignature({ ...event })) {
     // Verify a fresh copy: some libraries cache verdicts on the object.
     return fail('BAD_SIGNATURE', 'signature does not verify');

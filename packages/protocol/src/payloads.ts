@@ -208,6 +208,11 @@ export const nodeStreamEventSchema = z.discriminatedUnion('type', [
     usage: z.unknown().optional(),
     /** The signed metering envelope (kind 28117); verified by the receiver, so unknown here. */
     metering: z.unknown(),
+    /** To a router that sent a MAC request: the node's channel MAC of the record's id (channel-mac.ts). */
+    metering_mac: z
+      .string()
+      .regex(/^[0-9a-f]{128}$/)
+      .optional(),
   }),
   z.object({
     type: z.literal('error'),

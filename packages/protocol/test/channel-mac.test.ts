@@ -99,3 +99,42 @@ test('both ends derive the same key, and keys are kept for at most maxPeers peer
   }
   assert.equal((small as unknown as { keys: Map<string, Uint8Array> }).keys.size, 2);
 });
+
+test("an attested signed event: the author's channel MAC of its id stands in for the signature, and nothing else does", async () => {
+  // A node's metering record (signed for third parties) with a broken signature, and the node's MAC of it.
+  const record = createEnvelope(KIND.inferenceCancel, payload, { audience: router }, nodeKey);
+  const garbled = { ...record, sig: record.sig.replace(/.$/, (c) => (c === '0' ? '1' : '0')) };
+  const atRouter = (mac: string, keys = routerKeys) => ({
+    me: router,
+    kinds: [KIND.inferenceCancel],
+    attestation: { keys, mac },
+  });
+  const mac = nodeKeys.attest(record.id, router);
+  assert.equal((await verifyEnvelope(garbled, atRouter(mac))).ok, true);
+  const codeOf = async (event: unknown, options: ReturnType<typeof atRouter>) => {
+    const result = await verifyEnvelope(event, options);
+    return result.ok ? 'ok' : result.code;
+  };
+  assert.equal(
+    await codeOf(garbled, atRouter(mac.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')))),
+    'BAD_SIGNATURE',
+  );
+  // Another pair's MAC, a MAC for another id, or a MAC checked with another party's keys.
+  const stranger = new ChannelKeys(generateSecretKey());
+  assert.equal(await codeOf(garbled, atRouter(stranger.attest(record.id, router))), 'BAD_SIGNATURE');
+  assert.equal(
+    await codeOf(garbled, atRouter(nodeKeys.attest(eventHash({ ...record, content: '{}' }), router))),
+    'BAD_SIGNATURE',
+  );
+  assert.equal(await codeOf(garbled, atRouter(mac, stranger)), 'BAD_SIGNATURE');
+  // The id is still checked first: changed content with the old MAC.
+  assert.equal(
+    await codeOf({ ...garbled, content: JSON.stringify({ request_id: 'req-mac-2' }) }, atRouter(mac)),
+    'BAD_ID',
+  );
+  // Without the attestation the broken signature is refused.
+  assert.equal(
+    await codeOf(garbled, { me: router, kinds: [KIND.inferenceCancel] } as never),
+    'BAD_SIGNATURE',
+  );
+});

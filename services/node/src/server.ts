@@ -17,6 +17,7 @@ import {
   createEnvelope,
   type Envelope,
   type InferenceRequest,
+  isMacEnvelope,
   KIND,
   LIMITS,
   type ModelOffer,
@@ -152,6 +153,7 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
     if (!verified.ok)
       return refuse(verified.code, verified.code === 'ROUTER_NOT_ALLOWED' ? undefined : verified.detail);
     const router = verified.envelope.pubkey;
+    const viaChannel = isMacEnvelope(verified.envelope);
     const job = verified.payload;
     const offer = deps.offers.get(job.model);
     const runnerModel = deps.runnerModelIds.get(job.model);
@@ -229,6 +231,9 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         deps.secretKey,
       );
       deps.meteringLog?.append(metering);
+      // A router on a MAC channel may check this instead of the signature when settlement checks
+      // the signature before charging (docs/protocol.md "Metering MAC").
+      const meteringMac = viaChannel ? { metering_mac: channel.keys.attest(metering.id, router) } : {};
       deps.stats.record(ttftMs, result.completionTokens, endedAt - (firstTokenAt ?? startedAt));
       m.observe(result, ttftMs, endedAt - startedAt, job.model);
       const usage = {
@@ -240,13 +245,25 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
         if (!cancelled.aborted) {
           await writeSseData(
             reply.raw,
-            JSON.stringify({ type: 'done', finish_reason: result.finishReason, usage, metering }),
+            JSON.stringify({
+              type: 'done',
+              finish_reason: result.finishReason,
+              usage,
+              metering,
+              ...meteringMac,
+            }),
           );
         }
         reply.raw.end();
         return reply;
       }
-      return reply.send({ text: result.text, finish_reason: result.finishReason, usage, metering });
+      return reply.send({
+        text: result.text,
+        finish_reason: result.finishReason,
+        usage,
+        metering,
+        ...meteringMac,
+      });
     } catch (error) {
       const code = failureCode(error);
       m.requests.inc({ outcome: 'failed' });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import {
+  ChannelKeys,
   createEnvelope,
   generateSecretKey,
   KIND,
@@ -82,10 +83,24 @@ test('a request with the router’s MAC is served like a signed one; its replay,
   const envelope = macRequest(node.pubkey, payload);
   const response = await postInfer(node.url, envelope);
   assert.equal(response.status, 200, await response.clone().text());
-  const body = (await response.json()) as { text: string; metering: unknown };
+  const body = (await response.json()) as { text: string; metering: unknown; metering_mac?: string };
   assert.equal(body.text, 'Hello world');
   const verified = await verifyEnvelope(body.metering, { me: routerPubkey, kinds: [KIND.meteringRecord] });
   assert.ok(verified.ok && verified.payload.request_id === payload.request_id, 'the record is still signed');
+  // Beside it, the node's channel MAC of the record (what a paid router checks instead).
+  const routerChannel = new ChannelKeys(routerKey);
+  const metering = body.metering as { id: string };
+  assert.equal(routerChannel.attests(metering.id, node.pubkey, body.metering_mac ?? ''), true);
+  assert.equal(routerChannel.attests(metering.id, node.pubkey, flipLast(body.metering_mac ?? '')), false);
+  const streamed = await readEvents(await postInfer(node.url, macRequest(node.pubkey, inferenceRequest())));
+  const done = streamed.at(-1) as { metering: { id: string }; metering_mac?: string };
+  assert.equal(routerChannel.attests(done.metering.id, node.pubkey, done.metering_mac ?? ''), true);
+  // A signed request gets no MAC: that router has no channel with the node.
+  const signedDone = (
+    await readEvents(await postInfer(node.url, signedRequest(node.pubkey, inferenceRequest())))
+  ).at(-1)!;
+  assert.equal(signedDone.type, 'done');
+  assert.equal('metering_mac' in signedDone, false);
   const codeOf = async (sent: unknown) => {
     const answer = await postInfer(node.url, sent);
     return `${answer.status} ${((await answer.json()) as { error: { code: string } }).error.code}`;
@@ -224,3 +239,8 @@ test('/ready, /v1/info and /metrics', async () => {
   assert.match(metrics, /fedai_node_errors_total\{code="OVERLOADED",service="node"\} 1/);
   assert.match(metrics, /fedai_node_ttft_seconds_bucket/);
 });
+
+/** The same hex string with its last digit changed. */
+function flipLast(hex: string): string {
+  return hex.slice(0, -1) + (hex.endsWith('0') ? '1' : '0');
+}

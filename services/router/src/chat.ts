@@ -181,7 +181,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
       allowFallbacks: req.provider?.allow_fallbacks !== false,
       signal: req.signal,
       ...(req.onDelta ? { onDelta: req.onDelta } : {}),
-      ...(paid ? { reservedMsat: reservation.amountMsat } : {}),
+      ...(paid ? { reservedMsat: reservation.amountMsat, signatureCheckedAtCapture: true } : {}),
     });
   } catch (error) {
     ctx.recent?.add(failedEntry(req.params.model, startedMs, reservation.amountMsat, error));
@@ -198,11 +198,15 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   let settled: Promise<void> | null = null;
   const settle = () => {
     settled ??= Promise.all([
-      ctx.payments.capture(reservation, {
-        amountMsat: costMsat,
-        node: result.node.id,
-        metering: result.metering,
-      }),
+      ctx.payments
+        .capture(reservation, { amountMsat: costMsat, node: result.node.id, metering: result.metering })
+        .catch((error: unknown) => {
+          // The record passed the node's channel MAC here but not settlement's checks: the node
+          // is not paid, and its breaker counts it as a failure.
+          if (error instanceof FedAiError && error.code === 'BAD_METERING')
+            result.node.health.recordFailure(Date.now());
+          throw error;
+        }),
       // The budget keeps the hold (fails closed) if this write fails.
       spend?.settle(costMsat),
     ]).then(() => {});

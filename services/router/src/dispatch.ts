@@ -69,6 +69,11 @@ export interface DispatchInput {
   onDelta?: (text: string) => void | Promise<void>;
   /** The reservation: a candidate that could cost more is never tried. Undefined: free mode. */
   reservedMsat?: number;
+  /**
+   * Settlement checks the record's signature before it charges (paid mode): a node on a MAC
+   * channel is then checked by its MAC of the record instead of a second BIP-340 verification.
+   */
+  signatureCheckedAtCapture?: boolean;
 }
 
 export interface DispatchResult {
@@ -76,7 +81,7 @@ export interface DispatchResult {
   text: string;
   finishReason: FinishReason;
   record: MeteringRecord;
-  /** The node-signed record, verified: the receipt the client gets. */
+  /** The node-signed record, checked (by signature, or by channel MAC when settlement checks the signature): the receipt the client gets. */
   metering: VerifiedEnvelope;
   attempts: number;
   /** Time spent waiting on the node (for the router-overhead header). */
@@ -220,7 +225,7 @@ export class Dispatcher {
     try {
       const response = await this.send(node, envelope, input, controller.signal, () => timedOut);
       const parts: string[] = [];
-      let done: { finish_reason: FinishReason; metering: unknown } | null = null;
+      let done: { finish_reason: FinishReason; metering: unknown; mac: string | undefined } | null = null;
       try {
         for await (const data of readSseData(response.body, { maxEventBytes: MAX_SSE_EVENT_BYTES })) {
           const event = parseNodeEvent(data);
@@ -236,7 +241,7 @@ export class Dispatcher {
               await input.onDelta(event.delta);
             }
           } else if (event.type === 'done') {
-            done = { finish_reason: event.finish_reason, metering: event.metering };
+            done = { finish_reason: event.finish_reason, metering: event.metering, mac: event.metering_mac };
           } else {
             throw nodeStreamError(event.error);
           }
@@ -249,14 +254,7 @@ export class Dispatcher {
       const waitMs = performance.now() - started;
       if (!done) throw new AttemptError('NODE_FAILED', 'node stream ended without a signed summary');
       const text = parts.join('');
-      const verified = await this.verifyMetering(
-        node,
-        candidate,
-        done.metering,
-        input,
-        text,
-        done.finish_reason,
-      );
+      const verified = await this.verifyMetering(node, candidate, done, input, text);
       return {
         text,
         finishReason: done.finish_reason,
@@ -319,7 +317,7 @@ export class Dispatcher {
     refs: string[],
   ): Envelope {
     const options = { audience: node.id, refs };
-    return node.registration.auth?.includes('mac-v1')
+    return usesMac(node)
       ? createMacEnvelope(kind, payload, options, this.deps.channelKeys)
       : createEnvelope(kind, payload, options, this.deps.secretKey);
   }
@@ -344,16 +342,21 @@ export class Dispatcher {
   private async verifyMetering(
     node: NodeRecord,
     candidate: RankedCandidate,
-    metering: unknown,
+    done: { finish_reason: FinishReason; metering: unknown; mac: string | undefined },
     input: DispatchInput,
     text: string,
-    finishReason: FinishReason,
   ): Promise<{ record: MeteringRecord; envelope: VerifiedEnvelope }> {
+    const finishReason = done.finish_reason;
+    // Verify once, where it is evidence: settlement checks the signature before charging, so in
+    // paid mode a MAC node's record is checked here by its channel MAC (a node that signs badly is
+    // then simply not paid). Without the MAC, or in free mode, the signature is checked here.
+    const mac = input.signatureCheckedAtCapture && usesMac(node) ? done.mac : undefined;
     // No replay-store write here: the record must name the request id this router just created and
     // is accepted once, at the end of that request, so a replayed record can never match.
-    const verified = await verifyEnvelope(metering, {
+    const verified = await verifyEnvelope(done.metering, {
       me: this.deps.routerPubkey,
       kinds: [KIND.meteringRecord],
+      ...(mac ? { attestation: { keys: this.deps.channelKeys, mac } } : {}),
     });
     if (!verified.ok)
       throw new AttemptError('BAD_NODE_SIGNATURE', `metering envelope: ${verified.code} ${verified.detail}`);
@@ -378,6 +381,11 @@ export class Dispatcher {
     }
     return { record: verified.payload, envelope: verified.envelope };
   }
+}
+
+/** Whether the node registered `auth: ["mac-v1"]` (its requests and records go over the MAC channel). */
+function usesMac(node: NodeRecord): boolean {
+  return node.registration.auth?.includes('mac-v1') === true;
 }
 
 /** A node's stream event, validated: a peer's bytes are never cast. */

@@ -414,7 +414,17 @@ export class SettlementPayments implements Payments {
       throw error;
     }
     this.forgetHeld(reservation);
-    if (!lease) return this.sendOwed(reservation.opId, () => this.op(payload, this.background));
+    if (!lease) {
+      try {
+        return await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
+      } catch (error) {
+        // Settlement found the record unsound (its signature, say) and charged nothing: the
+        // reservation goes back now instead of at its timeout. A retry of the same bytes fails too.
+        if (error instanceof FedAiError && error.code === 'BAD_METERING')
+          await this.release(reservation).catch(() => {});
+        throw error;
+      }
+    }
     this.leases?.settle(lease, input.amountMsat, true);
     try {
       await this.sendOwed(reservation.opId, () => this.op(payload, this.background));

@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { createLogger, createSafeAgent } from '@fed-ai/kit';
-import { ChannelKeys, FedAiError, generateSecretKey, publicKeyOf } from '@fed-ai/protocol';
+import {
+  ChannelKeys,
+  FedAiError,
+  generateSecretKey,
+  publicKeyOf,
+  verifyEventSignature,
+} from '@fed-ai/protocol';
 import { Dispatcher, type DispatchInput } from '../src/dispatch';
 import { DEFAULT_HEALTH_CONFIG, NodeHealth } from '../src/health';
 import type { NodeRecord } from '../src/registry';
@@ -95,6 +101,54 @@ test("a node whose registration takes MACs gets the request with the router's MA
     list.map((n) => n.double.auths),
     [['mac'], ['signature']],
   );
+});
+
+const refusedAs = (code: string) => (e: unknown) => {
+  assert.ok(e instanceof FedAiError);
+  assert.equal(e.code, code);
+  return true;
+};
+
+// Each check uses its own node: a failure opens the node's breaker (allowedFailures: 1).
+test("paid: a MAC node's record is checked by its channel MAC (settlement checks the signature); free or signed: by its signature", async () => {
+  const { list, registry } = await nodes(Array(4).fill('garbled-signature'), [true, true, true, false]);
+  const [macPaid, macReservedOnly, macFree, signing] = list.map((n) => [n.candidate]) as RankedCandidate[][];
+  const paid = { allowFallbacks: false, reservedMsat: 1_000_000, signatureCheckedAtCapture: true };
+  const outcome = await dispatcher(registry).run(input(macPaid!, paid));
+  // The record is handed on as the node sent it: settlement's verification refuses it.
+  assert.equal(outcome.metering.pubkey, list[0]!.double.pubkey);
+  assert.equal(verifyEventSignature({ ...outcome.metering }), false);
+  await assert.rejects(
+    dispatcher(registry).run(input(macReservedOnly!, { allowFallbacks: false, reservedMsat: 1_000_000 })),
+    refusedAs('BAD_NODE_SIGNATURE'),
+  );
+  await assert.rejects(
+    dispatcher(registry).run(input(macFree!, { allowFallbacks: false })),
+    refusedAs('BAD_NODE_SIGNATURE'),
+  );
+  // A node that sent no MAC (it got a signed request) is checked by its signature even when paid.
+  await assert.rejects(dispatcher(registry).run(input(signing!, paid)), refusedAs('BAD_NODE_SIGNATURE'));
+});
+
+test('paid: a channel MAC that does not verify fails the attempt as a bad signature does, and fails over', async () => {
+  const modes: SigningNodeDouble['mode'][] = [
+    'bad-metering-mac',
+    'bad-metering-mac',
+    'ok',
+    'bad-metering-mac',
+  ];
+  const { list, registry } = await nodes(modes, [true, true, true, true]);
+  const paid = { reservedMsat: 1_000_000, signatureCheckedAtCapture: true };
+  await assert.rejects(
+    dispatcher(registry).run(input([list[0]!.candidate], { ...paid, allowFallbacks: false })),
+    refusedAs('BAD_NODE_SIGNATURE'),
+  );
+  const outcome = await dispatcher(registry).run(input([list[1]!.candidate, list[2]!.candidate], paid));
+  assert.equal(outcome.node.id, list[2]!.double.pubkey);
+  assert.equal(outcome.attempts, 2);
+  // Free mode checks the (good) signature and ignores the MAC.
+  const free = await dispatcher(registry).run(input([list[3]!.candidate], { allowFallbacks: false }));
+  assert.equal(free.node.id, list[3]!.double.pubkey);
 });
 
 test('without fallbacks only the first candidate is tried', async () => {

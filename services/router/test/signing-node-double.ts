@@ -22,6 +22,10 @@ export type NodeDoubleMode =
   | 'fail-after'
   | 'hang'
   | 'bad-signature'
+  /** Its own key's record with a broken signature, and a right channel MAC of it (to a MAC router). */
+  | 'garbled-signature'
+  /** A right signature, and a channel MAC that does not verify (to a MAC router). */
+  | 'bad-metering-mac'
   | 'bad-hash'
   | 'overloaded'
   /** Refuses as a real node does when the prompt does not fit its context (client-caused). */
@@ -57,6 +61,8 @@ export class SigningNodeDouble {
   lastRequestId: string | undefined;
   /** MACs it takes from routers (as a real node registers `auth: ['mac-v1']`); off: signatures only. */
   takesMacFrom = new Set<string>();
+  /** Registers `auth: ['mac-v1']` as a real node does (and takes that router's MACs). */
+  registersMac = false;
   /** How each accepted request was authenticated, in order. */
   readonly auths: ('mac' | 'signature')[] = [];
   private readonly channelKeys = new ChannelKeys(this.secretKey);
@@ -171,13 +177,24 @@ export class SigningNodeDouble {
         count_source: 'tokenizer' as const,
       };
       const signer = this.mode === 'bad-signature' ? generateSecretKey() : this.secretKey;
-      const metering = createEnvelope(
+      const signed = createEnvelope(
         KIND.meteringRecord,
         record,
         { audience: router, refs: [job.request_id], expiresInS: 0 },
         signer,
       );
-      await send({ type: 'done', finish_reason: finish, usage: {}, metering });
+      const metering =
+        this.mode === 'garbled-signature' ? { ...signed, sig: flipLastHex(signed.sig) } : signed;
+      // As a real node does: the record's MAC to a router that sent a MAC request.
+      const mac = isMacEnvelope(verified.envelope) ? this.channelKeys.attest(signed.id, router) : undefined;
+      const meteringMac = mac && this.mode === 'bad-metering-mac' ? flipLastHex(mac) : mac;
+      await send({
+        type: 'done',
+        finish_reason: finish,
+        usage: {},
+        metering,
+        ...(meteringMac ? { metering_mac: meteringMac } : {}),
+      });
       res.end();
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
@@ -243,12 +260,14 @@ export class SigningNodeDouble {
   }
 
   async register(routerUrl: string, routerPubkey: string, model = 'double-model'): Promise<Response> {
+    if (this.registersMac) this.takesMacFrom.add(routerPubkey);
     const registration = createEnvelope(
       KIND.nodeRegistration,
       {
         endpoint: this.url,
         models: [{ id: model, context_window: 4096, max_output_tokens: 512, price: this.price }],
         capacity: { max_concurrency: 4, queue_max: 4 },
+        ...(this.registersMac ? { auth: ['mac-v1' as const] } : {}),
       },
       { audience: routerPubkey },
       this.secretKey,
@@ -282,4 +301,9 @@ export class SigningNodeDouble {
     this.server?.closeAllConnections();
     await new Promise<void>((r) => this.server?.close(() => r()));
   }
+}
+
+/** The same hex string with its last digit changed. */
+function flipLastHex(hex: string): string {
+  return hex.slice(0, -1) + (hex.endsWith('0') ? '1' : '0');
 }

@@ -477,6 +477,10 @@ test('concurrent captures share batch envelopes; a batch lost on the way is sent
   const { key, client } = await fundedClient(1_000_000);
   // The first batch that starts with a capture never reaches settlement (the connection is cut).
   proxy.dropOnce = /\\"op\\":\\"batch\\",\\"ops\\":\[\{\\"op\\":\\"capture/;
+  // Every capture answer is held back 300 ms, so the captures that finish meanwhile queue behind
+  // it and go out together (the router's lane sends one envelope at a time): they meet in a batch
+  // however slow the machine, not only when they happen to fall within one 50 ms linger.
+  proxy.delay = { match: /\\"op\\":\\"capture/, ms: 300 };
   try {
     const answers = [];
     // Two waves of 8: as many as the node double takes at once (4 running, 4 queued).
@@ -492,7 +496,9 @@ test('concurrent captures share batch envelopes; a batch lost on the way is sent
           ),
         )),
       );
+    for (let i = 0; i < 200 && proxy.dropOnce !== null; i++) await new Promise((r) => setTimeout(r, 50));
     assert.equal(proxy.dropOnce, null, 'captures met in a batch envelope (and one was cut off)');
+    proxy.delay = null;
     const signed = answers.map(
       (a) => (a as unknown as { fedai: { request_id: string; cost_msat: number } }).fedai,
     );
@@ -508,5 +514,6 @@ test('concurrent captures share batch envelopes; a batch lost on the way is sent
     assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
   } finally {
     proxy.dropOnce = null;
+    proxy.delay = null;
   }
 });

@@ -314,3 +314,44 @@ test('a well-funded payer draws from a spending lease: charged exactly, failures
   assert.ok(own.rows[0]!.n <= 3, `${own.rows[0]!.n} reservations of their own`);
   assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
 });
+
+test("a MAC node's record is checked by its MAC at the router and by its signature at settlement: a bad signature is served, never charged, and its reservation goes back", async () => {
+  const macNode = new SigningNodeDouble();
+  macNode.price = node.price;
+  macNode.registersMac = true;
+  await macNode.start();
+  try {
+    assert.equal((await macNode.register(router.url, router.pubkey, 'mac-model')).status, 200);
+    const { key, client } = await newClient();
+    const invoice = await tabs(key.key, 'topup', { amount_msat: 10 * PER_REQUEST_MSAT });
+    await tabs(key.key, 'faucet', { bolt11: invoice.body.bolt11 });
+    const askMac = () =>
+      client.chat.completions.create({
+        model: 'mac-model',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 4,
+      });
+    await askMac();
+    macNode.mode = 'garbled-signature';
+    const unpaid = await askMac();
+    assert.equal(unpaid.choices[0]!.message.content, 'Hello from the double');
+    assert.deepEqual(macNode.auths, ['mac', 'mac']);
+
+    const tab = await settledTab(key.key);
+    assert.equal(tab.body.reserved_msat, 0, 'the refused capture gave its reservation back');
+    assert.equal(tab.body.balance_msat, 9 * PER_REQUEST_MSAT, 'only the soundly signed answer was charged');
+    const earned = await settlement.books['db'].query<{ n: number }>(
+      'SELECT COUNT(*)::int AS n FROM charges WHERE node = $1',
+      [macNode.pubkey],
+    );
+    assert.equal(earned.rows[0]!.n, 1);
+    // The refusal reaches the node's breaker as a failure.
+    const health = () => router.registry.get(macNode.pubkey)!.health.snapshot();
+    for (let i = 0; i < 100 && health().consecutiveFailures === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(health().consecutiveFailures, 1);
+    assert.deepEqual((await verifyLedger(settlement.ledger.db)).problems, []);
+  } finally {
+    await macNode.stop();
+  }
+});
