@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
+import { serviceNodeArgs } from '@fed-ai/kit';
 import { verifyLedger } from '@fed-ai/ledger';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { type RunningSettlement, settlementConfigSchema, startSettlement } from '../../settlement/src/index';
@@ -55,11 +56,15 @@ function spawnRouter(): ChildProcess {
     PROBE_INTERVAL_S: '0',
     DATA_DIR: join(dir, 'router'),
   };
-  return spawn(process.execPath, ['--import', 'tsx', resolve(root, 'services/router/src/main.ts')], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', openSync(join(dir, 'router.err.log'), 'a')],
-  });
+  return spawn(
+    process.execPath,
+    serviceNodeArgs(resolve(root, 'services/router/src/main.ts'), ['--import', 'tsx']),
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'ignore', openSync(join(dir, 'router.err.log'), 'a')],
+    },
+  );
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {

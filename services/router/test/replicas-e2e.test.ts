@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Db, openDb, startPostgres } from '@fed-ai/kit';
+import { type Db, openDb, serviceNodeArgs, startPostgres } from '@fed-ai/kit';
 import { verifyLedger } from '@fed-ai/ledger';
 import {
   createEnvelope,
@@ -74,11 +74,15 @@ function spawnRouter(i: number): ChildProcess {
     DATA_DIR: join(dir, `router${i}`),
     DATABASE_URL: routerDbUrl,
   };
-  return spawn(process.execPath, ['--import', 'tsx', resolve(root, 'services/router/src/main.ts')], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', openSync(join(dir, `router${i}.err.log`), 'a')],
-  });
+  return spawn(
+    process.execPath,
+    serviceNodeArgs(resolve(root, 'services/router/src/main.ts'), ['--import', 'tsx']),
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'ignore', openSync(join(dir, `router${i}.err.log`), 'a')],
+    },
+  );
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Db, migrate, openDb, startPostgres } from '@fed-ai/kit';
+import { type Db, migrate, openDb, serviceNodeArgs, startPostgres } from '@fed-ai/kit';
 import { availableMsat, Ledger, verifyLedger } from '@fed-ai/ledger';
 import { type LightningBackend, sha256Hex } from '@fed-ai/lightning';
 import {
@@ -273,7 +273,7 @@ async function crashScenario(name: BackendName): Promise<void> {
   const start = async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', resolve(root, 'services/settlement/src/main.ts')],
+      serviceNodeArgs(resolve(root, 'services/settlement/src/main.ts'), ['--import', 'tsx']),
       {
         cwd: root,
         env,

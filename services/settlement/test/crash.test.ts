@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { openDb, startPostgres } from '@fed-ai/kit';
+import { openDb, serviceNodeArgs, startPostgres } from '@fed-ai/kit';
 import { verifyLedger } from '@fed-ai/ledger';
 import { createNip98Header, generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
 import { SigningNodeDouble } from '../../router/test/signing-node-double';
@@ -64,11 +64,15 @@ function spawnService(name: 'router' | 'settlement'): ChildProcess {
           DATA_DIR: join(dir, 'settlement'),
           DATABASE_URL: pg.url,
         };
-  return spawn(process.execPath, ['--import', 'tsx', resolve(root, `services/${name}/src/main.ts`)], {
-    cwd: root,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', openSync(join(dir, `${name}.err.log`), 'a')],
-  });
+  return spawn(
+    process.execPath,
+    serviceNodeArgs(resolve(root, `services/${name}/src/main.ts`), ['--import', 'tsx']),
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'ignore', openSync(join(dir, `${name}.err.log`), 'a')],
+    },
+  );
 }
 
 async function waitReady(url: string, timeoutMs = 30_000): Promise<void> {

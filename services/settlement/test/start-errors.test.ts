@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { parseConfig } from '@fed-ai/kit';
+import { parseConfig, serviceNodeArgs } from '@fed-ai/kit';
 import { generateSecretKey, publicKeyOf, toNpub } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '../src/config';
 
@@ -26,7 +26,7 @@ after(async () => {
 });
 
 function spawnSettlement(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', TSX, MAIN], {
+  const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '', SETTLEMENT_PORT: '0', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -9,7 +9,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
-import { type Db, openDb, readReadyFile, relaySocketClass, startPostgres } from '@fed-ai/kit';
+import {
+  type Db,
+  openDb,
+  readReadyFile,
+  relaySocketClass,
+  serviceNodeArgs,
+  startPostgres,
+} from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
 import { SettlementAccountBackend } from '@fed-ai/lightning';
 import { generateSecretKey, publicKeyOf, secretKeyHex } from '@fed-ai/protocol';
@@ -40,7 +47,7 @@ async function spawnFleet(name: string): Promise<void> {
   const readyFile = join(dir, `${name}-${Date.now()}.ready.json`);
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', resolve(root, 'services/wallet-fleet/src/main.ts')],
+    serviceNodeArgs(resolve(root, 'services/wallet-fleet/src/main.ts'), ['--import', 'tsx']),
     {
       cwd: root,
       env: {
