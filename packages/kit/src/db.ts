@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { FedAiError } from '@fed-ai/protocol';
 import pg from 'pg';
-import { isNewDataDir, readTemplate, saveTemplate } from './pglite-template';
+import { extractTemplate, isNewDataDir, readTemplate, saveTemplate } from './pglite-template';
 
 export interface QueryResult<Row> {
   rows: Row[];
@@ -77,6 +77,14 @@ async function createPglite(dataDir: string | undefined): Promise<PGlite> {
   if (onDisk) mkdirSync(dataDir, { recursive: true });
   const options = { parsers: { [INT8_OID]: parseInt8 }, ...(await pgliteArtifacts()) };
   const fresh = isNewDataDir(dataDir);
+  // On disk, the template's files are written by Node and PGlite opens them as an existing cluster.
+  if (fresh && onDisk && extractTemplate(dataDir)) {
+    try {
+      return await PGlite.create(dataDir, options);
+    } catch {
+      for (const name of readdirSync(dataDir)) rmSync(join(dataDir, name), { recursive: true, force: true });
+    }
+  }
   const template = fresh ? readTemplate() : undefined;
   if (template) {
     try {

@@ -2,11 +2,12 @@
 // ones (in memory and on disk, which keep their own data), ignored in an unsafe folder, and a
 // broken template falls back to a fresh cluster.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openDb } from '../src/db';
+import { extractTemplate } from '../src/pglite-template';
 
 const root = mkdtempSync(join(tmpdir(), 'fedai-pglite-template-'));
 const previous = process.env.FEDAI_PGLITE_TEMPLATE_DIR;
@@ -66,4 +67,41 @@ test('a folder others can write is not used; a broken template falls back to a f
   writeFileSync(join(broken, name!), 'not a tarball');
   await roundTrip(join(root, 'disk-c'));
   assert.notEqual(readdirSync(join(root, 'disk-c')).length, 0, 'a fresh cluster on disk');
+});
+
+/** A one-entry ustar archive (what PGlite's dumpDataDir writes), name and type as given. */
+function tarOf(name: string, type: string, data = ''): Buffer {
+  const header = Buffer.alloc(512);
+  header.write(name, 0, 'utf8');
+  header.write('0000600\0', 100);
+  header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
+  header.write(type, 156);
+  header.write('ustar\0', 257);
+  const body = Buffer.alloc(Math.ceil(data.length / 512) * 512);
+  body.write(data);
+  return Buffer.concat([header, body, Buffer.alloc(1024)]);
+}
+
+test('on disk the template is written by Node; a name leaving the folder or a link writes nothing', () => {
+  const [name] = readdirSync(join(root, 'safe'));
+  const dir = templateDir('crafted');
+  const cases: [string, Buffer][] = [
+    ['a name with ..', tarOf('/../escaped', '0', 'x')],
+    ['a symbolic link', tarOf('/PG_VERSION', '2')],
+    ['no PG_VERSION', tarOf('/base', '5')],
+    ['a truncated archive', tarOf('/PG_VERSION', '0', '17').subarray(0, 600)],
+  ];
+  for (const [what, tarball] of cases) {
+    writeFileSync(join(dir, name!), tarball);
+    const dataDir = join(root, `crafted-${cases.findIndex(([w]) => w === what)}`);
+    mkdirSync(dataDir);
+    assert.equal(extractTemplate(dataDir), false, what);
+    assert.deepEqual(readdirSync(dataDir), [], `${what}: nothing written`);
+  }
+  assert.deepEqual(readdirSync(root).includes('escaped'), false);
+  writeFileSync(join(dir, name!), tarOf('/PG_VERSION', '0', '17\n'));
+  const plain = join(root, 'crafted-plain');
+  mkdirSync(plain);
+  assert.equal(extractTemplate(plain), true);
+  assert.equal(readFileSync(join(plain, 'PG_VERSION'), 'utf8'), '17\n');
 });
