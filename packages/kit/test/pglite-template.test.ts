@@ -77,6 +77,10 @@ function tarOf(name: string, type: string, data = ''): Buffer {
   header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
   header.write(type, 156);
   header.write('ustar\0', 257);
+  // The header checksum: the byte sum with its own field read as spaces.
+  header.fill(' ', 148, 156);
+  const sum = header.reduce((total, byte) => total + byte, 0);
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
   const body = Buffer.alloc(Math.ceil(data.length / 512) * 512);
   body.write(data);
   return Buffer.concat([header, body, Buffer.alloc(1024)]);
