@@ -236,7 +236,11 @@ test('one paid chat request is one trace: router, node and settlement spans that
     const inTrace = received.filter((s) => s.traceId === TRACE_ID);
     // OTLP JSON span kinds: 2 server, 3 client. The router's server span ends last (after the answer).
     const server = (service: string) => inTrace.some((s) => s.service === service && s.kind === 2);
-    return server('router') && server('node') && server('settlement') ? inTrace : undefined;
+    // Three processes export on their own timers, and the capture goes out after the answer: a
+    // settlement span can arrive before the router span it hangs under. Wait for the whole tree.
+    const ids = new Set([CLIENT_SPAN_ID, ...inTrace.map((s) => s.spanId)]);
+    const whole = inTrace.every((s) => ids.has(s.parentSpanId));
+    return server('router') && server('node') && server('settlement') && whole ? inTrace : undefined;
   });
 
   // The router's server span continues our traceparent and is named by the route pattern.

@@ -169,7 +169,10 @@ test('a model only r3 serves, asked of r1: auctioned, offloaded, paid, both rece
   await waitUntil(async () => (await r1('/v1/tabs/me')).body.reserved_msat === 0);
   const afterTab = (await r1('/v1/tabs/me')).body;
   assert.equal((beforeTab.balance_msat as number) - (afterTab.balance_msat as number), fedai.cost_msat);
-  // r3 charged r1's tab there exactly the node-signed cost.
+  // r3 charged r1's tab there exactly the node-signed cost. Its capture lingers in its batch
+  // window and may land after r1's, so wait for it.
+  const peerCharges = async () => ((await m3!.settlement.books.tab(m1!.pubkey)).charges as unknown[]).length;
+  await waitUntil(async () => (await peerCharges()) > 0);
   const atPeer = await m3!.settlement.books.tab(m1!.pubkey);
   assert.equal(
     (atPeer.charges as { amount_msat: string | number }[]).map((c) => Number(c.amount_msat))[0],
