@@ -502,8 +502,11 @@ test('concurrent captures share batch envelopes; a batch lost on the way is sent
     const signed = answers.map(
       (a) => (a as unknown as { fedai: { request_id: string; cost_msat: number } }).fedai,
     );
-    const tab = await settledTab(key);
+    // The batch cut off waits in the router's outbox after its lease closed (the hold is gone,
+    // its charges not there yet): wait for them, then check none came twice.
+    const tab = await settledTabWithCharges(key, 16);
     assert.equal(tab.charges.length, 16, 'every answer charged, none twice');
+    assert.equal(new Set(tab.charges.map((c) => c.request_id)).size, 16, 'no answer charged twice');
     for (const charge of tab.charges) {
       const mine = signed.find((s) => s.request_id === charge.request_id);
       assert.ok(mine, `charge ${charge.request_id} is for an answer the client got`);
