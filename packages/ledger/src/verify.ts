@@ -23,9 +23,11 @@ export async function verifyLedger(
   nowS = Math.floor(Date.now() / 1000),
 ): Promise<LedgerReport> {
   const problems: LedgerProblem[] = [];
-  // Posted amounts: single transfers and posts. Pending amounts: unresolved pending transfers.
+  // One statement, so one snapshot: on a live service a transfer committed between two reads
+  // would look like unbalanced books. Posted amounts: single transfers and posts. Pending
+  // amounts: unresolved pending transfers. The totals row comes back even with no accounts.
   const recomputed = await db.query<{
-    id: string;
+    id: string | null;
     flags: number;
     debits_pending: number;
     debits_posted: number;
@@ -35,17 +37,25 @@ export async function verifyLedger(
     r_credits_posted: number;
     r_debits_pending: number;
     r_credits_pending: number;
-  }>(`SELECT a.*,
+    posted_total: number;
+    transfer_count: number;
+  }>(`WITH totals AS (
+      SELECT COALESCE(SUM(amount_msat) FILTER (WHERE kind IN ('single','post')), 0)::bigint AS posted_total,
+        COUNT(*)::bigint AS transfer_count FROM ledger_transfers)
+    SELECT a.*, totals.posted_total, totals.transfer_count,
       COALESCE((SELECT SUM(amount_msat) FROM ledger_transfers t WHERE t.debit_account_id = a.id AND t.kind IN ('single','post')), 0)::bigint AS r_debits_posted,
       COALESCE((SELECT SUM(amount_msat) FROM ledger_transfers t WHERE t.credit_account_id = a.id AND t.kind IN ('single','post')), 0)::bigint AS r_credits_posted,
       COALESCE((SELECT SUM(amount_msat) FROM ledger_transfers t WHERE t.debit_account_id = a.id AND t.kind = 'pending' AND t.resolution IS NULL), 0)::bigint AS r_debits_pending,
       COALESCE((SELECT SUM(amount_msat) FROM ledger_transfers t WHERE t.credit_account_id = a.id AND t.kind = 'pending' AND t.resolution IS NULL), 0)::bigint AS r_credits_pending
-    FROM ledger_accounts a ORDER BY a.id`);
+    FROM totals LEFT JOIN ledger_accounts a ON true ORDER BY a.id`);
+  const accounts = recomputed.rows.filter((a) => a.id !== null);
+  const postedTotal = recomputed.rows[0]?.posted_total ?? 0;
+  const transferCount = recomputed.rows[0]?.transfer_count ?? 0;
   let debitsPosted = 0;
   let creditsPosted = 0;
   let debitsPending = 0;
   let creditsPending = 0;
-  for (const a of recomputed.rows) {
+  for (const a of accounts) {
     debitsPosted += a.debits_posted;
     creditsPosted += a.credits_posted;
     debitsPending += a.debits_pending;
@@ -75,10 +85,6 @@ export async function verifyLedger(
       problems.push({ code: 'FLAG_VIOLATED', detail: `${a.id}: credits exceed debits` });
     }
   }
-  const posted = await db.query<{ total: number; count: number }>(
-    `SELECT COALESCE(SUM(amount_msat) FILTER (WHERE kind IN ('single','post')), 0)::bigint AS total, COUNT(*)::bigint AS count FROM ledger_transfers`,
-  );
-  const postedTotal = posted.rows[0]?.total ?? 0;
   if (debitsPosted !== creditsPosted || debitsPosted !== postedTotal) {
     problems.push({
       code: 'UNBALANCED',
@@ -103,8 +109,8 @@ export async function verifyLedger(
   }
   return {
     ok: problems.length === 0,
-    accounts: recomputed.rows.length,
-    transfers: posted.rows[0]?.count ?? 0,
+    accounts: accounts.length,
+    transfers: transferCount,
     postedTotalMsat: postedTotal,
     pendingTotalMsat: debitsPending,
     problems,

@@ -233,6 +233,44 @@ for (const [name, open] of backends) {
       assert.deepEqual((await verifyLedger(db, clock)).problems, []);
     });
 
+    test('verify on live books: a transfer committed while it reads is not reported as unbalanced', async () => {
+      await ledger.createAccounts([{ id: 'lv:asset' }, { id: 'lv:tab' }]);
+      const before = await verifyLedger(db, clock);
+      // A service keeps writing while an operator runs `fedai ledger verify`: a transfer commits
+      // after verify's first statement answers, before any later one.
+      let committed = false;
+      const live = {
+        query: async <Row>(sql: string, params?: unknown[]) => {
+          const result = await db.query<Row>(sql, params);
+          if (!committed) {
+            committed = true;
+            const transfer = {
+              id: 'lv-fund',
+              kind: 'single',
+              debitAccountId: 'lv:asset',
+              creditAccountId: 'lv:tab',
+              amountMsat: 777,
+            } as const;
+            assert.deepEqual(
+              (await ledger.createTransfers([transfer])).map((r) => r.code),
+              ['OK'],
+            );
+          }
+          return result;
+        },
+      };
+      const report = await verifyLedger(live, clock);
+      assert.equal(committed, true);
+      assert.deepEqual(report.problems, []);
+      assert.equal(
+        report.postedTotalMsat,
+        before.postedTotalMsat,
+        'one snapshot: the new transfer is not in it',
+      );
+      assert.equal(report.transfers, before.transfers);
+      assert.equal((await verifyLedger(db, clock)).postedTotalMsat, before.postedTotalMsat + 777);
+    });
+
     test('a throw inside the transaction leaves nothing behind', async () => {
       await ledger.createAccounts([{ id: 'b:x' }, { id: 'b:y' }]);
       await assert.rejects(
