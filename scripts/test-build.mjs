@@ -28,6 +28,9 @@ import { resolveWithoutPlugin } from './esbuild-resolve.mjs';
  */
 const FROM_SOURCES = new Set(['packages/kit/test/tracing.test.ts']);
 
+/** Child processes a service forks through kit's `serviceNodeArgs`, bundled like the entry points. */
+const SERVICE_WORKERS = ['services/node/src/runners/embedded-worker.ts'];
+
 const META_URL = '__fedaiImportMetaUrl';
 const LOADERS = {
   '.ts': 'ts',
@@ -86,6 +89,7 @@ function alive(pid) {
 export async function buildTests(root, files, buildsDir) {
   const serviceEntries = (await readdir(join(root, 'services')))
     .map((name) => `services/${name}/src/main.ts`)
+    .concat(SERVICE_WORKERS)
     .filter((entry) => existsSync(join(root, entry)));
   for (const name of await readdir(buildsDir).catch(() => [])) {
     const pid = Number(/^run-(\d+)$/.exec(name)?.[1]);

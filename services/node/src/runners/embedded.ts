@@ -4,6 +4,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
+import { serviceNodeArgs } from '@fed-ai/kit';
 import type { ChildConfig, FromChild, ToChild } from './embedded-protocol';
 import {
   type ChatMessage,
@@ -112,8 +113,11 @@ export class EmbeddedGgufRunner implements Runner {
       parallel: this.parallel,
     };
     const require = createRequire(import.meta.url);
-    const child = fork(new URL('./embedded-worker.ts', import.meta.url).pathname, [], {
-      execArgv: ['--import', new URL(`file://${require.resolve('tsx/esm')}`).href],
+    const tsx = new URL(`file://${require.resolve('tsx/esm')}`).href;
+    const worker = new URL('./embedded-worker.ts', import.meta.url).pathname;
+    const nodeArgs = serviceNodeArgs(worker, ['--import', tsx]); // the test runner's bundle when it has one
+    const child = fork(nodeArgs.at(-1) ?? worker, [], {
+      execArgv: nodeArgs.slice(0, -1),
       env: { ...process.env, FEDAI_EMBEDDED_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       serialization: 'advanced',
