@@ -100,6 +100,8 @@ export class SpendingLeases {
   private readonly open = new Map<string, Lease>();
   /** Payers with an open_lease on its way (one at a time each). */
   private readonly opening = new Set<string>();
+  /** Openings and closes on their way: close() returns only once they have ended. */
+  private readonly inFlight = new Set<Promise<void>>();
   /** Bounds per lease wanted by a payer whose leases ran short while in use. */
   private readonly targets = new Map<string, number>();
   /** Each payer's available balance, as settlement last answered it (bounded by maxPayers). */
@@ -211,6 +213,15 @@ export class SpendingLeases {
     for (const lease of all) lease.retired = true;
     this.current.clear();
     await Promise.all(all.map((lease) => this.closeLease(lease)));
+    // An opening answered after this point closes its own lease (this.closed); wait for those too.
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  /** Keeps `work` (which never rejects) in `inFlight` until it ends. */
+  private track(work: Promise<void>): Promise<void> {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+    return work;
   }
 
   private whenConfirmed(lease: Lease): Promise<Lease> {
@@ -264,7 +275,7 @@ export class SpendingLeases {
     if (size === 0) return;
     if (!this.current.has(payer) && this.current.size >= this.maxPayers) return;
     this.opening.add(payer);
-    void this.openLease(payer, size).finally(() => this.opening.delete(payer));
+    this.track(this.openLease(payer, size).finally(() => this.opening.delete(payer)));
   }
 
   /** Opens a lease and makes it the payer's current one (the one before it retires); never rejects. */
@@ -336,7 +347,7 @@ export class SpendingLeases {
   private closeLease(lease: Lease): Promise<void> {
     if (!lease.closing) {
       this.open.delete(lease.leaseId);
-      lease.closing = this.closeQuietly(lease.leaseId);
+      lease.closing = this.track(this.closeQuietly(lease.leaseId));
     }
     return lease.closing;
   }

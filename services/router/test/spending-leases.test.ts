@@ -45,7 +45,14 @@ function settlementDouble(balanceMsat: number) {
   };
 }
 
-const turn = () => new Promise((done) => setTimeout(done, 5));
+/**
+ * Lets the double's round trips (one setImmediate each, a few in a chain) run. Counted in event-loop
+ * turns, not milliseconds: a 5 ms timer could fire before a queued setImmediate on a loaded machine
+ * (a fresh-clone run failed so in session 15).
+ */
+const turn = async () => {
+  for (let i = 0; i < 20; i++) await new Promise((done) => setImmediate(done));
+};
 
 test('bucketOf, mayLease and lease ids', () => {
   for (let amount = 1; amount < 5_000; amount += 7) {
@@ -155,8 +162,7 @@ test('property: whatever the order of draws, costs, failures and confirmations, 
         assert.equal(s.state.overdrawn, 0, 'no capture ever found its lease short or closed');
         for (const d of capturing) leases.confirmed(d);
         for (const d of running) leases.settle(d, 0, false);
-        await leases.close();
-        await turn();
+        await leases.close(); // returns once every opening and close on its way has ended
         assert.ok(
           [...s.leases.values()].every((l) => l.closed),
           'every lease closed',
@@ -167,6 +173,26 @@ test('property: whatever the order of draws, costs, failures and confirmations, 
     ),
     { numRuns: 150 },
   );
+});
+
+test('close waits for an opening on its way and closes its lease: nothing is opened or left open after it returns', async () => {
+  const s = settlementDouble(10_000_000);
+  const leases = new SpendingLeases({ ...s, leaseRequests: 8, balanceMultiple: 10, maxDrawAgeMs: 60_000 });
+  leases.noteBalance('p', 100, s.state.balanceMsat); // the opening is on its way (a round trip)
+  await leases.close();
+  const after = { opens: s.state.opens, leases: s.leases.size, balanceMsat: s.state.balanceMsat };
+  assert.equal(after.opens, 1, 'the opening had reached settlement');
+  assert.ok(
+    [...s.leases.values()].every((l) => l.closed),
+    'and its lease is closed',
+  );
+  for (let i = 0; i < 3; i++) await turn();
+  assert.deepEqual(
+    { opens: s.state.opens, leases: s.leases.size, balanceMsat: s.state.balanceMsat },
+    after,
+    'nothing happens after close returned',
+  );
+  assert.equal(s.state.balanceMsat, 10_000_000, 'every msat came back');
 });
 
 test('an idle lease closes; one with a request running closes when it ends and its capture is confirmed; close closes the rest', async () => {
