@@ -405,9 +405,13 @@ test('SIGKILL of one router replica mid-run: no money lost, the other replica ke
   await fund(key.key, FUND_MSAT);
   for (const n of nodes) n.tokenDelayMs = 200; // each answer takes ≥ 0.8 s: the kill lands mid-stream
   const answered = new Set<string>();
+  /** Reason codes of answers other than 200, for the failure message (one 503 seen in session 15). */
+  const refusals: string[] = [];
   const run = async () => {
     try {
       const r = await chat(proxy.url, key.key, AbortSignal.timeout(15_000));
+      if (r.status !== 200)
+        refusals.push(`${r.status} ${JSON.stringify(r.body.error ?? r.body).slice(0, 200)}`);
       const receipt = (r.body.fedai as { receipt?: { content: string } } | undefined)?.receipt;
       if (r.status === 200 && receipt)
         answered.add((JSON.parse(receipt.content) as { request_id: string }).request_id);
@@ -436,8 +440,13 @@ test('SIGKILL of one router replica mid-run: no money lost, the other replica ke
   );
   for (const n of nodes) n.tokenDelayMs = 5;
   // The proxy skips the dead replica (connection refused): every later request is served.
+  refusals.length = 0;
   const later = await Promise.all(Array.from({ length: 8 }, run));
-  assert.deepEqual(later, Array(8).fill(200), 'the surviving replica serves every request');
+  assert.deepEqual(
+    later,
+    Array(8).fill(200),
+    `the surviving replica serves every request: ${refusals.join('; ')}`,
+  );
 
   await withSettlementDb(async (db) => {
     // Reservations and leases the dead replica held expire (RESERVATION_TIMEOUT_S 10) and are swept.
