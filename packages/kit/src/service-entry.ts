@@ -1,8 +1,9 @@
 // How a test or `fedai up` starts a service's entry point (`services/<name>/src/main.ts`, or a
-// worker a service forks, such as the node's embedded model process) as a child process. Normally through tsx (`loaderArgs`, e.g. `['--import', tsxUrl]`); when the test runner
-// has bundled the entry points (scripts/test.mjs sets FEDAI_TEST_SERVICE_BUNDLES to its build
-// folder), from the bundle: the same code (scripts/test-build.mjs), without tsx resolving and
-// compiling the service's module graph in every child (~1 s of CPU each).
+// worker a service forks, such as the node's embedded model process) as a child process. Normally
+// through tsx (`loaderArgs`, e.g. `['--import', tsxUrl]`); when the test runner has bundled the
+// entry points (scripts/test.mjs sets FEDAI_TEST_SERVICE_BUNDLES to its build folder), from the
+// bundle: the same code (scripts/test-build.mjs), without tsx resolving and compiling the
+// service's module graph in every child (~1 s of CPU each).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 

@@ -212,8 +212,8 @@ export class SpendingLeases {
     const all = [...this.open.values()];
     for (const lease of all) lease.retired = true;
     this.current.clear();
-    await Promise.all(all.map((lease) => this.closeLease(lease)));
-    // An opening answered after this point closes its own lease (this.closed); wait for those too.
+    for (const lease of all) void this.closeLease(lease);
+    // Every close is in flight now; an opening answered later closes its own lease (this.closed).
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
