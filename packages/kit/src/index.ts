@@ -9,6 +9,7 @@ export * from './http';
 export * from './job-heartbeat';
 export * from './keyfile';
 export * from './metrics';
+export * from './native-crypto';
 export * from './pg-server';
 export * from './ready-file';
 export * from './relay-socket';

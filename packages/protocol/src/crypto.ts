@@ -1,12 +1,28 @@
-// Schnorr (BIP-340) signing and verification of NIP-01 event ids, with two interchangeable
-// backends: nostr-wasm (libsecp256k1 in WASM, ~5x faster) where it loads, and @noble/curves
-// (audited pure JS) as the fallback. Both are held to the same tests.
+// Schnorr (BIP-340) signing and verification of NIP-01 event ids, with interchangeable backends:
+// a native libsecp256k1 binding that a Node service installs (kit's native-crypto.ts; this package
+// stays browser-safe and never imports it), nostr-wasm (libsecp256k1 in WASM, ~5x faster than
+// JS) where it loads, and @noble/curves (audited pure JS) as the fallback. All are held to the
+// same tests.
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import type { Nostr } from 'nostr-wasm';
 
-export type CryptoBackendName = 'wasm' | 'pure';
+export type CryptoBackendName = 'native' | 'wasm' | 'pure';
+
+/**
+ * A native BIP-340 implementation over lowercase hex, installed by a Node service
+ * (installNativeCrypto). Each function must refuse (false or throw) anything malformed.
+ */
+export interface NativeCrypto {
+  /** The signature of a 32-byte message, with this call's own auxiliary randomness (BIP-340). */
+  signHex(messageHex: string, secretKey: Uint8Array, auxRand: Uint8Array): string;
+  verifyHex(signatureHex: string, messageHex: string, publicKeyHex: string): boolean;
+  /** The x-only public key. */
+  publicKeyHex(secretKey: Uint8Array): string;
+  /** sha256 of the text's UTF-8 bytes. */
+  sha256Hex(text: string): string;
+}
 
 /** A complete, signed NIP-01 event. */
 export interface SignedEvent {
@@ -28,9 +44,12 @@ interface Backend {
   /** True when sig is a valid BIP-340 signature of id by pubkey. Assumes id was already recomputed. */
   verifySignature(event: SignedEvent): boolean;
   publicKey(secretKey: Uint8Array): string;
+  /** sha256 of the text's UTF-8 bytes, hex. */
+  hashText(text: string): string;
 }
 
 const textEncoder = new TextEncoder();
+const hashTextJs = (text: string): string => bytesToHex(sha256(textEncoder.encode(text)));
 
 /** NIP-01: sha256 over the UTF-8 JSON of [0, pubkey, created_at, kind, tags, content]. */
 export function eventHash(event: Omit<SignedEvent, 'id' | 'sig'>): string {
@@ -42,7 +61,7 @@ export function eventHash(event: Omit<SignedEvent, 'id' | 'sig'>): string {
     event.tags,
     event.content,
   ]);
-  return bytesToHex(sha256(textEncoder.encode(serialized)));
+  return active.hashText(serialized);
 }
 
 const pureBackend: Backend = {
@@ -64,6 +83,7 @@ const pureBackend: Backend = {
   publicKey(secretKey) {
     return bytesToHex(schnorr.getPublicKey(secretKey));
   },
+  hashText: hashTextJs,
 };
 
 function wasmBackend(wasm: Nostr): Backend {
@@ -86,23 +106,56 @@ function wasmBackend(wasm: Nostr): Backend {
     publicKey(secretKey) {
       return bytesToHex(wasm.getPublicKey(secretKey));
     },
+    hashText: hashTextJs,
+  };
+}
+
+function nativeBackend(native: NativeCrypto): Backend {
+  return {
+    name: 'native',
+    finalize(event, secretKey) {
+      const withKey = { ...event, pubkey: native.publicKeyHex(secretKey) };
+      const id = eventHash(withKey);
+      return { ...withKey, id, sig: native.signHex(id, secretKey, randomBytes(32)) };
+    },
+    verifySignature(event) {
+      try {
+        return native.verifyHex(event.sig, event.id, event.pubkey);
+      } catch {
+        return false;
+      }
+    },
+    publicKey: (secretKey) => native.publicKeyHex(secretKey),
+    hashText: (text) => native.sha256Hex(text),
   };
 }
 
 let active: Backend = pureBackend;
 let wasmLoaded: Backend | null = null;
 let wasmAttempted = false;
+let nativeInstalled: Backend | null = null;
+
+/** Makes a native implementation the active backend (Node services: kit's initServiceCrypto). */
+export function installNativeCrypto(native: NativeCrypto): void {
+  nativeInstalled = nativeBackend(native);
+  active = nativeInstalled;
+}
 
 /**
- * Loads the WASM backend and makes it active. Safe to call many times; on failure the pure
- * backend stays active and the error is returned (never thrown) so services can log it.
+ * Makes the fastest backend at hand active: the native one where it was installed, else the WASM
+ * one (loading it). Safe to call many times; when WASM fails to load the pure backend stays active
+ * and the error is returned (never thrown) so services can log it.
  */
 export async function initCrypto(
-  prefer: CryptoBackendName = 'wasm',
+  prefer: CryptoBackendName = 'native',
 ): Promise<{ backend: CryptoBackendName; error?: string }> {
   if (prefer === 'pure') {
     active = pureBackend;
     return { backend: 'pure' };
+  }
+  if (prefer === 'native' && nativeInstalled) {
+    active = nativeInstalled;
+    return { backend: 'native' };
   }
   if (!wasmAttempted) {
     wasmAttempted = true;
@@ -122,11 +175,17 @@ export function cryptoBackend(): CryptoBackendName {
   return active.name;
 }
 
-/** Switches backend for tests and benchmarks; 'wasm' requires initCrypto() to have loaded it. */
+/**
+ * Switches backend for tests and benchmarks; 'wasm' requires initCrypto() to have loaded it,
+ * 'native' installNativeCrypto() to have installed it.
+ */
 export function useCryptoBackend(name: CryptoBackendName): void {
   if (name === 'wasm') {
     if (!wasmLoaded) throw new Error('wasm backend not loaded: await initCrypto() first');
     active = wasmLoaded;
+  } else if (name === 'native') {
+    if (!nativeInstalled) throw new Error('native backend not installed: installNativeCrypto() first');
+    active = nativeInstalled;
   } else {
     active = pureBackend;
   }
@@ -162,7 +221,7 @@ export const bip340 = {
 };
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return bytesToHex(sha256(typeof data === 'string' ? textEncoder.encode(data) : data));
+  return typeof data === 'string' ? active.hashText(data) : bytesToHex(sha256(data));
 }
 
 export { bytesToHex, hexToBytes };

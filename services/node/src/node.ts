@@ -4,6 +4,7 @@ import {
   addReplayStoreMetrics,
   createLogger,
   createMetricsRegistry,
+  initServiceCrypto,
   JobHeartbeats,
   loadServiceKey,
   migrate,
@@ -12,7 +13,7 @@ import {
   REPLAY_MIGRATIONS,
   StartError,
 } from '@fed-ai/kit';
-import { initCrypto, type ModelOffer, publicKeyOf } from '@fed-ai/protocol';
+import { type ModelOffer, publicKeyOf } from '@fed-ai/protocol';
 import { Admission } from './admission';
 import type { NodeConfig } from './config';
 import { DEMO_MODEL_ID, ensureDemoModel } from './demo-model';
@@ -39,7 +40,7 @@ export interface StartNodeOptions {
 
 export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {
   const logger = createLogger('node');
-  await initCrypto();
+  await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(config.NODE_KEY, config.NODE_KEY_FILE, `${dataDir}/node.key`);
   const pubkey = publicKeyOf(secretKey);

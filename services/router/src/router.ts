@@ -10,6 +10,7 @@ import {
   createSafeAgent,
   createServer,
   fetchWhenUp,
+  initServiceCrypto,
   JobHeartbeats,
   type Lookup,
   loadServiceKey,
@@ -18,7 +19,7 @@ import {
   pathOf,
   toFedAiError,
 } from '@fed-ai/kit';
-import { ChannelKeys, initCrypto, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
+import { ChannelKeys, publicKeyOf, REASONS, type ReasonCode } from '@fed-ai/protocol';
 import type { FastifyReply } from 'fastify';
 import { Gauge } from 'prom-client';
 import { z } from 'zod';
@@ -68,7 +69,7 @@ export async function startRouter(
   options: StartRouterOptions = {},
 ): Promise<RunningRouter> {
   const logger = createLogger('router');
-  await initCrypto();
+  await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(config.ROUTER_KEY, config.ROUTER_KEY_FILE, `${dataDir}/router.key`);
   const pubkey = publicKeyOf(secretKey);

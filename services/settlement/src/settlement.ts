@@ -8,6 +8,7 @@ import {
   createMetricsRegistry,
   createSafeAgent,
   type Db,
+  initServiceCrypto,
   JobHeartbeats,
   loadServiceKey,
   migrate,
@@ -30,7 +31,7 @@ import {
   NwcBackend,
   NwcCallError,
 } from '@fed-ai/lightning';
-import { bytesToHex, ChannelKeys, FedAiError, initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import { bytesToHex, ChannelKeys, FedAiError, publicKeyOf } from '@fed-ai/protocol';
 import { Histogram } from 'prom-client';
 import { BOOKS_MIGRATIONS, Books } from './books';
 import type { SettlementConfig } from './config';
@@ -340,7 +341,7 @@ export interface RunningSettlement {
 
 export async function startSettlement(config: SettlementConfig): Promise<RunningSettlement> {
   const logger = createLogger('settlement');
-  await initCrypto();
+  await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(
     config.SETTLEMENT_KEY,

@@ -6,6 +6,7 @@ import {
   createLogger,
   createMetricsRegistry,
   DbReplayStore,
+  initServiceCrypto,
   JobHeartbeats,
   loadServiceKey,
   migrate,
@@ -14,7 +15,7 @@ import {
 } from '@fed-ai/kit';
 import { Ledger, verifyLedger } from '@fed-ai/ledger';
 import { type LightningBackend, SettlementAccountBackend } from '@fed-ai/lightning';
-import { initCrypto, publicKeyOf } from '@fed-ai/protocol';
+import { publicKeyOf } from '@fed-ai/protocol';
 import { AuditLog } from './audit';
 import type { WalletFleetConfig } from './config';
 import { migrateWalletFleet } from './db';
@@ -45,7 +46,7 @@ export async function startWalletFleet(
   options: StartWalletFleetOptions = {},
 ): Promise<RunningWalletFleet> {
   const logger = createLogger('wallet-fleet');
-  await initCrypto();
+  await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(
     config.WALLET_FLEET_KEY,
