@@ -3,7 +3,7 @@
 // ~65 µs and verifies one in ~55 µs, against ~460 / ~300 µs for nostr-wasm (docs/benchmarks.md,
 // "Session 16"). It is an optional dependency built by node-gyp: where it did not build, the
 // services run on nostr-wasm as before, and say so in their start log.
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { type CryptoBackendName, initCrypto, installNativeCrypto, type NativeCrypto } from '@fed-ai/protocol';
 
@@ -17,6 +17,7 @@ interface BcryptoSchnorr {
 
 const HEX_32 = /^[0-9a-f]{64}$/;
 const HEX_64 = /^[0-9a-f]{128}$/;
+const HEX = /^[0-9a-f]*$/;
 /** bcrypto's `native` field: 2 when the whole module runs in the C binding. */
 const FULLY_NATIVE = 2;
 
@@ -50,6 +51,12 @@ export function bcryptoNativeCrypto(schnorr: BcryptoSchnorr): NativeCrypto {
       return publicKeyHex;
     },
     sha256Hex: (text) => createHash('sha256').update(text, 'utf8').digest('hex'),
+    hmacSha512Hex(key, messageHex) {
+      // As @noble/hashes' hexToBytes: malformed hex throws (Buffer.from would drop it silently).
+      if (messageHex.length % 2 !== 0 || !HEX.test(messageHex))
+        throw new Error('message must be lowercase hex');
+      return createHmac('sha512', key).update(Buffer.from(messageHex, 'hex')).digest('hex');
+    },
   };
 }
 

@@ -10,6 +10,7 @@ import {
   eventHash,
   finalizeEvent,
   hexToBytes,
+  hmacSha512Hex,
   initCrypto,
   type SignedEvent,
   sha256Hex,
@@ -123,4 +124,23 @@ test('a secret key changed in place does not keep its cached public key', () => 
   assert.equal(native.publicKeyHex(secret), rows[1]!.publicKey);
   secret.set(hexToBytes(rows[2]!.secretKey!));
   assert.equal(native.publicKeyHex(secret), rows[2]!.publicKey);
+});
+
+test('HMAC-SHA512 (channel MACs): RFC 4231 case 2 on both, equal to the JS one, malformed hex throws', () => {
+  const key = new TextEncoder().encode('Jefe');
+  const data = Buffer.from('what do ya want for nothing?').toString('hex');
+  const rfc4231 =
+    '164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737';
+  for (const backend of ['native', 'pure'] as const) {
+    useCryptoBackend(backend);
+    assert.equal(hmacSha512Hex(key, data), rfc4231, backend);
+    assert.equal(hmacSha512Hex(key, ''), hmacSha512Hex(key, ''));
+    assert.throws(() => hmacSha512Hex(key, 'abc'), `${backend}: odd length`);
+    assert.throws(() => hmacSha512Hex(key, 'zz'), `${backend}: not hex`);
+  }
+  const id = 'ab'.repeat(32);
+  useCryptoBackend('pure');
+  const js = hmacSha512Hex(key, id);
+  useCryptoBackend('native');
+  assert.equal(hmacSha512Hex(key, id), js);
 });

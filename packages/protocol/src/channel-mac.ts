@@ -9,10 +9,8 @@
 // What a MAC does not give is proof to a third party: anything that must stay evidence (metering
 // records, receipts, statements) is signed as before.
 import { hkdf } from '@noble/hashes/hkdf.js';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256, sha512 } from '@noble/hashes/sha2.js';
-import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
-import { eventHash, publicKeyHex, type SignedEvent, type UnsignedEvent } from './crypto';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { eventHash, hmacSha512Hex, publicKeyHex, type SignedEvent, type UnsignedEvent } from './crypto';
 import { conversationKey } from './nip44';
 
 export const MAC_AUTH_TAG = ['auth', 'mac-v1'] as const;
@@ -30,7 +28,7 @@ function channelKey(secretKey: Uint8Array, peerPubkey: string): Uint8Array {
   return hkdf(sha256, conversationKey(secretKey, peerPubkey), undefined, MAC_KEY_INFO, 32);
 }
 
-const macOf = (key: Uint8Array, id: string) => bytesToHex(hmac(sha512, key, hexToBytes(id)));
+const macOf = (key: Uint8Array, id: string) => hmacSha512Hex(key, id);
 
 /** Constant time over equal-length hex strings. */
 function sameHex(a: string, b: string): boolean {

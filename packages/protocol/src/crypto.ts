@@ -4,7 +4,8 @@
 // JS) where it loads, and @noble/curves (audited pure JS) as the fallback. All are held to the
 // same tests.
 import { schnorr } from '@noble/curves/secp256k1.js';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import type { Nostr } from 'nostr-wasm';
 
@@ -22,6 +23,8 @@ export interface NativeCrypto {
   publicKeyHex(secretKey: Uint8Array): string;
   /** sha256 of the text's UTF-8 bytes. */
   sha256Hex(text: string): string;
+  /** HMAC-SHA512 under `key` of the bytes the hex gives (channel MACs: channel-mac.ts). */
+  hmacSha512Hex(key: Uint8Array, messageHex: string): string;
 }
 
 /** A complete, signed NIP-01 event. */
@@ -46,10 +49,13 @@ interface Backend {
   publicKey(secretKey: Uint8Array): string;
   /** sha256 of the text's UTF-8 bytes, hex. */
   hashText(text: string): string;
+  hmacSha512Hex(key: Uint8Array, messageHex: string): string;
 }
 
 const textEncoder = new TextEncoder();
 const hashTextJs = (text: string): string => bytesToHex(sha256(textEncoder.encode(text)));
+const hmacSha512Js = (key: Uint8Array, messageHex: string): string =>
+  bytesToHex(hmac(sha512, key, hexToBytes(messageHex)));
 
 /** NIP-01: sha256 over the UTF-8 JSON of [0, pubkey, created_at, kind, tags, content]. */
 export function eventHash(event: Omit<SignedEvent, 'id' | 'sig'>): string {
@@ -84,6 +90,7 @@ const pureBackend: Backend = {
     return bytesToHex(schnorr.getPublicKey(secretKey));
   },
   hashText: hashTextJs,
+  hmacSha512Hex: hmacSha512Js,
 };
 
 function wasmBackend(wasm: Nostr): Backend {
@@ -107,6 +114,7 @@ function wasmBackend(wasm: Nostr): Backend {
       return bytesToHex(wasm.getPublicKey(secretKey));
     },
     hashText: hashTextJs,
+    hmacSha512Hex: hmacSha512Js,
   };
 }
 
@@ -127,6 +135,7 @@ function nativeBackend(native: NativeCrypto): Backend {
     },
     publicKey: (secretKey) => native.publicKeyHex(secretKey),
     hashText: (text) => native.sha256Hex(text),
+    hmacSha512Hex: (key, messageHex) => native.hmacSha512Hex(key, messageHex),
   };
 }
 
@@ -219,6 +228,11 @@ export const bip340 = {
     return schnorr.getPublicKey(secretKey);
   },
 };
+
+/** HMAC-SHA512 under `key` of the bytes the hex gives, hex (throws on malformed hex). */
+export function hmacSha512Hex(key: Uint8Array, messageHex: string): string {
+  return active.hmacSha512Hex(key, messageHex);
+}
 
 export function sha256Hex(data: string | Uint8Array): string {
   return typeof data === 'string' ? active.hashText(data) : bytesToHex(sha256(data));

@@ -1,9 +1,11 @@
 // pnpm bench:protocol — signing, signature verification and full envelope verification per
-// second, on the nostr-wasm and pure-JS backends, in the same run (ratios are what compare); then a
-// router's inference request to a node made and checked with a signature and with a MAC
-// (channel-mac.ts), on the wasm backend.
+// second, on the native (bcrypto), nostr-wasm and pure-JS backends, in the same run (ratios are
+// what compare); then a router's inference request to a node made and checked with a signature and
+// with a MAC (channel-mac.ts), on the fastest backend.
+import { initServiceCrypto } from '@fed-ai/kit';
 import {
   ChannelKeys,
+  type CryptoBackendName,
   createEnvelope,
   createMacEnvelope,
   type Envelope,
@@ -22,8 +24,14 @@ import { fmt, opsPerSecond, opsPerSecondAsync, summarize } from './stats';
 const COUNT = Number(process.env.BENCH_COUNT ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
+const fastest = await initServiceCrypto({ warn: (fields) => console.warn('native backend:', fields) });
 const init = await initCrypto('wasm');
-if (init.backend !== 'wasm') console.warn(`wasm backend did not load (${init.error}); wasm rows use pure JS`);
+if (init.backend !== 'wasm') console.warn(`wasm backend did not load (${init.error})`);
+const backends: CryptoBackendName[] = [
+  ...(fastest === 'native' ? (['native'] as const) : []),
+  ...(init.backend === 'wasm' ? (['wasm'] as const) : []),
+  'pure',
+];
 
 const nodeKey = generateSecretKey();
 const router = publicKeyOf(generateSecretKey());
@@ -44,8 +52,8 @@ const payload = {
 };
 
 const rows: { backend: string; sign: number; verify: number; envelope: number }[] = [];
-for (const backend of ['wasm', 'pure'] as const) {
-  useCryptoBackend(backend === 'wasm' && init.backend === 'wasm' ? 'wasm' : 'pure');
+for (const backend of backends) {
+  useCryptoBackend(backend);
   const events: Envelope[] = [];
   const sign = summarize(
     opsPerSecond(
@@ -98,16 +106,14 @@ console.log('| backend | sign/s | verify/s | envelope verify/s |');
 console.log('|---|---|---|---|');
 for (const r of rows)
   console.log(`| ${r.backend} | ${fmt(r.sign)} | ${fmt(r.verify)} | ${fmt(r.envelope)} |`);
-const [wasm, pure] = rows;
-if (wasm && pure) {
+for (const [faster, slower] of rows.slice(0, -1).map((row, i) => [row, rows[i + 1]!] as const))
   console.log(
-    `wasm/pure ratio: sign ${fmt(wasm.sign / pure.sign, 1)}x, verify ${fmt(wasm.verify / pure.verify, 1)}x, envelope ${fmt(wasm.envelope / pure.envelope, 1)}x`,
+    `${faster.backend}/${slower.backend} ratio: sign ${fmt(faster.sign / slower.sign, 1)}x, verify ${fmt(faster.verify / slower.verify, 1)}x, envelope ${fmt(faster.envelope / slower.envelope, 1)}x`,
   );
-}
 
 // A router -> node inference request, signed or MACed: made by the router, checked by the node
 // (the whole verifyEnvelope path, replay store included), as each request does.
-useCryptoBackend(init.backend === 'wasm' ? 'wasm' : 'pure');
+useCryptoBackend(backends[0]!);
 const routerKey = generateSecretKey();
 const routerPubkey = publicKeyOf(routerKey);
 const nodePubkey = publicKeyOf(nodeKey);
