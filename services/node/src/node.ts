@@ -40,7 +40,7 @@ export interface StartNodeOptions {
 
 export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<RunningNode> {
   const logger = createLogger('node');
-  await initServiceCrypto(logger);
+  const signatures = await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(config.NODE_KEY, config.NODE_KEY_FILE, `${dataDir}/node.key`);
   const pubkey = publicKeyOf(secretKey);
@@ -147,7 +147,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     jobs,
   });
   registration.start();
-  logger.info({ url, pubkey, endpoint, models: [...offers.keys()] }, 'node ready');
+  logger.info({ url, pubkey, endpoint, models: [...offers.keys()], signatures }, 'node ready');
 
   return {
     url: url.replace('[::1]', '127.0.0.1'),

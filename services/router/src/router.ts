@@ -69,7 +69,7 @@ export async function startRouter(
   options: StartRouterOptions = {},
 ): Promise<RunningRouter> {
   const logger = createLogger('router');
-  await initServiceCrypto(logger);
+  const signatures = await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(config.ROUTER_KEY, config.ROUTER_KEY_FILE, `${dataDir}/router.key`);
   const pubkey = publicKeyOf(secretKey);
@@ -343,7 +343,7 @@ export async function startRouter(
     maxNodes: config.MAX_NODES,
   });
   federation?.start(url);
-  logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode }, 'router ready');
+  logger.info({ url, pubkey, nodes: registry.size, payments: ctx.payments.mode, signatures }, 'router ready');
   return {
     url,
     pubkey,

@@ -341,7 +341,7 @@ export interface RunningSettlement {
 
 export async function startSettlement(config: SettlementConfig): Promise<RunningSettlement> {
   const logger = createLogger('settlement');
-  await initServiceCrypto(logger);
+  const signatures = await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(
     config.SETTLEMENT_KEY,
@@ -473,7 +473,7 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       { holdBackS: config.PAYOUT_HOLD_BACK_S, disputeWindowS: config.DISPUTE_WINDOW_S },
       'payouts may pay charges still open to dispute: a refund granted after that is refused (PAYOUT_HOLD_BACK_S < DISPUTE_WINDOW_S)',
     );
-  logger.info({ url, pubkey, backend: lightning.name, faucet: config.FAUCET }, 'settlement ready');
+  logger.info({ url, pubkey, backend: lightning.name, faucet: config.FAUCET, signatures }, 'settlement ready');
   return {
     url,
     pubkey,

@@ -46,7 +46,7 @@ export async function startWalletFleet(
   options: StartWalletFleetOptions = {},
 ): Promise<RunningWalletFleet> {
   const logger = createLogger('wallet-fleet');
-  await initServiceCrypto(logger);
+  const signatures = await initServiceCrypto(logger);
   const dataDir = resolve(config.DATA_DIR);
   const secretKey = loadServiceKey(
     config.WALLET_FLEET_KEY,
@@ -117,7 +117,7 @@ export async function startWalletFleet(
       });
   }, config.SWEEP_INTERVAL_MS);
   sweeper.unref();
-  logger.info({ url, pubkey, relays: config.RELAY_URLS.length }, 'wallet fleet ready');
+  logger.info({ url, pubkey, relays: config.RELAY_URLS.length, signatures }, 'wallet fleet ready');
   return {
     url,
     pubkey,
