@@ -473,7 +473,10 @@ export async function startSettlement(config: SettlementConfig): Promise<Running
       { holdBackS: config.PAYOUT_HOLD_BACK_S, disputeWindowS: config.DISPUTE_WINDOW_S },
       'payouts may pay charges still open to dispute: a refund granted after that is refused (PAYOUT_HOLD_BACK_S < DISPUTE_WINDOW_S)',
     );
-  logger.info({ url, pubkey, backend: lightning.name, faucet: config.FAUCET, signatures }, 'settlement ready');
+  logger.info(
+    { url, pubkey, backend: lightning.name, faucet: config.FAUCET, signatures },
+    'settlement ready',
+  );
   return {
     url,
     pubkey,
