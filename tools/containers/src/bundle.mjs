@@ -28,11 +28,20 @@ const root = resolve(new URL('../../..', import.meta.url).pathname);
  * forks `embedded-worker.ts` beside its module through tsx (services/node/src/runners/embedded.ts).
  */
 const EXTERNAL = {
-  common: ['@electric-sql/pglite'],
+  // bcrypto: kit loads its native addon (build/Release/bcrypto.node) with createRequire, where it
+  // built; without it the services sign with nostr-wasm.
+  common: ['@electric-sql/pglite', 'bcrypto'],
   node: ['node-llama-cpp', 'tsx'],
 };
 /** Optional modules that packages try to load and that are never installed here. */
 const ABSENT = ['pg-native', 'bufferutil', 'utf-8-validate', 'pino-pretty', 'esbuild'];
+/** Packages whose sources and build intermediates stay out of the image: what they load at run time. */
+const RUNTIME_FILES = {
+  bcrypto: (path) =>
+    ['', 'package.json', 'LICENSE', 'build', 'build/Release', 'build/Release/bcrypto.node'].includes(path) ||
+    path === 'lib' ||
+    path.startsWith('lib/'),
+};
 /** Services that serve the operator dashboard: its script is built here, not in the image. */
 const DASHBOARD = ['router', 'wallet-fleet'];
 export const SERVICES = ['router', 'node', 'settlement', 'relay', 'wallet-fleet', 'lightning-devnet'];
@@ -92,10 +101,12 @@ function copyPackage(name, fromDir, modulesDir, installed, parentDir) {
   else if (installed.has(nested)) return;
   else target = nested;
   installed.set(target, manifest.version);
+  const runtimeFile = RUNTIME_FILES[name] ?? (() => true);
   cpSync(dir, target, {
     recursive: true,
     dereference: true,
-    filter: (src) => !relative(dir, src).split('/').includes('node_modules'),
+    filter: (src) =>
+      !relative(dir, src).split('/').includes('node_modules') && runtimeFile(relative(dir, src)),
   });
   const optional = manifest.optionalDependencies ?? {};
   for (const dep of Object.keys({ ...manifest.dependencies, ...optional })) {

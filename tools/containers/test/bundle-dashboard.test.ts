@@ -1,6 +1,7 @@
 // The router's image bundle (what infra/Dockerfile copies): its operator dashboard is built ahead
 // into dashboard/ and served from there by the bundled service (an image has neither the web/
-// sources nor esbuild; helper-26 found /dashboard/app.js answering 500 in images before this).
+// sources nor esbuild; helper-26 found /dashboard/app.js answering 500 in images before this), and
+// it signs with the native backend from the bcrypto it carries.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,7 +25,7 @@ function freePort(): Promise<number> {
   });
 }
 
-test('the bundled router serves the dashboard it was built with, from FEDAI_DASHBOARD_DIR', async () => {
+test('the bundled router serves the dashboard it was built with, from FEDAI_DASHBOARD_DIR, and signs natively', async () => {
   const out = join(dir, 'router');
   await (bundleService as (service: string, outDir: string) => Promise<void>)('router', out);
   const appJs = join(out, 'dashboard', 'app.js');
@@ -38,10 +39,14 @@ test('the bundled router serves the dashboard it was built with, from FEDAI_DASH
       ROUTER_PORT: String(port),
       DATA_DIR: join(dir, 'data'),
       CREATE_KEY: 'true',
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'info',
       FEDAI_DASHBOARD_DIR: join(out, 'dashboard'),
     },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  let log = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    log += chunk.toString();
   });
   const exited = new Promise((done) => child.once('exit', done));
   try {
@@ -59,6 +64,11 @@ test('the bundled router serves the dashboard it was built with, from FEDAI_DASH
     assert.equal(await js.text(), readFileSync(appJs, 'utf8'));
     assert.match(js.headers.get('content-security-policy') ?? '', /default-src 'self'/);
     assert.equal((await fetch(`${base}/dashboard`)).status, 200);
+    const ready = log
+      .split('\n')
+      .filter((line) => line.includes('"router ready"'))
+      .map((line) => JSON.parse(line) as { signatures?: string });
+    assert.equal(ready[0]?.signatures, 'native', `the bundle's router log: ${log.slice(0, 2000)}`);
   } finally {
     child.kill('SIGTERM');
     await exited;
