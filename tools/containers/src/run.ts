@@ -351,6 +351,18 @@ const compose = (args: string[], logName = 'compose') =>
     logName,
   });
 
+/** The backend each service's ready line names (`signatures`): native where bcrypto built. */
+async function signatureBackends(): Promise<string> {
+  const found: string[] = [];
+  for (const service of ['settlement', 'router', 'node-demo', 'wallet-fleet']) {
+    const log = await compose(['logs', '--no-color', service], `compose-logs-${service}`);
+    const backend = /"signatures":"(\w+)"/.exec(log)?.[1];
+    if (backend !== 'native') throw new Error(`${service}: signatures ${backend ?? 'not in its log'}`);
+    found.push(`${service} ${backend}`);
+  }
+  return found.join(', ');
+}
+
 async function health(container: string): Promise<string> {
   const id = (await compose(['ps', '-q', container], 'compose-ps')).trim();
   if (!id) return 'absent';
@@ -552,6 +564,11 @@ async function main(): Promise<void> {
         await compose(['up', '-d', '--no-build']);
         await waitHealthy(STACK);
       },
+    );
+    await step(
+      'every fed-ai service signs natively (bcrypto built in the image)',
+      signatureBackends,
+      (d) => d,
     );
     await step('the node registered with the router', () =>
       until('model listed', 90_000, async () => {
