@@ -208,6 +208,27 @@ export function verifyEventSignature(event: SignedEvent): boolean {
   return active.verifySignature(event);
 }
 
+const HEX_64 = /^[0-9a-f]{64}$/;
+const HEX_128 = /^[0-9a-f]{128}$/;
+const isStringArray = (value: unknown) => Array.isArray(value) && value.every((v) => typeof v === 'string');
+
+/**
+ * NIP-01 check of any signed event (relay traffic, NWC): its shape, its id recomputed and its
+ * signature, on the active backend. Unlike nostr-tools' verifyEvent it keeps no verdict on the
+ * object, so an event changed after a check is checked again.
+ */
+export function verifyNostrEvent(event: unknown): event is SignedEvent {
+  if (typeof event !== 'object' || event === null) return false;
+  const e = event as Record<string, unknown>;
+  if (typeof e.id !== 'string' || !HEX_64.test(e.id)) return false;
+  if (typeof e.pubkey !== 'string' || !HEX_64.test(e.pubkey)) return false;
+  if (typeof e.sig !== 'string' || !HEX_128.test(e.sig)) return false;
+  if (!Number.isSafeInteger(e.kind) || !Number.isSafeInteger(e.created_at)) return false;
+  if (typeof e.content !== 'string' || !Array.isArray(e.tags) || !e.tags.every(isStringArray)) return false;
+  const signed = event as SignedEvent;
+  return eventHash(signed) === signed.id && active.verifySignature(signed);
+}
+
 export function publicKeyHex(secretKey: Uint8Array): string {
   return active.publicKey(secretKey);
 }

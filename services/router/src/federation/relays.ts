@@ -18,10 +18,11 @@
 // that finds no relay connected counts as an error, so a router cut off from every relay (no
 // announcements, no discovery, no auction) is overdue within a couple of reconnect backoffs.
 import { beating, type JobHeartbeat, type JobHeartbeats, relaySocketClass } from '@fed-ai/kit';
+import { verifyNostrEvent } from '@fed-ai/protocol';
 import type { Event, Filter } from 'nostr-tools';
 import { type AbstractPoolConstructorOptions, AbstractSimplePool } from 'nostr-tools/abstract-pool';
 import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
-import { verifyEvent } from 'nostr-tools/pure';
+import type { VerifiedEvent } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
 
 const RELAYS_DEFAULTS = {
@@ -165,7 +166,8 @@ export class FederationRelays {
     this.seen = new LruSet(this.o.dedupeSize);
     // SimplePool's own base, so the options SimplePool's constructor hides (idle close, socket) can be set.
     this.pool = new AbstractSimplePool({
-      verifyEvent,
+      // Our check on the active backend (native in services), not nostr-tools' pure-JS one.
+      verifyEvent: (event): event is VerifiedEvent => verifyNostrEvent(event),
       enableReconnect: true,
       enablePing: true,
       // Connections are held for the router's life; the pool's 20 s idle close would look like a drop.

@@ -12,9 +12,10 @@
 // the fleet's span for the request (and its calls to settlement) then continues that trace. The tag
 // is optional, outside NIP-47, ignored by other wallet services and by this one when tracing is off.
 import { annotateSpan, inSpan, relaySocketClass } from '@fed-ai/kit';
-import { nip04, nip44, verifyEvent } from 'nostr-tools';
+import { finalizeEvent, verifyNostrEvent } from '@fed-ai/protocol';
+import { nip04, nip44 } from 'nostr-tools';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
-import { type Event, finalizeEvent } from 'nostr-tools/pure';
+import type { Event } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Fleet } from '../fleet';
@@ -41,6 +42,8 @@ const MAX_EVENT_BYTES = 64 * 1024;
 useWebSocketImplementation(relaySocketClass(4 * MAX_EVENT_BYTES));
 const MAX_CLOCK_SKEW_S = 600;
 const MAX_RATE_ENTRIES = 10_000;
+/** NIP-44 conversation keys kept (an ECDH each, ~1.5 ms in JS here; two per request otherwise). */
+const MAX_CONVERSATION_KEYS = 4096;
 const INFO_REPUBLISH_MS = 5 * 60_000;
 const RELAY_CHECK_MS = 2_000;
 /** How often a request taken but never answered is run (the first time included). */
@@ -69,6 +72,8 @@ export class NwcService {
   private closer: { close(): void } | null = null;
   private readonly rate = new Map<string, { windowStartS: number; count: number }>();
   private readonly pending = new Set<Promise<void>>();
+  /** By client pubkey; the oldest derived is dropped first. */
+  private readonly conversationKeys = new Map<string, Uint8Array>();
 
   constructor(private readonly o: NwcServiceOptions) {}
 
@@ -141,7 +146,7 @@ export class NwcService {
   async handle(raw: Event): Promise<void> {
     const text = JSON.stringify(raw);
     if (text.length > MAX_EVENT_BYTES) return;
-    // nostr-tools caches a verdict on the object: verify a fresh copy.
+    // A fresh copy: what is checked below is what is stored and answered.
     const event = JSON.parse(text) as Event;
     if (event.kind !== NWC_KIND.request) return;
     if (!event.tags.some((t) => t[0] === 'p' && t[1] === this.o.pubkey)) return;
@@ -149,7 +154,7 @@ export class NwcService {
     if (Math.abs(event.created_at - nowS) > MAX_CLOCK_SKEW_S) return;
     const expiration = Number(event.tags.find((t) => t[0] === 'expiration')?.[1]);
     if (Number.isFinite(expiration) && expiration <= nowS) return; // NIP-47: an expired request is ignored
-    if (!verifyEvent(event)) return;
+    if (!verifyNostrEvent(event)) return;
     return inSpan('nwc request', { traceparent: traceparentOf(event), kind: 'server' }, async () => {
       const first = await this.o.fleet.db.query(
         'INSERT INTO wf_nwc_requests (event_id, client_pubkey, received_at_s, event) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING RETURNING event_id',
@@ -260,12 +265,23 @@ export class NwcService {
   private decrypt(encryption: Encryption, peer: string, content: string): string {
     if (content.length > MAX_EVENT_BYTES) throw new Error('content too large');
     if (encryption === 'nip04') return nip04.decrypt(this.o.secretKey, peer, content);
-    return nip44.v2.decrypt(content, nip44.v2.utils.getConversationKey(this.o.secretKey, peer));
+    return nip44.v2.decrypt(content, this.conversationKey(peer));
   }
 
   private encrypt(encryption: Encryption, peer: string, text: string): string {
     if (encryption === 'nip04') return nip04.encrypt(this.o.secretKey, peer, text);
-    return nip44.v2.encrypt(text, nip44.v2.utils.getConversationKey(this.o.secretKey, peer));
+    return nip44.v2.encrypt(text, this.conversationKey(peer));
+  }
+
+  private conversationKey(peer: string): Uint8Array {
+    let key = this.conversationKeys.get(peer);
+    if (!key) {
+      key = nip44.v2.utils.getConversationKey(this.o.secretKey, peer);
+      if (this.conversationKeys.size >= MAX_CONVERSATION_KEYS)
+        this.conversationKeys.delete(this.conversationKeys.keys().next().value as string);
+      this.conversationKeys.set(peer, key);
+    }
+    return key;
   }
 
   private async respond(
