@@ -5,7 +5,14 @@
 // services run on nostr-wasm as before, and say so in their start log.
 import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { type CryptoBackendName, initCrypto, installNativeCrypto, type NativeCrypto } from '@fed-ai/protocol';
+import {
+  type CryptoBackendName,
+  HEX64,
+  HEX128,
+  initCrypto,
+  installNativeCrypto,
+  type NativeCrypto,
+} from '@fed-ai/protocol';
 
 /** The part of bcrypto's `schnorr` module (BIP-340) used here. */
 interface BcryptoSchnorr {
@@ -15,8 +22,6 @@ interface BcryptoSchnorr {
   publicKeyCreate(secretKey: Buffer): Buffer;
 }
 
-const HEX_32 = /^[0-9a-f]{64}$/;
-const HEX_64 = /^[0-9a-f]{128}$/;
 const HEX = /^[0-9a-f]*$/;
 /** bcrypto's `native` field: 2 when the whole module runs in the C binding. */
 const FULLY_NATIVE = 2;
@@ -28,13 +33,13 @@ export function bcryptoNativeCrypto(schnorr: BcryptoSchnorr): NativeCrypto {
   const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return {
     signHex(messageHex, secretKey, auxRand) {
-      if (!HEX_32.test(messageHex)) throw new Error('message must be 32 bytes of lowercase hex');
+      if (!HEX64.test(messageHex)) throw new Error('message must be 32 bytes of lowercase hex');
       return schnorr
         .sign(Buffer.from(messageHex, 'hex'), asBuffer(secretKey), asBuffer(auxRand))
         .toString('hex');
     },
     verifyHex(signatureHex, messageHex, publicKeyHex) {
-      if (!HEX_64.test(signatureHex) || !HEX_32.test(messageHex) || !HEX_32.test(publicKeyHex)) return false;
+      if (!HEX128.test(signatureHex) || !HEX64.test(messageHex) || !HEX64.test(publicKeyHex)) return false;
       return schnorr.verify(
         Buffer.from(messageHex, 'hex'),
         Buffer.from(signatureHex, 'hex'),

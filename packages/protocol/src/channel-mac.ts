@@ -28,8 +28,6 @@ function channelKey(secretKey: Uint8Array, peerPubkey: string): Uint8Array {
   return hkdf(sha256, conversationKey(secretKey, peerPubkey), undefined, MAC_KEY_INFO, 32);
 }
 
-const macOf = (key: Uint8Array, id: string) => hmacSha512Hex(key, id);
-
 /** Constant time over equal-length hex strings. */
 function sameHex(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -67,7 +65,7 @@ export class ChannelKeys {
   seal(event: UnsignedEvent, peerPubkey: string): SignedEvent {
     const withKey = { ...event, tags: [...event.tags, [...MAC_AUTH_TAG]], pubkey: this.pubkey };
     const id = eventHash(withKey);
-    return { ...withKey, id, sig: macOf(this.keyFor(peerPubkey), id) };
+    return { ...withKey, id, sig: hmacSha512Hex(this.keyFor(peerPubkey), id) };
   }
 
   /** True when `event` (id already checked) carries the MAC its author's channel with me gives. */
@@ -80,14 +78,14 @@ export class ChannelKeys {
    * record): the peer checks this instead of the signature when someone after it checks that.
    */
   attest(id: string, peerPubkey: string): string {
-    return macOf(this.keyFor(peerPubkey), id);
+    return hmacSha512Hex(this.keyFor(peerPubkey), id);
   }
 
   /** True when `mac` is what `authorPubkey`'s channel with me gives for the event id `id`. */
   attests(id: string, authorPubkey: string, mac: string): boolean {
     if (!/^[0-9a-f]{64}$/.test(authorPubkey) || !/^[0-9a-f]{64}$/.test(id)) return false;
     try {
-      return sameHex(mac, macOf(this.keyFor(authorPubkey), id));
+      return sameHex(mac, hmacSha512Hex(this.keyFor(authorPubkey), id));
     } catch {
       // Not a point on the curve: no channel with it.
       return false;

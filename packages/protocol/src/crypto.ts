@@ -8,6 +8,7 @@ import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import type { Nostr } from 'nostr-wasm';
+import { HEX64, HEX128 } from './encoding';
 
 export type CryptoBackendName = 'native' | 'wasm' | 'pure';
 
@@ -208,8 +209,6 @@ export function verifyEventSignature(event: SignedEvent): boolean {
   return active.verifySignature(event);
 }
 
-const HEX_64 = /^[0-9a-f]{64}$/;
-const HEX_128 = /^[0-9a-f]{128}$/;
 const isStringArray = (value: unknown) => Array.isArray(value) && value.every((v) => typeof v === 'string');
 
 /**
@@ -220,9 +219,9 @@ const isStringArray = (value: unknown) => Array.isArray(value) && value.every((v
 export function verifyNostrEvent(event: unknown): event is SignedEvent {
   if (typeof event !== 'object' || event === null) return false;
   const e = event as Record<string, unknown>;
-  if (typeof e.id !== 'string' || !HEX_64.test(e.id)) return false;
-  if (typeof e.pubkey !== 'string' || !HEX_64.test(e.pubkey)) return false;
-  if (typeof e.sig !== 'string' || !HEX_128.test(e.sig)) return false;
+  if (typeof e.id !== 'string' || !HEX64.test(e.id)) return false;
+  if (typeof e.pubkey !== 'string' || !HEX64.test(e.pubkey)) return false;
+  if (typeof e.sig !== 'string' || !HEX128.test(e.sig)) return false;
   if (!Number.isSafeInteger(e.kind) || !Number.isSafeInteger(e.created_at)) return false;
   if (typeof e.content !== 'string' || !Array.isArray(e.tags) || !e.tags.every(isStringArray)) return false;
   const signed = event as SignedEvent;

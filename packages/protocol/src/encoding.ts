@@ -100,3 +100,7 @@ export function base64Decode(text: string): Uint8Array {
   }
   return out.subarray(0, length);
 }
+
+/** Lowercase hex of 32 bytes (ids, public keys) and of 64 bytes (BIP-340 signatures). */
+export const HEX64 = /^[0-9a-f]{64}$/;
+export const HEX128 = /^[0-9a-f]{128}$/;

@@ -10,7 +10,15 @@ import {
   type UnsignedEvent,
   verifyEventSignature,
 } from './crypto';
-import { base64Decode, base64UrlEncode, utf8ByteLength, utf8Decode, utf8Encode } from './encoding';
+import {
+  base64Decode,
+  base64UrlEncode,
+  HEX64,
+  HEX128,
+  utf8ByteLength,
+  utf8Decode,
+  utf8Encode,
+} from './encoding';
 import { isPayloadKind, PAYLOAD_SCHEMAS, type PayloadKind, type PayloadOf } from './payloads';
 import type { ReasonCode } from './reasons';
 import type { ReplayStore } from './replay';
@@ -108,8 +116,6 @@ export type VerifyResult<K extends PayloadKind> =
   | { ok: false; code: ReasonCode; detail: string };
 
 const fail = (code: ReasonCode, detail: string) => ({ ok: false as const, code, detail });
-const HEX64 = /^[0-9a-f]{64}$/;
-const HEX128 = /^[0-9a-f]{128}$/;
 
 /**
  * Verifies an envelope given as raw JSON text (preferred: size is checked before parsing) or as an

@@ -2,9 +2,8 @@
 import { schnorr } from '@noble/curves/secp256k1.js';
 import { nip19 } from 'nostr-tools';
 import { bytesToHex, hexToBytes, publicKeyHex } from './crypto';
+import { HEX64 } from './encoding';
 import { FedAiError } from './reasons';
-
-const HEX64 = /^[0-9a-f]{64}$/;
 
 export function generateSecretKey(): Uint8Array {
   return schnorr.utils.randomSecretKey();
