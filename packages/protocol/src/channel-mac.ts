@@ -11,6 +11,7 @@
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { eventHash, hmacSha512Hex, publicKeyHex, type SignedEvent, type UnsignedEvent } from './crypto';
+import { HEX64 } from './encoding';
 import { conversationKey } from './nip44';
 
 export const MAC_AUTH_TAG = ['auth', 'mac-v1'] as const;
@@ -83,7 +84,7 @@ export class ChannelKeys {
 
   /** True when `mac` is what `authorPubkey`'s channel with me gives for the event id `id`. */
   attests(id: string, authorPubkey: string, mac: string): boolean {
-    if (!/^[0-9a-f]{64}$/.test(authorPubkey) || !/^[0-9a-f]{64}$/.test(id)) return false;
+    if (!HEX64.test(authorPubkey) || !HEX64.test(id)) return false;
     try {
       return sameHex(mac, hmacSha512Hex(this.keyFor(authorPubkey), id));
     } catch {

@@ -2,6 +2,7 @@
 // array capped, so a hostile peer cannot make us allocate without limit. Field names are
 // snake_case on the wire (like OpenAI's and Nostr's JSON).
 import { z } from 'zod';
+import { HEX64, HEX128 } from './encoding';
 import { KIND } from './kinds';
 
 export const LIMITS = {
@@ -19,7 +20,7 @@ export const LIMITS = {
   maxCiphertextChars: 8_000_000,
 } as const;
 
-const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex characters');
+const hex64 = z.string().regex(HEX64, 'expected 64 lower-case hex characters');
 const msat = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const positiveMsat = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
 const tokens = z.number().int().nonnegative().max(LIMITS.maxTokens);
@@ -209,10 +210,7 @@ export const nodeStreamEventSchema = z.discriminatedUnion('type', [
     /** The signed metering envelope (kind 28117); verified by the receiver, so unknown here. */
     metering: z.unknown(),
     /** To a router that sent a MAC request: the node's channel MAC of the record's id (channel-mac.ts). */
-    metering_mac: z
-      .string()
-      .regex(/^[0-9a-f]{128}$/)
-      .optional(),
+    metering_mac: z.string().regex(HEX128).optional(),
   }),
   z.object({
     type: z.literal('error'),
