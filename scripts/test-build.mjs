@@ -71,7 +71,7 @@ function sameCodePlugin() {
   };
 }
 
-function alive(pid) {
+export function alive(pid) {
   try {
     process.kill(pid, 0);
     return true;

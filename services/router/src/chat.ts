@@ -84,7 +84,11 @@ export function rankFor(
   if (views.length === 0) {
     // A model whose nodes are all down or tripped is an outage (503), not an unknown model (404).
     const known = ctx.registry.all().some((n) => n.registration.models.some((m) => m.id === model));
-    if (known) throw new FedAiError('NO_ELIGIBLE_NODE');
+    if (known)
+      throw new FedAiError(
+        'NO_ELIGIBLE_NODE',
+        'No node serving this model is up right now (each is stale, not ready, banned or its breaker is open).',
+      );
     throw modelNotFound(
       model,
       ctx.registry.models().map((m) => m.id),
@@ -100,9 +104,15 @@ export function rankFor(
       throw new FedAiError('PRICE_TOO_HIGH', undefined, { filtered });
     if ((filtered.CONTEXT_WINDOW ?? 0) === views.length)
       throw new FedAiError('CONTEXT_TOO_LONG', undefined, { filtered });
-    throw new FedAiError('NO_ELIGIBLE_NODE', undefined, { filtered });
+    throw new FedAiError('NO_ELIGIBLE_NODE', noEligibleMessage(views.length, filtered), { filtered });
   }
   return result.ranked;
+}
+
+/** Which hard filters removed the serving nodes, e.g. "… (2 serving: NO_FREE_SLOT 2)". */
+function noEligibleMessage(serving: number, filtered: Partial<Record<string, number>>): string {
+  const counts = Object.entries(filtered).map(([reason, n]) => `${reason} ${n}`);
+  return `No node meets the request constraints right now (${serving} serving: ${counts.join(', ')}).`;
 }
 
 /** MODEL_NOT_FOUND naming what is served (bounded: a long list is cut). */

@@ -125,6 +125,16 @@ test("the caller's x-request-id follows the request to the node and comes back",
   assert.equal(first.lastRequestId ?? second.lastRequestId, 'client-req-123456');
 });
 
+test('no eligible node: the 503 says which constraint removed the serving nodes', async () => {
+  const before = first.requests + second.requests;
+  await assert.rejects(ask({ provider: { only: ['ab'.repeat(32)] } }), (e: unknown) => {
+    assert.ok(e instanceof OpenAI.APIError && e.status === 503 && e.code === 'NO_ELIGIBLE_NODE');
+    assert.match(e.message, /\(\d+ serving: NOT_IN_ONLY \d+\)/);
+    return true;
+  });
+  assert.equal(first.requests + second.requests, before, 'no node was asked');
+});
+
 test('allow_fallbacks: false tries only the first candidate', async () => {
   const third = new SigningNodeDouble();
   third.price = { input_msat_per_1k: 1, output_msat_per_1k: 1 };
