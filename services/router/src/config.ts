@@ -51,6 +51,11 @@ export const routerConfigSchema = z.object({
   /** Paid mode: reservations, charges and tabs through this settlement service. */
   SETTLEMENT_URL: z.string().url().optional(),
   SETTLEMENT_PUBKEY: publicKeyText.optional(),
+  /**
+   * How long start waits for a SETTLEMENT_URL that does not answer yet (settlement still starting,
+   * as under compose or a supervisor) before it stops with one line; 0: one try.
+   */
+  STARTUP_WAIT_S: z.coerce.number().int().min(0).max(600).default(15),
   /** After a client leaves, how long a node may take to stop and sign what it generated. */
   CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
   /** Base retry interval of the settlement outbox (captures, releases); doubles up to a minute. */

@@ -16,6 +16,7 @@ await runService(
       await requireReachable('SETTLEMENT_URL', config.SETTLEMENT_URL, {
         path: '/v1/info',
         fix: 'start settlement first or fix the URL',
+        waitMs: config.STARTUP_WAIT_S * 1000,
       });
     return tracing.flushOnClose(await startRouter(config));
   },

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
@@ -28,6 +29,9 @@ function spawnRouter(env: Record<string, string>, cwd = dir) {
     cwd,
     env: {
       PATH: process.env.PATH ?? '',
+      // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the router reads.
+      NODE_OPTIONS: process.env.NODE_OPTIONS,
+      TMPDIR: process.env.TMPDIR,
       ROUTER_HOST: '127.0.0.1',
       ROUTER_PORT: '0',
       LOG_LEVEL: 'warn',
@@ -96,13 +100,29 @@ test('a second router on the same DATA_DIR is refused with one line; the first k
   assert.equal(await exited, 0);
 });
 
-test('SETTLEMENT_URL that does not answer: one line naming the variable and the fix', async () => {
-  const router = spawnRouter({ DATA_DIR: join(dir, 'paid'), SETTLEMENT_URL: 'http://127.0.0.1:1' });
-  assert.equal(await router.exited, 1);
-  assert.equal(
-    oneLine(router.output()),
-    'router failed to start: UPSTREAM_UNREACHABLE: SETTLEMENT_URL http://127.0.0.1:1 is unreachable — start settlement first or fix the URL',
-  );
+test('SETTLEMENT_URL that does not answer: one line naming the variable and the fix, after STARTUP_WAIT_S', async () => {
+  // Takes connections and never answers (each try ends at the router's 5 s attempt timeout);
+  // counts them. Dropping them instead makes fetch reconnect at once, several times per try.
+  let tries = 0;
+  const held = new Set<Socket>();
+  const mute = createServer((socket) => {
+    tries += 1;
+    held.add(socket);
+  });
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(mute.address() as AddressInfo).port}`;
+  try {
+    const router = spawnRouter({ DATA_DIR: join(dir, 'paid'), SETTLEMENT_URL: url, STARTUP_WAIT_S: '0' });
+    assert.equal(await router.exited, 1);
+    assert.equal(
+      oneLine(router.output()),
+      `router failed to start: UPSTREAM_UNREACHABLE: SETTLEMENT_URL ${url} is unreachable — start settlement first or fix the URL`,
+    );
+    assert.equal(tries, 1, 'STARTUP_WAIT_S=0: one try, no waiting');
+  } finally {
+    for (const socket of held) socket.destroy();
+    await new Promise((r) => mute.close(r));
+  }
 });
 
 test('a ROUTER_KEY_FILE that does not exist is refused instead of minting a new identity', async () => {

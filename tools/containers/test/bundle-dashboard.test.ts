@@ -35,6 +35,9 @@ test('the bundled router serves the dashboard it was built with, from FEDAI_DASH
     cwd: out,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
+      // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the router reads.
+      NODE_OPTIONS: process.env.NODE_OPTIONS,
+      TMPDIR: process.env.TMPDIR,
       ROUTER_HOST: '127.0.0.1',
       ROUTER_PORT: String(port),
       DATA_DIR: join(dir, 'data'),
