@@ -20,6 +20,7 @@ import { dirname, extname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as esbuild from 'esbuild';
 import { resolveWithoutPlugin } from './esbuild-resolve.mjs';
+import { removeDeadRunFolders } from './run-folders.mjs';
 
 /**
  * Test files that observe how modules load, so they run from their sources through tsx (their
@@ -71,15 +72,6 @@ function sameCodePlugin() {
   };
 }
 
-export function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return error.code === 'EPERM';
-  }
-}
-
 /**
  * Bundles `files` (paths relative to `root`) into a folder of their own under `buildsDir` (runs at
  * the same time in one checkout do not share one), keeping their relative paths. Returns the bundle
@@ -91,11 +83,7 @@ export async function buildTests(root, files, buildsDir) {
     .map((name) => `services/${name}/src/main.ts`)
     .concat(SERVICE_WORKERS)
     .filter((entry) => existsSync(join(root, entry)));
-  for (const name of await readdir(buildsDir).catch(() => [])) {
-    const pid = Number(/^run-(\d+)$/.exec(name)?.[1]);
-    if (pid && pid !== process.pid && !alive(pid))
-      await rm(join(buildsDir, name), { recursive: true, force: true });
-  }
+  removeDeadRunFolders(buildsDir, 'run-');
   const outDir = join(buildsDir, `run-${process.pid}`);
   await rm(outDir, { recursive: true, force: true });
   const outputOf = (file) => join(outDir, file.replace(/\.ts$/, '.mjs'));

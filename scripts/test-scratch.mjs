@@ -2,11 +2,12 @@
 // on a memory file system, when the machine has one with room. The suite creates and deletes tens
 // of thousands of files; on ext4, allocating their inodes alone took ~50 s of CPU per run (perf
 // record of the whole suite, session 18), and the run's system time fell from ~200 s to ~110 s.
-import { chmodSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { alive } from './test-build.mjs';
+import { removeDeadRunFolders } from './run-folders.mjs';
 
 const MEMORY_FS = '/dev/shm';
+const PREFIX = 'fedai-test-';
 const TMPFS_MAGIC = 0x01021994;
 const MIN_FREE_BYTES = 2 * 1024 ** 3;
 
@@ -20,12 +21,8 @@ export function scratchDir() {
   try {
     const fs = statfsSync(MEMORY_FS);
     if (fs.type !== TMPFS_MAGIC || fs.bavail * fs.bsize < MIN_FREE_BYTES) return undefined;
-    for (const name of readdirSync(MEMORY_FS)) {
-      const pid = Number(/^fedai-test-(\d+)$/.exec(name)?.[1]);
-      if (pid && pid !== process.pid && !alive(pid))
-        rmSync(join(MEMORY_FS, name), { recursive: true, force: true });
-    }
-    const dir = join(MEMORY_FS, `fedai-test-${process.pid}`);
+    removeDeadRunFolders(MEMORY_FS, PREFIX);
+    const dir = join(MEMORY_FS, `${PREFIX}${process.pid}`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir);
     // As /tmp: anyone may create files, only their owner may remove them (the PostgreSQL tests

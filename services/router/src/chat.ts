@@ -12,6 +12,7 @@ import type { Payments } from './payments';
 import { failedEntry, type RecentRequests, servedEntry } from './recent-requests';
 import type { Registry } from './registry';
 import { schedule, weightsFor } from './scheduler';
+import type { FilterReason } from './scheduler-types';
 import type { SpendHold } from './spend-budget';
 
 export interface ChatContext {
@@ -110,7 +111,7 @@ export function rankFor(
 }
 
 /** Which hard filters removed the serving nodes, e.g. "… (2 serving: NO_FREE_SLOT 2)". */
-function noEligibleMessage(serving: number, filtered: Partial<Record<string, number>>): string {
+function noEligibleMessage(serving: number, filtered: Partial<Record<FilterReason, number>>): string {
   const counts = Object.entries(filtered).map(([reason, n]) => `${reason} ${n}`);
   return `No node meets the request constraints right now (${serving} serving: ${counts.join(', ')}).`;
 }

@@ -15,6 +15,7 @@ import { createNip98Header, parseSecretKey } from '@fed-ai/protocol';
 import { FedAiClient, verifyReceipt } from '@fed-ai/sdk';
 import OpenAI from 'openai';
 import { checkApiKey, ensureApiKey } from '../src/commands/devnet-key';
+import { waitFor } from '../src/commands/up';
 import type { Devnet } from '../src/devnet-file';
 import { builtCli } from './built-cli';
 
@@ -233,11 +234,9 @@ test('requests are paid from the faucet-funded tab; each charge carries its rece
     ).json()) as Tab;
   // Captures reach settlement after the answers (the router's outbox sends them in batches): on a
   // loaded machine the last ones may still be on their way (a fresh-clone run, session 18).
-  let tab = await readTab();
-  for (let i = 0; i < 300 && tab.charges.length < 3; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    tab = await readTab();
-  }
+  // The assertion below says what is missing if they never land.
+  await waitFor(async () => (await readTab()).charges.length >= 3, 30_000).catch(() => {});
+  const tab = await readTab();
   assert.ok(tab.charges.length >= 3, 'the first request and the ones above were charged');
   assert.ok(tab.balance_msat < 1_000_000);
   assert.ok(
