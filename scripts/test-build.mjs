@@ -74,8 +74,8 @@ function sameCodePlugin() {
 
 /**
  * Bundles `files` (paths relative to `root`) into a folder of their own under `buildsDir` (runs at
- * the same time in one checkout do not share one), keeping their relative paths. Returns the bundle
- * paths in the same order and a function that removes the folder; folders of runs whose process
+ * the same time in one checkout do not share one), keeping their relative paths under their place
+ * in `files` (services' entries keep theirs as they are). Returns the bundle paths in the same order and a function that removes the folder; folders of runs whose process
  * is gone are removed first.
  */
 export async function buildTests(root, files, buildsDir) {
@@ -86,7 +86,14 @@ export async function buildTests(root, files, buildsDir) {
   removeDeadRunFolders(buildsDir, 'run-');
   const outDir = join(buildsDir, `run-${process.pid}`);
   await rm(outDir, { recursive: true, force: true });
-  const outputOf = (file) => join(outDir, file.replace(/\.ts$/, '.mjs'));
+  // node --test (Node 20) sorts the files it is given by path: each test's bundle goes under its
+  // place in `files` (0000/, 0001/, ...), so they start in the caller's order.
+  const slotOf = new Map(files.map((file, i) => [file, String(i).padStart(4, '0')]));
+  const outName = (file) => {
+    const slot = slotOf.get(file);
+    return (slot === undefined ? file : `${slot}/${file}`).replace(/\.ts$/, '');
+  };
+  const outputOf = (file) => join(outDir, `${outName(file)}.mjs`);
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
   for (const file of files.filter((f) => FROM_SOURCES.has(f))) {
     await mkdir(dirname(outputOf(file)), { recursive: true });
@@ -97,9 +104,8 @@ export async function buildTests(root, files, buildsDir) {
   if (bundled.length > 0)
     await esbuild.build({
       absWorkingDir: root,
-      entryPoints: bundled,
+      entryPoints: bundled.map((file) => ({ in: file, out: outName(file) })),
       outdir: outDir,
-      outbase: root,
       outExtension: { '.js': '.mjs' },
       bundle: true,
       format: 'esm',
