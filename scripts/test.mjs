@@ -104,6 +104,8 @@ const result = spawnSync(
       ...(scratch ? { TMPDIR: scratch } : {}),
       NODE_OPTIONS: [process.env.NODE_OPTIONS, v8Preload].filter(Boolean).join(' '),
       FEDAI_PGLITE_TEMPLATE_DIR: templateDir,
+      // PGlite's buffer pool is written through at every start: a small one for small test databases.
+      PGLITE_SHARED_BUFFERS: process.env.PGLITE_SHARED_BUFFERS ?? '16MB',
       // Services started through kit's serviceNodeArgs run from their bundles (empty: through tsx).
       ...(built
         ? { FEDAI_TEST_SERVICE_BUNDLES: process.env.FEDAI_TEST_SERVICE_BUNDLES ?? built.serviceBundles }

@@ -238,6 +238,35 @@ test('pglite (folder): data persists when the folder is reopened', async () => {
   }
 });
 
+test("PGLITE_SHARED_BUFFERS sizes PGlite's buffer pool; unset keeps PGlite's own; a bad size is refused", async () => {
+  const previous = process.env.PGLITE_SHARED_BUFFERS;
+  const shown = async () => {
+    const db = await openDb({});
+    try {
+      return (await db.query<{ shared_buffers: string }>('SHOW shared_buffers')).rows[0]?.shared_buffers;
+    } finally {
+      await db.close();
+    }
+  };
+  try {
+    process.env.PGLITE_SHARED_BUFFERS = '16MB';
+    assert.equal(await shown(), '16MB');
+    delete process.env.PGLITE_SHARED_BUFFERS;
+    assert.equal(await shown(), '128MB');
+    for (const bad of ['lots', '64kB', '2GB', '16 MB', '-1MB']) {
+      process.env.PGLITE_SHARED_BUFFERS = bad;
+      await assert.rejects(openDb({}), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'CONFIG_INVALID', bad);
+        assert.match(error.message, /PGLITE_SHARED_BUFFERS/);
+        return true;
+      });
+    }
+  } finally {
+    if (previous === undefined) delete process.env.PGLITE_SHARED_BUFFERS;
+    else process.env.PGLITE_SHARED_BUFFERS = previous;
+  }
+});
+
 // A real PostgreSQL server: one per file, one database per fresh().
 let server: PostgresServer | undefined;
 let databases = 0;

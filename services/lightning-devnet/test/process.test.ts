@@ -26,7 +26,15 @@ after(async () => {
 function spawnDevnet(env: Record<string, string>) {
   const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', LIGHTNING_DEVNET_PORT: '0', ...env },
+    // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
+      TMPDIR: process.env.TMPDIR ?? '/tmp',
+      LOG_LEVEL: 'info',
+      LIGHTNING_DEVNET_PORT: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

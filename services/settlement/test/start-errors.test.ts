@@ -28,7 +28,15 @@ after(async () => {
 function spawnSettlement(env: Record<string, string>) {
   const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? '', SETTLEMENT_PORT: '0', LOG_LEVEL: 'warn', ...env },
+    // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
+    env: {
+      PATH: process.env.PATH ?? '',
+      NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
+      TMPDIR: process.env.TMPDIR ?? '/tmp',
+      SETTLEMENT_PORT: '0',
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

@@ -38,7 +38,14 @@ function start(
     serviceNodeArgs(join(ROOT, 'services', service, 'src/main.ts'), ['--import', TSX]),
     {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env },
+      // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
+        TMPDIR: process.env.TMPDIR ?? '/tmp',
+        LOG_LEVEL: 'warn',
+        ...env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
