@@ -1,6 +1,7 @@
 // Keys: secp256k1 secret keys and x-only public keys, as hex or NIP-19 (nsec/npub).
 import { schnorr } from '@noble/curves/secp256k1.js';
-import { nip19 } from 'nostr-tools';
+// The subpath, not the package index: the index loads every NIP's code (AES tables built at import).
+import * as nip19 from 'nostr-tools/nip19';
 import { bytesToHex, hexToBytes, publicKeyHex } from './crypto';
 import { HEX64 } from './encoding';
 import { FedAiError } from './reasons';

@@ -1,6 +1,7 @@
 // NIP-44 v2 encryption (offload payloads, wallet connect). Delegates to nostr-tools' audited
 // implementation; this module only fixes the names we use and bounds the input size.
-import { nip44 } from 'nostr-tools';
+// The subpath, not the package index: the index loads every NIP's code (AES tables built at import).
+import * as nip44 from 'nostr-tools/nip44';
 import { utf8ByteLength } from './encoding';
 
 export const NIP44_MAX_PAYLOAD_CHARS = 8_000_000;

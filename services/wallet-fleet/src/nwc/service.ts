@@ -13,7 +13,8 @@
 // is optional, outside NIP-47, ignored by other wallet services and by this one when tracing is off.
 import { annotateSpan, inSpan, relaySocketClass } from '@fed-ai/kit';
 import { finalizeEvent, verifyNostrEvent } from '@fed-ai/protocol';
-import { nip04, nip44 } from 'nostr-tools';
+import * as nip04 from 'nostr-tools/nip04';
+import * as nip44 from 'nostr-tools/nip44';
 import { SimplePool, useWebSocketImplementation } from 'nostr-tools/pool';
 import type { Event } from 'nostr-tools/pure';
 import type { Logger } from 'pino';
