@@ -75,8 +75,9 @@ function sameCodePlugin() {
 /**
  * Bundles `files` (paths relative to `root`) into a folder of their own under `buildsDir` (runs at
  * the same time in one checkout do not share one), keeping their relative paths under their place
- * in `files` (services' entries keep theirs as they are). Returns the bundle paths in the same order and a function that removes the folder; folders of runs whose process
- * is gone are removed first.
+ * in `files` (services' entries keep theirs as they are). Returns the bundle paths in the same
+ * order and a function that removes the folder; folders of runs whose process is gone are removed
+ * first.
  */
 export async function buildTests(root, files, buildsDir) {
   const serviceEntries = (await readdir(join(root, 'services')))

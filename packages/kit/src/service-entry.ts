@@ -17,3 +17,17 @@ export function serviceNodeArgs(entry: string, loaderArgs: string[]): string[] {
   }
   return [...loaderArgs, entry];
 }
+
+/**
+ * The environment for a service started with only `settings` (a test of what it does without the
+ * rest of ours): PATH, and what the test runner hands every process (its V8 preload in
+ * NODE_OPTIONS, its scratch TMPDIR; scripts/test.mjs), none of which the services read.
+ */
+export function bareServiceEnv(settings: Record<string, string>): Record<string, string> {
+  const carried: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  for (const name of ['NODE_OPTIONS', 'TMPDIR'] as const) {
+    const value = process.env[name];
+    if (value !== undefined) carried[name] = value;
+  }
+  return { ...carried, ...settings };
+}

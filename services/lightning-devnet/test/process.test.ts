@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { serviceNodeArgs } from '@fed-ai/kit';
+import { bareServiceEnv, serviceNodeArgs } from '@fed-ai/kit';
 
 const MAIN = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 const TSX = new URL(`file://${createRequire(import.meta.url).resolve('tsx/esm')}`).href;
@@ -26,15 +26,7 @@ after(async () => {
 function spawnDevnet(env: Record<string, string>) {
   const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
-    // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
-      TMPDIR: process.env.TMPDIR ?? '/tmp',
-      LOG_LEVEL: 'info',
-      LIGHTNING_DEVNET_PORT: '0',
-      ...env,
-    },
+    env: bareServiceEnv({ LOG_LEVEL: 'info', LIGHTNING_DEVNET_PORT: '0', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

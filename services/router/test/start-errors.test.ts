@@ -8,7 +8,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { readReadyFile, serviceNodeArgs } from '@fed-ai/kit';
+import { bareServiceEnv, readReadyFile, serviceNodeArgs } from '@fed-ai/kit';
 
 const MAIN = resolve(new URL('../src/main.ts', import.meta.url).pathname);
 const TSX = new URL(`file://${createRequire(import.meta.url).resolve('tsx/esm')}`).href;
@@ -27,16 +27,7 @@ after(async () => {
 function spawnRouter(env: Record<string, string>, cwd = dir) {
   const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd,
-    env: {
-      PATH: process.env.PATH ?? '',
-      // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the router reads.
-      NODE_OPTIONS: process.env.NODE_OPTIONS,
-      TMPDIR: process.env.TMPDIR,
-      ROUTER_HOST: '127.0.0.1',
-      ROUTER_PORT: '0',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+    env: bareServiceEnv({ ROUTER_HOST: '127.0.0.1', ROUTER_PORT: '0', LOG_LEVEL: 'warn', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

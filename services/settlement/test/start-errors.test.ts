@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { parseConfig, serviceNodeArgs } from '@fed-ai/kit';
+import { bareServiceEnv, parseConfig, serviceNodeArgs } from '@fed-ai/kit';
 import { generateSecretKey, publicKeyOf, toNpub } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '../src/config';
 
@@ -28,15 +28,7 @@ after(async () => {
 function spawnSettlement(env: Record<string, string>) {
   const child = spawn(process.execPath, serviceNodeArgs(MAIN, ['--import', TSX]), {
     cwd: dir,
-    // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
-      TMPDIR: process.env.TMPDIR ?? '/tmp',
-      SETTLEMENT_PORT: '0',
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+    env: bareServiceEnv({ SETTLEMENT_PORT: '0', LOG_LEVEL: 'warn', ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.add(child);

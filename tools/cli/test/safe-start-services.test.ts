@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, test } from 'node:test';
-import { SAFE_START_DEFAULTS, serviceNodeArgs } from '@fed-ai/kit';
+import { bareServiceEnv, SAFE_START_DEFAULTS, serviceNodeArgs } from '@fed-ai/kit';
 import { generateSecretKey, toNsec } from '@fed-ai/protocol';
 import { settlementConfigSchema } from '@fed-ai/settlement';
 
@@ -38,14 +38,7 @@ function start(
     serviceNodeArgs(join(ROOT, 'services', service, 'src/main.ts'), ['--import', TSX]),
     {
       cwd: dir,
-      // The test runner's V8 preload and scratch TMPDIR (scripts/test.mjs): nothing the service reads.
-      env: {
-        PATH: process.env.PATH ?? '',
-        NODE_OPTIONS: process.env.NODE_OPTIONS ?? '',
-        TMPDIR: process.env.TMPDIR ?? '/tmp',
-        LOG_LEVEL: 'warn',
-        ...env,
-      },
+      env: bareServiceEnv({ LOG_LEVEL: 'warn', ...env }),
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
