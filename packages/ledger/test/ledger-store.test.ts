@@ -7,6 +7,7 @@ import {
   availableMsat,
   Ledger,
   LedgerInvariantError,
+  TRANSFERS_BY_ID,
   type TransferInput,
   verifyLedger,
 } from '../src/index';
@@ -463,6 +464,39 @@ for (const [name, open] of backends) {
       assert.equal(results.filter((r) => r[0]!.code === 'EXISTS').length, 9);
       const [b] = await ledger.lookupAccounts(['d:b']);
       assert.equal(b!.creditsPosted, 7);
+    });
+
+    test('transfer lookups probe the primary key, not the whole table (5,000 transfers)', async () => {
+      await ledger.createAccounts([
+        { id: 'plan-a', flags: 0 },
+        { id: 'plan-b', flags: 0 },
+      ]);
+      for (let b = 0; b < 10; b++)
+        await ledger.createTransfers(
+          Array.from({ length: 500 }, (_, i) => ({
+            id: `plan-${b}-${i}`,
+            kind: 'single' as const,
+            debitAccountId: 'plan-a',
+            creditAccountId: 'plan-b',
+            amountMsat: 1,
+          })),
+        );
+      // A capture batch's size: ~70 ids, a few of them there.
+      const ids = Array.from({ length: 70 }, (_, i) => (i < 5 ? `plan-3-${i}` : `absent-${i}`));
+      const plan = (await db.query<Record<string, string>>(`EXPLAIN ${TRANSFERS_BY_ID}`, [ids])).rows
+        .map((row) => Object.values(row)[0])
+        .join('\n');
+      assert.match(plan, /Index Scan using ledger_transfers_pkey/);
+      assert.doesNotMatch(plan, /Seq Scan on ledger_transfers/);
+      const found = await ledger.lookupTransfers([...ids, 'plan-3-0']);
+      assert.deepEqual(found.map((t) => t.id).sort(), [
+        'plan-3-0',
+        'plan-3-1',
+        'plan-3-2',
+        'plan-3-3',
+        'plan-3-4',
+      ]);
+      assert.deepEqual((await verifyLedger(db, clock)).problems, []);
     });
   });
 }

@@ -4,6 +4,7 @@
 // (issue 15). Rows live in memory: only what must survive a crash is written (a row's arrival and
 // its end); retry counts and due times are not, since a restarted router's first drain sends every
 // row anyway. The file is replayed at start and rewritten once most of it describes ended rows.
+import { constants } from 'node:fs';
 import { type FileHandle, open, rename, stat, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { StartError } from '@fed-ai/kit';
@@ -80,6 +81,16 @@ export function replayJournal(text: string): {
 
 const line = (e: Entry) => `${JSON.stringify(e)}\n`;
 
+/**
+ * The journal is opened with O_DSYNC where the platform has it: each append is durable when its
+ * one write returns, instead of a write and then an fdatasync (two trips through libuv's pool).
+ * Measured on ext4 here: 0.12-0.14 ms of CPU per durable append against 0.17-0.20 (issue 15).
+ * Elsewhere (no O_DSYNC), a datasync follows each write as before.
+ */
+const O_DSYNC: number | undefined = constants.O_DSYNC;
+export const JOURNAL_OPEN_FLAGS: string | number =
+  O_DSYNC === undefined ? 'a+' : constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | O_DSYNC;
+
 /** Rewritten when it holds this many entries more than twice the live rows. */
 const COMPACT_SLACK_ENTRIES = 4_096;
 
@@ -100,7 +111,7 @@ export class OutboxJournal {
 
   /** Opens (or creates) the journal and replays it; a torn last line is cut off. */
   static async open(path: string): Promise<OutboxJournal> {
-    const fd = await open(path, 'a+', 0o600);
+    const fd = await open(path, JOURNAL_OPEN_FLAGS, 0o600);
     try {
       const text = (await fd.readFile()).toString('utf8');
       const { rows, validBytes, entries } = replayJournal(text);
@@ -138,7 +149,7 @@ export class OutboxJournal {
     if (this.closed) return Promise.reject(new Error('outbox journal closed'));
     const run = this.tail.then(async () => {
       await this.fd.write(text);
-      await this.fd.datasync();
+      if (O_DSYNC === undefined) await this.fd.datasync();
       applied();
       this.entries += count;
       if (this.entries > 2 * this.rows.size + COMPACT_SLACK_ENTRIES) await this.rewrite();
@@ -163,7 +174,7 @@ export class OutboxJournal {
     const dir = await open(dirname(this.path), 'r');
     await dir.sync().finally(() => dir.close());
     await this.fd.close();
-    this.fd = await open(this.path, 'a+', 0o600);
+    this.fd = await open(this.path, JOURNAL_OPEN_FLAGS, 0o600);
     this.entries = this.rows.size;
   }
 

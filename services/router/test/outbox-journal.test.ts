@@ -4,7 +4,16 @@
 // keeps every row whose append had resolved.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  constants,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -94,6 +103,43 @@ test('the rewrite keeps every live row and the file stops growing', async () => 
   assert.deepEqual([...reopened.rows.keys()].sort(), ['keep-a|capture', 'keep-b|release']);
   assert.equal(reopened.rows.get('keep-a|capture')?.payload, row('keep-a').payload);
   await reopened.close();
+});
+
+/** The open flags (Linux /proc) of every descriptor this process holds on `path`. */
+function openFlags(path: string): number[] {
+  const flags: number[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile (readdir's own descriptor)
+    }
+    if (target !== path) continue;
+    const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+    flags.push(Number.parseInt(/^flags:\s+([0-7]+)/m.exec(info)?.[1] ?? 'x', 8));
+  }
+  return flags;
+}
+
+test('appends are synchronous writes: the journal is open with O_DSYNC, after a rewrite too', async () => {
+  const path = join(tempDir(), 'j');
+  const journal = await OutboxJournal.open(path);
+  const dsync = (f: number) =>
+    (f & constants.O_DSYNC) === constants.O_DSYNC && (f & constants.O_APPEND) !== 0;
+  let flags = openFlags(path);
+  assert.equal(flags.length, 1);
+  assert.ok(flags.every(dsync), `flags ${flags.map((f) => f.toString(8))}`);
+  // Enough entries in two writes to make the next one rewrite the file and reopen it.
+  const many = Array.from({ length: 2_100 }, (_, i) => row(`r-${i}`));
+  await journal.append(many);
+  await journal.remove(many.map((r) => ({ opId: r.opId, op: r.op })));
+  await journal.append([row('last')]);
+  flags = openFlags(path);
+  assert.equal(flags.length, 1);
+  assert.ok(flags.every(dsync), `flags after the rewrite ${flags.map((f) => f.toString(8))}`);
+  assert.ok((await journal.sizeBytes()) < 1_000, 'the file was rewritten');
+  await journal.close();
 });
 
 test('the outbox on its journal: table rows move in, a restart sends every row, sent rows end', async () => {
