@@ -189,13 +189,22 @@ export class Ledger {
       accounts: ReadonlyMap<string, Account>,
     ) => Promise<void>,
   ): Promise<TransferResult[]> {
+    return this.transact(async (tx) => {
+      const { results, accounts } = await this.applyLocked(tx, batch);
+      if (alsoInTx) await alsoInTx(tx, results, accounts);
+      return results;
+    });
+  }
+
+  /**
+   * Runs `fn` in one transaction, run again whole when it lost a race (a duplicate key, a
+   * serialization failure, a deadlock): the next run sees the winner's rows. For callers that
+   * decide their batch from what they read in the transaction (then `applyIn`).
+   */
+  async transact<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction(async (tx) => {
-          const { results, accounts } = await this.applyLocked(tx, batch);
-          if (alsoInTx) await alsoInTx(tx, results, accounts);
-          return results;
-        });
+        return await this.db.transaction(fn);
       } catch (error) {
         const code = (error as { code?: string }).code;
         // Two writers raced on the same transfer id or a lock cycle: retrying sees the winner's row.
@@ -203,6 +212,14 @@ export class Ledger {
         throw error;
       }
     }
+  }
+
+  /** As createTransfersIn, with the final state of every account the batch locked. */
+  applyIn(
+    tx: Queryable,
+    batch: readonly TransferInput[],
+  ): Promise<{ results: TransferResult[]; accounts: ReadonlyMap<string, Account> }> {
+    return this.applyLocked(tx, batch);
   }
 
   /**

@@ -1,10 +1,12 @@
 // The network's books on top of the ledger: account layout, tab top-ups through Lightning
 // invoices, refunds paid over Lightning, reservations before dispatch, captures split into node
-// earnings and router fee, and releases. Every operation has a deterministic transfer id derived
-// from its request, so a retry (after a timeout or a crash) can never move money twice.
+// earnings and router fee, and releases. Every operation has a deterministic id derived from its
+// request (a transfer id; for a capture from a lease, its charge row's key), so a retry (after a
+// timeout or a crash) can never move money twice.
 //
 // Settlement owns the invoice and payment state (`topups`, `payments`); the Lightning backend is a
 // stateless adapter it asks (create, look up, pay) and asks again after a crash.
+import { randomUUID } from 'node:crypto';
 import { type Db, GroupCommit, type ItemOutcome, type Migration, type Queryable } from '@fed-ai/kit';
 import {
   ACCOUNT_FLAGS,
@@ -36,6 +38,7 @@ import {
   splitCharge,
   verifyEnvelope,
 } from '@fed-ai/protocol';
+import { type ExistingCharge, type LeaseCapture, planLeaseCharges } from './lease-charges';
 
 export const ACCOUNTS = {
   /** Asset: what we hold on Lightning. Credits (money out) never exceed debits (money in). */
@@ -1171,14 +1174,10 @@ export class Books {
     await this.ensureEarnings(node);
     const parts = this.nodeAndFee(opId, node, charge);
     const source: ChargeSource = { kind: 'lease', account: ACCOUNTS.lease(leaseId), tab: lease.account };
+    // A retry of a capture already charged (from the lease or the tab) finds its charge row: EXISTS.
     const fromLease = await this.tryCharge(opId, source, charge, parts, { node, metering });
     if (!fromLease) return { chargedMsat: charge };
-    const spent = fromLease.code === 'EXCEEDS_CREDITS';
-    // A retry of a capture the tab paid: its `pay:` exists from the tab's chain.
-    const paidByTab =
-      fromLease.code === 'EXISTS_WITH_DIFFERENT_FIELDS' &&
-      (await this.ledger.lookupTransfers([`chg:${opId}`])).length > 0;
-    if (!spent && !paidByTab) throw chargeError(fromLease);
+    if (fromLease.code !== 'EXCEEDS_CREDITS') throw chargeError(fromLease);
     await this.commitCharge(opId, { kind: 'tab', tab: lease.account }, charge, parts, { node, metering });
     return { chargedMsat: charge };
   }
@@ -1255,51 +1254,115 @@ export class Books {
     parts: ChargePart[],
     record: { node: string; metering: unknown },
   ): Promise<TransferResult | null> {
-    const batch = chargeTransfers(opId, source, charge, parts);
     const [first, second] = parts;
-    const { results } = await this.requestOps.submit({
-      transfers: batch,
-      charge: {
-        opId,
-        account: source.tab,
-        node: record.node,
-        amountMsat: charge,
-        nodeMsat: first?.amountMsat ?? 0,
-        routerMsat: second?.amountMsat ?? 0,
-        metering: JSON.stringify(record.metering),
-      },
-    });
+    const row: ChargeRow = {
+      opId,
+      account: source.tab,
+      node: record.node,
+      amountMsat: charge,
+      nodeMsat: first?.amountMsat ?? 0,
+      routerMsat: second?.amountMsat ?? 0,
+      metering: JSON.stringify(record.metering),
+    };
+    const { results } = await this.requestOps.submit(
+      source.kind === 'lease'
+        ? {
+            transfers: [],
+            charge: row,
+            fromLease: {
+              opId,
+              leaseAccount: source.account,
+              tab: source.tab,
+              node: record.node,
+              amountMsat: charge,
+              parts,
+            },
+          }
+        : { transfers: chargeTransfers(opId, source, charge, parts), charge: row },
+    );
     if (results.every(ok)) return null;
     return results.find((r) => !ok(r) && r.code !== 'LINKED_EVENT_FAILED') ?? results[0] ?? null;
   }
 
   /**
-   * One ledger batch for many requests' operations: their transfers in order (each capture's chain
-   * linked within itself only, so one op's failure leaves the others alone), and the charge rows of
-   * the captures that went through, in the same transaction.
+   * One ledger transaction for many requests' operations: their transfers in order (each capture's
+   * chain linked within itself only, so one op's failure leaves the others alone), the captures
+   * from leases as one chain per lease (lease-charges.ts), and the charge rows of the captures that
+   * went through. Run again whole if it lost a race with another writer.
    */
   private async writeRequestOps(ops: RequestOp[]): Promise<ItemOutcome<RequestOpResult>[]> {
     this.options.onRequestBatch?.(ops.length);
-    const transfers = ops.flatMap((op) => op.transfers);
-    const ranges: [number, number][] = [];
-    let at = 0;
-    for (const op of ops) {
-      ranges.push([at, at + op.transfers.length]);
-      at += op.transfers.length;
+    const results = await this.ledger.transact((tx) => this.applyRequestOps(tx, ops));
+    return results.map((value) => ({ ok: true, value }));
+  }
+
+  private async applyRequestOps(tx: Queryable, ops: RequestOp[]): Promise<RequestOpResult[]> {
+    const leaseOps = ops.flatMap((op, i) => (op.fromLease ? [i] : []));
+    const captures = leaseOps.map((i) => ops[i]!.fromLease!);
+    const existing =
+      captures.length > 0
+        ? await chargesOf(
+            tx,
+            captures.map((c) => c.opId),
+          )
+        : new Map();
+    const plan = planLeaseCharges(randomUUID(), captures, existing);
+    const own = ops.flatMap((op) => op.transfers);
+    const first = await this.ledger.applyIn(tx, [...own, ...plan.transfers]);
+    const perOp = splitResults(
+      ops.map((op) => op.transfers.length),
+      first.results,
+    );
+    const paidByLease = new Set<number>();
+    const unpaid: number[] = [];
+    for (const g of plan.groups) {
+      const went = first.results.slice(own.length + g.from, own.length + g.to).every(ok);
+      for (const c of g.captures) {
+        if (went) paidByLease.add(leaseOps[c]!);
+        else unpaid.push(leaseOps[c]!);
+      }
     }
-    let finalAccounts: ReadonlyMap<string, Account> = new Map();
-    const results = await this.ledger.createTransfers(transfers, async (tx, r, accounts) => {
-      finalAccounts = accounts;
-      const went = (i: number) => r.slice(...ranges[i]!).every(ok);
-      const charges = ops.filter((op, i) => op.charge && went(i)).map((op) => op.charge!);
-      if (charges.length > 0) await insertCharges(tx, charges);
-      const leases = ops.filter((op, i) => op.lease && went(i)).map((op) => op.lease!);
-      if (leases.length > 0) await insertLeases(tx, leases);
+    // A lease that cannot pay its chain (spent, closed): each capture's own chain from it instead,
+    // so as many as it covers are paid by it and the rest report EXCEEDS_CREDITS (then the tab).
+    const chains = unpaid.map((i) => leaseCaptureChain(ops[i]!.fromLease!));
+    const second = chains.length > 0 ? await this.ledger.applyIn(tx, chains.flat()) : undefined;
+    if (second) {
+      const got = splitResults(
+        chains.map((c) => c.length),
+        second.results,
+      );
+      got.forEach((r, k) => {
+        perOp[unpaid[k]!] = r;
+      });
+    }
+    plan.fates.forEach((fate, c) => {
+      const i = leaseOps[c]!;
+      if (fate.kind === 'charged')
+        perOp[i] = [rowResult(ops[i]!, fate.same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS')];
+      if (fate.kind === 'group' && paidByLease.has(i)) perOp[i] = [rowResult(ops[i]!, 'OK')];
     });
-    return ops.map((_, i) => ({
-      ok: true,
-      value: { results: results.slice(...ranges[i]!), accounts: finalAccounts },
-    }));
+    // Duplicates after the rest: a repeat of the same charge gets what its first occurrence got.
+    plan.fates.forEach((fate, c) => {
+      if (fate.kind !== 'duplicate') return;
+      const firstGot = perOp[leaseOps[fate.of]!]!;
+      const i = leaseOps[c]!;
+      if (!fate.same) perOp[i] = [rowResult(ops[i]!, 'EXISTS_WITH_DIFFERENT_FIELDS')];
+      else perOp[i] = firstGot.every(ok) ? [rowResult(ops[i]!, 'EXISTS')] : firstGot;
+    });
+    // A charge row is written by the transaction that moved its money (every result OK), and is
+    // then the request's proof of payment: a second path to the same op id (another replica's
+    // batch, a lease capture beside a chain) fails on it and runs again instead of charging twice.
+    // A retry (EXISTS) writes none: its row is there.
+    const rows = ops.filter((op, i) => op.charge && perOp[i]!.every((r) => r.code === 'OK'));
+    if (rows.length > 0)
+      await insertCharges(
+        tx,
+        rows.map((op) => op.charge!),
+      );
+    const leases = ops.filter((op, i) => op.lease && perOp[i]!.every(ok)).map((op) => op.lease!);
+    if (leases.length > 0) await insertLeases(tx, leases);
+    const accounts = new Map([...first.accounts, ...(second?.accounts ?? [])]);
+    return perOp.map((results) => ({ results, accounts }));
   }
 
   /** A request's reservation transfer (`res:<op id>`), if there is one. */
@@ -1361,11 +1424,15 @@ export class Books {
   }
 }
 
-/** One request's ledger operation: a reserve, a lease's opening, or a capture chain with its charge row. */
+/**
+ * One request's ledger operation: a reserve, a lease's opening, a capture chain with its charge
+ * row, or a capture from a lease (`fromLease`, no transfers of its own: lease-charges.ts).
+ */
 interface RequestOp {
   transfers: TransferInput[];
   charge?: ChargeRow;
   lease?: NewLease;
+  fromLease?: LeaseCapture;
 }
 
 interface NewLease {
@@ -1404,6 +1471,26 @@ type ChargeSource =
 function reservationSource(pending: StoredTransfer): ChargeSource {
   const tab = pending.debitAccountId;
   return pending.resolution === 'expired' ? { kind: 'tab', tab } : { kind: 'reservation', tab };
+}
+
+/** Consecutive slices of `results`, one per op, of the sizes given. */
+function splitResults(sizes: number[], results: TransferResult[]): TransferResult[][] {
+  let at = 0;
+  return sizes.map((n) => {
+    at += n;
+    return results.slice(at - n, at);
+  });
+}
+
+/** What a capture's charge row says (a lease capture has no transfer of its own to report). */
+function rowResult(op: RequestOp, code: TransferResult['code']): TransferResult {
+  return { id: `charge:${op.charge?.opId ?? ''}`, code };
+}
+
+/** A lease capture's own chain (its parts from the lease's account), as before batching. */
+function leaseCaptureChain(capture: LeaseCapture): TransferInput[] {
+  const source: ChargeSource = { kind: 'lease', account: capture.leaseAccount, tab: capture.tab };
+  return chargeTransfers(capture.opId, source, capture.amountMsat, [...capture.parts]);
 }
 
 /** A charge's linked chain: the source's leg (none from a lease), then each non-zero part. */
@@ -1505,13 +1592,16 @@ async function insertLeases(tx: Queryable, rows: NewLease[]): Promise<void> {
   );
 }
 
+/**
+ * Writes charge rows. One already there fails the statement (23505, unique), the transaction rolls
+ * back and the ledger runs it again, which then finds the row (a lease capture's only guard).
+ */
 async function insertCharges(tx: Queryable, rows: ChargeRow[]): Promise<void> {
   await tx.query(
     `INSERT INTO charges (op_id, account, node, amount_msat, node_msat, router_msat, metering)
      SELECT op_id, account, node, amount_msat, node_msat, router_msat, metering::jsonb
      FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
-       AS v (op_id, account, node, amount_msat, node_msat, router_msat, metering)
-     ON CONFLICT (op_id) DO NOTHING`,
+       AS v (op_id, account, node, amount_msat, node_msat, router_msat, metering)`,
     [
       rows.map((r) => r.opId),
       rows.map((r) => r.account),
@@ -1521,6 +1611,18 @@ async function insertCharges(tx: Queryable, rows: ChargeRow[]): Promise<void> {
       rows.map((r) => r.routerMsat),
       rows.map((r) => r.metering),
     ],
+  );
+}
+
+/** The charge rows already written for these op ids (one primary-key probe each, as TRANSFERS_BY_ID). */
+async function chargesOf(tx: Queryable, opIds: string[]): Promise<Map<string, ExistingCharge>> {
+  const found = await tx.query<{ op_id: string; account: string; node: string; amount_msat: number }>(
+    `SELECT c.op_id, c.account, c.node, c.amount_msat FROM unnest($1::text[]) AS v (op_id)
+     CROSS JOIN LATERAL (SELECT * FROM charges WHERE op_id = v.op_id LIMIT 1) AS c`,
+    [[...new Set(opIds)]],
+  );
+  return new Map(
+    found.rows.map((r) => [r.op_id, { account: r.account, node: r.node, amountMsat: Number(r.amount_msat) }]),
   );
 }
 

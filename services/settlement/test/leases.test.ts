@@ -230,12 +230,72 @@ test('a request captured from its own reservation and then again from a lease is
   await books.openLease('lease-p7-aaaa', 'p7', 20_000, 600, router);
   await books.reserve('rq-p7-0001', 'p7', 8000, 600);
   await books.capture('rq-p7-0001', node, metering('rq-p7-0001'), router);
-  await assert.rejects(
-    books.capture('rq-p7-0001', node, metering('rq-p7-0001'), router, 'lease-p7-aaaa'),
-    (error: unknown) => error instanceof FedAiError && error.code === 'LEDGER_REJECTED',
-  );
+  // Its charge row answers the second capture: the same charge, already made (nothing moves).
+  assert.deepEqual(await books.capture('rq-p7-0001', node, metering('rq-p7-0001'), router, 'lease-p7-aaaa'), {
+    chargedMsat: COST_MSAT,
+  });
   const b = await balances('p7', 'lease-p7-aaaa');
   assert.deepEqual([b.tab, b.lease, b.earnings + b.fees], [50_000 - 20_000 - COST_MSAT, 20_000, COST_MSAT]);
+});
+
+test('captures from one lease in a batch move one transfer per receiving account; each keeps its charge row', async () => {
+  await fundedPayer('p9', 200_000);
+  await books.openLease('lease-p9-aaaa', 'p9', 100_000, 600, router);
+  const ops = Array.from({ length: 12 }, (_, i) => `rq-p9-${String(i).padStart(4, '0')}`);
+  await Promise.all(ops.map((op) => books.capture(op, node, metering(op), router, 'lease-p9-aaaa')));
+  const moved = (
+    await db.query<{ id: string; credit_account_id: string; amount_msat: number; user_data: string }>(
+      'SELECT id, credit_account_id, amount_msat, user_data FROM ledger_transfers WHERE debit_account_id = $1',
+      [ACCOUNTS.lease('lease-p9-aaaa')],
+    )
+  ).rows;
+  const batches = new Set(moved.map((t) => t.user_data));
+  assert.ok(batches.size < ops.length, `${batches.size} batches for ${ops.length} captures`);
+  assert.equal(moved.length, 2 * batches.size, 'one to the earnings, one to the fees, per batch');
+  assert.ok(moved.every((t) => t.id.startsWith('lc:')));
+  const { nodeMsat, routerMsat } = splitCharge(COST_MSAT, FEE_BPS);
+  const to = (account: string) =>
+    moved.filter((t) => t.credit_account_id === account).reduce((sum, t) => sum + Number(t.amount_msat), 0);
+  assert.equal(to(ACCOUNTS.earnings(node)), 12 * nodeMsat);
+  assert.equal(to(ACCOUNTS.routerFees), 12 * routerMsat);
+  assert.equal((await ledger.lookupTransfers(ops.map((op) => `pay:${op}`))).length, 0);
+  const rows = await chargesOf(ops);
+  assert.deepEqual(
+    rows.map((r) => [r.op_id, Number(r.amount_msat)]),
+    ops.map((op) => [op, COST_MSAT]),
+  );
+  assert.equal((await balances('p9', 'lease-p9-aaaa')).lease, 100_000 - 12 * COST_MSAT);
+});
+
+test('the same capture from a lease, at once and later, is charged once; another charge for its op id is refused', async () => {
+  await fundedPayer('p10', 100_000);
+  await books.openLease('lease-p10-aaaa', 'p10', 50_000, 600, router);
+  const op = 'rq-p10-0001';
+  const record = metering(op);
+  const at = await Promise.all(
+    Array.from({ length: 6 }, () => books.capture(op, node, record, router, 'lease-p10-aaaa')),
+  );
+  assert.deepEqual(
+    at.map((c) => c.chargedMsat),
+    Array(6).fill(COST_MSAT),
+  );
+  assert.equal((await books.capture(op, node, record, router, 'lease-p10-aaaa')).chargedMsat, COST_MSAT);
+  // A record for the same request with more tokens (a different cost): refused, nothing moves.
+  const other = signedMetering({
+    opId: op,
+    router,
+    nodeKey,
+    tokensIn: 100,
+    tokensOut: 300,
+    price: PRICE,
+  }).metering;
+  await assert.rejects(
+    books.capture(op, node, other, router, 'lease-p10-aaaa'),
+    (error: unknown) => error instanceof FedAiError && error.code === 'LEDGER_REJECTED',
+  );
+  const b = await balances('p10', 'lease-p10-aaaa');
+  assert.deepEqual([b.tab, b.lease, b.earnings + b.fees], [50_000, 50_000 - COST_MSAT, COST_MSAT]);
+  assert.equal((await chargesOf([op])).length, 1);
 });
 
 test('a zero-cost record from a lease charges nothing and writes no charge', async () => {

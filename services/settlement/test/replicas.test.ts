@@ -149,3 +149,39 @@ test('the same reserve and capture to both replicas: held once, charged once', a
   assert.equal(await balance('replica-dave'), 5000, 'charged 5,000 once, the rest released');
   assert.deepEqual((await verifyLedger(replicas[0]!.ledger.db)).problems, []);
 });
+
+test('the same captures from one lease to both replicas at once: each charged once, the lease exact', async () => {
+  await funded('replica-erin', 100_000);
+  const router = publicKeyOf(routerKey);
+  const node = publicKeyOf(nodeKey);
+  const [a, b] = [replicas[0]!.books, replicas[1]!.books];
+  await a.openLease('lease-replica-erin', 'replica-erin', 60_000, 600, router);
+  const price = { input_msat_per_1k: 1000, output_msat_per_1k: 2000 };
+  const ops = Array.from({ length: 8 }, (_, i) => `req-replicas-lease-${i}`);
+  const records = ops.map(
+    (opId) => signedMetering({ opId, router, nodeKey, tokensIn: 1000, tokensOut: 2000, price }).metering,
+  );
+  // Each capture five times to each replica, all at once: the two replicas' transactions race on
+  // the lease's account and on the charge rows, the only guard a batched lease capture has.
+  const charged = await Promise.all(
+    ops.flatMap((opId, k) =>
+      Array.from({ length: 10 }, (_, n) =>
+        (n % 2 === 0 ? a : b).capture(opId, node, records[k], router, 'lease-replica-erin'),
+      ),
+    ),
+  );
+  assert.ok(charged.every((c) => c.chargedMsat === 5000));
+  const rows = await replicas[0]!.ledger.db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM charges WHERE op_id = ANY($1)',
+    [ops],
+  );
+  assert.equal(rows.rows[0]?.n, 8);
+  const [lease] = await replicas[0]!.ledger.lookupAccounts(['lease:lease-replica-erin']);
+  assert.equal(
+    lease!.creditsPosted - lease!.debitsPosted,
+    60_000 - 8 * 5000,
+    'eight charges out of the lease',
+  );
+  assert.equal(await balance('replica-erin'), 40_000);
+  assert.deepEqual((await verifyLedger(replicas[0]!.ledger.db)).problems, []);
+});
