@@ -28,7 +28,7 @@ export interface ExistingCharge {
   amountMsat: number;
 }
 
-export type LeaseCaptureFate =
+type LeaseCaptureFate =
   /** Paid by its lease's transfers in this batch (group: index into `groups`). */
   | { kind: 'group'; group: number }
   /** Already charged: the same charge (nothing to do) or a different one (refused). */
