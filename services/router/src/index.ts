@@ -6,6 +6,7 @@ export { BidInbox, runAuction } from './federation/auction';
 export { rfbFor } from './federation/auction-core';
 export { FederationRelays } from './federation/relays';
 export * from './health';
+export { OutboxJournal } from './outbox-journal';
 export * from './payments';
 export * from './registry';
 export * from './router';
