@@ -157,6 +157,9 @@ test('a payment stuck in flight is reported stuck, then resolved by lookup once 
     amountMsat: 5000,
     description: 'elsewhere',
     expirySeconds: 3600,
+    // Made on settlement's clock (moved an hour on above), not the wall clock: made on the wall
+    // clock within the second this file loaded, it was already expired (a full-suite failure).
+    nowS: clockS,
     nodeSecretKeyHex: randomBytes(32).toString('hex'),
   });
   lnd.addPayee(external);
