@@ -38,7 +38,7 @@ import {
   splitCharge,
   verifyEnvelope,
 } from '@fed-ai/protocol';
-import { type ExistingCharge, type LeaseCapture, planLeaseCharges } from './lease-charges';
+import { type ExistingCharge, type LeaseCapture, planLeaseCharges, sameCharge } from './lease-charges';
 
 export const ACCOUNTS = {
   /** Asset: what we hold on Lightning. Credits (money out) never exceed debits (money in). */
@@ -1299,20 +1299,25 @@ export class Books {
   private async applyRequestOps(tx: Queryable, ops: RequestOp[]): Promise<RequestOpResult[]> {
     const leaseOps = ops.flatMap((op, i) => (op.fromLease ? [i] : []));
     const captures = leaseOps.map((i) => ops[i]!.fromLease!);
-    const existing =
-      captures.length > 0
-        ? await chargesOf(
-            tx,
-            captures.map((c) => c.opId),
-          )
-        : new Map();
+    const charging = ops.flatMap((op) => (op.charge ? [op.charge.opId] : []));
+    const existing = charging.length > 0 ? await chargesOf(tx, charging) : new Map<string, ExistingCharge>();
     const plan = planLeaseCharges(randomUUID(), captures, existing);
-    const own = ops.flatMap((op) => op.transfers);
+    // A chain whose op id already has a charge row is done (a retry) or refused (another charge):
+    // its transfers are not tried, so a row can only meet another row in a race (see below).
+    const done = ops.map((op) => {
+      const row = op.charge && !op.fromLease ? existing.get(op.charge.opId) : undefined;
+      return row ? sameCharge({ ...op.charge!, tab: op.charge!.account }, row) : null;
+    });
+    const tried = ops.map((op, i) => (done[i] === null ? op.transfers : []));
+    const own = tried.flat();
     const first = await this.ledger.applyIn(tx, [...own, ...plan.transfers]);
     const perOp = splitResults(
-      ops.map((op) => op.transfers.length),
+      tried.map((t) => t.length),
       first.results,
     );
+    done.forEach((same, i) => {
+      if (same !== null) perOp[i] = [rowResult(ops[i]!, same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS')];
+    });
     const paidByLease = new Set<number>();
     const unpaid: number[] = [];
     for (const g of plan.groups) {

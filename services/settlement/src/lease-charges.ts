@@ -45,7 +45,8 @@ export interface LeaseChargePlan {
   fates: LeaseCaptureFate[];
 }
 
-const sameCharge = (c: LeaseCapture, e: ExistingCharge) =>
+/** Whether a charge row already written is this charge: the same tab, node and amount. */
+export const sameCharge = (c: Pick<LeaseCapture, 'tab' | 'node' | 'amountMsat'>, e: ExistingCharge) =>
   e.account === c.tab && e.node === c.node && e.amountMsat === c.amountMsat;
 
 /**

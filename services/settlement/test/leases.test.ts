@@ -298,6 +298,26 @@ test('the same capture from a lease, at once and later, is charged once; another
   assert.equal((await chargesOf([op])).length, 1);
 });
 
+test('a request charged from a lease and then captured from its own reservation is charged once', async () => {
+  await fundedPayer('p11', 50_000);
+  await books.openLease('lease-p11-aaaa', 'p11', 20_000, 600, router);
+  await books.reserve('rq-p11-0001', 'p11', 8000, 600);
+  await books.capture('rq-p11-0001', node, metering('rq-p11-0001'), router, 'lease-p11-aaaa');
+  // The charge row answers the reservation's capture: already charged, the hold is not posted.
+  assert.deepEqual(await books.capture('rq-p11-0001', node, metering('rq-p11-0001'), router), {
+    chargedMsat: COST_MSAT,
+  });
+  let b = await balances('p11', 'lease-p11-aaaa');
+  assert.deepEqual(
+    [b.tab, b.lease, b.earnings + b.fees],
+    [50_000 - 20_000 - 8000, 20_000 - COST_MSAT, COST_MSAT],
+  );
+  await books.release('rq-p11-0001');
+  b = await balances('p11', 'lease-p11-aaaa');
+  assert.equal(b.tab, 50_000 - 20_000, 'the hold came back whole');
+  assert.equal((await chargesOf(['rq-p11-0001'])).length, 1);
+});
+
 test('a zero-cost record from a lease charges nothing and writes no charge', async () => {
   await fundedPayer('p8', 50_000);
   await books.openLease('lease-p8-aaaa', 'p8', 20_000, 600, router);
