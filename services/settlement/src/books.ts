@@ -38,7 +38,13 @@ import {
   splitCharge,
   verifyEnvelope,
 } from '@fed-ai/protocol';
-import { type ExistingCharge, type LeaseCapture, planLeaseCharges, sameCharge } from './lease-charges';
+import {
+  type ChargePart,
+  type ExistingCharge,
+  type LeaseCapture,
+  planLeaseCharges,
+  sameCharge,
+} from './lease-charges';
 
 export const ACCOUNTS = {
   /** Asset: what we hold on Lightning. Credits (money out) never exceed debits (money in). */
@@ -1455,12 +1461,6 @@ interface LeaseRow {
   amount_msat: number;
   expires_at_s: number;
   closed_at_s: number | null;
-}
-
-interface ChargePart {
-  id: string;
-  account: string;
-  amountMsat: number;
 }
 
 /**

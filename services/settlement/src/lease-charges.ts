@@ -14,11 +14,15 @@ export interface LeaseCapture {
   tab: string;
   node: string;
   amountMsat: number;
-  /**
-   * Where the charge goes (the node's earnings, the router fee); zero parts move nothing. `id` is
-   * the part's own transfer id, for when the lease pays request by request instead.
-   */
-  parts: readonly { id: string; account: string; amountMsat: number }[];
+  /** Where the charge goes (the node's earnings, the router fee); zero parts move nothing. */
+  parts: readonly ChargePart[];
+}
+
+/** One part of a charge: `id` is its own transfer id, used when it is paid request by request. */
+export interface ChargePart {
+  id: string;
+  account: string;
+  amountMsat: number;
 }
 
 /** A charge row already written for an op id (a retry; or the tab paid it once the lease was spent). */
