@@ -42,6 +42,7 @@ import {
   type ChargePart,
   type ExistingCharge,
   type LeaseCapture,
+  type LeaseChargePlan,
   planLeaseCharges,
   sameCharge,
 } from './lease-charges';
@@ -1324,42 +1325,14 @@ export class Books {
     done.forEach((same, i) => {
       if (same !== null) perOp[i] = [rowResult(ops[i]!, same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS')];
     });
-    const paidByLease = new Set<number>();
-    const unpaid: number[] = [];
-    for (const g of plan.groups) {
-      const went = first.results.slice(own.length + g.from, own.length + g.to).every(ok);
-      for (const c of g.captures) {
-        if (went) paidByLease.add(leaseOps[c]!);
-        else unpaid.push(leaseOps[c]!);
-      }
-    }
-    // A lease that cannot pay its chain (spent, closed): each capture's own chain from it instead,
-    // so as many as it covers are paid by it and the rest report EXCEEDS_CREDITS (then the tab).
-    const chains = unpaid.map((i) => leaseCaptureChain(ops[i]!.fromLease!));
-    const second = chains.length > 0 ? await this.ledger.applyIn(tx, chains.flat()) : undefined;
-    if (second) {
-      const got = splitResults(
-        chains.map((c) => c.length),
-        second.results,
-      );
-      got.forEach((r, k) => {
-        perOp[unpaid[k]!] = r;
-      });
-    }
-    plan.fates.forEach((fate, c) => {
-      const i = leaseOps[c]!;
-      if (fate.kind === 'charged')
-        perOp[i] = [rowResult(ops[i]!, fate.same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS')];
-      if (fate.kind === 'group' && paidByLease.has(i)) perOp[i] = [rowResult(ops[i]!, 'OK')];
-    });
-    // Duplicates after the rest: a repeat of the same charge gets what its first occurrence got.
-    plan.fates.forEach((fate, c) => {
-      if (fate.kind !== 'duplicate') return;
-      const firstGot = perOp[leaseOps[fate.of]!]!;
-      const i = leaseOps[c]!;
-      if (!fate.same) perOp[i] = [rowResult(ops[i]!, 'EXISTS_WITH_DIFFERENT_FIELDS')];
-      else perOp[i] = firstGot.every(ok) ? [rowResult(ops[i]!, 'EXISTS')] : firstGot;
-    });
+    const leaseResults = await this.resolveLeaseCaptures(
+      tx,
+      ops,
+      leaseOps,
+      plan,
+      first.results.slice(own.length),
+    );
+    for (const [i, results] of leaseResults.perOp) perOp[i] = results;
     // A charge row is written by the transaction that moved its money (every result OK), and is
     // then the request's proof of payment: a second path to the same op id (another replica's
     // batch, a lease capture beside a chain) fails on it and runs again instead of charging twice.
@@ -1372,8 +1345,56 @@ export class Books {
       );
     const leases = ops.filter((op, i) => op.lease && perOp[i]!.every(ok)).map((op) => op.lease!);
     if (leases.length > 0) await insertLeases(tx, leases);
-    const accounts = new Map([...first.accounts, ...(second?.accounts ?? [])]);
+    const accounts = new Map([...first.accounts, ...leaseResults.accounts]);
     return perOp.map((results) => ({ results, accounts }));
+  }
+
+  /**
+   * What each capture from a lease got, from its lease chain's results (`chainResults`, in the
+   * plan's order): paid by the chain; or, where the lease could not pay it (spent, closed), by its
+   * own chain from the lease (as many as it covers; the rest report EXCEEDS_CREDITS, then the
+   * tab); already charged; or what its first occurrence in the batch got.
+   */
+  private async resolveLeaseCaptures(
+    tx: Queryable,
+    ops: RequestOp[],
+    leaseOps: number[],
+    plan: LeaseChargePlan,
+    chainResults: TransferResult[],
+  ): Promise<{ perOp: Map<number, TransferResult[]>; accounts: ReadonlyMap<string, Account> }> {
+    const perOp = new Map<number, TransferResult[]>();
+    const unpaid: number[] = [];
+    for (const g of plan.groups) {
+      const went = chainResults.slice(g.from, g.to).every(ok);
+      for (const c of g.captures) {
+        if (went) perOp.set(leaseOps[c]!, [rowResult(ops[leaseOps[c]!]!, 'OK')]);
+        else unpaid.push(leaseOps[c]!);
+      }
+    }
+    const chains = unpaid.map((i) => leaseCaptureChain(ops[i]!.fromLease!));
+    const second = chains.length > 0 ? await this.ledger.applyIn(tx, chains.flat()) : undefined;
+    if (second)
+      splitResults(
+        chains.map((c) => c.length),
+        second.results,
+      ).forEach((r, k) => {
+        perOp.set(unpaid[k]!, r);
+      });
+    plan.fates.forEach((fate, c) => {
+      if (fate.kind === 'charged')
+        perOp.set(leaseOps[c]!, [
+          rowResult(ops[leaseOps[c]!]!, fate.same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS'),
+        ]);
+    });
+    // Duplicates after the rest: a repeat of the same charge gets what its first occurrence got.
+    plan.fates.forEach((fate, c) => {
+      if (fate.kind !== 'duplicate') return;
+      const i = leaseOps[c]!;
+      const firstGot = perOp.get(leaseOps[fate.of]!)!;
+      if (!fate.same) perOp.set(i, [rowResult(ops[i]!, 'EXISTS_WITH_DIFFERENT_FIELDS')]);
+      else perOp.set(i, firstGot.every(ok) ? [rowResult(ops[i]!, 'EXISTS')] : firstGot);
+    });
+    return { perOp, accounts: second?.accounts ?? new Map() };
   }
 
   /** A request's reservation transfer (`res:<op id>`), if there is one. */
