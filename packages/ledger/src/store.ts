@@ -190,7 +190,7 @@ export class Ledger {
     ) => Promise<void>,
   ): Promise<TransferResult[]> {
     return this.transact(async (tx) => {
-      const { results, accounts } = await this.applyLocked(tx, batch);
+      const { results, accounts } = await this.applyIn(tx, batch);
       if (alsoInTx) await alsoInTx(tx, results, accounts);
       return results;
     });
@@ -214,23 +214,16 @@ export class Ledger {
     }
   }
 
-  /** As createTransfersIn, with the final state of every account the batch locked. */
-  applyIn(
-    tx: Queryable,
-    batch: readonly TransferInput[],
-  ): Promise<{ results: TransferResult[]; accounts: ReadonlyMap<string, Account> }> {
-    return this.applyLocked(tx, batch);
-  }
-
   /**
    * Applies a batch inside the caller's open transaction, so the caller's own rows (a payment, a
    * decision) and the ledger commit together. The caller owns retries; lock order is the same.
    */
   async createTransfersIn(tx: Queryable, batch: readonly TransferInput[]): Promise<TransferResult[]> {
-    return (await this.applyLocked(tx, batch)).results;
+    return (await this.applyIn(tx, batch)).results;
   }
 
-  private async applyLocked(
+  /** As createTransfersIn, with the final state of every account the batch locked. */
+  async applyIn(
     tx: Queryable,
     batch: readonly TransferInput[],
   ): Promise<{ results: TransferResult[]; accounts: Map<string, Account> }> {

@@ -88,7 +88,7 @@ const line = (e: Entry) => `${JSON.stringify(e)}\n`;
  * Elsewhere (no O_DSYNC), a datasync follows each write as before.
  */
 const O_DSYNC: number | undefined = constants.O_DSYNC;
-export const JOURNAL_OPEN_FLAGS: string | number =
+const JOURNAL_OPEN_FLAGS: string | number =
   O_DSYNC === undefined ? 'a+' : constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | O_DSYNC;
 
 /** Rewritten when it holds this many entries more than twice the live rows. */

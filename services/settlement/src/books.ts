@@ -1304,17 +1304,20 @@ export class Books {
   }
 
   private async applyRequestOps(tx: Queryable, ops: RequestOp[]): Promise<RequestOpResult[]> {
-    const leaseOps = ops.flatMap((op, i) => (op.fromLease ? [i] : []));
-    const captures = leaseOps.map((i) => ops[i]!.fromLease!);
     const charging = ops.flatMap((op) => (op.charge ? [op.charge.opId] : []));
     const existing = charging.length > 0 ? await chargesOf(tx, charging) : new Map<string, ExistingCharge>();
-    const plan = planLeaseCharges(randomUUID(), captures, existing);
-    // A chain whose op id already has a charge row is done (a retry) or refused (another charge):
-    // its transfers are not tried, so a row can only meet another row in a race (see below).
+    // A capture whose op id already has a charge row is done (a retry) or refused (another
+    // charge), whichever path it takes: nothing of it is tried, so a row can only meet another
+    // row in a race between writers (see below).
     const done = ops.map((op) => {
-      const row = op.charge && !op.fromLease ? existing.get(op.charge.opId) : undefined;
+      const row = op.charge ? existing.get(op.charge.opId) : undefined;
       return row ? sameCharge({ ...op.charge!, tab: op.charge!.account }, row) : null;
     });
+    const leaseOps = ops.flatMap((op, i) => (op.fromLease && done[i] === null ? [i] : []));
+    const plan = planLeaseCharges(
+      randomUUID(),
+      leaseOps.map((i) => ops[i]!.fromLease!),
+    );
     const tried = ops.map((op, i) => (done[i] === null ? op.transfers : []));
     const own = tried.flat();
     const first = await this.ledger.applyIn(tx, [...own, ...plan.transfers]);
@@ -1353,7 +1356,7 @@ export class Books {
    * What each capture from a lease got, from its lease chain's results (`chainResults`, in the
    * plan's order): paid by the chain; or, where the lease could not pay it (spent, closed), by its
    * own chain from the lease (as many as it covers; the rest report EXCEEDS_CREDITS, then the
-   * tab); already charged; or what its first occurrence in the batch got.
+   * tab); or what its first occurrence in the batch got.
    */
   private async resolveLeaseCaptures(
     tx: Queryable,
@@ -1380,12 +1383,6 @@ export class Books {
       ).forEach((r, k) => {
         perOp.set(unpaid[k]!, r);
       });
-    plan.fates.forEach((fate, c) => {
-      if (fate.kind === 'charged')
-        perOp.set(leaseOps[c]!, [
-          rowResult(ops[leaseOps[c]!]!, fate.same ? 'EXISTS' : 'EXISTS_WITH_DIFFERENT_FIELDS'),
-        ]);
-    });
     // Duplicates after the rest: a repeat of the same charge gets what its first occurrence got.
     plan.fates.forEach((fate, c) => {
       if (fate.kind !== 'duplicate') return;
@@ -1516,7 +1513,7 @@ function rowResult(op: RequestOp, code: TransferResult['code']): TransferResult 
 /** A lease capture's own chain (its parts from the lease's account), as before batching. */
 function leaseCaptureChain(capture: LeaseCapture): TransferInput[] {
   const source: ChargeSource = { kind: 'lease', account: capture.leaseAccount, tab: capture.tab };
-  return chargeTransfers(capture.opId, source, capture.amountMsat, [...capture.parts]);
+  return chargeTransfers(capture.opId, source, capture.amountMsat, capture.parts);
 }
 
 /** A charge's linked chain: the source's leg (none from a lease), then each non-zero part. */
@@ -1524,7 +1521,7 @@ function chargeTransfers(
   opId: string,
   source: ChargeSource,
   charge: number,
-  parts: ChargePart[],
+  parts: readonly ChargePart[],
 ): TransferInput[] {
   const batch: TransferInput[] = [];
   if (source.kind === 'reservation')

@@ -2,7 +2,7 @@
 // batch that draw from the same lease move their money in one transfer per receiving account (each
 // node's earnings, the router fees) instead of two transfers per request. What each request was
 // charged stays in its own charge row, written in the same transaction, and a retry is known by
-// that row (its key is the op id) instead of by a per-request transfer id. Pure: no I/O.
+// that row (its key is the op id: `sameCharge`) instead of by a per-request transfer id. Pure.
 import type { TransferInput } from '@fed-ai/ledger';
 
 /** One capture whose bound was drawn from a lease. */
@@ -25,7 +25,7 @@ export interface ChargePart {
   amountMsat: number;
 }
 
-/** A charge row already written for an op id (a retry; or the tab paid it once the lease was spent). */
+/** A charge row already written for an op id (a retry, or another path charged it). */
 export interface ExistingCharge {
   account: string;
   node: string;
@@ -35,8 +35,6 @@ export interface ExistingCharge {
 type LeaseCaptureFate =
   /** Paid by its lease's transfers in this batch (group: index into `groups`). */
   | { kind: 'group'; group: number }
-  /** Already charged: the same charge (nothing to do) or a different one (refused). */
-  | { kind: 'charged'; same: boolean }
   /** The same op id earlier in this batch: the same charge follows that one, a different one is refused. */
   | { kind: 'duplicate'; of: number; same: boolean };
 
@@ -54,22 +52,16 @@ export const sameCharge = (c: Pick<LeaseCapture, 'tab' | 'node' | 'amountMsat'>,
   e.account === c.tab && e.node === c.node && e.amountMsat === c.amountMsat;
 
 /**
- * Plans a batch's lease captures. `existing` holds the charge rows already written for these op
- * ids; `batchId` makes the transfer ids (`lc:<batch>:<group>:<n>`) unique to this batch.
+ * Plans a batch's lease captures not charged yet (the caller answers those whose op id has a
+ * charge row already); `batchId` makes the transfer ids (`lc:<batch>:<group>:<n>`) unique to it.
  */
-export function planLeaseCharges(
-  batchId: string,
-  captures: readonly LeaseCapture[],
-  existing: ReadonlyMap<string, ExistingCharge>,
-): LeaseChargePlan {
+export function planLeaseCharges(batchId: string, captures: readonly LeaseCapture[]): LeaseChargePlan {
   const fates: LeaseCaptureFate[] = [];
   const firstIndex = new Map<string, number>();
   const byLease = new Map<string, { captures: number[]; sums: Map<string, number> }>();
   captures.forEach((capture, i) => {
-    const charged = existing.get(capture.opId);
     const first = firstIndex.get(capture.opId);
-    if (charged) fates.push({ kind: 'charged', same: sameCharge(capture, charged) });
-    else if (first !== undefined) {
+    if (first !== undefined) {
       const earlier = captures[first]!;
       const same =
         earlier.leaseAccount === capture.leaseAccount &&
