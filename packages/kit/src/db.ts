@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { FedAiError } from '@fed-ai/protocol';
 import pg from 'pg';
+import { PreparedStatements } from './pglite-prepared';
 import { extractTemplate, isNewDataDir, readTemplate, saveTemplate } from './pglite-template';
 import { StartError } from './service';
 
@@ -129,19 +130,23 @@ async function createPglite(dataDir: string | undefined): Promise<PGlite> {
 
 async function openPglite(dataDir: string | undefined): Promise<Db> {
   const lite = await createPglite(dataDir);
+  const prepared = new PreparedStatements(lite);
+  const shaped = <Row>(result: { rows: Row[]; affectedRows?: number }) => ({
+    rows: result.rows,
+    rowCount: result.affectedRows ?? result.rows.length,
+  });
   // PGlite has one backend: its transaction() already serialises callers.
   return {
     kind: 'pglite',
-    async query<Row>(sql: string, params?: unknown[]) {
-      const result = await lite.query<Row>(sql, params as unknown[]);
-      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    async query<Row>(sql: string, params: unknown[] = []) {
+      return shaped(await prepared.alone<Row>(sql, params, () => lite.query<Row>(sql, params)));
     },
     transaction<T>(fn: (tx: Queryable) => Promise<T>) {
       return lite.transaction(async (tx) =>
         fn({
-          async query<Row>(sql: string, params?: unknown[]) {
-            const result = await tx.query<Row>(sql, params as unknown[]);
-            return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+          async query<Row>(sql: string, params: unknown[] = []) {
+            if (tx.closed) throw new Error('Transaction is closed');
+            return shaped(await prepared.inTransaction<Row>(sql, params, () => tx.query<Row>(sql, params)));
           },
         }),
       );
