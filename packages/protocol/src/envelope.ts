@@ -91,6 +91,11 @@ export interface VerifyOptions<K extends PayloadKind> {
   kinds: readonly K[];
   replayStore?: ReplayStore | undefined;
   nowS?: number;
+  /**
+   * Check the event as of its own created_at (evidence after the fact, like a node-signed
+   * receipt charged later): no freshness window, and an expiration is read against created_at.
+   */
+  asOfCreation?: boolean;
   windowS?: number;
   maxBytes?: number;
   /**
@@ -141,7 +146,7 @@ async function verifyUnchecked<K extends PayloadKind>(
 ): Promise<VerifyResult<K>> {
   const maxBytes = options.maxBytes ?? ENVELOPE_DEFAULTS.maxBytes;
   const windowS = options.windowS ?? ENVELOPE_DEFAULTS.windowS;
-  const nowS = options.nowS ?? Math.floor(Date.now() / 1000);
+  const clockS = options.nowS ?? Math.floor(Date.now() / 1000);
 
   let text: string;
   if (typeof raw === 'string') text = raw;
@@ -172,6 +177,7 @@ async function verifyUnchecked<K extends PayloadKind>(
   if (!(options.kinds as readonly number[]).includes(event.kind) || !isPayloadKind(event.kind)) {
     return fail('UNKNOWN_KIND', `kind ${event.kind} not accepted here`);
   }
+  const nowS = options.asOfCreation ? event.created_at : clockS;
   if (Math.abs(nowS - event.created_at) > windowS) {
     return fail('STALE', `created_at ${event.created_at} is more than ${windowS}s from now (${nowS})`);
   }

@@ -200,3 +200,42 @@ test('the memory replay store is bounded and fails closed when full', async () =
   assert.equal(await store.checkAndRecord('d', 120), true);
   assert.equal(store.size, 1);
 });
+
+test('asOfCreation checks evidence as of its own created_at: no freshness window, expiration against creation', async () => {
+  const daysOld = signedHeartbeat({ nowS: NOW - 3 * 86_400, expiresInS: 60 });
+  const text = JSON.stringify(daysOld);
+  assert.equal((await verifyAsRouter(text)).ok, false, 'stale (and expired) by the clock');
+  for (const raw of [text, daysOld]) {
+    const asOf = await verifyEnvelope(raw, {
+      me: router,
+      kinds: [KIND.nodeHeartbeat],
+      nowS: NOW,
+      asOfCreation: true,
+    });
+    assert.equal(asOf.ok, true, JSON.stringify(asOf));
+  }
+  // Expired at its own creation: refused even as of then.
+  const bornExpired = resign({
+    ...daysOld,
+    tags: [
+      ['p', router],
+      ['expiration', String(NOW - 3 * 86_400)],
+    ],
+  });
+  const refused = await verifyEnvelope(bornExpired, {
+    me: router,
+    kinds: [KIND.nodeHeartbeat],
+    asOfCreation: true,
+  });
+  assert.deepEqual(refused.ok ? 'ok' : refused.code, 'EXPIRED');
+  // Everything else is still checked: a tampered copy fails.
+  const tampered = await verifyEnvelope(
+    { ...daysOld, content: daysOld.content.replace('2', '3') },
+    {
+      me: router,
+      kinds: [KIND.nodeHeartbeat],
+      asOfCreation: true,
+    },
+  );
+  assert.deepEqual(tampered.ok ? 'ok' : tampered.code, 'BAD_ID');
+});

@@ -85,13 +85,12 @@ async function runOp(books: Books, op: SingleOp, router: string): Promise<Record
   if (op.op === 'capture') {
     // Books verify the node-signed record (signer, audience = this router, request, cost) and
     // charge exactly its cost; the router's amount is only its claim.
-    const { chargedMsat } = await books.capture(
-      op.op_id,
-      op.node,
-      parseJsonObject(op.metering, 'metering'),
-      router,
-      op.lease_id,
-    );
+    // The record's text goes as it came: verified once (by the books), and written to the charge
+    // row as is. Only its first character is looked at here, so a non-object is refused before
+    // anything is looked up.
+    if (!/^\s*\{/.test(op.metering))
+      throw new FedAiError('BAD_METERING', 'metering must be a signed record (a JSON object)');
+    const { chargedMsat } = await books.capture(op.op_id, op.node, op.metering, router, op.lease_id);
     return { op_id: op.op_id, ok: true, charged_msat: chargedMsat };
   }
   if (op.op === 'open_lease') {

@@ -334,3 +334,23 @@ test('a zero-cost record from a lease charges nothing and writes no charge', asy
   assert.equal((await chargesOf(['rq-p8-0001'])).length, 0);
   assert.equal((await balances('p8', 'lease-p8-aaaa')).lease, 20_000);
 });
+
+test('a record text with a raw control character is refused before anything is written', async () => {
+  await fundedPayer('p12', 100_000);
+  await books.openLease('lease-p12-aaaa', 'p12', 40_000, 600, router);
+  const text = JSON.stringify(metering('rq-p12-0001')).replace('"kind"', '"\u0001kind"');
+  await assert.rejects(
+    books.capture('rq-p12-0001', node, text, router, 'lease-p12-aaaa'),
+    (error: FedAiError) => error.code === 'BAD_METERING',
+  );
+  assert.deepEqual(await chargesOf(['rq-p12-0001']), []);
+  const charged = await books.capture(
+    'rq-p12-0001',
+    node,
+    JSON.stringify(metering('rq-p12-0001')),
+    router,
+    'lease-p12-aaaa',
+  );
+  assert.equal(charged.chargedMsat, COST_MSAT, 'the same record as text is charged');
+  assert.equal((await chargesOf(['rq-p12-0001']))[0]?.amount_msat, COST_MSAT);
+});
