@@ -25,6 +25,15 @@ export function utf8Decode(bytes: Uint8Array): string {
 }
 
 /**
+ * Whether `text` takes more than `maxBytes` bytes in UTF-8. Counted only when it could: a UTF-16
+ * code unit never takes more than 3 bytes, so most texts are answered by their length alone.
+ */
+export function utf8Exceeds(text: string, maxBytes: number): boolean {
+  if (text.length > maxBytes) return true;
+  return text.length * 3 > maxBytes && utf8ByteLength(text) > maxBytes;
+}
+
+/**
  * UTF-8 length of a string without encoding it (equals Buffer.byteLength(text, 'utf8')): a lone
  * surrogate counts 3 bytes, the length of the U+FFFD it is encoded as.
  */

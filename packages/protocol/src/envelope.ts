@@ -15,9 +15,9 @@ import {
   base64UrlEncode,
   HEX64,
   HEX128,
-  utf8ByteLength,
   utf8Decode,
   utf8Encode,
+  utf8Exceeds,
 } from './encoding';
 import { isPayloadKind, PAYLOAD_SCHEMAS, type PayloadKind, type PayloadOf } from './payloads';
 import type { ReasonCode } from './reasons';
@@ -159,8 +159,7 @@ async function verifyUnchecked<K extends PayloadKind>(
     if (typeof serialised !== 'string') return fail('BAD_SHAPE', 'not an object');
     text = serialised;
   }
-  if (text.length > maxBytes || utf8ByteLength(text) > maxBytes)
-    return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
+  if (utf8Exceeds(text, maxBytes)) return fail('ENVELOPE_TOO_LARGE', `over ${maxBytes} bytes`);
   let value: unknown;
   try {
     value = JSON.parse(text);

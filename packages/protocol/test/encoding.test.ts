@@ -10,6 +10,7 @@ import {
   utf8ByteLength,
   utf8Decode,
   utf8Encode,
+  utf8Exceeds,
 } from '../src/index';
 
 const bytes = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.length);
@@ -24,6 +25,29 @@ test('utf8ByteLength equals Buffer.byteLength, lone surrogates included', () => 
       assert.equal(utf8ByteLength(text), utf8Encode(text).length);
     }),
     { numRuns: 2000 },
+  );
+});
+
+test('utf8Exceeds says whether the UTF-8 length is over the limit, at every limit near it', () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: 'binary', maxLength: 120 }),
+      fc.integer({ min: -4, max: 4 }),
+      fc.integer({ min: 1, max: 3 }),
+      (text, offset, scale) => {
+        const bytes = Buffer.byteLength(text, 'utf8');
+        // Limits around the byte length and around the length times 1..3 (where the shortcut applies).
+        for (const maxBytes of [bytes + offset, text.length * scale + offset]) {
+          if (maxBytes < 0) continue;
+          assert.equal(
+            utf8Exceeds(text, maxBytes),
+            bytes > maxBytes,
+            `${JSON.stringify(text)} / ${maxBytes}`,
+          );
+        }
+      },
+    ),
+    { numRuns: 3000 },
   );
 });
 

@@ -13,7 +13,7 @@ import {
   type PayloadOf,
   type ReasonCode,
   type SignedEvent,
-  utf8ByteLength,
+  utf8Exceeds,
   verifyEnvelope,
   verifyEventSignature,
 } from '@fed-ai/protocol';
@@ -153,7 +153,7 @@ export class InboundGate {
   private async checkUnsafe(raw: unknown, nowMs: number): Promise<InboundResult> {
     const text = typeof raw === 'string' ? raw : JSON.stringify(raw ?? null);
     if (typeof text !== 'string') return { ok: false, code: 'BAD_SHAPE', detail: 'not an object' };
-    if (text.length > this.o.maxBytes || utf8ByteLength(text) > this.o.maxBytes)
+    if (utf8Exceeds(text, this.o.maxBytes))
       return { ok: false, code: 'ENVELOPE_TOO_LARGE', detail: `over ${this.o.maxBytes} bytes` };
     let value: unknown;
     try {
