@@ -242,7 +242,22 @@ test('captures from one lease in a batch move one transfer per receiving account
   await fundedPayer('p9', 200_000);
   await books.openLease('lease-p9-aaaa', 'p9', 100_000, 600, router);
   const ops = Array.from({ length: 12 }, (_, i) => `rq-p9-${String(i).padStart(4, '0')}`);
-  await Promise.all(ops.map((op) => books.capture(op, node, metering(op), router, 'lease-p9-aaaa')));
+  const records = new Map(ops.map((op) => [op, metering(op)]));
+  // As the server passes them: the record's text, every quote of its content escaped.
+  await Promise.all(
+    ops.map((op) => books.capture(op, node, JSON.stringify(records.get(op)), router, 'lease-p9-aaaa')),
+  );
+  const stored = await db.query<{ op_id: string; metering: unknown }>(
+    'SELECT op_id, metering FROM charges WHERE op_id = ANY($1)',
+    [ops],
+  );
+  assert.equal(stored.rows.length, ops.length);
+  for (const row of stored.rows)
+    assert.deepEqual(
+      row.metering,
+      records.get(row.op_id),
+      `${row.op_id}: the charge row keeps its own record`,
+    );
   const moved = (
     await db.query<{ id: string; credit_account_id: string; amount_msat: number; user_data: string }>(
       'SELECT id, credit_account_id, amount_msat, user_data FROM ledger_transfers WHERE debit_account_id = $1',
