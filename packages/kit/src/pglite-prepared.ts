@@ -9,10 +9,10 @@
 // come out exactly as query() gives them.
 import { type PGlite, parse, protocol } from '@electric-sql/pglite';
 
-/** At most this many statements are kept prepared; beyond, statements run through query(). */
+/** At most this many statements are kept prepared; beyond, data statements run through query(). */
 export const MAX_PREPARED_STATEMENTS = 256;
 
-/** Only data statements are prepared; anything else (DDL, SET, EXPLAIN) runs through query(). */
+/** Only data statements are prepared; anything else (DDL, SET, EXPLAIN) runs once, unnamed. */
 const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
 
 interface Statement {
@@ -39,116 +39,108 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 export class PreparedStatements {
-  private readonly statements = new Map<string, Promise<Statement>>();
-  /** Names whose statements may no longer match the schema: closed with the next execution. */
+  /** Parsed statements by their SQL. Looked up, used and retired only under PGlite's query lock. */
+  private readonly ready = new Map<string, Statement>();
+  /** Retired statements' names, closed by the next run. */
   private stale: string[] = [];
   private counter = 0;
 
   constructor(private readonly lite: PGlite) {}
 
   /**
-   * Runs `sql` on the open transaction (the caller holds PGlite's transaction lock), prepared when
-   * it is a data statement. Any other statement runs as query() would and, since it may change
-   * the schema, retires every prepared statement: a cached `SELECT *` must not outlive a new column.
+   * Runs `sql` on the open transaction (the caller holds PGlite's transaction lock): a data
+   * statement prepared, any other as query() runs it, and then, since it may have changed the
+   * schema, every prepared statement is retired before anything else runs (a cached `SELECT *`
+   * must not outlive a new column). `plain` runs it when the cache is full.
    */
   async inTransaction<Row>(
     sql: string,
     params: unknown[],
     plain: () => Promise<Rows<Row>>,
   ): Promise<Rows<Row>> {
-    if (!DATA_STATEMENT.test(sql)) {
-      this.retireAll();
-      return plain();
-    }
-    const statement = await this.statementFor(sql);
-    if (!statement) return plain();
-    return this.execute<Row>(sql, statement, params);
+    return (await this.run<Row>(sql, params)) ?? plain();
   }
 
   /** As inTransaction, for a statement outside any transaction: takes PGlite's transaction lock. */
   async alone<Row>(sql: string, params: unknown[], plain: () => Promise<Rows<Row>>): Promise<Rows<Row>> {
-    if (!DATA_STATEMENT.test(sql)) {
-      this.retireAll();
-      return plain();
-    }
-    // Parsed under the lock too: never inside another caller's open (or failed) transaction.
+    // Under the lock: never inside another caller's open (or failed) transaction.
     const result = await this.lite._runExclusiveTransaction(async () => {
-      const statement = await this.statementFor(sql);
-      if (!statement) return null;
-      const rows = await this.execute<Row>(sql, statement, params);
-      await this.lite.syncToFs(); // as query() does outside a transaction
+      const rows = await this.run<Row>(sql, params);
+      if (rows) await this.lite.syncToFs(); // as query() does outside a transaction
       return rows;
     });
     // The cache is full: query() takes the lock itself.
     return result ?? plain();
   }
 
-  private retireAll(): void {
-    for (const pending of this.statements.values())
-      void pending.then((s) => this.stale.push(s.name)).catch(() => undefined);
-    this.statements.clear();
+  /** Under PGlite's query lock, so no other statement runs between a lookup and its bind. */
+  private run<Row>(sql: string, params: unknown[]): Promise<Rows<Row> | null> {
+    return this.lite.runExclusive(async () => {
+      if (!DATA_STATEMENT.test(sql)) {
+        try {
+          return await this.once<Row>(sql, params);
+        } finally {
+          for (const statement of this.ready.values()) this.stale.push(statement.name);
+          this.ready.clear();
+        }
+      }
+      let statement = this.ready.get(sql);
+      if (!statement) {
+        if (this.ready.size >= MAX_PREPARED_STATEMENTS) return null;
+        this.counter += 1;
+        statement = await this.describe(sql, `fedai_${this.counter}`);
+        this.ready.set(sql, statement);
+      }
+      return this.execute<Row>(sql, statement, params);
+    });
   }
 
-  /** The statement's name and parameter types, parsed once (undefined when the cache is full). */
-  private statementFor(sql: string): Promise<Statement> | undefined {
-    const known = this.statements.get(sql);
-    if (known) return known;
-    if (this.statements.size >= MAX_PREPARED_STATEMENTS) return undefined;
-    this.counter += 1;
-    const name = `fedai_${this.counter}`;
-    const parsed = this.lite
-      .runExclusive(() =>
-        this.lite.execProtocolStream(
-          concat([
-            ...this.closeStale(),
-            protocol.serialize.parse({ name, text: sql }),
-            protocol.serialize.describe({ type: 'S', name }),
-            SYNC,
-          ]),
-          { syncToFs: false },
-        ),
-      )
-      .then((messages) => ({ name, paramTypes: parse.parseDescribeStatementResults(messages) }));
+  /** As query() runs a statement: unnamed, parsed, described, bound and executed. */
+  private async once<Row>(sql: string, params: unknown[]): Promise<Rows<Row>> {
+    return this.execute<Row>(sql, await this.describe(sql, ''), params);
+  }
+
+  /** Parses the statement under `name` ('' is the unnamed one) and reads its parameter types. */
+  private async describe(sql: string, name: string): Promise<Statement> {
     // A statement that does not parse is not kept: the next run reports its error again.
-    parsed.catch(() => this.statements.delete(sql));
-    this.statements.set(sql, parsed);
-    return parsed;
-  }
-
-  private closeStale(): Uint8Array[] {
-    const names = this.stale;
-    this.stale = [];
-    return names.map((name) => protocol.serialize.close({ type: 'S', name }));
+    const described = await this.send(sql, [
+      protocol.serialize.parse({ name, text: sql }),
+      protocol.serialize.describe({ type: 'S', name }),
+      SYNC,
+    ]);
+    return { name, paramTypes: parse.parseDescribeStatementResults(described) };
   }
 
   private async execute<Row>(sql: string, statement: Statement, params: unknown[]): Promise<Rows<Row>> {
-    const lite = this.lite;
-    // Serialised as query() does: by the parameter's type, else its string form; null stays null.
-    const values = params.map((value, i) => {
+    const close = this.stale.map((name) => protocol.serialize.close({ type: 'S', name }));
+    this.stale = [];
+    const messages = await this.send(sql, [
+      ...close,
+      protocol.serialize.bind({ statement: statement.name, values: this.serialize(statement, params) }),
+      DESCRIBE_PORTAL,
+      EXECUTE,
+      SYNC,
+    ]);
+    const [result] = parse.parseResults(messages, this.lite.parsers);
+    return result as unknown as Rows<Row>;
+  }
+
+  /** Serialised as query() does: by the parameter's type, else its string form; null stays null. */
+  private serialize(statement: Statement, params: unknown[]): (string | null)[] {
+    return params.map((value, i) => {
       if (value === null || value === undefined) return null;
-      const serializer = lite.serializers[statement.paramTypes[i] as number];
+      const serializer = this.lite.serializers[statement.paramTypes[i] as number];
       return serializer ? serializer(value) : String(value);
     });
-    let messages: Awaited<ReturnType<PGlite['execProtocolStream']>>;
+  }
+
+  private async send(sql: string, messages: Uint8Array[]) {
     try {
-      messages = await lite.runExclusive(() =>
-        lite.execProtocolStream(
-          concat([
-            ...this.closeStale(),
-            protocol.serialize.bind({ statement: statement.name, values }),
-            DESCRIBE_PORTAL,
-            EXECUTE,
-            SYNC,
-          ]),
-          { syncToFs: false },
-        ),
-      );
+      return await this.lite.execProtocolStream(concat(messages), { syncToFs: false });
     } catch (error) {
       // The same error query() throws (PostgreSQL's, with its code), naming the statement.
       if (error instanceof Error) Object.assign(error, { query: sql });
       throw error;
     }
-    const [result] = parse.parseResults(messages, lite.parsers);
-    return result as unknown as Rows<Row>;
   }
 }

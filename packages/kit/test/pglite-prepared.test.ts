@@ -122,6 +122,33 @@ test('a schema change retires prepared statements: SELECT * sees the new column'
   });
 });
 
+test('a schema change while a statement is first prepared or still in use does not break it', async () => {
+  await db.transaction(async (tx) => {
+    // Not awaited one by one: the first use of a statement and a statement that retires them all.
+    const [first, , again] = await Promise.all([
+      tx.query<{ v: number }>('SELECT $1::int + 100 AS v', [1]),
+      tx.query('SET LOCAL statement_timeout = 0'),
+      tx.query<{ v: number }>('SELECT $1::int + 100 AS v', [2]),
+    ]);
+    assert.equal(first.rows[0]?.v, 101);
+    assert.equal(again.rows[0]?.v, 102);
+  });
+  // A statement parsed while a schema change waited for the lock is not kept past it.
+  await db.query('CREATE TABLE late (id TEXT PRIMARY KEY)');
+  await db.query("INSERT INTO late (id) VALUES ('x')");
+  const star = 'SELECT * FROM late WHERE id = $1';
+  await db.transaction(async (tx) => {
+    await Promise.all([tx.query(star, ['x']), tx.query('ALTER TABLE late ADD COLUMN extra TEXT')]);
+  });
+  const row = (await db.query<Record<string, unknown>>(star, ['x'])).rows[0];
+  assert.ok(row && 'extra' in row, JSON.stringify(row));
+  const used = db.query<{ n: number }>('SELECT count(*)::int AS n FROM things WHERE n >= $1', [0]);
+  const retired = db.query('SET statement_timeout = 0');
+  const after = db.query<{ n: number }>('SELECT count(*)::int AS n FROM things WHERE n >= $1', [0]);
+  const [u, , a] = await Promise.all([used, retired, after]);
+  assert.equal(u.rows[0]?.n, a.rows[0]?.n);
+});
+
 test('outside a transaction, a statement waits for an open one instead of running inside it', async () => {
   let release!: () => void;
   const held = new Promise<void>((resolve) => {
