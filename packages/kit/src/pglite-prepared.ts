@@ -10,7 +10,7 @@
 import { type PGlite, parse, protocol } from '@electric-sql/pglite';
 
 /** At most this many statements are kept prepared; beyond, data statements run through query(). */
-export const MAX_PREPARED_STATEMENTS = 256;
+const MAX_PREPARED_STATEMENTS = 256;
 
 /** Only data statements are prepared; anything else (DDL, SET, EXPLAIN) runs once, unnamed. */
 const DATA_STATEMENT = /^\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b/i;
@@ -45,7 +45,10 @@ export class PreparedStatements {
   private stale: string[] = [];
   private counter = 0;
 
-  constructor(private readonly lite: PGlite) {}
+  constructor(
+    private readonly lite: PGlite,
+    private readonly maxStatements = MAX_PREPARED_STATEMENTS,
+  ) {}
 
   /**
    * Runs `sql` on the open transaction (the caller holds PGlite's transaction lock): a data
@@ -86,7 +89,7 @@ export class PreparedStatements {
       }
       let statement = this.ready.get(sql);
       if (!statement) {
-        if (this.ready.size >= MAX_PREPARED_STATEMENTS) return null;
+        if (this.ready.size >= this.maxStatements) return null;
         this.counter += 1;
         statement = await this.describe(sql, `fedai_${this.counter}`);
         this.ready.set(sql, statement);

@@ -10,19 +10,23 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { PGlite } from '@electric-sql/pglite';
 import { type Db, openDb } from '../src/index';
-import { MAX_PREPARED_STATEMENTS, PreparedStatements } from '../src/pglite-prepared';
+import { PreparedStatements } from '../src/pglite-prepared';
 
 let dir: string;
 let db: Db;
+/** A bare PGlite beside it: what PGlite's own query() answers, and the cap's test. */
+let bare: PGlite;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fedai-prepared-'));
   db = await openDb({ dataDir: join(dir, 'db') });
+  bare = await PGlite.create();
   await db.query(`CREATE TABLE things (
     id TEXT PRIMARY KEY, n BIGINT NOT NULL, doc JSONB, tags TEXT[], at TIMESTAMPTZ NOT NULL DEFAULT now())`);
 });
 
 after(async () => {
+  await bare.close();
   await db.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -39,19 +43,14 @@ test('rows, counts and types are what query() gives: BIGINT as number, JSONB, ar
     ]);
     assert.equal(inserted.rowCount, 2);
   }
-  const lite = await PGlite.create();
-  try {
-    await lite.exec(`CREATE TABLE things (
-      id TEXT PRIMARY KEY, n BIGINT NOT NULL, doc JSONB, tags TEXT[], at TIMESTAMPTZ NOT NULL DEFAULT now())`);
-    await lite.query(insert, [['a0', 'b0'], [2 ** 40, 0], { k: [1, 'x"\\'] }, ['t,1', 'q"', null]]);
-    const plain = await lite.query('SELECT id, n::text AS n, doc, tags FROM things ORDER BY id');
-    const prepared = await db.query(
-      "SELECT id, n::text AS n, doc, tags FROM things WHERE id IN ('a0', 'b0') ORDER BY id",
-    );
-    assert.deepEqual(prepared.rows, plain.rows);
-  } finally {
-    await lite.close();
-  }
+  await bare.exec(`CREATE TABLE things (
+    id TEXT PRIMARY KEY, n BIGINT NOT NULL, doc JSONB, tags TEXT[], at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  await bare.query(insert, [['a0', 'b0'], [2 ** 40, 0], { k: [1, 'x"\\'] }, ['t,1', 'q"', null]]);
+  const plain = await bare.query('SELECT id, n::text AS n, doc, tags FROM things ORDER BY id');
+  const prepared = await db.query(
+    "SELECT id, n::text AS n, doc, tags FROM things WHERE id IN ('a0', 'b0') ORDER BY id",
+  );
+  assert.deepEqual(prepared.rows, plain.rows);
   const one = await db.query<{ n: number; doc: unknown; tags: (string | null)[]; missing: null }>(
     'SELECT n, doc, tags, NULL AS missing FROM things WHERE id = $1',
     ['a2'],
@@ -189,23 +188,19 @@ test('concurrent statements and transactions each get their own rows', async () 
 });
 
 test('past the cap, statements run unprepared and still answer', async () => {
-  const lite = await PGlite.create();
-  try {
-    const prepared = new PreparedStatements(lite);
-    let plainRuns = 0;
-    const run = (i: number) => {
-      const sql = `SELECT $1::int + ${i} AS v`;
-      const plain = () => {
-        plainRuns += 1;
-        return lite.query<{ v: number }>(sql, [1]);
-      };
-      return prepared.alone<{ v: number }>(sql, [1], plain);
+  const cap = 8;
+  const prepared = new PreparedStatements(bare, cap);
+  let plainRuns = 0;
+  const run = (i: number) => {
+    const sql = `SELECT $1::int + ${i} AS v`;
+    const plain = () => {
+      plainRuns += 1;
+      return bare.query<{ v: number }>(sql, [1]);
     };
-    for (let i = 0; i < MAX_PREPARED_STATEMENTS + 5; i++) assert.equal((await run(i)).rows[0]?.v, 1 + i);
-    assert.equal(plainRuns, 5, 'only the statements past the cap ran unprepared');
-    assert.equal((await run(0)).rows[0]?.v, 1, 'a prepared one is still used');
-    assert.equal(plainRuns, 5);
-  } finally {
-    await lite.close();
-  }
+    return prepared.alone<{ v: number }>(sql, [1], plain);
+  };
+  for (let i = 0; i < cap + 5; i++) assert.equal((await run(i)).rows[0]?.v, 1 + i);
+  assert.equal(plainRuns, 5, 'only the statements past the cap ran unprepared');
+  assert.equal((await run(0)).rows[0]?.v, 1, 'a prepared one is still used');
+  assert.equal(plainRuns, 5);
 });
