@@ -139,14 +139,14 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
   return {
     kind: 'pglite',
     async query<Row>(sql: string, params: unknown[] = []) {
-      return shaped(await prepared.alone<Row>(sql, params, () => lite.query<Row>(sql, params)));
+      return shaped(await prepared.alone<Row>(sql, params));
     },
     transaction<T>(fn: (tx: Queryable) => Promise<T>) {
       return lite.transaction(async (tx) =>
         fn({
           async query<Row>(sql: string, params: unknown[] = []) {
             if (tx.closed) throw new Error('Transaction is closed');
-            return shaped(await prepared.inTransaction<Row>(sql, params, () => tx.query<Row>(sql, params)));
+            return shaped(await prepared.inTransaction<Row>(sql, params));
           },
         }),
       );

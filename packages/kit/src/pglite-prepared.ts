@@ -9,7 +9,7 @@
 // come out exactly as query() gives them.
 import { type PGlite, parse, protocol } from '@electric-sql/pglite';
 
-/** At most this many statements are kept prepared; beyond, data statements run through query(). */
+/** At most this many statements are kept prepared; beyond, data statements run unnamed. */
 const MAX_PREPARED_STATEMENTS = 256;
 
 /** Only data statements are prepared; anything else (DDL, SET, EXPLAIN) runs once, unnamed. */
@@ -54,53 +54,44 @@ export class PreparedStatements {
    * Runs `sql` on the open transaction (the caller holds PGlite's transaction lock): a data
    * statement prepared, any other as query() runs it, and then, since it may have changed the
    * schema, every prepared statement is retired before anything else runs (a cached `SELECT *`
-   * must not outlive a new column). `plain` runs it when the cache is full.
+   * must not outlive a new column).
    */
-  async inTransaction<Row>(
-    sql: string,
-    params: unknown[],
-    plain: () => Promise<Rows<Row>>,
-  ): Promise<Rows<Row>> {
-    return (await this.run<Row>(sql, params)) ?? plain();
+  inTransaction<Row>(sql: string, params: unknown[]): Promise<Rows<Row>> {
+    return this.run<Row>(sql, params);
   }
 
   /** As inTransaction, for a statement outside any transaction: takes PGlite's transaction lock. */
-  async alone<Row>(sql: string, params: unknown[], plain: () => Promise<Rows<Row>>): Promise<Rows<Row>> {
+  alone<Row>(sql: string, params: unknown[]): Promise<Rows<Row>> {
     // Under the lock: never inside another caller's open (or failed) transaction.
-    const result = await this.lite._runExclusiveTransaction(async () => {
+    return this.lite._runExclusiveTransaction(async () => {
       const rows = await this.run<Row>(sql, params);
-      if (rows) await this.lite.syncToFs(); // as query() does outside a transaction
+      await this.lite.syncToFs(); // as query() does outside a transaction
       return rows;
     });
-    // The cache is full: query() takes the lock itself.
-    return result ?? plain();
   }
 
-  /** Under PGlite's query lock, so no other statement runs between a lookup and its bind. */
-  private run<Row>(sql: string, params: unknown[]): Promise<Rows<Row> | null> {
+  /**
+   * Under PGlite's query lock, so no other statement runs between a lookup and its bind. Past
+   * the cap, a data statement runs unnamed, as query() runs it.
+   */
+  private run<Row>(sql: string, params: unknown[]): Promise<Rows<Row>> {
     return this.lite.runExclusive(async () => {
       if (!DATA_STATEMENT.test(sql)) {
         try {
-          return await this.once<Row>(sql, params);
+          return await this.execute<Row>(sql, await this.describe(sql, ''), params);
         } finally {
           for (const statement of this.ready.values()) this.stale.push(statement.name);
           this.ready.clear();
         }
       }
       let statement = this.ready.get(sql);
-      if (!statement) {
-        if (this.ready.size >= this.maxStatements) return null;
+      if (!statement && this.ready.size < this.maxStatements) {
         this.counter += 1;
         statement = await this.describe(sql, `fedai_${this.counter}`);
         this.ready.set(sql, statement);
       }
-      return this.execute<Row>(sql, statement, params);
+      return this.execute<Row>(sql, statement ?? (await this.describe(sql, '')), params);
     });
-  }
-
-  /** As query() runs a statement: unnamed, parsed, described, bound and executed. */
-  private async once<Row>(sql: string, params: unknown[]): Promise<Rows<Row>> {
-    return this.execute<Row>(sql, await this.describe(sql, ''), params);
   }
 
   /** Parses the statement under `name` ('' is the unnamed one) and reads its parameter types. */

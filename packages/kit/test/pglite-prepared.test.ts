@@ -187,20 +187,20 @@ test('concurrent statements and transactions each get their own rows', async () 
   );
 });
 
-test('past the cap, statements run unprepared and still answer', async () => {
+test('past the cap, statements run unnamed and still answer; the prepared ones stay', async () => {
   const cap = 8;
   const prepared = new PreparedStatements(bare, cap);
-  let plainRuns = 0;
-  const run = (i: number) => {
-    const sql = `SELECT $1::int + ${i} AS v`;
-    const plain = () => {
-      plainRuns += 1;
-      return bare.query<{ v: number }>(sql, [1]);
-    };
-    return prepared.alone<{ v: number }>(sql, [1], plain);
-  };
+  const preparedNow = async () =>
+    (
+      await bare.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'fedai_%'",
+      )
+    ).rows[0]?.n;
+  const before = await preparedNow();
+  const run = (i: number) => prepared.alone<{ v: number }>(`SELECT $1::int + ${i} AS v`, [1]);
   for (let i = 0; i < cap + 5; i++) assert.equal((await run(i)).rows[0]?.v, 1 + i);
-  assert.equal(plainRuns, 5, 'only the statements past the cap ran unprepared');
+  assert.equal(await preparedNow(), (before ?? 0) + cap, 'only the first ones were prepared');
   assert.equal((await run(0)).rows[0]?.v, 1, 'a prepared one is still used');
-  assert.equal(plainRuns, 5);
+  assert.equal((await run(cap + 1)).rows[0]?.v, cap + 2, 'one past the cap still answers');
+  assert.equal(await preparedNow(), (before ?? 0) + cap);
 });
