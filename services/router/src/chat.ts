@@ -8,7 +8,7 @@ import {
   type DispatchResult,
   type GenerationParams,
 } from './dispatch';
-import type { Payments } from './payments';
+import type { Payments, Reservation } from './payments';
 import { failedEntry, type RecentRequests, servedEntry } from './recent-requests';
 import type { Registry } from './registry';
 import { schedule, weightsFor } from './scheduler';
@@ -206,23 +206,7 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   ctx.recent?.add(servedEntry(req.params.model, startedMs, reservation.amountMsat, result));
   // Charged only after the answer went out (or after the client left and the node signed what it
   // generated up to the cancel): a crash before that leaves the reservation to expire unpaid.
-  let settled: Promise<void> | null = null;
-  const settle = () => {
-    settled ??= Promise.all([
-      ctx.payments
-        .capture(reservation, { amountMsat: costMsat, node: result.node.id, metering: result.metering })
-        .catch((error: unknown) => {
-          // The record passed the node's channel MAC here but not settlement's checks: the node
-          // is not paid, and its breaker counts it as a failure.
-          if (error instanceof FedAiError && error.code === 'BAD_METERING')
-            result.node.health.recordFailure(Date.now());
-          throw error;
-        }),
-      // The budget keeps the hold (fails closed) if this write fails.
-      spend?.settle(costMsat),
-    ]).then(() => {});
-    return settled;
-  };
+  const settle = captureOnce(ctx.payments, reservation, result, costMsat, spend);
   return {
     ...result,
     dispatchId,
@@ -233,17 +217,48 @@ export async function runChat(ctx: ChatContext, req: ChatRequest): Promise<ChatO
   };
 }
 
-/** Captures after the answer is out; the capture is in the outbox, so a failure here is retried. */
-export async function settleAfterAnswer(
+/**
+ * The served request's capture, once, however often it is asked for. Its own function so that the
+ * closure holds only what the capture needs: it lives until settlement confirms (~100 ms under
+ * load), and a closure over runChat's scope kept the request's params, candidates and text alive
+ * that long, promoted out of V8's young generation (issue 15).
+ */
+function captureOnce(
+  payments: Payments,
+  reservation: Reservation,
+  result: DispatchResult,
+  costMsat: number,
+  spend: SpendHold | null,
+): () => Promise<void> {
+  const capture = { amountMsat: costMsat, node: result.node.id, metering: result.metering };
+  const health = result.node.health;
+  let settled: Promise<void> | null = null;
+  return () => {
+    settled ??= Promise.all([
+      payments.capture(reservation, capture).catch((error: unknown) => {
+        // The record passed the node's channel MAC here but not settlement's checks: the node
+        // is not paid, and its breaker counts it as a failure.
+        if (error instanceof FedAiError && error.code === 'BAD_METERING') health.recordFailure(Date.now());
+        throw error;
+      }),
+      // The budget keeps the hold (fails closed) if this write fails.
+      spend?.settle(costMsat),
+    ]).then(() => {});
+    return settled;
+  };
+}
+
+/**
+ * Starts the capture once the answer is out, detached from the request (the route returns at once
+ * instead of holding its request, reply and answer until settlement confirms). Never rejects: the
+ * capture is in the outbox, so a failure here is retried.
+ */
+export function settleAfterAnswer(
   outcome: { settle(): Promise<void>; dispatchId: string },
   log: { warn: (o: object, m: string) => void },
-): Promise<void> {
-  try {
-    await outcome.settle();
-  } catch (error) {
-    log.warn(
-      { err: error, dispatch_id: outcome.dispatchId },
-      'capture not confirmed yet; the outbox retries it',
-    );
-  }
+): void {
+  const dispatchId = outcome.dispatchId;
+  outcome.settle().catch((error: unknown) => {
+    log.warn({ err: error, dispatch_id: dispatchId }, 'capture not confirmed yet; the outbox retries it');
+  });
 }

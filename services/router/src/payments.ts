@@ -88,6 +88,7 @@ type BatchableOp = Extract<
   SettlementRequest,
   { op: 'reserve' | 'capture' | 'release' | 'open_lease' | 'close_lease' }
 >;
+type CaptureOp = Extract<SettlementRequest, { op: 'capture' }>;
 
 /** Refusals (4xx) are final; only an unreachable or failing service is worth another try. */
 function refusalError(status: number, code: string | undefined, message: string | undefined): FedAiError {
@@ -396,15 +397,21 @@ export class SettlementPayments implements Payments {
     reservation: Reservation,
     input: { amountMsat: number; node: string; metering: Envelope },
   ): Promise<void> {
-    const { lease } = reservation;
-    const payload: BatchableOp = {
+    const payload: CaptureOp = {
       op: 'capture',
       op_id: reservation.opId,
       amount_msat: input.amountMsat,
       node: input.node,
       metering: JSON.stringify(input.metering),
-      ...(lease ? { lease_id: lease.leaseId } : {}),
+      ...(reservation.lease ? { lease_id: reservation.lease.leaseId } : {}),
     };
+    // No await here: the record's object is not kept while settlement confirms (~100 ms under
+    // load), only its text, so it dies young (issue 15).
+    return this.captureOp(reservation, payload);
+  }
+
+  private async captureOp(reservation: Reservation, payload: CaptureOp): Promise<void> {
+    const { lease } = reservation;
     // Written before the first try: from here on a crash or an outage only delays the charge.
     try {
       await this.options.outbox.add(reservation.opId, 'capture', payload, { inFlight: true });
@@ -425,7 +432,7 @@ export class SettlementPayments implements Payments {
         throw error;
       }
     }
-    this.leases?.settle(lease, input.amountMsat, true);
+    this.leases?.settle(lease, payload.amount_msat, true);
     try {
       await this.sendOwed(reservation.opId, () => this.op(payload, this.background));
     } finally {

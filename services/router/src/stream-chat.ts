@@ -71,5 +71,5 @@ export async function streamChat(ctx: ChatContext, options: StreamChatOptions): 
   }
   // Answered, or the client left and the node signed what it generated up to the cancel: paid.
   options.onAnswered?.(outcome);
-  await settleAfterAnswer(outcome, options.log);
+  settleAfterAnswer(outcome, options.log);
 }

@@ -184,7 +184,7 @@ async function serveJob(o: DvmOptions, request: Event, isClosed: () => boolean):
     o.secretKey,
   );
   await o.bus.publish(result);
-  await settleAfterAnswer(outcome, o.log);
+  settleAfterAnswer(outcome, o.log);
   o.log.info({ job: request.id, cost_msat: outcome.costMsat }, 'NIP-90 job answered');
 }
 

@@ -93,7 +93,7 @@ export function registerNativeRoutes(app: FastifyInstance, deps: NativeRouteDeps
       signal: cancelled,
     });
     reply.send(answer(outcome, client, job.request_id));
-    await settleAfterAnswer(outcome, request.log);
+    settleAfterAnswer(outcome, request.log);
     return reply;
   });
 

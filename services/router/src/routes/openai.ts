@@ -202,7 +202,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, deps: OpenAiRouteDeps
         });
         // The key's slot is free once the answer is out; the capture runs after it.
         admitted.release(usedTokens);
-        await settleAfterAnswer(outcome, request.log);
+        settleAfterAnswer(outcome, request.log);
         return reply;
       }
       // Streaming: headers go out before the first token, so the receipt rides in the stream.
