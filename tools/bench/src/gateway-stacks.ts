@@ -95,11 +95,18 @@ export class Services {
     const profile = process.env.BENCH_CPU_PROF
       ? [`--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`, '--cpu-prof']
       : [];
-    const child = spawn(process.execPath, [...profile, '--import', 'tsx', resolve(root, entry), ...args], {
-      cwd: root,
-      env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ...env },
-      stdio: ['ignore', log, log],
-    });
+    // BENCH_NODE_ARGS="--trace-gc-nvp ...": flags for every service process (their output goes to
+    // the service's log; BENCH_KEEP_LOGS=1 keeps the logs; gc-log-summary.ts reads GC traces).
+    const extra = process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+    const child = spawn(
+      process.execPath,
+      [...profile, ...extra, '--import', 'tsx', resolve(root, entry), ...args],
+      {
+        cwd: root,
+        env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ...env },
+        stdio: ['ignore', log, log],
+      },
+    );
     closeSync(log);
     const exited = new Promise<void>((done) => child.once('exit', () => done()));
     const service = { name, child, exited };

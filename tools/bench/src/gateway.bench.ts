@@ -203,7 +203,8 @@ try {
   passed = await main(services, dir);
 } finally {
   await services.stopAll();
-  if (passed) rmSync(dir, { recursive: true, force: true });
-  else process.stderr.write(`gateway bench failed; service logs kept in ${dir}\n`);
+  if (!passed) process.stderr.write(`gateway bench failed; service logs kept in ${dir}\n`);
+  else if (process.env.BENCH_KEEP_LOGS) process.stdout.write(`service logs kept in ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
 }
 process.exitCode = passed ? 0 : 1;
