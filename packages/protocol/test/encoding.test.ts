@@ -51,6 +51,19 @@ test('utf8Exceeds says whether the UTF-8 length is over the limit, at every limi
   );
 });
 
+test('utf8Exceeds answers the same above the 1 MiB it encodes into (the offload limit is 6 MiB)', () => {
+  // 2- and 4-byte characters ending exactly at the limit, then one byte over it, on both sides of
+  // the size where the count moves from the encoder to JS.
+  for (const maxBytes of [(1 << 20) - 2, (1 << 20) + 6, 6 * 1024 * 1024]) {
+    const fits = `${'é'.repeat((maxBytes - 4) / 2)}😀`;
+    assert.equal(Buffer.byteLength(fits, 'utf8'), maxBytes);
+    assert.equal(utf8Exceeds(fits, maxBytes), false, `${maxBytes}: exactly at the limit`);
+    assert.equal(utf8Exceeds(`${fits}a`, maxBytes), true, `${maxBytes}: one byte over`);
+    assert.equal(utf8Exceeds(`a${fits.slice(1)}`, maxBytes), false, `${maxBytes}: one byte under`);
+    assert.equal(utf8Exceeds('a'.repeat(maxBytes / 2 + 1), maxBytes), false, `${maxBytes}: ASCII, counted`);
+  }
+});
+
 test('base64 and base64url encode as Buffer does', () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), (data) => {
