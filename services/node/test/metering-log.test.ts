@@ -1,0 +1,76 @@
+// The node's metering log: each line is in its file when append() returns (no buffer a killed
+// process could lose), one file per UTC day, readable by `fedai node statement verify`'s reader,
+// and a line that cannot be written is an error, not a silent gap.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createEnvelope, generateSecretKey, KIND, type MeteringRecord, publicKeyOf } from '@fed-ai/protocol';
+import { MeteringLog, readMeteringLog } from '../src/metering-log';
+import { routerPubkey } from './helpers';
+
+const nodeKey = generateSecretKey();
+const node = publicKeyOf(nodeKey);
+
+function record(requestId: string) {
+  const payload: MeteringRecord = {
+    request_id: requestId,
+    router: routerPubkey,
+    model: 'double-model',
+    prompt_sha256: 'a'.repeat(64),
+    output_sha256: 'b'.repeat(64),
+    tokens_in: 7,
+    tokens_out: 4,
+    ttft_ms: 1,
+    wall_ms: 2,
+    price: { input_msat_per_1k: 1000, output_msat_per_1k: 2000 },
+    cost_msat: 15,
+    finish_reason: 'stop',
+    count_source: 'upstream_usage',
+  };
+  return createEnvelope(
+    KIND.meteringRecord,
+    payload,
+    { audience: routerPubkey, refs: [requestId], expiresInS: 0 },
+    nodeKey,
+  );
+}
+
+const DAY1 = Date.parse('2026-12-01T23:59:59Z');
+const DAY2 = Date.parse('2026-12-02T00:00:01Z');
+
+test('a line is in the file as soon as append returns, before close, and a new UTC day starts a new file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fedai-metering-'));
+  try {
+    const log = new MeteringLog(dir, { retentionDays: 30, nowMs: DAY1 });
+    const first = record('request-1');
+    log.append(first, DAY1);
+    const day1 = join(dir, 'metering-2026-12-01.jsonl');
+    assert.deepEqual(readFileSync(day1, 'utf8'), `${JSON.stringify(first)}\n`);
+    const second = record('request-2');
+    log.append(second, DAY2);
+    assert.equal(readFileSync(join(dir, 'metering-2026-12-02.jsonl'), 'utf8'), `${JSON.stringify(second)}\n`);
+    assert.equal(readFileSync(day1, 'utf8').split('\n').length, 2, 'the first day keeps only its line');
+    // Still open: the reader finds both without a close.
+    const found = await readMeteringLog(dir, node, new Set([first.id, second.id]));
+    assert.deepEqual([...found.keys()].sort(), [first.id, second.id].sort());
+    await log.close();
+    // A closed log opens today's file again on the next line, appending.
+    log.append(record('request-3'), DAY2);
+    assert.equal(readFileSync(join(dir, 'metering-2026-12-02.jsonl'), 'utf8').trim().split('\n').length, 2);
+    await log.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a line that cannot be written throws (the node answers an error instead of an unlogged record)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fedai-metering-'));
+  const log = new MeteringLog(dir, { retentionDays: 30, nowMs: DAY1 });
+  log.append(record('request-1'), DAY1);
+  rmSync(dir, { recursive: true, force: true });
+  // The next day's file cannot be opened in a folder that is gone.
+  assert.throws(() => log.append(record('request-2'), DAY2), /ENOENT/);
+  await log.close();
+});
