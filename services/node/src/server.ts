@@ -268,7 +268,14 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       const code = failureCode(error);
       m.requests.inc({ outcome: 'failed' });
       m.errors.inc({ code });
-      const message = error instanceof Error ? error.message : String(error);
+      // An unexpected error's own message can name files here (the metering log's): logged, not answered.
+      if (code === 'INTERNAL') request.log.error({ err: error }, 'inference failed');
+      const message =
+        code === 'INTERNAL'
+          ? 'The node failed while serving this request.'
+          : error instanceof Error
+            ? error.message
+            : String(error);
       if (streamed) {
         if (!reply.raw.writableEnded) {
           await writeSseData(

@@ -1,14 +1,17 @@
 // The node's metering log: each line is in its file when append() returns (no buffer a killed
 // process could lose), one file per UTC day, readable by `fedai node statement verify`'s reader,
-// and a line that cannot be written is an error, not a silent gap.
+// and a line that cannot be written is an error, not a silent gap (nor a path in the answer).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createEnvelope, generateSecretKey, KIND, type MeteringRecord, publicKeyOf } from '@fed-ai/protocol';
+import { nodeConfigSchema } from '../src/config';
 import { MeteringLog, readMeteringLog } from '../src/metering-log';
-import { routerPubkey } from './helpers';
+import { startNode } from '../src/node';
+import { inferenceRequest, postInfer, routerPubkey, signedRequest } from './helpers';
+import { ScriptedRunnerDouble } from './runner-double';
 
 const nodeKey = generateSecretKey();
 const node = publicKeyOf(nodeKey);
@@ -73,4 +76,36 @@ test('a line that cannot be written throws (the node answers an error instead of
   // The next day's file cannot be opened in a folder that is gone.
   assert.throws(() => log.append(record('request-2'), DAY2), /ENOENT/);
   await log.close();
+});
+
+test('a node that cannot log the record it signed answers an error that names no file', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fedai-node-log-'));
+  const config = nodeConfigSchema.parse({
+    NODE_PORT: '0',
+    DATA_DIR: dataDir,
+    DEMO_MODEL: 'true',
+    ROUTER_PUBKEYS: routerPubkey,
+    ROUTER_URLS: '',
+  });
+  const running = await startNode(
+    { ...config, ROUTER_URLS: ['http://127.0.0.1:9'], ROUTER_PUBKEYS: [routerPubkey] },
+    { runner: new ScriptedRunnerDouble(['Hel', 'lo'], 0) },
+  );
+  try {
+    // Gone before the first line: today's file cannot be opened.
+    rmSync(join(dataDir, 'metering'), { recursive: true, force: true });
+    for (const stream of [false, true]) {
+      const response = await postInfer(
+        running.url,
+        signedRequest(running.pubkey, inferenceRequest({ stream })),
+      );
+      const body = await response.text();
+      assert.doesNotMatch(body, /metering-|ENOENT|fedai-node-log-/, 'no file or path in the answer');
+      assert.doesNotMatch(body, /"type":"done"/, 'no record leaves without its copy in the log');
+      assert.match(body, /INTERNAL/);
+    }
+  } finally {
+    await running.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
