@@ -268,14 +268,11 @@ export function createNodeServer(deps: NodeServerDeps): FastifyInstance {
       const code = failureCode(error);
       m.requests.inc({ outcome: 'failed' });
       m.errors.inc({ code });
-      // An unexpected error's own message can name files here (the metering log's): logged, not answered.
-      if (code === 'INTERNAL') request.log.error({ err: error }, 'inference failed');
-      const message =
-        code === 'INTERNAL'
-          ? 'The node failed while serving this request.'
-          : error instanceof Error
-            ? error.message
-            : String(error);
+      // Only a runner's own errors are answered as they are: any other can name files here (the
+      // metering log's), so it is logged and answered as INTERNAL with a fixed message.
+      const known = error instanceof RunnerError;
+      if (!known) request.log.error({ err: error }, 'inference failed');
+      const message = known ? error.message : 'The node failed while serving this request.';
       if (streamed) {
         if (!reply.raw.writableEnded) {
           await writeSseData(

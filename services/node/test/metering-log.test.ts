@@ -6,8 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createEnvelope, generateSecretKey, KIND, type MeteringRecord, publicKeyOf } from '@fed-ai/protocol';
+import { createEnvelope, generateSecretKey, KIND, publicKeyOf } from '@fed-ai/protocol';
 import { nodeConfigSchema } from '../src/config';
+import { buildMeteringRecord } from '../src/metering';
 import { MeteringLog, readMeteringLog } from '../src/metering-log';
 import { startNode } from '../src/node';
 import { inferenceRequest, postInfer, routerPubkey, signedRequest } from './helpers';
@@ -16,22 +17,17 @@ import { ScriptedRunnerDouble } from './runner-double';
 const nodeKey = generateSecretKey();
 const node = publicKeyOf(nodeKey);
 
+/** A metering envelope as the node signs one (its own record builder). */
 function record(requestId: string) {
-  const payload: MeteringRecord = {
-    request_id: requestId,
-    router: routerPubkey,
-    model: 'double-model',
-    prompt_sha256: 'a'.repeat(64),
-    output_sha256: 'b'.repeat(64),
-    tokens_in: 7,
-    tokens_out: 4,
-    ttft_ms: 1,
-    wall_ms: 2,
+  const payload = buildMeteringRecord({
+    request: inferenceRequest({ request_id: requestId }),
+    routerPubkey,
+    result: { finishReason: 'stop', promptTokens: 7, completionTokens: 4, text: 'Hello' },
     price: { input_msat_per_1k: 1000, output_msat_per_1k: 2000 },
-    cost_msat: 15,
-    finish_reason: 'stop',
-    count_source: 'upstream_usage',
-  };
+    ttftMs: 1,
+    wallMs: 2,
+    runnerKind: 'openai-http',
+  });
   return createEnvelope(
     KIND.meteringRecord,
     payload,
