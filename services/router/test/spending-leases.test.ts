@@ -132,6 +132,9 @@ test('property: whatever the order of draws, costs, failures and confirmations, 
         leases.noteBalance('p', 100, 100_000);
         const running: Draw[] = [];
         const capturing: Draw[] = [];
+        // Not awaited in the loop: a release waits for its idle leases' captures to be confirmed,
+        // and only this loop confirms them (awaiting it there hung the run when one was pending).
+        const releases: Promise<void>[] = [];
         for (const step of steps) {
           if (step.kind === 'take') {
             const draw = leases.take('p', step.bound);
@@ -150,7 +153,7 @@ test('property: whatever the order of draws, costs, failures and confirmations, 
             nowMs += 1_500;
             leases.retireIdle();
           } else if (step.kind === 'release') {
-            await leases.releasePayer('p');
+            releases.push(leases.releasePayer('p'));
           }
           // Every open lease covers what its running draws may still spend plus what it spent.
           for (const [id, lease] of s.leases) {
@@ -162,6 +165,7 @@ test('property: whatever the order of draws, costs, failures and confirmations, 
         assert.equal(s.state.overdrawn, 0, 'no capture ever found its lease short or closed');
         for (const d of capturing) leases.confirmed(d);
         for (const d of running) leases.settle(d, 0, false);
+        await Promise.all(releases);
         await leases.close(); // returns once every opening and close on its way has ended
         assert.ok(
           [...s.leases.values()].every((l) => l.closed),
