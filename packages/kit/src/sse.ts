@@ -4,7 +4,7 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 
-export { type ReadSseOptions, readSseData, SseError } from '@fed-ai/protocol';
+export { type ReadSseOptions, readSseBatches, readSseData, SseError } from '@fed-ai/protocol';
 
 /**
  * Writes one `data:` event; resolves once the socket can take more (backpressure). Events written

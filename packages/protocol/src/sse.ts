@@ -19,13 +19,17 @@ export interface ReadSseOptions {
 
 export const SSE_DEFAULT_MAX_EVENT_BYTES = 2_000_000;
 
-/** Yields the `data` of each event, in order, from a byte stream. Throws SseError when over the bound. */
-export async function* readSseData(
+/**
+ * Yields, per chunk read, the `data` of every event that chunk completed (never an empty batch).
+ * Tokens a server wrote at once arrive together, so a reader can handle them as one (issue 15:
+ * one parse and one write per upstream chunk, not per token). Throws SseError when over the bound.
+ */
+export async function* readSseBatches(
   body: AsyncIterable<Uint8Array | string>,
   options: ReadSseOptions = {},
-): AsyncGenerator<string, void, void> {
+): AsyncGenerator<string[], void, void> {
   const decoder = new TextDecoder('utf-8');
-  const ready: string[] = [];
+  let ready: string[] = [];
   let failure: string | null = null;
   const parser = createParser({
     onEvent: (event) => ready.push(event.data),
@@ -41,13 +45,26 @@ export async function* readSseData(
     parser.feed(text);
     endsInCr = text.endsWith('\r');
   };
+  const take = (): string[] => {
+    const batch = ready;
+    ready = [];
+    return batch;
+  };
   for await (const chunk of body) {
     feed(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }));
     if (failure) throw new SseError(`SSE event too large: ${failure}`);
-    while (ready.length > 0) yield ready.shift()!;
+    if (ready.length > 0) yield take();
   }
   feed(decoder.decode());
   // A CR as the stream's last byte ends its line (the parser waits to see whether LF follows).
   if (endsInCr) parser.feed('\n');
-  while (ready.length > 0) yield ready.shift()!;
+  if (ready.length > 0) yield take();
+}
+
+/** Yields the `data` of each event, in order, from a byte stream. Throws SseError when over the bound. */
+export async function* readSseData(
+  body: AsyncIterable<Uint8Array | string>,
+  options: ReadSseOptions = {},
+): AsyncGenerator<string, void, void> {
+  for await (const batch of readSseBatches(body, options)) yield* batch;
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { readSseData, SseError } from '../src/index';
+import { readSseBatches, readSseData, SseError } from '../src/index';
 
 const encoder = new TextEncoder();
 
@@ -62,4 +62,20 @@ test('an event over the bound ends the read with SseError', async () => {
   // Many small events are fine under the same bound.
   const many = Array.from({ length: 50 }, (_, i) => `data: ${i}\n\n`);
   assert.equal((await read(many, 100)).length, 50);
+});
+
+test('batches: the events each chunk completed come together, an event split over chunks with the chunk that ends it', async () => {
+  const batches: string[][] = [];
+  const chunks = [
+    'data: a\n\ndata: b\n\ndata: c',
+    '1\n',
+    '\n',
+    ': only a comment\n',
+    'data: d\n\ndata: e\n\n',
+  ];
+  for await (const batch of readSseBatches(iterate(chunks))) batches.push(batch);
+  // The comment-only chunk completes no event: no empty batch for it.
+  assert.deepEqual(batches, [['a', 'b'], ['c1'], ['d', 'e']]);
+  // The one-by-one reader sees the same events in the same order.
+  assert.deepEqual(await read(chunks), ['a', 'b', 'c1', 'd', 'e']);
 });

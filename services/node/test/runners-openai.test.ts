@@ -46,6 +46,20 @@ test('streams deltas as they arrive and passes the upstream usage through; maps 
   await r.stop();
 });
 
+test('tokens that arrive in one chunk go on as one delta; usage and finish still read', async () => {
+  upstream.mode = 'one-write';
+  const r = runner();
+  const { deltas, result } = await drain(r);
+  assert.deepEqual(deltas, ['Hi there!']);
+  assert.deepEqual(result, {
+    finishReason: 'stop',
+    promptTokens: 11,
+    completionTokens: 3,
+    text: 'Hi there!',
+  });
+  await r.stop();
+});
+
 test('a multi-byte character split across network chunks arrives whole', async () => {
   upstream.mode = 'split-utf8';
   upstream.tokens = ['Café', ' é', ' 🎉'];

@@ -2,8 +2,11 @@
 // server on 127.0.0.1 whose behaviour each test scripts. Lives only under test/.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-/** `split-utf8`: each event's bytes go out in two writes cut inside a multi-byte character. */
-export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage' | 'split-utf8';
+/**
+ * `split-utf8`: each event's bytes go out in two writes cut inside a multi-byte character.
+ * `one-write`: every event, the usage and `[DONE]` go out in one write (a fast server's burst).
+ */
+export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage' | 'split-utf8' | 'one-write';
 
 export class OpenAiUpstreamDouble {
   mode: UpstreamMode = 'stream';
@@ -49,12 +52,14 @@ export class OpenAiUpstreamDouble {
     }
     if (this.mode === 'hang') return; // never answers
     res.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (this.mode === 'one-write') {
+      res.end(this.events().join(''));
+      return;
+    }
     for (const [i, token] of this.tokens.entries()) {
       await new Promise((r) => setTimeout(r, this.delayMs));
       if (res.destroyed) return;
-      const event = Buffer.from(
-        `data: ${JSON.stringify({ id: 'x', choices: [{ index: 0, delta: { content: token }, finish_reason: i === this.tokens.length - 1 ? 'stop' : null }] })}\n\n`,
-      );
+      const event = Buffer.from(this.deltaEvent(token, i));
       const lead = this.mode === 'split-utf8' ? event.findIndex((b) => b >= 0xc0) : -1;
       if (lead < 0) res.write(event);
       else {
@@ -64,10 +69,28 @@ export class OpenAiUpstreamDouble {
       }
     }
     if (this.mode !== 'no-usage') {
-      res.write(
-        `data: ${JSON.stringify({ id: 'x', choices: [], usage: { prompt_tokens: 11, completion_tokens: this.tokens.length } })}\n\n`,
-      );
+      res.write(this.usageEvent());
     }
     res.end('data: [DONE]\n\n');
+  }
+
+  private deltaEvent(token: string, i: number): string {
+    const finish = i === this.tokens.length - 1 ? 'stop' : null;
+    const chunk = { id: 'x', choices: [{ index: 0, delta: { content: token }, finish_reason: finish }] };
+    return `data: ${JSON.stringify(chunk)}\n\n`;
+  }
+
+  private usageEvent(): string {
+    const usage = { prompt_tokens: 11, completion_tokens: this.tokens.length };
+    return `data: ${JSON.stringify({ id: 'x', choices: [], usage })}\n\n`;
+  }
+
+  /** The whole stream's events, as `stream` mode writes them one by one. */
+  private events(): string[] {
+    return [
+      ...this.tokens.map((token, i) => this.deltaEvent(token, i)),
+      this.usageEvent(),
+      'data: [DONE]\n\n',
+    ];
   }
 }

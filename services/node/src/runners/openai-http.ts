@@ -1,7 +1,7 @@
 // Runner for any OpenAI-compatible server: llama.cpp server, vLLM, Ollama (/v1), LM Studio.
 // Streams SSE deltas as they arrive, takes token counts from the upstream's usage block (or
 // llama.cpp's /tokenize), and cancels the upstream request when the caller aborts.
-import { readSseData, SseError } from '@fed-ai/protocol';
+import { readSseBatches, SseError } from '@fed-ai/protocol';
 import { Agent, request } from 'undici';
 import {
   type ChatMessage,
@@ -176,31 +176,24 @@ export class OpenAiHttpRunner implements Runner {
       }
       try {
         // The shared byte-safe SSE reader: multi-byte characters split across chunks survive.
-        for await (const raw of readSseData(response.body, { maxEventBytes: MAX_SSE_LINE_CHARS })) {
-          const data = raw.trim();
-          if (data === '[DONE]') continue;
-          let event: {
-            choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
-            usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
-            error?: { message?: string };
-          };
-          try {
-            event = JSON.parse(data);
-          } catch {
-            throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent invalid JSON in its stream');
+        // One step per upstream chunk: tokens that arrived together go on as one delta.
+        for await (const batch of readSseBatches(response.body, { maxEventBytes: MAX_SSE_LINE_CHARS })) {
+          let chunkText = '';
+          for (const data of batch) {
+            const event = parseUpstreamEvent(data);
+            if (!event) continue;
+            if (event.delta) {
+              deltas += 1;
+              chunkText += event.delta;
+            }
+            if (event.finish) finish = event.finish;
+            if (event.usage) usage = event.usage;
           }
-          if (event.error)
-            throw new RunnerError('RUNNER_UPSTREAM_ERROR', event.error.message ?? 'upstream error');
-          const choice = event.choices?.[0];
-          const delta = choice?.delta?.content;
-          if (delta) {
+          if (chunkText) {
             clearFirst();
-            deltas += 1;
-            text += delta;
-            yield { text: delta };
+            text += chunkText;
+            yield { text: chunkText };
           }
-          if (choice?.finish_reason) finish = choice.finish_reason;
-          if (event.usage) usage = event.usage;
         }
         drained = true;
       } catch (error) {
@@ -323,4 +316,33 @@ export class OpenAiHttpRunner implements Runner {
   async stop(): Promise<void> {
     await this.agent.close();
   }
+}
+
+interface UpstreamEvent {
+  delta: string | undefined;
+  finish: string | undefined;
+  usage: { prompt_tokens?: number; completion_tokens?: number } | undefined;
+}
+
+/** One OpenAI stream chunk's parts; null for the `[DONE]` marker. An error event throws. */
+function parseUpstreamEvent(raw: string): UpstreamEvent | null {
+  const data = raw.trim();
+  if (data === '[DONE]') return null;
+  let event: {
+    choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
+    usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
+    error?: { message?: string };
+  };
+  try {
+    event = JSON.parse(data);
+  } catch {
+    throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent invalid JSON in its stream');
+  }
+  if (event.error) throw new RunnerError('RUNNER_UPSTREAM_ERROR', event.error.message ?? 'upstream error');
+  const choice = event.choices?.[0];
+  return {
+    delta: choice?.delta?.content ?? undefined,
+    finish: choice?.finish_reason ?? undefined,
+    usage: event.usage ?? undefined,
+  };
 }
