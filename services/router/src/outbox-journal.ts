@@ -81,14 +81,6 @@ export function replayJournal(text: string): {
 
 const line = (e: Entry) => `${JSON.stringify(e)}\n`;
 
-/** Lines waiting for their write, and the callbacks that apply them once it is durable. */
-interface PendingWrite {
-  texts: string[];
-  count: number;
-  applied: (() => void)[];
-  done: Promise<void>;
-}
-
 /**
  * The journal is opened with O_DSYNC where the platform has it: each append is durable when its
  * one write returns, instead of a write and then an fdatasync (two trips through libuv's pool).
@@ -107,9 +99,6 @@ export class OutboxJournal {
   private closed = false;
   /** Writes run one at a time, in order (appends and the rewrite never interleave). */
   private tail: Promise<void> = Promise.resolve();
-  /** The write not started yet: lines added meanwhile join it (group commit). */
-  private next: PendingWrite | null = null;
-  private writes = 0;
 
   private constructor(
     private readonly path: string,
@@ -155,43 +144,19 @@ export class OutboxJournal {
     return this.write(live.map((k) => line(['d', k.opId, k.op])).join(''), live.length, () => undefined);
   }
 
-  /**
-   * Queues lines for the next write. While one write is on its way to the disk, every line added
-   * joins the one after it, so concurrent captures share one durable write instead of queueing
-   * one each (issue 15); the callers of one write see its outcome together, and lines keep the
-   * order they were added in.
-   */
   private write(text: string, count: number, applied: () => void): Promise<void> {
     // After close (a late batched end at shutdown): not written; the row is sent again next start.
     if (this.closed) return Promise.reject(new Error('outbox journal closed'));
-    const waiting = this.next;
-    if (waiting) {
-      waiting.texts.push(text);
-      waiting.count += count;
-      waiting.applied.push(applied);
-      return waiting.done;
-    }
-    const batch: PendingWrite = { texts: [text], count, applied: [applied], done: Promise.resolve() };
-    this.next = batch;
-    batch.done = this.tail.then(() => this.flush(batch));
-    // The queue goes on after a failed write; the callers see the failure.
-    this.tail = batch.done.catch(() => undefined);
-    return batch.done;
-  }
-
-  private async flush(batch: PendingWrite): Promise<void> {
-    if (this.next === batch) this.next = null;
-    await this.fd.write(batch.texts.join(''));
-    if (O_DSYNC === undefined) await this.fd.datasync();
-    this.writes += 1;
-    for (const applied of batch.applied) applied();
-    this.entries += batch.count;
-    if (this.entries > 2 * this.rows.size + COMPACT_SLACK_ENTRIES) await this.rewrite();
-  }
-
-  /** File writes so far (appends and ends; a rewrite not counted): how well lines share them. */
-  get writeCount(): number {
-    return this.writes;
+    const run = this.tail.then(async () => {
+      await this.fd.write(text);
+      if (O_DSYNC === undefined) await this.fd.datasync();
+      applied();
+      this.entries += count;
+      if (this.entries > 2 * this.rows.size + COMPACT_SLACK_ENTRIES) await this.rewrite();
+    });
+    // The queue goes on after a failed write; the caller sees the failure.
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
   /** Writes the live rows to a new file and renames it over the old one (atomic on POSIX). */

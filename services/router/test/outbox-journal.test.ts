@@ -142,34 +142,6 @@ test('appends are synchronous writes: the journal is open with O_DSYNC, after a 
   await journal.close();
 });
 
-test('appends made while a write is on its way share the next write, in order, and all are durable', async () => {
-  const path = join(tempDir(), 'j');
-  const journal = await OutboxJournal.open(path);
-  // 50 captures at once: the first write carries the first, the second all that came meanwhile.
-  const rows = Array.from({ length: 50 }, (_, i) => row(`g-${i}`));
-  await Promise.all(rows.map((r) => journal.append([r])));
-  assert.ok(journal.writeCount <= 3, `${journal.writeCount} writes for 50 appends`);
-  // Each append resolved only once its line was durable: all are live in memory and on disk.
-  assert.equal(journal.rows.size, 50);
-  const lines = readFileSync(path, 'utf8').trim().split('\n');
-  assert.deepEqual(
-    lines.map((l) => JSON.parse(l)[1]),
-    rows.map((r) => r.opId),
-    'lines in the order they were added',
-  );
-  await journal.remove([{ opId: 'g-0', op: 'capture' }]);
-  await journal.close();
-  const reopened = await OutboxJournal.open(path);
-  assert.deepEqual(
-    [...reopened.rows.keys()].sort(),
-    rows
-      .slice(1)
-      .map((r) => `${r.opId}|capture`)
-      .sort(),
-  );
-  await reopened.close();
-});
-
 test('the outbox on its journal: table rows move in, a restart sends every row, sent rows end', async () => {
   const dir = tempDir();
   const db = await openDb({ dataDir: join(dir, 'db') });
