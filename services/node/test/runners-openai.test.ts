@@ -60,6 +60,19 @@ test('tokens that arrive in one chunk go on as one delta; usage and finish still
   await r.stop();
 });
 
+test('an event that is JSON but not an object => RUNNER_UPSTREAM_ERROR naming no internals', async () => {
+  upstream.mode = 'not-an-object';
+  const r = runner();
+  await assert.rejects(
+    drain(r),
+    (e: unknown) =>
+      e instanceof RunnerError &&
+      e.code === 'RUNNER_UPSTREAM_ERROR' &&
+      e.message === 'upstream sent an event that is not a JSON object',
+  );
+  await r.stop();
+});
+
 test('a multi-byte character split across network chunks arrives whole', async () => {
   upstream.mode = 'split-utf8';
   upstream.tokens = ['Café', ' é', ' 🎉'];

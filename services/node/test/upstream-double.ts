@@ -5,8 +5,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 /**
  * `split-utf8`: each event's bytes go out in two writes cut inside a multi-byte character.
  * `one-write`: every event, the usage and `[DONE]` go out in one write (a fast server's burst).
+ * `not-an-object`: a first token, then an event whose data is JSON but not an object (`null`).
  */
-export type UpstreamMode = 'stream' | 'error500' | 'hang' | 'no-usage' | 'split-utf8' | 'one-write';
+export type UpstreamMode =
+  | 'stream'
+  | 'error500'
+  | 'hang'
+  | 'no-usage'
+  | 'split-utf8'
+  | 'one-write'
+  | 'not-an-object';
 
 export class OpenAiUpstreamDouble {
   mode: UpstreamMode = 'stream';
@@ -54,6 +62,10 @@ export class OpenAiUpstreamDouble {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     if (this.mode === 'one-write') {
       res.end(this.events().join(''));
+      return;
+    }
+    if (this.mode === 'not-an-object') {
+      res.end(`${this.deltaEvent(this.tokens[0]!, 0)}data: null\n\n`);
       return;
     }
     for (const [i, token] of this.tokens.entries()) {

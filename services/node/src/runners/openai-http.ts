@@ -332,12 +332,15 @@ function parseUpstreamEvent(raw: string): UpstreamEvent | null {
     choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
     usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
     error?: { message?: string };
-  };
+  } | null;
   try {
     event = JSON.parse(data);
   } catch {
     throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent invalid JSON in its stream');
   }
+  // `null`, a number or a string: reading fields from it would throw a TypeError, not say why.
+  if (typeof event !== 'object' || event === null)
+    throw new RunnerError('RUNNER_UPSTREAM_ERROR', 'upstream sent an event that is not a JSON object');
   if (event.error) throw new RunnerError('RUNNER_UPSTREAM_ERROR', event.error.message ?? 'upstream error');
   const choice = event.choices?.[0];
   return {
