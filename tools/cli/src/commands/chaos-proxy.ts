@@ -15,30 +15,48 @@ export interface DelayProxy {
 export async function startDelayProxy(target: URL): Promise<DelayProxy> {
   let delayMs = 0;
   const sockets = new Set<Socket>();
+  // Each direction's delayed chunks wait in one queue drained by one timer, so order never
+  // depends on how timers of different durations fire: with a timer per chunk, a chunk whose
+  // duration came out 1 ms shorter (a millisecond boundary crossed while it was computed) could
+  // overtake the one before it and garble the stream.
   const relay = (from: Socket, to: Socket) => {
-    let pending = 0;
-    let lastDue = 0;
+    const queue: { chunk: Buffer; dueMs: number }[] = [];
+    let pendingBytes = 0;
+    let scheduled = false;
+    let ended = false;
+    const pump = () => {
+      scheduled = false;
+      const nowMs = Date.now();
+      while (queue.length > 0 && queue[0]!.dueMs <= nowMs) {
+        const { chunk } = queue.shift()!;
+        pendingBytes -= chunk.length;
+        if (!to.destroyed) to.write(chunk);
+      }
+      if (queue.length > 0) {
+        scheduled = true;
+        setTimeout(pump, queue[0]!.dueMs - nowMs);
+      } else if (ended) to.end();
+    };
     from.on('data', (chunk: Buffer) => {
-      if (delayMs === 0 && pending === 0) {
+      if (delayMs === 0 && queue.length === 0) {
         to.write(chunk);
         return;
       }
-      pending += chunk.length;
-      if (pending > MAX_PENDING_BYTES) {
+      pendingBytes += chunk.length;
+      if (pendingBytes > MAX_PENDING_BYTES) {
         from.destroy();
         to.destroy();
         return;
       }
-      // Never before an earlier chunk: timers of equal or later due times run in order.
-      const due = Math.max(lastDue, Date.now() + delayMs);
-      lastDue = due;
-      setTimeout(() => {
-        pending -= chunk.length;
-        if (!to.destroyed) to.write(chunk);
-      }, due - Date.now());
+      queue.push({ chunk, dueMs: Date.now() + delayMs });
+      if (!scheduled) {
+        scheduled = true;
+        setTimeout(pump, delayMs);
+      }
     });
     from.on('end', () => {
-      setTimeout(() => to.end(), Math.max(0, lastDue - Date.now()));
+      ended = true;
+      if (queue.length === 0) to.end();
     });
   };
   const server = createServer((client) => {
