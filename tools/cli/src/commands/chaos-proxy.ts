@@ -22,20 +22,17 @@ export async function startDelayProxy(target: URL): Promise<DelayProxy> {
   const relay = (from: Socket, to: Socket) => {
     const queue: { chunk: Buffer; dueMs: number }[] = [];
     let pendingBytes = 0;
-    let scheduled = false;
     let ended = false;
+    // A timer is pending exactly while the queue holds chunks.
     const pump = () => {
-      scheduled = false;
       const nowMs = Date.now();
       while (queue.length > 0 && queue[0]!.dueMs <= nowMs) {
         const { chunk } = queue.shift()!;
         pendingBytes -= chunk.length;
         if (!to.destroyed) to.write(chunk);
       }
-      if (queue.length > 0) {
-        scheduled = true;
-        setTimeout(pump, queue[0]!.dueMs - nowMs);
-      } else if (ended) to.end();
+      if (queue.length > 0) setTimeout(pump, queue[0]!.dueMs - nowMs);
+      else if (ended) to.end();
     };
     from.on('data', (chunk: Buffer) => {
       if (delayMs === 0 && queue.length === 0) {
@@ -49,10 +46,7 @@ export async function startDelayProxy(target: URL): Promise<DelayProxy> {
         return;
       }
       queue.push({ chunk, dueMs: Date.now() + delayMs });
-      if (!scheduled) {
-        scheduled = true;
-        setTimeout(pump, delayMs);
-      }
+      if (queue.length === 1) setTimeout(pump, delayMs);
     });
     from.on('end', () => {
       ended = true;
