@@ -98,15 +98,18 @@ export class Services {
     // BENCH_NODE_ARGS="--trace-gc-nvp ...": flags for every service process (their output goes to
     // the service's log; BENCH_KEEP_LOGS=1 keeps the logs; gc-log-summary.ts reads GC traces).
     const extra = process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-    const child = spawn(
-      process.execPath,
-      [...profile, ...extra, '--import', 'tsx', resolve(root, entry), ...args],
-      {
-        cwd: root,
-        env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ...env },
-        stdio: ['ignore', log, log],
-      },
-    );
+    // BENCH_BUNDLES=DIR: services run from the container bundles (DIR/<service>/main.mjs, made by
+    // `node tools/containers/src/bundle.mjs <service> DIR/<service>`), what the images run.
+    const bundled = entry.match(/^services\/([a-z-]+)\/src\/main\.ts$/)?.[1];
+    const run =
+      process.env.BENCH_BUNDLES && bundled
+        ? [join(process.env.BENCH_BUNDLES, bundled, 'main.mjs')]
+        : ['--import', 'tsx', resolve(root, entry)];
+    const child = spawn(process.execPath, [...profile, ...extra, ...run, ...args], {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent', ...env },
+      stdio: ['ignore', log, log],
+    });
     closeSync(log);
     const exited = new Promise<void>((done) => child.once('exit', () => done()));
     const service = { name, child, exited };
