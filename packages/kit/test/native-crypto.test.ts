@@ -144,3 +144,15 @@ test('HMAC-SHA512 (channel MACs): RFC 4231 case 2 on both, equal to the JS one, 
   useCryptoBackend('native');
   assert.equal(hmacSha512Hex(key, id), js);
 });
+
+test('each native signature has its own auxiliary randomness, across refills of the pool it comes from', () => {
+  useCryptoBackend('native');
+  const secret = hexToBytes(rows[1]!.secretKey!);
+  const event = { kind: 1, created_at: 1_700_000_000, tags: [], content: 'same event every time' };
+  // 300 signatures span three 128-signature pools: BIP-340 with the same aux bytes would give the
+  // same signature, so 300 distinct ones mean no aux bytes were handed out twice.
+  const signed = Array.from({ length: 300 }, () => finalizeEvent(event, secret));
+  assert.equal(new Set(signed.map((e) => e.sig)).size, 300);
+  assert.equal(new Set(signed.map((e) => e.id)).size, 1);
+  for (const e of signed) assert.ok(verifyEventSignature(e));
+});
